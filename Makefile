@@ -1,0 +1,32 @@
+# Two entry points, both self-contained on a fresh machine: `make book` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: book test bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+## Build the book offline into _build/html, strictly (any warning fails), then check every figure is there.
+book: $(STAMP)
+	$(PY) -m sharpness.book prepare
+	$(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going
+	$(PY) -m sharpness.book check _build/html
+
+## Run the test suite.
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## Run the CPU benchmarks (GPU ones run where a GPU is present).
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf _build

@@ -1,0 +1,86 @@
+"""Book build helpers: `prepare` ships plotly.js offline, `check` proves every figure reached the HTML.
+
+Usage: python -m sharpness.book prepare | check BUILD_DIR
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import jupytext
+import plotly
+
+ROOT = Path(__file__).resolve().parents[2]
+STATIC = ROOT / "book" / "_static"
+FIGURE_CALL = re.compile(r"(?<![\w.])show\(")
+
+
+def prepare(static_dir: Path = STATIC) -> Path:
+    """Copy plotly.min.js from the installed plotly package into the book's static folder (no CDN)."""
+    source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    static_dir.mkdir(parents=True, exist_ok=True)
+    target = static_dir / "plotly.min.js"
+    shutil.copyfile(source, target)
+    return target
+
+
+def expected_figures(chapter: Path) -> int:
+    """Figures a chapter should show: `show(` calls in code cells that the build executes."""
+    notebook = jupytext.read(chapter)
+    count = 0
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or "skip-execution" in cell.metadata.get("tags", []):
+            continue
+        count += len(FIGURE_CALL.findall(cell.source))
+    return count
+
+
+def rendered_figures(page: Path) -> int:
+    return page.read_text(encoding="utf-8").count('class="plotly-graph-div"')
+
+
+def check(build_dir: Path, book_dir: Path = ROOT / "book") -> list[str]:
+    """Problems found: pages missing figures, plotly.js not shipped or not loaded."""
+    html_dir = build_dir / "html" if (build_dir / "html").is_dir() else build_dir
+    problems = []
+    if not (html_dir / "_static" / "plotly.min.js").is_file():
+        problems.append(f"{html_dir}/_static/plotly.min.js is missing: figures cannot draw offline")
+    for chapter in sorted(book_dir.rglob("*.md")):
+        if "_static" in chapter.parts:
+            continue
+        expected = expected_figures(chapter)
+        if expected == 0:
+            continue
+        page = html_dir / chapter.relative_to(ROOT).with_suffix(".html")
+        if not page.is_file():
+            problems.append(f"{page} was not built (expected {expected} figures)")
+            continue
+        found = rendered_figures(page)
+        if found < expected:
+            problems.append(f"{page.relative_to(html_dir)}: {found} plotly figures, expected {expected}")
+        if "plotly.min.js" not in page.read_text(encoding="utf-8"):
+            problems.append(f"{page.relative_to(html_dir)} does not load plotly.min.js")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["prepare"]:
+        print(f"plotly.js copied to {prepare()}")
+        return 0
+    if argv[:1] == ["check"] and len(argv) == 2:
+        problems = check(Path(argv[1]))
+        for problem in problems:
+            print("MISSING FIGURE:", problem, file=sys.stderr)
+        if not problems:
+            print("book check: every chapter's figures are in the HTML")
+        return 1 if problems else 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
