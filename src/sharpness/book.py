@@ -1,4 +1,11 @@
-"""Book build helpers: `prepare` ships plotly.js offline, `check` proves every figure reached the HTML.
+"""Book build helpers: plotly figures in the static HTML, shipped offline, and checked to be there.
+
+- `PlotlyMimeRenderer`: a myst-nb mime-renderer plugin (registered as an entry point in pyproject.toml).
+  plotly >= 6 in a headless kernel emits only `application/vnd.plotly.v1+json`, which myst-nb would drop
+  with a warning; this plugin turns that output into a div and a `Plotly.newPlot` call instead, so
+  chapters display figures the ordinary way and live notebooks keep plotly's own renderer.
+- `prepare`: copies plotly.js from the installed plotly package into the book's `_static` (no CDN).
+- `check`: fails when a chapter's figures did not reach its HTML page.
 
 Usage: python -m sharpness.book prepare | check BUILD_DIR
 """
@@ -12,10 +19,30 @@ from pathlib import Path
 
 import jupytext
 import plotly
+import plotly.io as pio
+from docutils import nodes
+
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "book" / "_static"
 FIGURE_CALL = re.compile(r"(?<![\w.])show\(")
+
+
+class PlotlyMimeRenderer:
+    """Renders plotly's mime bundle as HTML that draws with the page's own plotly.js."""
+
+    # Above text/html (30) for the HTML builder; other builders do not list it and skip it.
+    mime_priority_overrides = [("html", PLOTLY_MIME, 15), ("dirhtml", PLOTLY_MIME, 15)]
+
+    @staticmethod
+    def handle_mime(renderer, data, inline):
+        if inline or data.mime_type != PLOTLY_MIME:
+            return None
+        html = pio.to_html(
+            data.content, include_plotlyjs=False, full_html=False, validate=False, config={"responsive": True}
+        )
+        return [nodes.raw("", html, format="html", classes=["output", "text_html"])]
 
 
 def prepare(static_dir: Path = STATIC) -> Path:

@@ -1,0 +1,9 @@
+"""Where the repository keeps things, so chapters, notebooks and tests agree on one layout."""
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = REPO_ROOT / "results"
+REFERENCE_DIR = RESULTS_DIR / "reference"
+RUNS_DIR = REPO_ROOT / "runs"
+DATA_DIR = REPO_ROOT / "data"
