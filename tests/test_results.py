@@ -1,0 +1,134 @@
+"""sharpness.results on hand-made run folders: SEM and Wilcoxon against hand computations and scipy."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from sharpness import results
+
+
+def write_run(root, control, seed, metrics, *, dataset="digits", arch="simple_cnn", rho=0.05, status="finished"):
+    run_dir = root / dataset / arch / control / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    config = {"dataset": dataset, "arch": arch, "control": control, "seed": seed, "epochs": 2, "rho": rho}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "summary.json").write_text(json.dumps({"status": status, "train_accuracy": 1.0}))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    return run_dir
+
+
+@pytest.fixture
+def runs(tmp_path):
+    accuracy = {"baseline": [0.70, 0.72, 0.71, 0.69, 0.73], "aug": [0.71, 0.74, 0.68, 0.73, 0.78]}
+    for control, values in accuracy.items():
+        for seed, value in enumerate(values):
+            write_run(tmp_path, control, seed, {"test_accuracy": value, "sharpness": {"fisher_rao_norm": seed + 1.0}})
+    write_run(tmp_path, "aug", 9, {"test_accuracy": 0.0}, status="diverged")
+    return results.collect_runs(tmp_path)
+
+
+def test_collect_runs_reads_grid_coordinates_and_nested_metrics(runs):
+    assert len(runs) == 11
+    assert set(runs["control"]) == {"baseline", "aug"}
+    assert runs.loc[runs["control"] == "aug", "rho"].isna().all()  # rho only means something for SAM
+    assert sorted(runs.loc[runs["control"] == "baseline", "sharpness.fisher_rao_norm"]) == [1, 2, 3, 4, 5]
+    assert runs["train_accuracy"].eq(1.0).all()
+
+
+def test_summarise_mean_and_sem_match_hand_computation(tmp_path):
+    for seed, value in enumerate([1.0, 2.0, 4.0]):
+        write_run(tmp_path, "wd", seed, {"test_ece": value})
+    table = results.summarise(results.collect_runs(tmp_path), metrics=["test_ece"])
+    row = table.iloc[0]
+    assert row["n"] == 3
+    assert row["mean"] == pytest.approx(7 / 3)
+    # sample variance = (16/9 + 1/9 + 25/9) / 2 = 7/3, so SEM = sqrt(7/3) / sqrt(3) = sqrt(7) / 3
+    assert row["sem"] == pytest.approx(math.sqrt(7) / 3)
+
+
+def test_summarise_leaves_out_diverged_runs(runs):
+    table = results.summarise(runs, metrics=["test_accuracy"])
+    aug = table[table["control"] == "aug"].iloc[0]
+    assert aug["n"] == 5
+    assert aug["mean"] == pytest.approx(np.mean([0.71, 0.74, 0.68, 0.73, 0.78]))
+    with_diverged = results.summarise(runs, metrics=["test_accuracy"], finished_only=False)
+    assert with_diverged[with_diverged["control"] == "aug"].iloc[0]["n"] == 6
+
+
+def test_wilcoxon_exact_p_value_matches_enumeration(runs):
+    # aug - baseline = [+0.01, +0.02, -0.03, +0.04, +0.05]: ranks 1..5, W+ = 1 + 2 + 4 + 5 = 12.
+    # Of the 32 equally likely sign patterns, 5 give W+ >= 12 ({1..5}, {2,3,4,5}, {1,3,4,5},
+    # {1,2,4,5}, {3,4,5}), so the exact one-sided p-value is 5/32.
+    finished = runs[runs["status"] == "finished"]
+    test = results.wilcoxon_vs_baseline(finished, "test_accuracy", "aug")
+    assert test["alternative"] == "greater"  # the paper's claim: regularised is more accurate
+    assert test["n"] == 5
+    assert test["statistic"] == pytest.approx(12)
+    assert test["pvalue"] == pytest.approx(5 / 32)
+    flipped = results.wilcoxon_vs_baseline(finished, "test_accuracy", "aug", alternative="less")
+    assert flipped["pvalue"] == pytest.approx(stats.wilcoxon([0.01, 0.02, -0.03, 0.04, 0.05], alternative="less").pvalue)
+
+
+def test_wilcoxon_pairs_by_seed_not_by_position(tmp_path):
+    # The baseline seeds are written in another order and one seed is unmatched.
+    for seed, value in [(2, 0.5), (0, 0.1), (1, 0.3), (7, 9.0)]:
+        write_run(tmp_path, "baseline", seed, {"test_accuracy": value})
+    for seed, value in [(0, 0.2), (1, 0.5), (2, 0.8)]:
+        write_run(tmp_path, "aug", seed, {"test_accuracy": value})
+    test = results.wilcoxon_vs_baseline(results.collect_runs(tmp_path), "test_accuracy", "aug")
+    assert test["n"] == 3
+    assert test["pvalue"] == pytest.approx(1 / 8)  # all three differences positive: 2**-3
+
+
+def test_wilcoxon_rejects_bad_input(runs):
+    with pytest.raises(ValueError, match="no claim direction"):
+        results.wilcoxon_vs_baseline(runs, "train_accuracy", "aug")
+    with pytest.raises(ValueError, match="'bigger'"):
+        results.wilcoxon_vs_baseline(runs, "test_accuracy", "aug", alternative="bigger")
+    mixed = pd.concat([runs, runs.assign(arch="vit")])
+    with pytest.raises(ValueError, match="several archs"):
+        results.wilcoxon_vs_baseline(mixed, "test_accuracy", "aug")
+
+
+def test_paper_results_converts_percent_and_parses_the_rho_sweep():
+    paper = results.paper_results("arxiv")
+    assert set(paper["source"]) == {"arxiv"}
+    row = paper[(paper["arch"] == "resnet18") & (paper["dataset"] == "cifar10") & (paper["control"] == "baseline")]
+    corruption = row[row["metric"] == "corruption_accuracy"].iloc[0]
+    assert corruption["mean"] == pytest.approx(0.58614) and corruption["sem"] == pytest.approx(0.00201)
+    swept = paper[(paper["control"] == "baseline_sam") & (paper["rho"] == 0.25)]
+    assert len(swept) == 5
+    assert paper.loc[paper["control"] == "aug", "rho"].isna().all()
+    assert "tiny_imagenet" in set(paper["dataset"])
+    with pytest.raises(ValueError, match="'arxive'"):
+        results.paper_results("arxive")
+
+
+def test_comparison_table_puts_ours_beside_the_paper(runs):
+    pytest.importorskip("sharpness.controls")
+    ours = results.summarise(runs)
+    table = results.comparison_table(
+        ours, results.paper_results(), "digits", "simple_cnn", metrics=["test_accuracy"],
+        paper_dataset="cifar10", paper_arch="resnet18",
+    )
+    assert table.loc["baseline", ("test_accuracy", "paper")] == "0.72 ± 0.002"
+    expected = results.format_mean_sem(np.mean([0.70, 0.72, 0.71, 0.69, 0.73]), stats.sem([0.70, 0.72, 0.71, 0.69, 0.73]))
+    assert table.loc["baseline", ("test_accuracy", "ours")] == expected
+    assert table.loc["wd", ("test_accuracy", "ours")] == "—"  # the paper has wd, we ran none
+
+
+def test_grid_summary_round_trip_keeps_runs_and_provenance(runs, tmp_path):
+    path = results.save_grid(runs, tmp_path / "grid.json", settings={"epochs": 2}, data="hand-made")
+    loaded, provenance = results.load_grid(path)
+    assert {"machine", "commit", "data", "date", "settings"} <= set(provenance)
+    assert provenance["settings"] == {"epochs": 2} and provenance["data"] == "hand-made"
+    pd.testing.assert_frame_equal(
+        results.summarise(loaded), results.summarise(runs.drop(columns="run_dir")), check_dtype=False
+    )
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="missing"):
+        results.load_grid(tmp_path / "bad.json")
