@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS_DIR = ROOT / "results"
-REFERENCE_CSV = RESULTS_DIR / "reference" / "paper_results.csv"
+from .paths import REFERENCE_DIR, REPO_ROOT, RESULTS_DIR
+
+REFERENCE_CSV = REFERENCE_DIR / "paper_results.csv"
 
 GROUP_KEYS = ("dataset", "arch", "control", "rho")
 # Metrics of the paper, in the order its tables print them.
@@ -270,7 +270,7 @@ def comparison_table(
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
