@@ -29,6 +29,11 @@ STATIC = ROOT / "book" / "_static"
 FIGURE_CALL = re.compile(r"(?<![\w.])show\(")
 
 
+# The figure is drawn while the page is still laying out, so plotly may fall back to its default
+# 700 px width; once the page has loaded, fit it to the column it actually sits in.
+FIT_TO_COLUMN = "window.addEventListener('load', function () { Plotly.Plots.resize('{plot_id}'); });"
+
+
 class PlotlyMimeRenderer:
     """Renders plotly's mime bundle as HTML that draws with the page's own plotly.js."""
 
@@ -40,7 +45,8 @@ class PlotlyMimeRenderer:
         if inline or data.mime_type != PLOTLY_MIME:
             return None
         html = pio.to_html(
-            data.content, include_plotlyjs=False, full_html=False, validate=False, config={"responsive": True}
+            data.content, include_plotlyjs=False, full_html=False, validate=False,
+            config={"responsive": True}, post_script=FIT_TO_COLUMN,
         )
         return [nodes.raw("", html, format="html", classes=["output", "text_html"])]
 
@@ -81,7 +87,7 @@ def check(build_dir: Path, book_dir: Path = ROOT / "book") -> list[str]:
         expected = expected_figures(chapter)
         if expected == 0:
             continue
-        page = html_dir / chapter.relative_to(ROOT).with_suffix(".html")
+        page = html_dir / chapter.relative_to(book_dir.parent).with_suffix(".html")
         if not page.is_file():
             problems.append(f"{page} was not built (expected {expected} figures)")
             continue

@@ -130,9 +130,9 @@ def function_traces(name: str, params=None, resolution: int = 61, domain=None, p
 def _two_panel_figure() -> go.Figure:
     figure = make_subplots(
         rows=1, cols=2, specs=[[{"type": "scene"}, {"type": "xy"}]], column_widths=[0.55, 0.45],
-        subplot_titles=("surface", "contours, minima and Hessian eigen-directions (red: sharpest)"),
+        subplot_titles=("surface", "contours; arrows: sharpest (red) and flattest (blue) directions"),
     )
-    figure.update_layout(height=560, margin=dict(l=10, r=10, t=90, b=10), showlegend=False)
+    figure.update_layout(height=580, margin=dict(l=10, r=10, t=120, b=10), showlegend=False)
     figure.update_xaxes(title_text="x", row=1, col=2)
     figure.update_yaxes(title_text="y", scaleanchor="x", row=1, col=2)
     figure.update_scenes(xaxis_title="x", yaxis_title="y", zaxis_title="f(x, y)")
@@ -163,8 +163,8 @@ def explorer_figure(resolution: int = 51) -> go.Figure:
         for name, view, mask in zip(names, views, masks)
     ]
     figure.update_layout(
-        title=dict(text=views[0].title, font=dict(size=14)),
-        updatemenus=[dict(buttons=buttons, direction="down", x=0.0, y=1.16, xanchor="left", showactive=True)],
+        title=dict(text=views[0].title, font=dict(size=13), y=0.9, yanchor="bottom"),
+        updatemenus=[dict(buttons=buttons, direction="down", x=0.0, y=1.25, xanchor="left", yanchor="top", showactive=True)],
     )
     return figure
 

@@ -1,0 +1,103 @@
+"""The static-book machinery: plotly outputs become HTML, and a missing figure fails the check."""
+
+import json
+from types import SimpleNamespace
+
+import plotly.graph_objects as go
+import pytest
+
+from sharpness import book
+from sharpness.viz import show
+
+CHAPTER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+# A chapter
+
+```{code-cell} ipython3
+show(first)
+```
+
+```{code-cell} ipython3
+show(second)
+```
+
+```{code-cell} ipython3
+:tags: [skip-execution]
+
+show(live_only)
+```
+"""
+
+
+def _figure_div():
+    return '<div id="a" class="plotly-graph-div" style="height:100%"></div>'
+
+
+@pytest.fixture
+def built_book(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "chapter.md").write_text(CHAPTER)
+    html = tmp_path / "_build" / "html"
+    (html / "_static").mkdir(parents=True)
+    (html / "_static" / "plotly.min.js").write_text("/* plotly */")
+    (html / "book").mkdir()
+    return tmp_path, html
+
+
+def test_expected_figures_counts_executed_show_calls_only(built_book):
+    root, _ = built_book
+    assert book.expected_figures(root / "book" / "chapter.md") == 2
+
+
+def test_check_passes_when_every_figure_is_on_the_page(built_book):
+    root, html = built_book
+    page = f'<script src="_static/plotly.min.js"></script>{_figure_div()}{_figure_div()}'
+    (html / "book" / "chapter.html").write_text(page)
+    assert book.check(root / "_build", root / "book") == []
+
+
+def test_check_fails_when_a_figure_was_dropped(built_book):
+    root, html = built_book
+    (html / "book" / "chapter.html").write_text(f'<script src="_static/plotly.min.js"></script>{_figure_div()}')
+    problems = book.check(root / "_build", root / "book")
+    assert len(problems) == 1 and "1 plotly figures, expected 2" in problems[0]
+
+
+def test_check_fails_without_shipped_plotly_js(built_book):
+    root, html = built_book
+    (html / "_static" / "plotly.min.js").unlink()
+    (html / "book" / "chapter.html").write_text(_figure_div() * 2)
+    problems = book.check(root / "_build", root / "book")
+    assert any("_static/plotly.min.js is missing" in p for p in problems)
+    assert any("does not load plotly.min.js" in p for p in problems)
+
+
+def test_plotly_mime_output_renders_to_a_drawable_div():
+    figure = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
+    data = SimpleNamespace(mime_type=book.PLOTLY_MIME, content=json.loads(figure.to_json()))
+    (node,) = book.PlotlyMimeRenderer.handle_mime(None, data, inline=False)
+    html = node.astext()
+    assert 'class="plotly-graph-div"' in html and "Plotly.newPlot" in html
+    assert "[3,4]" in html.replace(" ", "")
+    assert book.PlotlyMimeRenderer.handle_mime(None, SimpleNamespace(mime_type="text/plain", content=""), False) is None
+
+
+def test_renderer_plugin_is_registered_with_myst_nb():
+    from myst_nb.core.render import get_mime_priority, load_mime_renders
+
+    assert book.PlotlyMimeRenderer in load_mime_renders()
+    priority = get_mime_priority("html", [])
+    assert priority.index(book.PLOTLY_MIME) < priority.index("text/html")
+
+
+def test_show_rejects_non_figures():
+    with pytest.raises(TypeError, match="plotly Figure, got dict"):
+        show({"data": []})

@@ -1,0 +1,75 @@
+"""Toy figures: the static controls switch the right traces, and the live explorer redraws correctly."""
+
+import numpy as np
+import pytest
+
+from sharpness import toy
+from sharpness.viz import toy as toy_figures
+from sharpness.viz.toy_widgets import ToyExplorer
+
+
+def test_explorer_dropdown_shows_exactly_one_function_per_button():
+    figure = toy_figures.explorer_figure(resolution=11)
+    (menu,) = figure.layout.updatemenus
+    assert [b.label for b in menu.buttons] == [f.label for f in toy.FUNCTIONS.values()]
+    surfaces_seen = []
+    for button in menu.buttons:
+        visible = button.args[0]["visible"]
+        shown = [trace for trace, v in zip(figure.data, visible) if v]
+        (surface,) = [t for t in shown if t.type == "surface"]
+        surfaces_seen.append(surface.name)
+        assert sum(t.type == "contour" for t in shown) == 1
+    assert surfaces_seen == [f.label for f in toy.FUNCTIONS.values()]
+
+
+def test_eigen_arrows_point_along_the_hessian_eigenvectors_with_curvature_lengths():
+    arrows = toy_figures.eigen_arrows("rosenbrock", (1.0, 1.0), box_size=4.0)
+    stats = toy.hessian_stats("rosenbrock", (1.0, 1.0))
+    sharp, flat = (np.array([a.x[1] - a.x[0], a.y[1] - a.y[0]]) for a in arrows)
+    assert abs(np.dot(sharp / np.linalg.norm(sharp), stats.eigenvectors[:, 1])) == pytest.approx(1.0)
+    assert abs(np.dot(flat / np.linalg.norm(flat), stats.eigenvectors[:, 0])) == pytest.approx(1.0)
+    assert np.linalg.norm(sharp) == pytest.approx(1.2)  # 30% of the box for the sharpest direction
+    assert np.linalg.norm(flat) == pytest.approx(0.12)  # ratio 4e-4, clipped to the 10% floor
+
+
+def test_log_colour_only_where_values_span_decades():
+    assert toy_figures.function_traces("rosenbrock", resolution=21).log_colour
+    assert not toy_figures.function_traces("sphere", resolution=21, domain=(-1, 1, -1, 1)).log_colour
+
+
+def test_parameter_slider_titles_follow_the_analytic_curvature():
+    values = [1, 50, 200]
+    figure = toy_figures.parameter_slider_figure("rosenbrock", "b", values, resolution=11)
+    (slider,) = figure.layout.sliders
+    for value, step in zip(values, slider.steps):
+        expected = toy.hessian_stats("rosenbrock", (1, 1), b=value).max_eigenvalue
+        assert f"λmax={expected:.4g}" in step.args[1]["title.text"]
+    with pytest.raises(ValueError, match="no parameter 'c'; accepted: a, b"):
+        toy_figures.parameter_slider_figure("rosenbrock", "c", [1])
+
+
+def test_live_explorer_redraws_and_reads_out_the_local_hessian():
+    explorer = ToyExplorer("rosenbrock", resolution=11)
+    assert explorer.parameter.description == "b" and explorer.parameter.value == 100
+    explorer.parameter.value = 20.0
+    explorer.x.value, explorer.y.value = 0.5, 1.0
+    expected = toy.hessian_stats("rosenbrock", (0.5, 1.0), b=20.0)
+    assert explorer.stats.eigenvalues == pytest.approx(expected.eigenvalues)
+    assert f"{expected.trace:.4g}" in explorer.readout.value
+    surface = next(t for t in explorer.figure.data if t.type == "surface")
+    xs, ys, z = np.asarray(surface.x), np.asarray(surface.y), np.asarray(surface.z)
+    assert z[3, 7] == pytest.approx(float(toy.get("rosenbrock")(xs[7], ys[3], b=20.0)))  # redrawn with b = 20
+    assert (xs[0] + xs[-1]) / 2 == pytest.approx(0.5)  # zoom box centred on the chosen point
+    arrow = [t for t in explorer.figure.data if t.type == "scatter" and t.mode == "lines+markers"][0]
+    assert (arrow.x[0], arrow.y[0]) == (0.5, 1.0)  # arrows now start at the chosen point
+
+
+def test_live_explorer_switches_function_and_resets_controls():
+    explorer = ToyExplorer("rosenbrock", resolution=11)
+    explorer.zoom.value = 10.0
+    explorer.function.value = "booth"
+    assert explorer.parameter.disabled and explorer.params == {}
+    assert (explorer.x.value, explorer.y.value) == (1.0, 3.0) and explorer.zoom.value == 1.0
+    assert explorer.figure.layout.title.text.startswith("Booth")
+    explorer.function.value = "rastrigin"
+    assert explorer.parameter.description == "A" and explorer.params == {"A": 10.0}
