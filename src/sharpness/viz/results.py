@@ -1,0 +1,176 @@
+"""Figures of the high-dimensional study: sharpness against evaluation, Simpson's paradox, the SAM rho sweep.
+
+Inputs are the per-run rows of `sharpness.results.collect_runs` / `load_grid` (ours) and the long
+table of `sharpness.results.paper_results` (the paper's). Every figure names its data in its title.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+LABELS = {
+    "test_accuracy": "test accuracy",
+    "test_ece": "test ECE",
+    "corruption_accuracy": "corruption accuracy",
+    "prediction_disagreement": "prediction disagreement",
+    "generalisation_gap": "generalisation gap",
+    "fisher_rao_norm": "Fisher-Rao norm",
+    "sam_sharpness": "SAM-sharpness",
+    "relative_flatness": "relative flatness",
+    "hessian_top_eigenvalue": "Hessian top eigenvalue",
+    "hessian_trace": "Hessian trace",
+}
+CONTROL_COLOURS = dict(
+    zip(("baseline", "baseline_sam", "aug", "aug_sam", "wd", "wd_sam"), qualitative.Plotly)
+)
+
+
+def label(metric: str) -> str:
+    return LABELS.get(metric, metric.replace("_", " "))
+
+
+def _check_columns(runs: pd.DataFrame, columns) -> None:
+    missing = [c for c in columns if c not in runs.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the runs; available: {sorted(runs.columns)}")
+
+
+def sharpness_vs_evaluation(
+    runs: pd.DataFrame, sharpness_metrics, evaluation_metrics, title: str
+) -> go.Figure:
+    """The paper's Figure 1 layout: one panel per (sharpness, evaluation) pair, a point per run,
+    coloured by control, with each control's mean +/- SEM as a cross. Sharpness axes are logarithmic."""
+    sharpness_metrics, evaluation_metrics = list(sharpness_metrics), list(evaluation_metrics)
+    _check_columns(runs, sharpness_metrics + evaluation_metrics + ["control", "seed"])
+    figure = make_subplots(
+        rows=len(evaluation_metrics), cols=len(sharpness_metrics), shared_xaxes="columns", shared_yaxes="rows",
+        horizontal_spacing=0.04, vertical_spacing=0.06,
+    )
+    for col, x_metric in enumerate(sharpness_metrics, start=1):
+        for row, y_metric in enumerate(evaluation_metrics, start=1):
+            for control, block in runs.groupby("control", sort=False):
+                colour = CONTROL_COLOURS.get(control)
+                first = row == 1 and col == 1
+                figure.add_scatter(
+                    x=block[x_metric], y=block[y_metric], mode="markers", name=control, legendgroup=control,
+                    showlegend=first, marker=dict(color=colour, size=7, opacity=0.6),
+                    text=[f"{control}, seed {s}" for s in block["seed"]], row=row, col=col,
+                    hovertemplate="%{text}<br>x=%{x:.3g}<br>y=%{y:.3g}<extra></extra>",
+                )
+                if len(block) > 1:
+                    figure.add_scatter(
+                        x=[block[x_metric].mean()], y=[block[y_metric].mean()], mode="markers",
+                        legendgroup=control, showlegend=False, marker=dict(color=colour, size=13, symbol="x"),
+                        error_x=dict(array=[block[x_metric].sem()]), error_y=dict(array=[block[y_metric].sem()]),
+                        hovertemplate=f"{control} mean<extra></extra>", row=row, col=col,
+                    )
+            if row == len(evaluation_metrics):
+                figure.update_xaxes(title_text=label(x_metric), type="log", row=row, col=col)
+            else:
+                figure.update_xaxes(type="log", row=row, col=col)
+            if col == 1:
+                figure.update_yaxes(title_text=label(y_metric), row=row, col=col)
+    figure.update_layout(title=title, height=260 * len(evaluation_metrics) + 120, legend_title_text="control")
+    return figure
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray):
+    """Least-squares line of y on log10(x) over the x range, or None with fewer than 2 distinct x."""
+    log_x = np.log10(x)
+    if len(np.unique(log_x)) < 2:
+        return None
+    slope, intercept = np.polyfit(log_x, y, 1)
+    ends = np.array([log_x.min(), log_x.max()])
+    return 10**ends, slope * ends + intercept, slope
+
+
+def simpsons_paradox(points: pd.DataFrame, x_metric: str, y_metric: str, title: str) -> go.Figure:
+    """Control means of several architectures: a trend line within each architecture and one pooled
+    over all of them. Pooling can reverse the within-architecture trend (Simpson's paradox), which is
+    why the paper compares sharpness only within an architecture and data set.
+
+    `points`: one row per (arch, control) with columns arch, control, `x_metric`, `y_metric`.
+    """
+    _check_columns(points, ["arch", "control", x_metric, y_metric])
+    points = points.dropna(subset=[x_metric, y_metric])
+    points = points[points[x_metric] > 0]
+    figure = go.Figure()
+    for (arch, block), colour in zip(points.groupby("arch", sort=False), qualitative.D3):
+        figure.add_scatter(
+            x=block[x_metric], y=block[y_metric], mode="markers+text", text=block["control"],
+            textposition="top center", textfont=dict(size=9), name=arch, legendgroup=arch,
+            marker=dict(color=colour, size=10),
+        )
+        line = _fit_line(block[x_metric].to_numpy(), block[y_metric].to_numpy())
+        if line is not None:
+            figure.add_scatter(
+                x=line[0], y=line[1], mode="lines", line=dict(color=colour), legendgroup=arch,
+                name=f"{arch} trend (slope {line[2]:+.3g} per decade)",
+            )
+    pooled = _fit_line(points[x_metric].to_numpy(), points[y_metric].to_numpy())
+    if pooled is not None:
+        figure.add_scatter(
+            x=pooled[0], y=pooled[1], mode="lines", line=dict(color="black", dash="dash"),
+            name=f"pooled over architectures (slope {pooled[2]:+.3g} per decade)",
+        )
+    figure.update_xaxes(title_text=f"{label(x_metric)} (log)", type="log")
+    figure.update_yaxes(title_text=label(y_metric))
+    figure.update_layout(title=title, height=520)
+    return figure
+
+
+def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: str) -> go.Figure:
+    """One panel per metric against SAM's rho (log axis): our runs as mean +/- SEM over seeds, the
+    paper's figures (where it printed them) as open diamonds."""
+    metrics = list(metrics)
+    _check_columns(ours, ["rho", *metrics])
+    figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=[label(m) for m in metrics])
+    for col, metric in enumerate(metrics, start=1):
+        by_rho = ours.dropna(subset=["rho", metric]).groupby("rho")[metric]
+        summary = pd.DataFrame({"mean": by_rho.mean(), "sem": by_rho.sem()}).reset_index()
+        figure.add_scatter(
+            x=summary["rho"], y=summary["mean"], error_y=dict(array=summary["sem"].fillna(0)),
+            mode="lines+markers", name="ours (mean ± SEM)", legendgroup="ours", showlegend=col == 1,
+            marker=dict(color=qualitative.Plotly[1]), row=1, col=col,
+        )
+        if paper is not None:
+            rows = paper[(paper["metric"] == metric) & paper["rho"].notna()]
+            if len(rows):
+                figure.add_scatter(
+                    x=rows["rho"], y=rows["mean"], error_y=dict(array=rows["sem"]), mode="markers",
+                    name="paper (ResNet-18, CIFAR-10)", legendgroup="paper", showlegend=bool(col == 1 or len(rows)),
+                    marker=dict(symbol="diamond-open", size=11, color="black"), row=1, col=col,
+                )
+        figure.update_xaxes(type="log", title_text="rho", row=1, col=col)
+    # the paper's legend entry is shown once
+    seen = set()
+    for trace in figure.data:
+        if trace.showlegend and trace.legendgroup in seen:
+            trace.showlegend = False
+        seen.add(trace.legendgroup)
+    figure.update_layout(title=title, height=420)
+    return figure
+
+
+def controls_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, metrics, title: str) -> go.Figure:
+    """Per metric, the controls' means +/- SEM, ours and the paper's in two columns of panels (their
+    scales differ, so each has its own axis). `ours`/`paper`: long tables with control, metric, mean, sem."""
+    metrics = list(metrics)
+    figure = make_subplots(
+        rows=len(metrics), cols=2, column_titles=["ours", "paper"], row_titles=[label(m) for m in metrics],
+        vertical_spacing=0.04, horizontal_spacing=0.08,
+    )
+    for row, metric in enumerate(metrics, start=1):
+        for col, table in enumerate((ours, paper), start=1):
+            rows = table[table["metric"] == metric]
+            figure.add_bar(
+                x=rows["control"], y=rows["mean"], error_y=dict(array=rows["sem"].fillna(0)),
+                marker_color=[CONTROL_COLOURS.get(c, "grey") for c in rows["control"]], showlegend=False,
+                row=row, col=col,
+            )
+    figure.update_layout(title=title, height=200 * len(metrics) + 120)
+    return figure
