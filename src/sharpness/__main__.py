@@ -1,0 +1,42 @@
+"""`python -m sharpness <command> ...`: the library's command line, for machines without Jupyter.
+
+Each command lives in its own module, which defines `add_arguments(parser)` and `main(args) -> int`.
+To add one, add a line to COMMANDS; modules are imported only when their command runs, so
+`python -m sharpness --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: command name -> (module defining add_arguments/main, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("sharpness.train", "train one run (data set, arch, control, seed) into runs/..."),
+}
+
+
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """The full parser; only `command`'s module is imported to add its arguments."""
+    parser = argparse.ArgumentParser(prog="python -m sharpness", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
+    args = parser.parse_args(argv)
+    try:
+        return importlib.import_module(COMMANDS[args.command][0]).main(args) or 0
+    except (ValueError, FileNotFoundError) as error:  # bad input or missing data: one clear line
+        parser.exit(2, f"error: {error}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

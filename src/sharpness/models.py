@@ -1,0 +1,237 @@
+"""The networks of the study, built from torchvision parts where torchvision has them.
+
+- "resnet18": CIFAR ResNet-18 (torchvision's, with a 3x3 stride-1 stem and no max-pool), 21 weight layers.
+- "vgg19" / "vgg19_bn": the 16 VGG-19 convolutions, then Linear(512, 512) (+BN) + ReLU and a linear
+  classifier, as in the paper's code (18 weight layers); the paper's "VGG19" is the BN variant.
+- "vit": a ViT for small data sets (shifted-patch tokenisation, locality self-attention; 4x4 patches,
+  width 512, depth 6, 6 heads of 64, MLP 256), 26 weight layers, the paper's configuration.
+- "simple_cnn": three small conv blocks and a linear head (24k parameters), for CPU runs, tests and the book.
+- "resnet18_imagenet" / "vgg19_bn_imagenet": torchvision's ImageNet networks and weights with a new
+  `num_classes` head (Tiny ImageNet); the weights come from a local file or torch's hub cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ARCHS = ("resnet18", "vgg19", "vgg19_bn", "vit", "simple_cnn", "resnet18_imagenet", "vgg19_bn_imagenet")
+WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
+
+
+def build_model(
+    arch: str,
+    num_classes: int,
+    image_size: int = 32,
+    *,
+    pretrained: bool = True,
+    pretrained_weights: str | os.PathLike | None = None,
+) -> nn.Module:
+    """A freshly initialised `arch` with `num_classes` outputs (initialisation uses torch's global RNG).
+
+    For the *_imagenet archs `pretrained_weights` is a state-dict file; by default the torchvision
+    ImageNet weights are looked up in torch's hub cache, and a clear FileNotFoundError says how to
+    fetch them when they are absent (nothing is downloaded here). `pretrained=False` skips them
+    (for loading a trained checkpoint over the network).
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if arch == "resnet18":
+        return _cifar_resnet18(num_classes)
+    if arch in ("vgg19", "vgg19_bn"):
+        return CifarVGG(num_classes, batch_norm=arch == "vgg19_bn", image_size=image_size)
+    if arch == "vit":
+        return SmallViT(num_classes, image_size=image_size)
+    if arch == "simple_cnn":
+        return SimpleCNN(num_classes)
+    return _imagenet_model(arch, num_classes, pretrained, pretrained_weights)
+
+
+def classifier_layer(model: nn.Module) -> nn.Linear:
+    """The final linear layer (whose weights relative flatness is measured on)."""
+    for name in ("classifier", "fc", "head"):
+        layer = getattr(model, name, None)
+        if isinstance(layer, nn.Linear):
+            return layer
+        if isinstance(layer, nn.Sequential) and isinstance(layer[-1], nn.Linear):
+            return layer[-1]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer")
+    return linears[-1]
+
+
+def count_weight_layers(model: nn.Module) -> int:
+    """Number of Linear/Conv/Embedding modules: the L of the Fisher-Rao norm's (L+1) factor."""
+    return sum(isinstance(m, WEIGHT_LAYERS) for m in model.modules())
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _cifar_resnet18(num_classes: int) -> nn.Module:
+    """torchvision's ResNet-18 with the CIFAR stem: 32x32 inputs keep their resolution into layer1."""
+    from torchvision.models import resnet18
+
+    model = resnet18(num_classes=num_classes)
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+    return model
+
+
+class CifarVGG(nn.Module):
+    """VGG-19 convolutions (torchvision's `make_layers`) with the paper's small fully connected head."""
+
+    def __init__(self, num_classes: int, batch_norm: bool, image_size: int = 32, width: int = 512):
+        super().__init__()
+        from torchvision.models.vgg import cfgs, make_layers
+
+        self.features = make_layers(cfgs["E"], batch_norm=batch_norm)
+        spatial = image_size // 32  # five 2x2 max-pools
+        if spatial < 1:
+            raise ValueError(f"VGG needs images of at least 32 pixels, got image_size={image_size}")
+        self.fc = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(width * spatial * spatial, width),
+            nn.BatchNorm1d(width) if batch_norm else nn.Identity(),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.fc(self.features(x)))
+
+
+class ShiftedPatchTokens(nn.Module):
+    """Shifted patch tokenisation (Lee et al. 2021): each patch also sees its four half-patch shifts."""
+
+    def __init__(self, dim: int, patch_size: int, channels: int = 3):
+        super().__init__()
+        self.patch_size = patch_size
+        patch_dim = 5 * channels * patch_size * patch_size
+        self.norm = nn.LayerNorm(patch_dim)
+        self.project = nn.Linear(patch_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shifts = ((1, -1, 0, 0), (-1, 1, 0, 0), (0, 0, 1, -1), (0, 0, -1, 1))
+        stacked = torch.cat([x] + [nn.functional.pad(x, s) for s in shifts], dim=1)
+        p = self.patch_size
+        patches = nn.functional.unfold(stacked, kernel_size=p, stride=p).transpose(1, 2)  # (B, tokens, C*p*p)
+        return self.project(self.norm(patches))
+
+
+class LocalitySelfAttention(nn.Module):
+    """Multi-head self-attention with a learned temperature and the diagonal masked (Lee et al. 2021)."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int):
+        super().__init__()
+        self.heads = heads
+        self.log_temperature = nn.Parameter(torch.tensor(head_dim**-0.5).log())
+        self.qkv = nn.Linear(dim, 3 * heads * head_dim, bias=False)
+        self.out = nn.Linear(heads * head_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, _ = x.shape
+        q, k, v = self.qkv(x).view(batch, tokens, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        scores = (q @ k.transpose(-1, -2)) * self.log_temperature.exp()
+        self_mask = torch.eye(tokens, device=x.device, dtype=torch.bool)
+        scores = scores.masked_fill(self_mask, torch.finfo(scores.dtype).min)
+        mixed = scores.softmax(dim=-1) @ v
+        return self.out(mixed.transpose(1, 2).reshape(batch, tokens, -1))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, head_dim: int, mlp_dim: int):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(dim)
+        self.attention = LocalitySelfAttention(dim, heads, head_dim)
+        self.mlp_norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class SmallViT(nn.Module):
+    """Vision transformer for small images (class token, pre-norm blocks, linear classifier)."""
+
+    def __init__(self, num_classes: int, image_size: int = 32, patch_size: int = 4, dim: int = 512,
+                 depth: int = 6, heads: int = 6, head_dim: int = 64, mlp_dim: int = 256):
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+        tokens = (image_size // patch_size) ** 2
+        self.tokenise = ShiftedPatchTokens(dim, patch_size)
+        self.class_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.position = nn.Parameter(torch.randn(1, tokens + 1, dim))
+        self.blocks = nn.Sequential(*[TransformerBlock(dim, heads, head_dim, mlp_dim) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.classifier = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.tokenise(x)
+        tokens = torch.cat([self.class_token.expand(len(tokens), -1, -1), tokens], dim=1) + self.position
+        return self.classifier(self.norm(self.blocks(tokens)[:, 0]))
+
+
+class SimpleCNN(nn.Module):
+    """Three conv-BN-ReLU-pool blocks (16, 32, 64 channels) and a linear classifier: fast on a CPU."""
+
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = (16, 32, 64)):
+        super().__init__()
+        layers, channels = [], 3
+        for width in widths:
+            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            channels = width
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def _imagenet_model(
+    arch: str, num_classes: int, pretrained: bool, weights_file: str | os.PathLike | None
+) -> nn.Module:
+    """torchvision ImageNet network with its pretrained weights and a fresh `num_classes` head."""
+    from torchvision import models
+
+    builder, weights = {
+        "resnet18_imagenet": (models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1),
+        "vgg19_bn_imagenet": (models.vgg19_bn, models.VGG19_BN_Weights.IMAGENET1K_V1),
+    }[arch]
+    path = Path(weights_file) if weights_file is not None else imagenet_weights_path(arch)
+    if pretrained and not path.is_file():
+        raise FileNotFoundError(
+            f"ImageNet weights for {arch!r} not found at {str(path)!r}. Online, fetch them once with "
+            f"`python -c \"import torchvision; torchvision.models.{builder.__name__}(weights='IMAGENET1K_V1')\"` "
+            f"(they land in torch's hub cache, {str(imagenet_weights_path(arch).parent)!r}), or download "
+            f"{weights.url} and pass pretrained_weights=/path/to/file."
+        )
+    model = builder()
+    if pretrained:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    if arch == "resnet18_imagenet":
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+    else:
+        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+    return model
+
+
+def imagenet_weights_path(arch: str) -> Path:
+    """Where torchvision caches the ImageNet weights of `arch` (torch.hub's checkpoints folder)."""
+    from torchvision import models
+
+    weights = {"resnet18_imagenet": models.ResNet18_Weights.IMAGENET1K_V1,
+               "vgg19_bn_imagenet": models.VGG19_BN_Weights.IMAGENET1K_V1}
+    if arch not in weights:
+        raise ValueError(f"no ImageNet weights for arch {arch!r}; choose one of {', '.join(weights)}")
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights[arch].url).name

@@ -1,0 +1,364 @@
+"""One training run of the study: a data set, an architecture, a control and a seed.
+
+Matched seeds: within a seed every control starts from the same weights (initialised right after
+`torch.manual_seed(seed)`) and sees the training images in the same order (a generator seeded by the
+seed and the epoch alone); augmentation draws from its own generator, so switching it on changes no
+other random choice (SAM itself draws none).
+
+A run is resumable: each epoch ends with an atomic checkpoint (weights, optimizer, schedule, metric
+history), and because every epoch's randomness is derived from (seed, epoch) rather than carried over,
+an interrupted run continues to exactly the weights an uninterrupted one reaches (bit for bit on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import runs
+from .controls import CONTROLS, get_control, hyperparameters
+from .data import DATASETS, ImageData, augmentation_for, batches, load_dataset, textbook_batches
+from .models import ARCHS, build_model
+from .sam import SAM, frozen_batchnorm_stats
+
+LOADERS = ("resident", "dataloader")
+PRECISIONS = ("auto", "bf16", "fp32")
+# Fields that may differ when a run is resumed (where things are, not what is trained).
+_LOCATION_FIELDS = ("data_dir", "runs_dir", "device", "download", "pretrained_weights")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run. None means "the study's value" (see `controls.hyperparameters`).
+
+    `max_train_samples` / `max_test_samples` cut the data to its first N images for quick runs;
+    `loader` is "resident" (data on the training device, batched augmentation) or "dataloader"
+    (torch DataLoader, per-image transforms); `precision` "auto" means bf16 autocast on CUDA, fp32
+    elsewhere; `channels_last` None means on for CUDA.
+    """
+
+    dataset: str = "digits"
+    arch: str = "simple_cnn"
+    control: str = "baseline"
+    seed: int = 0
+    epochs: int | None = None
+    data_dir: str | None = None
+    runs_dir: str = "runs"
+    device: str = "auto"
+    lr: float | None = None
+    batch_size: int | None = None
+    rho: float | None = None
+    max_train_samples: int | None = None
+    max_test_samples: int | None = None
+    loader: str = "resident"
+    precision: str = "auto"
+    channels_last: bool | None = None
+    pretrained_weights: str | None = None
+    download: bool = False
+
+    def __post_init__(self):
+        for value, name, choices in ((self.dataset, "dataset", DATASETS), (self.arch, "arch", ARCHS),
+                                     (self.control, "control", CONTROLS), (self.loader, "loader", LOADERS),
+                                     (self.precision, "precision", PRECISIONS)):
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+        study = hyperparameters(self.dataset)
+        self.epochs = study.epochs if self.epochs is None else self.epochs
+        self.lr = study.lr if self.lr is None else float(self.lr)
+        self.batch_size = study.batch_size if self.batch_size is None else self.batch_size
+        self.rho = 0.05 if self.rho is None else float(self.rho)
+        for name in ("epochs", "batch_size", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
+                raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} integer, got {value!r}")
+        for name in ("lr", "rho"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.data_dir is not None:
+            self.data_dir = str(self.data_dir)
+        self.runs_dir = str(self.runs_dir)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.dataset / self.arch / self.control / f"seed{self.seed}"
+
+    @property
+    def schedule(self) -> str:
+        return hyperparameters(self.dataset).schedule
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def what_is_trained(self) -> dict:
+        """The fields that must match for a run directory to be resumed with this config."""
+        return {k: v for k, v in self.to_dict().items() if k not in _LOCATION_FIELDS}
+
+
+def derived_generator(seed: int, purpose: str, epoch: int = 0) -> torch.Generator:
+    """A CPU generator that depends on (seed, purpose, epoch) only, so streams never share state."""
+    digest = hashlib.sha256(f"{seed}/{purpose}/{epoch}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+def epoch_order(seed: int, epoch: int, count: int) -> torch.Tensor:
+    """The order in which epoch `epoch` visits `count` training images (identical for every control)."""
+    return torch.randperm(count, generator=derived_generator(seed, "order", epoch))
+
+
+def initial_model(config: RunConfig, num_classes: int, image_size: int) -> nn.Module:
+    """The run's starting weights: a function of arch, data shape and seed only (same for every control)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return build_model(config.arch, num_classes, image_size, pretrained_weights=config.pretrained_weights)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """ "auto" -> cuda when available, else cpu; anything else as torch understands it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def prepare_data(config: RunConfig) -> ImageData:
+    """The run's data set, cut to max_train_samples / max_test_samples."""
+    data = load_dataset(config.dataset, config.data_dir, download=config.download)
+    return data.subset(config.max_train_samples, config.max_test_samples)
+
+
+class _Trainer:
+    """The pieces of one run that live across epochs: model, optimizer, schedule, data, device."""
+
+    def __init__(self, config: RunConfig, data: ImageData, device: torch.device):
+        self.config, self.device = config, device
+        self.control = get_control(config.control)
+        self.bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+        self.channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = initial_model(config, data.num_classes, data.image_size).to(device, memory_format=memory_format)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=hyperparameters(config.dataset).momentum,
+                                         weight_decay=self.control.weight_decay)
+        self.sam = SAM(self.optimizer, rho=config.rho) if self.control.sam else None
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
+                          if config.schedule == "cosine" else None)
+        self.data = data.to(device) if config.loader == "resident" else data
+
+    def autocast(self):
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.autocast():
+            logits = self.model(x)
+        return F.cross_entropy(logits.float(), y), logits
+
+    def train_batches(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        data, seed = self.data, self.config.seed
+        order = derived_generator(seed, "order", epoch)
+        if self.config.loader == "dataloader":
+            loader = textbook_batches(data.train_images, data.train_labels, self.config.batch_size, data=data,
+                                      augment=self.control.augment, shuffle_generator=order,
+                                      num_workers=4 if self.device.type == "cuda" else 0,
+                                      pin_memory=self.device.type == "cuda")
+            return ((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)) for x, y in loader)
+        augment = augmentation_for(data.name, derived_generator(seed, "augment", epoch)) if self.control.augment else None
+        return batches(data.train_images, data.train_labels, self.config.batch_size, data=data, augment=augment,
+                       shuffle_generator=order, device=self.device)
+
+    def train_epoch(self, epoch: int, progress: bool) -> dict:
+        """One pass over the training set; loss and accuracy are summed on the device (no per-step sync)."""
+        self.model.train()
+        torch.manual_seed(derived_generator(self.config.seed, "global", epoch).initial_seed())  # e.g. dropout
+        totals = torch.zeros(3, device=self.device, dtype=torch.float64)  # loss sum, correct, count
+        steps = -(-len(self.data.train_images) // self.config.batch_size)
+        self._sync()
+        start = time.perf_counter()
+        for x, y in tqdm(self.train_batches(epoch), total=steps, desc=f"epoch {epoch + 1}", leave=False, disable=not progress):
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, logits = self.loss(x, y)
+            loss.backward()
+            if self.sam is None:
+                self.optimizer.step()
+            else:
+                self.sam.first_step()
+                with frozen_batchnorm_stats(self.model):
+                    self.loss(x, y)[0].backward()
+                self.sam.second_step()
+            with torch.no_grad():
+                totals += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+                                       torch.tensor(len(y), device=self.device, dtype=torch.float64)])
+        self._sync()
+        seconds = time.perf_counter() - start
+        loss_sum, correct, count = totals.tolist()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return {"train_loss": loss_sum / count, "train_accuracy": correct / count, "train_seconds": seconds,
+                "images_per_second": count / seconds}
+
+    @torch.no_grad()
+    def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy in eval mode."""
+        self.model.eval()
+        totals = torch.zeros(2, device=self.device, dtype=torch.float64)
+        for x, y in batches(images, labels, 1024, data=self.data, device=self.device):
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss, logits = self.loss(x, y)
+            totals += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double()])
+        loss_sum, correct = totals.tolist()
+        return loss_sum / len(labels), correct / len(labels)
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def state(self, epochs_done: int, history: list[dict]) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "epochs_done": epochs_done, "history": history}
+
+    def load_state(self, state: dict) -> tuple[int, list[dict]]:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        return state["epochs_done"], state["history"]
+
+
+def _check_config(config: RunConfig) -> None:
+    """Write config.json for a new run; refuse to resume a run directory trained with other settings."""
+    path = config.run_dir / runs.CONFIG
+    if path.is_file():
+        stored = RunConfig.from_dict(runs.read_json(path)).what_is_trained()
+        wanted = config.what_is_trained()
+        if stored != wanted:
+            differences = {k: (stored.get(k), wanted.get(k)) for k in wanted if stored.get(k) != wanted.get(k)}
+            raise ValueError(f"{config.run_dir} holds a run with other settings (stored, requested): {differences}; "
+                             "use another runs_dir or delete that run directory")
+    else:
+        runs.atomic_write_json(path, config.to_dict())
+
+
+def train(config: RunConfig, progress: bool = True, stop_after_epochs: int | None = None) -> dict:
+    """Train (or resume, or skip) the run described by `config`; returns its summary.
+
+    A finished run (summary.json present) is not repeated: its summary comes back with "skipped": True.
+    `stop_after_epochs` ends this call early, after that many epochs, leaving a resumable checkpoint
+    (status "interrupted"; for time-limited jobs and for the resume test).
+    """
+    run_dir = config.run_dir
+    if runs.is_finished(run_dir):
+        _check_config(config)
+        return {**runs.read_json(run_dir / runs.SUMMARY), "skipped": True}
+    _check_config(config)
+    device = resolve_device(config.device)
+    data = prepare_data(config)
+    trainer = _Trainer(config, data, device)
+    epochs_done, history = 0, []
+    checkpoint_path = run_dir / runs.CHECKPOINT
+    if checkpoint_path.is_file():
+        epochs_done, history = trainer.load_state(torch.load(checkpoint_path, map_location=device, weights_only=True))
+    started, status = time.perf_counter(), "finished"
+    last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, epochs_done + stop_after_epochs)
+    with tqdm(total=config.epochs, initial=epochs_done, desc=f"{config.control} seed{config.seed}", disable=not progress) as bar:
+        for epoch in range(epochs_done, last_epoch):
+            row = {"epoch": epoch + 1, "lr": trainer.optimizer.param_groups[0]["lr"], **trainer.train_epoch(epoch, progress)}
+            row["test_loss"], row["test_accuracy"] = trainer.evaluate(trainer.data.test_images, trainer.data.test_labels)
+            history.append(row)
+            diverged = not torch.isfinite(torch.tensor(row["train_loss"]))
+            runs.atomic_save(trainer.state(epoch + 1, history), checkpoint_path)
+            runs.atomic_write_jsonl(run_dir / runs.METRICS, history)
+            bar.update()
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_accuracy']:.3f}")
+            if diverged:
+                status = "diverged"
+                break
+    if status == "finished" and len(history) < config.epochs:
+        return {"status": "interrupted", "epochs_completed": len(history), "run_dir": str(run_dir)}
+    summary = _summary(config, status, history, device, time.perf_counter() - started)
+    runs.atomic_write_json(run_dir / runs.SUMMARY, summary)
+    return summary
+
+
+def _summary(config: RunConfig, status: str, history: list[dict], device: torch.device, seconds: float) -> dict:
+    last = history[-1] if history else {}
+    speeds = [row["images_per_second"] for row in history[1:]] or [row["images_per_second"] for row in history]
+    return {
+        "status": status,
+        "epochs_completed": len(history),
+        "epochs": config.epochs,
+        **{key: last.get(key) for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
+        "images_per_second": sum(speeds) / len(speeds) if speeds else None,
+        "train_seconds": sum(row["train_seconds"] for row in history),
+        "wall_seconds_this_call": seconds,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        "torch": torch.__version__,
+        "config": config.to_dict(),
+        "run_dir": str(config.run_dir),
+    }
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig, ImageData]:
+    """A trained run's model (eval mode, on `device`), its config and its data (cut as in training)."""
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / runs.CHECKPOINT
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no {runs.CHECKPOINT} in {run_dir}: train the run first (python -m sharpness train ...)")
+    config = RunConfig.from_dict(runs.read_json(run_dir / runs.CONFIG))
+    data = prepare_data(config)
+    model = build_model(config.arch, data.num_classes, data.image_size, pretrained=False)
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
+    return model.to(resolve_device(device)).eval(), config, data
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command line: `python -m sharpness train ...`
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--control", default="baseline", help=f"one of {', '.join(CONTROLS)}")
+    parser.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)}")
+    parser.add_argument("--arch", default="simple_cnn", help=f"one of {', '.join(ARCHS)}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the study's value for the data set")
+    parser.add_argument("--data-dir", default=None, help="where the data set lives (default: data/...)")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--rho", type=float, default=None, help="SAM radius (default 0.05)")
+    parser.add_argument("--max-train-samples", type=int, default=None)
+    parser.add_argument("--max-test-samples", type=int, default=None)
+    parser.add_argument("--loader", default="resident", help=f"one of {', '.join(LOADERS)}")
+    parser.add_argument("--precision", default="auto", help=f"one of {', '.join(PRECISIONS)}")
+    parser.add_argument("--pretrained-weights", default=None, help="ImageNet state-dict file for *_imagenet archs")
+    parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10/100")
+    parser.add_argument("--stop-after-epochs", type=int, default=None, help="leave a resumable run after N epochs")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    names = {f.name for f in fields(RunConfig)}
+    config = RunConfig(**{k: v for k, v in vars(args).items() if k in names})
+    summary = train(config, progress=not args.no_progress, stop_after_epochs=args.stop_after_epochs)
+    shown = {k: summary.get(k) for k in ("status", "epochs_completed", "train_accuracy", "test_accuracy", "images_per_second")}
+    print(f"{config.run_dir}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+          + (" (already finished, skipped)" if summary.get("skipped") else ""))
+    return 0
