@@ -118,9 +118,20 @@ def run_record(run_dir: Path) -> dict:
         "evaluated": metrics_path.is_file(),
         "run_dir": str(run_dir),
     }
-    record.update(_scalars(summary))
+    record.update(_scalars({k: v for k, v in summary.items() if k != "config"}))
     record.update(_scalars(metrics))  # evaluation figures win over training-time ones
     return record
+
+
+def run_history(run_dir: Path) -> pd.DataFrame:
+    """A run's per-epoch rows (metrics.jsonl) with its grid coordinates, for training curves."""
+    from .runs import read_jsonl
+
+    config = _read_json(Path(run_dir) / "config.json")
+    history = pd.DataFrame(read_jsonl(Path(run_dir) / "metrics.jsonl"))
+    for key in ("dataset", "arch", "control", "seed", "rho"):
+        history[key] = config.get(key)
+    return history
 
 
 def collect_runs(runs_dir: Path | str) -> pd.DataFrame:
@@ -265,6 +276,36 @@ def comparison_table(
     return table
 
 
+def paper_setting(dataset: str, arch: str, paper: pd.DataFrame) -> tuple[str, str, bool]:
+    """The paper's (dataset, arch) to set beside ours, and whether it is the same setting.
+
+    The CIFAR-10 JPEG pack is CIFAR-10; a setting the paper never ran (the offline digits grid) is
+    compared with the paper's ResNet-18 on CIFAR-10, and flagged as a different setting.
+    """
+    paper_dataset = "cifar10" if dataset == "cifar10_folder" else dataset
+    paper_arch = "vgg19" if arch == "vgg19_bn" and paper_dataset != "tiny_imagenet" else arch
+    present = ((paper["dataset"] == paper_dataset) & (paper["arch"] == paper_arch)).any()
+    if present:
+        return paper_dataset, paper_arch, True
+    return "cifar10", "resnet18", False
+
+
+def claim_check(summary: pd.DataFrame, baseline: str = "baseline") -> pd.DataFrame:
+    """Per (dataset, arch, metric with a claim): how many controls beat the baseline in the claimed
+    direction (e.g. are sharper, or better calibrated), out of how many. Works on ours and the paper's."""
+    rows = []
+    for (dataset, arch, metric), block in summary.groupby(["dataset", "arch", "metric"], sort=False):
+        if metric not in CLAIM_DIRECTION or baseline not in set(block["control"]):
+            continue
+        base = block.loc[block["control"] == baseline, "mean"].iloc[0]
+        others = block[(block["control"] != baseline) & (block["rho"].isna() | np.isclose(block["rho"].fillna(0.05), 0.05))]
+        sign = 1 if CLAIM_DIRECTION[metric] == "greater" else -1
+        agree = int((sign * (others["mean"] - base) > 0).sum())
+        rows.append({"dataset": dataset, "arch": arch, "metric": metric, "claim": f"{CLAIM_DIRECTION[metric]} than baseline",
+                     "controls agreeing": agree, "controls": len(others)})
+    return pd.DataFrame(rows)
+
+
 # --- Grid summaries in results/ ----------------------------------------------------------------
 
 
@@ -295,21 +336,26 @@ def provenance(settings: dict, data: str) -> dict:
     }
 
 
+def history_path(grid_path: Path | str) -> Path:
+    """Where the per-epoch rows of a grid summary live: beside it, as <grid>.history.csv."""
+    return Path(grid_path).with_suffix(".history.csv")
+
+
 def save_grid(runs: pd.DataFrame, path: Path | str, settings: dict, data: str) -> Path:
-    """Write a grid's per-run figures and their provenance as one JSON file (e.g. results/<grid>.json).
+    """Write a grid's per-run figures and their provenance as one JSON file (e.g. results/<grid>.json),
+    and the runs' training curves beside it (`history_path`) where their run folders are at hand.
 
     Per-run rows, not only means, so SEMs and Wilcoxon tests can be recomputed from the file.
     """
+    from .runs import atomic_write_json, atomic_write_text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = runs.drop(columns=["run_dir"], errors="ignore")
-    document = {
-        "provenance": provenance(settings, data),
-        "runs": json.loads(rows.to_json(orient="records")),
-    }
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    document = {"provenance": provenance(settings, data), "runs": json.loads(rows.to_json(orient="records"))}
+    atomic_write_json(path, document)
+    if "run_dir" in runs.columns and len(runs):
+        histories = pd.concat([run_history(run_dir) for run_dir in runs["run_dir"]], ignore_index=True)
+        atomic_write_text(history_path(path), histories.to_csv(index=False))
     return path
 
 
@@ -323,6 +369,12 @@ def load_grid(path: Path | str) -> tuple[pd.DataFrame, dict]:
     if "rho" in runs.columns:
         runs["rho"] = pd.to_numeric(runs["rho"])
     return runs, document["provenance"]
+
+
+def load_history(grid_path: Path | str) -> pd.DataFrame:
+    """The per-epoch rows saved beside a grid summary (empty if none were saved)."""
+    path = history_path(grid_path)
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
 def committed_grids(results_dir: Path = RESULTS_DIR) -> list[Path]:

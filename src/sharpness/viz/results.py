@@ -174,3 +174,19 @@ def controls_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, metrics, titl
             )
     figure.update_layout(title=title, height=200 * len(metrics) + 120)
     return figure
+
+
+def training_curves(history: pd.DataFrame, metric: str, title: str) -> go.Figure:
+    """`metric` per epoch, one line per run, coloured by control (seeds share their control's colour)."""
+    _check_columns(history, ["control", "seed", "epoch", metric])
+    figure = go.Figure()
+    for (control, seed), block in history.groupby(["control", "seed"], sort=False):
+        figure.add_scatter(
+            x=block["epoch"], y=block[metric], mode="lines+markers", name=control, legendgroup=control,
+            showlegend=bool(seed == history.loc[history["control"] == control, "seed"].min()),
+            line=dict(color=CONTROL_COLOURS.get(control)), hovertemplate=f"{control}, seed {seed}<br>epoch %{{x}}: %{{y:.3g}}<extra></extra>",
+        )
+    figure.update_xaxes(title_text="epoch")
+    figure.update_yaxes(title_text=label(metric))
+    figure.update_layout(title=title, height=420, legend_title_text="control")
+    return figure
