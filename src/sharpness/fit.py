@@ -313,8 +313,9 @@ PRESETS: dict[str, dict] = {
     # Book build on 2 CPU cores: every function, 2 seeds, a short run on few points.
     "quick": dict(seeds=(0, 1), epochs=3000, train_points=1000, test_points=1000,
                   measures=MeasureSettings(power_iterations=20, hutchinson_samples=10)),
-    # A CPU run of tens of minutes: all 70 networks, fewer points.
-    "medium": dict(epochs=30_000, train_points=2000, test_points=2000),
+    # A CPU run of about an hour on one core: all 70 networks, fewer points and epochs.
+    "medium": dict(epochs=10_000, train_points=1000, test_points=1000, records_per_decade=3,
+                   measures=MeasureSettings(power_iterations=30, hutchinson_samples=20)),
     "full": {},
 }
 
@@ -426,21 +427,29 @@ class BatchedTrainer:
     def losses(self) -> Tensor:
         return self.objective.losses(self.flat)
 
-    def step(self, epoch: int, losses: Tensor | None = None) -> Tensor:
-        """Catch targets reached at `epoch`, then one Adam update; returns the losses at `epoch`."""
+    def step(self, epoch: int, losses: Tensor | None = None, criterion: Tensor | None = None) -> Tensor:
+        """Catch targets reached at `epoch`, then one Adam update; returns the losses at `epoch`.
+
+        Targets are compared with `criterion` (B,) when given (e.g. a count of training errors), else
+        with the losses.
+        """
         self.optimizer.zero_grad(set_to_none=True)
         losses = self.losses() if losses is None else losses
-        self.catch_targets(epoch, losses.detach())
+        self.catch_targets(epoch, (losses if criterion is None else criterion).detach())
         losses.sum().backward()
         self.optimizer.step()
         return losses.detach()
 
-    def catch_targets(self, epoch: int, losses: Tensor) -> None:
+    def catch_targets(self, epoch: int, values: Tensor) -> None:
+        """Snapshot the networks whose `values` are at or below a target for the first time."""
         if not len(self.targets):
             return
-        newly = (losses[None, :] <= self.targets[:, None]) & (self.reached_epoch < 0)
+        newly = (values[None, :] <= self.targets[:, None]) & (self.reached_epoch < 0)
         self.snapshots = torch.where(newly[..., None], self.flat.detach()[None], self.snapshots)
         self.reached_epoch = torch.where(newly, epoch, self.reached_epoch)
+
+    def all_reached(self) -> bool:
+        return bool((self.reached_epoch >= 0).all())
 
 
 def _measure_rows(
@@ -553,3 +562,34 @@ def rank_agreement(result: FitResult, measure: str = "top_eigenvalue", analytic:
         )
         rows.append({"target": target, "functions": len(complete), "spearman": float(rho)})
     return pd.DataFrame(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """python -m sharpness.fit --preset quick|medium|full [--epochs N ...] --out DIR"""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--preset", default="quick", choices=list(PRESETS))
+    parser.add_argument("--out", required=True, help="directory for records.csv and provenance.json")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    parser.add_argument("--points", type=int, help="train and test points")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, help="CPU threads (1 avoids contention on a shared machine)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides: dict = {"device": args.device}
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    if args.seeds:
+        overrides["seeds"] = tuple(range(args.seeds))
+    if args.points:
+        overrides["train_points"] = overrides["test_points"] = args.points
+    result = run(preset(args.preset, **overrides))
+    print(f"saved {len(result.records)} records to {result.save(args.out)} in {result.provenance['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

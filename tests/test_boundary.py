@@ -1,0 +1,84 @@
+"""Two-Gaussian decision boundaries: data, the 100%-accuracy stopping rule, figures and the live explorer."""
+
+import numpy as np
+import pytest
+import torch
+
+from sharpness import boundary, fit
+from sharpness.viz import boundary as boundary_figures
+
+FAST = dict(separations=(0.5, 4.0), seeds=(0,), points_per_class=20, test_points_per_class=50, sizes=(2, 16, 16, 1),
+            max_epochs=2000, measures=fit.MeasureSettings(power_iterations=10, hutchinson_samples=4))
+
+
+@pytest.fixture(scope="module")
+def result():
+    return boundary.run(boundary.BoundaryConfig(**FAST), progress=False)
+
+
+def test_classes_differ_only_by_the_separation():
+    near, near_labels = boundary.gaussian_classes(0.5, 30, seed=3)
+    far, far_labels = boundary.gaussian_classes(4.0, 30, seed=3)
+    assert torch.equal(near_labels, far_labels) and near_labels.sum() == 30
+    shift = far - near  # class 0 moves left by 1.75, class 1 right by 1.75, y unchanged
+    torch.testing.assert_close(shift[:, 0], (near_labels - 0.5) * 3.5)
+    torch.testing.assert_close(shift[:, 1], torch.zeros(60))
+
+
+def test_networks_are_measured_at_the_first_epoch_of_perfect_training_accuracy(result):
+    records = result.records
+    assert records["reached"].all()
+    assert (records["train_accuracy"] == 1.0).all()
+    # Independently: the stored parameters classify every training point correctly ...
+    for network in range(len(records)):
+        logits = fit.forward(result.parameters[network : network + 1], result.inputs[network], FAST["sizes"])[0]
+        assert torch.equal((logits > 0).float(), result.labels[network])
+    # ... and the overlapping classes take longer to separate than well-separated ones.
+    near, far = records.set_index("separation").loc[[0.5, 4.0], "epoch"]
+    assert near > far
+
+
+def test_unreached_networks_are_reported(result):
+    capped = boundary.run(boundary.BoundaryConfig(**{**FAST, "max_epochs": 1}), progress=False)
+    assert not capped.records.loc[capped.records["separation"] == 0.5, "reached"].any()
+    assert capped.records.loc[~capped.records["reached"], "epoch"].isna().all()
+    assert "NOT at 100%" in boundary_figures.network_title(capped, 0)
+
+
+def test_sharpness_measures_are_those_of_the_logistic_loss(result):
+    objective = fit.Objective(result.inputs, result.labels, loss="bce", sizes=FAST["sizes"])
+    hessians = fit.exact_hessians(objective.select([1]), result.parameters[1:2])
+    dominant = torch.linalg.eigvalsh(hessians[0].double()).abs().max()
+    assert np.isclose(result.records.loc[1, "top_eigenvalue"], float(dominant), rtol=0.05)
+
+
+def test_slider_figure_has_one_frame_per_separation(result):
+    figure = boundary_figures.separation_slider_figure(result)
+    steps = figure.layout.sliders[0].steps
+    assert [s.label for s in steps] == ["0.5", "4"]
+    visible = [s.args[0]["visible"] for s in steps]
+    assert all(sum(v) == len(v) // 2 for v in visible) and visible[0] != visible[1]
+    assert "separation 4" in steps[1].args[1]["title.text"]
+    assert "100% training accuracy" in figure.layout.annotations[0].text
+    summary = boundary_figures.sharpness_vs_separation(result)
+    assert len(summary.data) == 4
+
+
+def test_live_explorer_retrains_when_a_slider_moves():
+    explorer = boundary_figures.BoundaryExplorer(separation=4.0, points_per_class=15, sizes=(2, 8, 8, 1), max_epochs=500)
+    first_title, first_points = explorer.figure.layout.title.text, explorer.figure.data[2].x
+    assert first_title.startswith("separation 4")
+    explorer.separation.value = 1.0
+    assert explorer.figure.layout.title.text.startswith("separation 1")
+    assert explorer.figure.data[2].x[0] != first_points[0]  # class-0 points moved
+    explorer.points.value = 30
+    assert len(explorer.figure.data[2].x) + len(explorer.figure.data[3].x) == 60
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ValueError, match="separations"):
+        boundary.BoundaryConfig(separations=(-1.0,))
+    with pytest.raises(ValueError, match="sizes"):
+        boundary.BoundaryConfig(sizes=(2, 8, 3))
+    with pytest.raises(ValueError, match="separations: \\[0.5, 4.0\\]"):
+        boundary.run(boundary.BoundaryConfig(**FAST), progress=False).network(2.0, 0)
