@@ -1,0 +1,308 @@
+"""What the paper asks of a trained network besides sharpness: accuracy, calibration, consistency, robustness.
+
+`evaluate_run(run_dir)` computes any of `MEASURES` for one finished training run and writes them to
+`metrics.json` beside its `summary.json` (atomically, merging with what is already there, so measures
+can be added later). Units follow the paper's tables: accuracies and ECE as fractions, the
+generalisation gap and corruption accuracy in percent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassCalibrationError
+from tqdm.auto import tqdm
+
+from sharpness import corruptions as corruption_ops
+from sharpness import measures as sharpness_measures
+
+Tensor = torch.Tensor
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "test_predictions.pt"
+MEASURES = (
+    "test_accuracy", "train_accuracy", "generalisation_gap", "test_ece", "fisher_rao_norm",
+    "fisher_rao_norm_exact", "relative_flatness", "relative_flatness_paper", "sam_sharpness",
+    "hessian_top_eigenvalue", "hessian_trace", "corruption_accuracy",
+)  # fmt: skip
+DEFAULT_MEASURES = (
+    "test_accuracy", "train_accuracy", "generalisation_gap", "test_ece", "fisher_rao_norm",
+    "relative_flatness", "relative_flatness_paper", "sam_sharpness", "corruption_accuracy",
+)  # fmt: skip
+UNITS = {
+    "test_accuracy": "fraction", "train_accuracy": "fraction", "test_ece": "fraction",
+    "generalisation_gap": "percentage points (train - test accuracy)", "corruption_accuracy": "percent",
+}  # fmt: skip
+CIFAR_C_FOLDERS = {"cifar10": "CIFAR-10-C", "cifar10_folder": "CIFAR-10-C", "cifar100": "CIFAR-100-C"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Plain metrics on predictions
+# ----------------------------------------------------------------------------------------------
+
+
+def predict(model: nn.Module, batches, progress: bool = True, desc: str = "predict") -> tuple[Tensor, Tensor]:
+    """Logits and labels over `batches` in eval mode, gathered on the CPU."""
+    logits, labels = [], []
+    with sharpness_measures.evaluation_mode(model), torch.no_grad():
+        for x, y in sharpness_measures._passes(batches, model, desc, progress):
+            logits.append(model(x).float().cpu())
+            labels.append(y.cpu())
+    return torch.cat(logits), torch.cat(labels)
+
+
+def _top1(predictions: Tensor) -> Tensor:
+    """Class indices from either class indices (N,) or scores (N, C)."""
+    return predictions.argmax(dim=1) if predictions.dim() == 2 else predictions
+
+
+def accuracy(predictions: Tensor, labels: Tensor) -> float:
+    """Top-1 accuracy (fraction) from class indices, logits or probabilities."""
+    return float((_top1(predictions) == labels).float().mean())
+
+
+def expected_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 15) -> float:
+    """ECE with 15 equal-width confidence bins and the L1 norm (torchmetrics), as the authors measured it."""
+    if probs.dim() != 2:
+        raise ValueError(f"probs must be N x C softmax probabilities, got shape {tuple(probs.shape)}")
+    metric = MulticlassCalibrationError(num_classes=probs.shape[1], n_bins=n_bins, norm="l1")
+    return float(metric(probs.float().cpu(), labels.cpu()))
+
+
+def prediction_disagreement(predictions: Sequence[Tensor]) -> float:
+    """1 - top-1 agreement, averaged over all pairs of runs (e.g. the seeds of one control)."""
+    if len(predictions) < 2:
+        raise ValueError(f"disagreement needs predictions of at least 2 runs, got {len(predictions)}")
+    tops = [_top1(p) for p in predictions]
+    if len({len(t) for t in tops}) != 1:
+        raise ValueError(f"all runs must predict the same test set; got lengths {[len(t) for t in tops]}")
+    pairs = list(itertools.combinations(tops, 2))
+    return sum(float((a != b).float().mean()) for a, b in pairs) / len(pairs)
+
+
+def disagreement_between_runs(run_dirs: Sequence[str | Path]) -> float:
+    """Prediction disagreement of finished, evaluated runs (reads their saved test predictions)."""
+    predictions = []
+    for run_dir in run_dirs:
+        path = Path(run_dir) / PREDICTIONS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run evaluate_run({str(run_dir)!r}) first")
+        predictions.append(torch.load(path, weights_only=True))
+    return prediction_disagreement(predictions)
+
+
+# ----------------------------------------------------------------------------------------------
+# Corruption accuracy
+# ----------------------------------------------------------------------------------------------
+
+
+def cifar_c_files(folder: str | Path | None, names: Sequence[str]) -> Path | None:
+    """`folder` if it holds labels.npy and every `<name>.npy`; None if absent; an error if incomplete."""
+    if folder is None or not Path(folder).is_dir():
+        return None
+    folder = Path(folder)
+    missing = [f"{name}.npy" for name in (*names, "labels") if not (folder / f"{name}.npy").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} looks like CIFAR-C but lacks {', '.join(missing)}")
+    return folder
+
+
+def _accuracy_on(model, images_uint8: Tensor, labels: Tensor, normalise: Callable, batch_size: int) -> float:
+    device = sharpness_measures.model_device(model)
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(labels), batch_size):
+            x = normalise(images_uint8[start : start + batch_size].to(device))
+            correct += int((model(x).argmax(dim=1).cpu() == labels[start : start + batch_size].cpu()).sum())
+    return 100.0 * correct / len(labels)
+
+
+def corruption_accuracy(
+    model: nn.Module,
+    data,
+    corruptions: Sequence[str] = corruption_ops.STANDARD_CORRUPTIONS,
+    severities: Sequence[int] = corruption_ops.SEVERITIES,
+    cifar_c_dir: str | Path | None = None,
+    max_images: int | None = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    progress: bool = True,
+) -> dict:
+    """Mean accuracy (percent) over corruptions x severities, from CIFAR-C files or generated ones.
+
+    With `cifar_c_dir` holding `<name>.npy` (5 x N images, severity 1 first) and `labels.npy`, the
+    files are used; otherwise the test images of `data` (an ImageData) are corrupted here, batch by
+    batch with seeds derived from `seed` and the batch position (so results depend on `batch_size`).
+    """
+    unknown = [name for name in corruptions if name not in corruption_ops.ALL_CORRUPTIONS]
+    if unknown:
+        raise ValueError(f"unknown corruptions {unknown}; accepted: {', '.join(corruption_ops.ALL_CORRUPTIONS)}")
+    folder = cifar_c_files(cifar_c_dir, corruptions)
+    by_corruption: dict[str, list[float]] = {}
+    jobs = [(name, severity) for name in corruptions for severity in severities]
+    with sharpness_measures.evaluation_mode(model):
+        for name, severity in tqdm(jobs, desc="corruption accuracy", disable=not progress, leave=False):
+            if folder is not None:
+                labels = torch.from_numpy(np.load(folder / "labels.npy"))
+                per_severity = len(labels) // 5
+                labels = labels[(severity - 1) * per_severity : severity * per_severity][:max_images]
+                stack = np.load(folder / f"{name}.npy", mmap_mode="r")
+                chunk = stack[(severity - 1) * per_severity : (severity - 1) * per_severity + len(labels)]
+                images = torch.from_numpy(np.array(chunk)).permute(0, 3, 1, 2)
+            else:
+                labels = data.test_labels[:max_images]
+                clean = data.test_images[:max_images]
+                images = torch.cat([
+                    corruption_ops.corrupt(clean[start : start + batch_size], name, severity, seed=seed * 100_003 + start)
+                    for start in range(0, len(clean), batch_size)
+                ])  # fmt: skip
+            accuracy_percent = _accuracy_on(model, images, labels, data.normalise, batch_size)
+            by_corruption.setdefault(name, []).append(accuracy_percent)
+    values = [value for row in by_corruption.values() for value in row]
+    return {
+        "corruption_accuracy": sum(values) / len(values),
+        "by_corruption": by_corruption,
+        "severities": list(severities),
+        "source": f"CIFAR-C files in {folder}" if folder else f"generated by sharpness.corruptions (seed {seed})",
+        "images": len(labels),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# One run, end to end
+# ----------------------------------------------------------------------------------------------
+
+
+def measurement_images(data, config, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Training images the sharpness measures see: as trained on, so one fixed augmented copy for aug runs.
+
+    A fixed copy (rather than fresh augmentations per pass) keeps L(theta) and L(theta + delta) of
+    SAM-sharpness, and the passes of power iteration, on the same inputs.
+    """
+    from sharpness.controls import get_control
+    from sharpness.data import augmentation_for
+    from sharpness.train import derived_generator
+
+    images, labels = data.train_images, data.train_labels
+    if get_control(config.control).augment:
+        augment = augmentation_for(config.dataset, derived_generator(seed, "measure-augmentation"))
+        images = torch.cat([augment(chunk) for chunk in images.split(4096)])
+    return images, labels
+
+
+def _read_metrics(run_dir: Path) -> dict:
+    from sharpness import runs
+
+    path = run_dir / METRICS_FILE
+    return runs.read_json(path) if path.is_file() else {}
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    measures: Sequence[str] = DEFAULT_MEASURES,
+    device: str | torch.device = "auto",
+    *,
+    batch_size: int | None = None,
+    max_train_samples: int | None = None,
+    sam_draws: int = 100,
+    hessian_iterations: int = 20,
+    corruptions: Sequence[str] = corruption_ops.STANDARD_CORRUPTIONS,
+    corruption_images: int | None = None,
+    cifar_c_dir: str | Path | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Measure a finished run and write `metrics.json` beside its summary; returns the merged metrics.
+
+    Measures already in metrics.json are skipped unless `overwrite`. `max_train_samples` limits the
+    training images the train-set measures see (quick looks; the paper used the full set).
+    """
+    from sharpness import runs
+    from sharpness.controls import get_control
+    from sharpness.models import count_weight_layers
+    from sharpness.train import load_run, resolve_device
+
+    unknown = [name for name in measures if name not in MEASURES]
+    if unknown:
+        raise ValueError(f"unknown measures {unknown}; accepted: {', '.join(MEASURES)}")
+    run_dir = Path(run_dir)
+    device = resolve_device(device)
+    model, config, data = load_run(run_dir, device)
+    data = data.subset(max_train_samples, None).to(device)
+    metrics = _read_metrics(run_dir)
+    todo = [name for name in measures if overwrite or name not in metrics]
+    timings = dict(metrics.get("seconds", {}))
+    batch_size = batch_size or config.batch_size
+    from sharpness.data import batches as data_batches
+
+    def batches_of(images, labels):
+        return lambda: data_batches(images, labels, batch_size, data=data)
+
+    train_images, train_labels = measurement_images(data, config, seed)
+    train_batches = batches_of(train_images, train_labels)
+
+    def timed(name, compute):
+        start = time.perf_counter()
+        value = compute()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        timings[name] = time.perf_counter() - start
+        return value
+
+    if {"test_accuracy", "test_ece", "generalisation_gap"} & set(todo):
+        logits, labels = timed("test_predictions", lambda: predict(model, batches_of(data.test_images, data.test_labels), progress, "test set"))
+        metrics["test_accuracy"] = accuracy(logits, labels)
+        metrics["test_ece"] = expected_calibration_error(logits.softmax(dim=1), labels)
+        runs.atomic_save(logits.argmax(dim=1), run_dir / PREDICTIONS_FILE)
+    one_pass = {"fisher_rao_norm", "relative_flatness", "relative_flatness_paper"} & set(todo)
+    if one_pass:  # one forward pass serves the Fisher-Rao formula and both relative flatness values
+        result = timed("train_pass", lambda: sharpness_measures.classifier_pass(model, train_batches, progress=progress, desc="train set"))
+        weight = sharpness_measures._resolve_classifier(model, None).weight.detach()
+        metrics["fisher_rao_norm"] = sharpness_measures.fisher_rao_from_logits(result.logits, result.labels, count_weight_layers(model))
+        metrics["relative_flatness"] = sharpness_measures.relative_flatness_from_pass(result, weight)
+        metrics["relative_flatness_paper"] = sharpness_measures.relative_flatness_from_pass(result, weight, paper_compatible=True)
+        del result
+    if {"train_accuracy", "generalisation_gap"} & set(todo):
+        logits, labels = timed("train_predictions", lambda: predict(model, batches_of(data.train_images, data.train_labels), progress, "train set (clean)"))
+        metrics["train_accuracy"] = accuracy(logits, labels)
+    if "generalisation_gap" in todo:
+        metrics["generalisation_gap"] = 100.0 * (metrics["train_accuracy"] - metrics["test_accuracy"])
+    slow = {
+        "fisher_rao_norm_exact": lambda: sharpness_measures.fisher_rao_norm_exact(model, train_batches, progress),
+        "sam_sharpness": lambda: sharpness_measures.sam_sharpness(model, train_batches, draws=sam_draws, seed=seed, progress=progress),
+        "hessian_top_eigenvalue": lambda: sharpness_measures.hessian_top_eigenvalue(model, train_batches, iterations=hessian_iterations, seed=seed, progress=progress),
+        "hessian_trace": lambda: sharpness_measures.hessian_trace(model, train_batches, draws=hessian_iterations, seed=seed, progress=progress),
+    }  # fmt: skip
+    for name in todo:
+        if name in slow:
+            metrics[name] = timed(name, slow[name])
+    if "corruption_accuracy" in todo:
+        folder = cifar_c_dir
+        if folder is None and config.dataset in CIFAR_C_FOLDERS:
+            from sharpness.paths import DATA_DIR
+
+            folder = DATA_DIR / CIFAR_C_FOLDERS[config.dataset]
+        result = timed("corruption_accuracy", lambda: corruption_accuracy(
+            model, data, corruptions, cifar_c_dir=folder, max_images=corruption_images, seed=seed, progress=progress))  # fmt: skip
+        metrics["corruption_accuracy"] = result.pop("corruption_accuracy")
+        metrics["corruption"] = result
+    metrics.update(
+        run=config.to_dict(),
+        seconds=timings,
+        units=UNITS,
+        settings={
+            "device": str(device), "batch_size": batch_size, "train_images": len(train_labels),
+            "train_set": "one fixed augmented copy" if get_control(config.control).augment else "clean",
+            "sam_draws": sam_draws, "sam_rho": 0.005, "hessian_iterations": hessian_iterations, "seed": seed,
+            "fisher_rao_layers": count_weight_layers(model),
+        },  # fmt: skip
+    )
+    runs.atomic_write_json(run_dir / METRICS_FILE, metrics)
+    return metrics
