@@ -311,7 +311,7 @@ class FitConfig:
 
 PRESETS: dict[str, dict] = {
     # Book build on 2 CPU cores: every function, 2 seeds, a short run on few points.
-    "quick": dict(seeds=(0, 1), epochs=3000, train_points=1000, test_points=1000,
+    "quick": dict(seeds=(0, 1), epochs=2000, train_points=500, test_points=500,
                   measures=MeasureSettings(power_iterations=20, hutchinson_samples=10)),
     # A CPU run of about an hour on one core: all 70 networks, fewer points and epochs.
     "medium": dict(epochs=10_000, train_points=1000, test_points=1000, records_per_decade=3,
