@@ -1,0 +1,154 @@
+"""sharpness.train: matched seeds, exact resume, skipping, divergence, run files and the CLI."""
+
+import hashlib
+import json
+
+import pytest
+import torch
+
+import sharpness.train as train_module
+from sharpness.__main__ import main as cli
+from sharpness.controls import CONTROLS
+from sharpness.train import RunConfig, _Trainer, load_run, prepare_data, train
+
+# A few seconds per run on a shared CPU: 128 digits, batch 32, 1-2 epochs.
+QUICK = dict(dataset="digits", arch="simple_cnn", max_train_samples=128, max_test_samples=64, batch_size=32,
+             device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """On a shared 2-core machine two intra-op threads are ~8x slower than one for these tiny models."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def digest(tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_matched_seeds_same_start_and_same_order_for_every_control(tmp_path, monkeypatch):
+    """Record the index order each epoch really uses (from the generator handed to `batches`)."""
+    seen = {}
+    original = train_module.batches
+
+    def recording_batches(images, labels, batch_size, *, shuffle_generator=None, **kwargs):
+        if shuffle_generator is not None:  # training batches (evaluation is sequential)
+            copy = torch.Generator().set_state(shuffle_generator.get_state())
+            seen.setdefault(current, []).append(digest([torch.randperm(len(images), generator=copy)]))
+        return original(images, labels, batch_size, shuffle_generator=shuffle_generator, **kwargs)
+
+    monkeypatch.setattr(train_module, "batches", recording_batches)
+    starts = {}
+    data = None
+    for seed, controls in ((0, CONTROLS), (1, ("baseline",))):
+        for control in controls:
+            current = (seed, control)
+            config = RunConfig(control=control, seed=seed, epochs=2, runs_dir=str(tmp_path),
+                               **{**QUICK, "max_train_samples": 64})
+            data = data or prepare_data(config)
+            starts[current] = digest(_Trainer(config, data, torch.device("cpu")).model.state_dict().values())
+            train(config, progress=False)
+    assert len({starts[0, c] for c in CONTROLS}) == 1
+    assert len({tuple(seen[0, c]) for c in CONTROLS}) == 1 and len(seen[0, "aug_sam"]) == 2
+    assert seen[0, "baseline"][0] != seen[0, "baseline"][1]  # a new order each epoch
+    assert starts[0, "baseline"] != starts[1, "baseline"] and seen[0, "baseline"] != seen[1, "baseline"]
+
+
+def test_controls_really_train_differently(tmp_path):
+    finals = {}
+    for control in ("baseline", "aug", "wd", "baseline_sam"):
+        config = RunConfig(control=control, epochs=1, runs_dir=str(tmp_path), **QUICK)
+        train(config, progress=False)
+        finals[control] = digest(torch.load(config.run_dir / "checkpoint.pt")["model"].values())
+    assert len(set(finals.values())) == 4
+
+
+@pytest.mark.parametrize("control", ["aug_sam", "wd"])
+def test_resume_reaches_the_uninterrupted_result_exactly(tmp_path, control):
+    straight = RunConfig(control=control, epochs=2, runs_dir=str(tmp_path / "straight"), **QUICK)
+    resumed = RunConfig(control=control, epochs=2, runs_dir=str(tmp_path / "resumed"), **QUICK)
+    train(straight, progress=False)
+    first = train(resumed, progress=False, stop_after_epochs=1)
+    assert first["status"] == "interrupted" and not (resumed.run_dir / "summary.json").exists()
+    assert len((resumed.run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    train(resumed, progress=False)
+    a = torch.load(straight.run_dir / "checkpoint.pt")
+    b = torch.load(resumed.run_dir / "checkpoint.pt")
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    drop_time = lambda rows: [{k: v for k, v in r.items() if "second" not in k} for r in rows]  # noqa: E731
+    assert drop_time(a["history"]) == drop_time(b["history"])
+
+
+def test_run_files_and_a_finished_run_is_skipped(tmp_path):
+    config = RunConfig(control="baseline", epochs=2, runs_dir=str(tmp_path), **QUICK)
+    summary = train(config, progress=False)
+    run_dir = tmp_path / "digits" / "simple_cnn" / "baseline" / "seed0"
+    assert config.run_dir == run_dir
+    assert {p.name for p in run_dir.iterdir()} == {"config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"}
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert summary["status"] == "finished" and summary["test_accuracy"] == rows[-1]["test_accuracy"]
+    assert json.loads((run_dir / "config.json").read_text())["lr"] == 0.05
+    stamp = (run_dir / "checkpoint.pt").stat().st_mtime_ns
+    again = train(config, progress=False)
+    assert again["skipped"] and (run_dir / "checkpoint.pt").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="other settings.*lr"):
+        train(RunConfig(control="baseline", epochs=2, lr=0.01, runs_dir=str(tmp_path), **QUICK), progress=False)
+
+
+def test_load_run_gives_back_the_trained_model(tmp_path):
+    config = RunConfig(control="wd", epochs=1, runs_dir=str(tmp_path), **QUICK)
+    summary = train(config, progress=False)
+    model, loaded_config, data = load_run(config.run_dir)
+    assert loaded_config == config and not model.training
+    assert len(data.test_images) == 64
+    with torch.no_grad():
+        accuracy = (model(data.normalise(data.test_images)).argmax(1) == data.test_labels).float().mean().item()
+    assert accuracy == pytest.approx(summary["test_accuracy"], abs=1e-9)
+
+
+def test_nan_loss_is_recorded_as_divergence(tmp_path):
+    config = RunConfig(control="baseline", epochs=3, lr=1e20, runs_dir=str(tmp_path), **QUICK)
+    summary = train(config, progress=False)
+    assert summary["status"] == "diverged" and summary["epochs_completed"] < 3
+    assert json.loads((config.run_dir / "summary.json").read_text())["status"] == "diverged"
+    assert train(config, progress=False)["skipped"]  # a diverged run is finished too
+
+
+def test_dataloader_path_trains_like_the_resident_path(tmp_path):
+    results = {}
+    for loader in ("resident", "dataloader"):
+        config = RunConfig(control="baseline", epochs=1, loader=loader, runs_dir=str(tmp_path / loader), **QUICK)
+        train(config, progress=False)
+        results[loader] = torch.load(config.run_dir / "checkpoint.pt")["model"]
+    for key, value in results["resident"].items():
+        torch.testing.assert_close(results["dataloader"][key], value, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(control="sam"), "unknown control 'sam'"), (dict(dataset="mnist"), "unknown dataset 'mnist'"),
+    (dict(arch="resnet50"), "unknown arch 'resnet50'"), (dict(epochs=0), "epochs"),
+    (dict(lr=-1.0), "lr"), (dict(loader="fast"), "unknown loader"),
+])
+def test_bad_config_values_are_named(bad, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig(**bad)
+
+
+def test_cli_trains_and_reports_bad_input(tmp_path, capsys):
+    args = ["train", "--control", "aug", "--epochs", "1", "--max-train-samples", "64", "--max-test-samples", "32",
+            "--batch-size", "32", "--runs-dir", str(tmp_path), "--device", "cpu", "--no-progress"]
+    assert cli(args) == 0
+    assert "status=finished" in capsys.readouterr().out
+    assert (tmp_path / "digits" / "simple_cnn" / "aug" / "seed0" / "summary.json").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["train", "--arch", "lenet", "--runs-dir", str(tmp_path)])
+    assert exit_info.value.code == 2 and "unknown arch 'lenet'" in capsys.readouterr().err
