@@ -206,3 +206,19 @@ def test_bad_input_is_named(data):
         landscape.interpolation(model, nn.Linear(3, 4), images, labels)
     with pytest.raises(ValueError, match="shape"):
         landscape.evaluate_points(model, landscape.random_directions(model, 2), [[0.0]], images, labels)
+
+
+def test_extrapolated_interpolation_keeps_the_nearer_ends_statistics(data):
+    """Beyond the ends the parameters extrapolate, BN statistics stay at the nearer model (no negative variance)."""
+    images, labels = data
+    model_a, model_b = small_bn_net(0), small_bn_net(1)
+    with torch.no_grad():  # make a linearly extrapolated running variance negative at alpha = -0.5
+        model_b[1].running_var.copy_(model_a[1].running_var * 4)
+    surface = landscape.interpolation(model_a, model_b, images, labels, resolution=5, span=(-0.5, 1.5), progress=False)
+    assert np.isfinite(surface.loss).all()
+    expected = copy.deepcopy(model_a)
+    parameters_b = dict(model_b.named_parameters())
+    with torch.no_grad():
+        for name, parameter in expected.named_parameters():
+            parameter.copy_(1.5 * parameter - 0.5 * parameters_b[name])
+        assert surface.loss[0] == pytest.approx(F.cross_entropy(expected(images), labels).item(), rel=1e-5)

@@ -9,8 +9,7 @@ zero direction unless asked for.
 
 Many grid points are evaluated per forward pass: `torch.func.vmap` over stacked parameter sets turns a
 chunk of K models into one grouped computation (conv layers become K-group convolutions). The plain
-per-point loop is kept both as the reference the tests compare against and as the faster choice where
-it is (see `DEFAULT_METHOD`).
+per-point loop is kept as an option and as what the tests compare against (see `DEFAULT_CHUNK_SIZE`).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 ONE_DIM_OPTIONS = ("zero", "random", "weights")
-METHODS = ("auto", "vmap", "loop")
+METHODS = ("vmap", "loop")
 FILTER_EPS = 1e-10
 ROOT = Path(__file__).resolve().parents[2]
 STORED_SURFACES = ROOT / "results" / "landscapes"
@@ -104,35 +103,39 @@ def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def interpolation_direction(model_a: nn.Module, model_b: nn.Module) -> Direction:
-    """theta_b - theta_a over parameters and floating buffers, so that alpha = 1 is exactly model_b.
+def interpolation_directions(model_a: nn.Module, model_b: nn.Module) -> tuple[Direction, Direction]:
+    """theta_b - theta_a, split into the parameters' part and the floating buffers' part.
 
-    BN running statistics are interpolated too: in eval mode they are part of the function, and keeping
-    model_a's statistics would make the alpha = 1 end differ from model_b.
+    BN running statistics belong to the eval-mode function, so they move too (alpha = 1 is then exactly
+    model_b); they are kept apart because beyond the two ends a running variance extrapolated linearly
+    can turn negative, so `interpolation` holds them at the nearer end there.
     """
     state_a, state_b = model_state(model_a), model_state(model_b)
     if state_a.keys() != state_b.keys():
         missing = sorted(state_a.keys() ^ state_b.keys())
         raise ValueError(f"models differ in their tensors (not the same architecture): {missing[:5]}")
-    direction = {}
+    parameter_names = {name for name, _ in model_a.named_parameters()}
+    parameters, buffers = {}, {}
     for name, a in state_a.items():
         b = state_b[name]
         if a.shape != b.shape:
             raise ValueError(f"tensor {name!r} has shape {tuple(a.shape)} in model_a and {tuple(b.shape)} in model_b")
         if a.is_floating_point():
-            direction[name] = b.to(a.device) - a
-    return direction
+            (parameters if name in parameter_names else buffers)[name] = b.to(a.device) - a
+    return parameters, buffers
 
 
 # --------------------------------------------------------------------------------------------------
 # Evaluation of many points
 # --------------------------------------------------------------------------------------------------
 
-# Measured by bench/landscape.py on the 2 CPU cores of the development machine (see the chapter and
-# the bench output): on CPU, vmap's grouped convolutions are no faster than the plain loop, because a
-# single model already keeps both cores busy and grouped convolutions are less optimised on CPU. On a
-# GPU one ResNet-18 forward is launch-bound, and vmap fuses K models into one launch per layer.
-DEFAULT_METHOD = {"cuda": "vmap"}
+# Grid points per forward pass by device. Measured with bench/landscape.py on the 2 shared CPU cores of
+# the development machine (128 CIFAR-shaped images per point): vmap with 4 points per pass was 1.1x
+# (ResNet-18) to 1.7x (simple_cnn) faster than the per-point loop, since one pass over 4 models pays the
+# per-layer dispatch once and hands the kernels larger GEMMs; 16 points per pass lost most of that gain
+# as the activations outgrow the caches. On a GPU a ResNet-18 forward is launch-bound (DESIGN.md's
+# anchors: grouped-convolution fusion of N models doubled throughput), so more points go in one pass.
+DEFAULT_CHUNK_SIZE = {"cpu": 4, "cuda": 16}
 
 
 @contextmanager
@@ -172,22 +175,23 @@ def evaluate_points(
     *,
     base: dict[str, torch.Tensor] | None = None,
     batch_size: int = 512,
-    chunk_size: int = 16,
-    method: str = "auto",
+    chunk_size: int | None = None,
+    method: str = "vmap",
     autocast_dtype: torch.dtype | None = None,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean cross-entropy and accuracy at theta_0 + sum_j c_kj d_j for every row c_k of `coefficients`.
 
     images/labels: the evaluation set (normalised float images), moved to the model's device once.
-    base: theta_0 (defaults to the model's own parameters and buffers). chunk_size: grid points per
-    forward pass with method "vmap". autocast_dtype (e.g. torch.bfloat16) runs the forward passes under
-    autocast; the default keeps float32, since a landscape's detail near the minimum is small.
+    base: theta_0 (defaults to the model's own parameters and buffers). method: "vmap" evaluates
+    chunk_size grid points per forward pass (default by device, see DEFAULT_CHUNK_SIZE); "loop" one.
+    autocast_dtype (e.g. torch.bfloat16) runs the forward passes under autocast; the default keeps
+    float32, since a landscape's detail near the minimum is small.
     """
     method = _choose(method, METHODS, "method")
     device = next(model.parameters()).device
-    if method == "auto":
-        method = DEFAULT_METHOD.get(device.type, "loop")
+    if chunk_size is None:
+        chunk_size = DEFAULT_CHUNK_SIZE.get(device.type, 4)
     if chunk_size < 1 or batch_size < 1:
         raise ValueError(f"chunk_size and batch_size must be positive, got {chunk_size} and {batch_size}")
     if len(images) != len(labels) or len(images) == 0:
@@ -300,9 +304,11 @@ def _device_name(device: torch.device) -> str:
     return f"{device.type} ({torch.get_num_threads()} threads)"
 
 
-def _surface_from(model, directions, axes, images, labels, provenance, **evaluation) -> Surface:
+def _surface_from(model, directions, axes, images, labels, provenance, coefficients=None, **evaluation) -> Surface:
+    """Evaluate the grid spanned by `axes` (coefficients default to the grid points themselves)."""
     mesh = np.meshgrid(*axes, indexing="xy")  # 2-D: rows follow the second axis (plotly's z[j][i])
-    coefficients = np.stack([m.ravel() for m in mesh], axis=1)
+    if coefficients is None:
+        coefficients = np.stack([m.ravel() for m in mesh], axis=1)
     device = next(model.parameters()).device
     started = time.perf_counter()
     loss, accuracy = evaluate_points(model, directions, coefficients, images, labels, **evaluation)
@@ -360,12 +366,16 @@ def interpolation(
 ) -> Surface:
     """The loss along theta(alpha) = (1 - alpha) theta_a + alpha theta_b (Goodfellow et al. 2015).
 
-    alpha = 0 is model_a, alpha = 1 is model_b (BN running statistics interpolated alongside).
+    alpha = 0 is model_a, alpha = 1 is model_b. BN running statistics are interpolated alongside, with
+    alpha clipped to [0, 1] for them (see `interpolation_directions`).
     """
-    direction = interpolation_direction(model_a, model_b)
-    record = {"kind": "interpolation", "span": list(span)}
-    axes = [grid_axis(resolution, span)]
-    return _surface_from(model_a, [direction], axes, images, labels, {**record, **(provenance or {})}, **evaluation)
+    directions = interpolation_directions(model_a, model_b)
+    alphas = grid_axis(resolution, span)
+    coefficients = np.stack([alphas, np.clip(alphas, 0.0, 1.0)], axis=1)
+    record = {"kind": "interpolation", "span": list(span), "buffers": "interpolated, alpha clipped to [0, 1]"}
+    return _surface_from(
+        model_a, list(directions), [alphas], images, labels, {**record, **(provenance or {})}, coefficients, **evaluation
+    )
 
 
 def training_subset(data, size: int | None = None, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -378,3 +388,180 @@ def training_subset(data, size: int | None = None, *, seed: int = 0) -> tuple[to
     else:
         index = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:size]
     return data.normalise(data.train_images[index]), data.train_labels[index]
+
+
+# --------------------------------------------------------------------------------------------------
+# The study: one surface per control of one seed, beside the invariant measures
+# --------------------------------------------------------------------------------------------------
+
+MEASURE_LABELS = {
+    "fisher_rao_norm": "Fisher-Rao norm",
+    "relative_flatness": "relative flatness",
+    "sam_sharpness": "SAM-sharpness",
+}
+
+
+@dataclass
+class ControlLandscape:
+    """The surface of one trained run (dataset, arch, control, seed) and its invariant measures."""
+
+    dataset: str
+    arch: str
+    control: str
+    seed: int
+    surface: Surface
+    measures: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        keys = ("dataset", "arch", "control", "seed", "measures")
+        return {**{key: getattr(self, key) for key in keys}, "surface": self.surface.to_dict()}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "ControlLandscape":
+        keys = ("dataset", "arch", "control", "seed", "measures")
+        return cls(**{key: record[key] for key in keys}, surface=Surface.from_dict(record["surface"]))
+
+
+def landscape_path(dataset: str, arch: str, seed: int, control: str, root: Path | str = STORED_SURFACES) -> Path:
+    return Path(root) / dataset / arch / f"seed{seed}" / f"{control}.json"
+
+
+def save_landscape(item: ControlLandscape, root: Path | str = STORED_SURFACES) -> Path:
+    """Write `item` as compact JSON (npz is kept out of git) under root/dataset/arch/seed<k>/<control>.json."""
+    from .runs import atomic_write_text
+
+    path = landscape_path(item.dataset, item.arch, item.seed, item.control, root)
+    return atomic_write_text(path, json.dumps(item.to_dict(), separators=(",", ":")))
+
+
+def stored_landscapes(
+    dataset: str | None = None, arch: str | None = None, seed: int | None = None, root: Path | str = STORED_SURFACES
+) -> list[ControlLandscape]:
+    """Surfaces stored under `root` (e.g. computed on a GPU), filtered by whatever is given."""
+    pattern = f"{dataset or '*'}/{arch or '*'}/seed{'*' if seed is None else seed}/*.json"
+    return [ControlLandscape.from_dict(json.loads(path.read_text())) for path in sorted(Path(root).glob(pattern))]
+
+
+def invariant_measures(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 512, sam_draws: int = 100,
+    progress: bool = False,
+) -> dict[str, float]:
+    """The reparameterisation-aware measures of chapter 4 on the same images as the surface."""
+    from . import measures
+
+    device = next(model.parameters()).device
+    batches = [
+        (images[i : i + batch_size].to(device), labels[i : i + batch_size].to(device))
+        for i in range(0, len(images), batch_size)
+    ]
+    return {
+        "fisher_rao_norm": measures.fisher_rao_norm(model, batches, progress=progress),
+        "relative_flatness": measures.relative_flatness(model, batches, progress=progress),
+        "sam_sharpness": measures.sam_sharpness(model, batches, draws=sam_draws, progress=progress),
+    }
+
+
+def landscape_of_run(
+    run_dir: Path | str,
+    *,
+    resolution: int = 51,
+    span: tuple[float, float] = (-1.0, 1.0),
+    subset: int | None = 10_000,
+    subset_seed: int = 0,
+    directions_seed: int = 0,
+    sam_draws: int = 100,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    **evaluation,
+) -> ControlLandscape:
+    """Load a trained run, draw its surface over a training subset, and measure it on the same subset."""
+    from .train import load_run
+
+    model, config, data = load_run(run_dir, device=device)
+    images, labels = training_subset(data, min(subset, len(data.train_labels)) if subset else None, seed=subset_seed)
+    images, labels = images.to(device), labels.to(device)
+    provenance = {"run_dir": str(run_dir), "subset_seed": subset_seed, "epochs": config.epochs}
+    surface = loss_surface(
+        model, images, labels, resolution=resolution, span=span, seed=directions_seed, provenance=provenance,
+        progress=progress, **evaluation,
+    )
+    measures = invariant_measures(model, images, labels, sam_draws=sam_draws)
+    surface.provenance["measures"] = f"on the same {len(images)} training images; SAM-sharpness with {sam_draws} draws"
+    return ControlLandscape(config.dataset, config.arch, config.control, config.seed, surface, measures)
+
+
+def offline_run_dirs(seed: int = 0, controls: Sequence[str] | None = None, progress: bool = True) -> dict[str, Path]:
+    """The book's small CPU runs (digits, simple_cnn; the sweep's offline grid, shared with the results
+    chapter), trained here if they are not there yet. Returns run dirs by control."""
+    from .sweep import offline_grid
+    from .train import train
+
+    grid = offline_grid("controls", seeds=(seed,))
+    configs = [config for config in grid.configs() if controls is None or config.control in controls]
+    for config in configs:
+        train(config, progress=progress)
+    return {config.control: Path(config.run_dir) for config in configs}
+
+
+def control_landscapes(
+    seed: int = 0,
+    *,
+    controls: Sequence[str] | None = None,
+    resolution: int = 11,
+    subset: int = 64,
+    sam_draws: int = 20,
+    directions_seed: int = 0,
+    use_stored: bool = True,
+    progress: bool = True,
+    **evaluation,
+) -> list[ControlLandscape]:
+    """One surface per control of `seed`: the stored (GPU) ones when there are any, else the offline runs.
+
+    The offline defaults (11 x 11 grid, 64 training images, 20 SAM draws) keep the book's build to a
+    few CPU minutes; the paper's setting is resolution=51 over the training set, sam_draws=100.
+    """
+    from .controls import CONTROLS
+
+    wanted = list(CONTROLS if controls is None else controls)
+    for control in wanted:
+        _choose(control, CONTROLS, "control")
+    if use_stored:
+        stored = [item for item in stored_landscapes(seed=seed) if item.control in wanted]
+        if stored:
+            first = stored[0]
+            same_setting = [item for item in stored if (item.dataset, item.arch) == (first.dataset, first.arch)]
+            return sorted(same_setting, key=lambda item: wanted.index(item.control))
+    run_dirs = offline_run_dirs(seed, wanted, progress=progress)
+    landscapes = []
+    for control in tqdm(wanted, desc="surfaces", disable=not progress):
+        landscapes.append(
+            landscape_of_run(
+                run_dirs[control], resolution=resolution, subset=subset, sam_draws=sam_draws,
+                directions_seed=directions_seed, progress=False, **evaluation,
+            )
+        )
+    return landscapes
+
+
+def interpolation_of_runs(
+    run_a: Path | str,
+    run_b: Path | str,
+    *,
+    resolution: int = 21,
+    span: tuple[float, float] = (-0.5, 1.5),
+    subset: int | None = 10_000,
+    subset_seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    **evaluation,
+) -> Surface:
+    """The 1-D interpolation between two trained runs, over a subset of run_a's training set."""
+    from .train import load_run
+
+    model_a, config_a, data = load_run(run_a, device=device)
+    model_b, config_b, _ = load_run(run_b, device=device)
+    images, labels = training_subset(data, min(subset, len(data.train_labels)) if subset else None, seed=subset_seed)
+    provenance = {"run_a": str(run_a), "run_b": str(run_b), "subset_seed": subset_seed,
+                  "controls": [config_a.control, config_b.control], "seeds": [config_a.seed, config_b.seed]}
+    return interpolation(model_a, model_b, images.to(device), labels.to(device), resolution=resolution, span=span,
+                         provenance=provenance, progress=progress, **evaluation)

@@ -1,0 +1,226 @@
+"""Figures of loss landscapes: contours and surfaces per control on one colour scale, the measures beside
+them, model interpolation, and a live explorer (control, seed, resolution).
+
+Colour is log10 of the loss on one shared range, so a control looks broad or narrow by comparison with
+the others and not by its own colour stretch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..landscape import MEASURE_LABELS, ControlLandscape, Surface
+from .results import CONTROL_COLOURS
+
+COLOURSCALE = "Viridis"
+LOSS_TICKS = (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000)
+
+
+def settings_label(landscapes: Sequence[ControlLandscape]) -> str:
+    """Which data and settings produced the surfaces, for figure titles."""
+    first = landscapes[0]
+    p = first.surface.provenance
+    resolution = "x".join(map(str, p.get("resolution", [])))
+    return (
+        f"{first.dataset}, {first.arch}, seed {first.seed}; {resolution} grid on {p.get('span')}, "
+        f"directions seed {p.get('directions_seed')}, {p.get('subset_size')} training images, eval mode, "
+        f"{p.get('device', '?')}"
+    )
+
+
+def visual_rise(surface: Surface) -> float:
+    """What the picture shows: the mean loss over the grid above the loss at the centre."""
+    return float(surface.loss.mean() - surface.value_at_origin())
+
+
+def measures_text(item: ControlLandscape, separator: str = "<br>") -> str:
+    parts = [f"{MEASURE_LABELS.get(k, k)} {v:.3g}" for k, v in item.measures.items()]
+    origin = item.surface
+    parts.insert(0, f"train loss {origin.value_at_origin():.3g}, acc {origin.value_at_origin(origin.accuracy):.3f}")
+    return separator.join(parts)
+
+
+def _log_range(landscapes: Sequence[ControlLandscape]) -> tuple[float, float]:
+    values = np.concatenate([np.log10(np.maximum(item.surface.loss.ravel(), 1e-12)) for item in landscapes])
+    return float(values.min()), float(values.max())
+
+
+def _colourbar(low: float, high: float) -> dict:
+    ticks = [t for t in LOSS_TICKS if low - 0.05 <= np.log10(t) <= high + 0.05] or [10**low, 10**high]
+    return dict(title="loss", tickvals=[np.log10(t) for t in ticks], ticktext=[f"{t:g}" for t in ticks])
+
+
+def _require_2d(landscapes: Sequence[ControlLandscape]) -> None:
+    if not landscapes:
+        raise ValueError("no landscapes to draw")
+    flat = [item.control for item in landscapes if item.surface.dims != 2]
+    if flat:
+        raise ValueError(f"these surfaces are not 2-D: {flat}")
+
+
+def contour_grid(landscapes: Sequence[ControlLandscape], columns: int = 3) -> go.Figure:
+    """One contour map per control, shared log colour scale, measures in each panel's title."""
+    _require_2d(landscapes)
+    rows = int(np.ceil(len(landscapes) / columns))
+    titles = [f"<b>{item.control}</b><br><span style='font-size:10px'>{measures_text(item, '; ')}</span>" for item in landscapes]
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.06, vertical_spacing=0.16)
+    low, high = _log_range(landscapes)
+    for index, item in enumerate(landscapes):
+        alphas, betas = item.surface.axes
+        figure.add_trace(
+            go.Contour(
+                x=alphas, y=betas, z=np.log10(item.surface.loss), zmin=low, zmax=high, colorscale=COLOURSCALE,
+                ncontours=20, showscale=index == 0, colorbar=_colourbar(low, high), name=item.control,
+                customdata=item.surface.loss, hovertemplate="a %{x:.2f}, b %{y:.2f}: loss %{customdata:.4g}<extra></extra>",
+            ),
+            row=index // columns + 1, col=index % columns + 1,
+        )
+    for annotation in figure.layout.annotations:
+        annotation.font.size = 12
+    figure.update_layout(
+        title=dict(text=f"Training loss around each minimum (log colour, one scale)<br><sup>{settings_label(landscapes)}</sup>"),
+        height=330 * rows + 120, margin=dict(t=150),
+    )
+    return figure
+
+
+def surface_dropdown(landscapes: Sequence[ControlLandscape]) -> go.Figure:
+    """A 3-D surface per control behind a dropdown; z axis and colours fixed across controls."""
+    _require_2d(landscapes)
+    low, high = _log_range(landscapes)
+    top = max(float(item.surface.loss.max()) for item in landscapes)
+    figure = go.Figure()
+    for index, item in enumerate(landscapes):
+        alphas, betas = item.surface.axes
+        figure.add_trace(
+            go.Surface(
+                x=alphas, y=betas, z=item.surface.loss, surfacecolor=np.log10(item.surface.loss), cmin=low, cmax=high,
+                colorscale=COLOURSCALE, colorbar=_colourbar(low, high), visible=index == 0, name=item.control,
+                hovertemplate="a %{x:.2f}, b %{y:.2f}: loss %{z:.4g}<extra></extra>",
+            )
+        )
+
+    def title(item: ControlLandscape) -> str:
+        return f"{item.control}: {measures_text(item, '; ')}<br><sup>{settings_label(landscapes)}</sup>"
+
+    buttons = [
+        dict(label=item.control, method="update",
+             args=[{"visible": [i == index for i in range(len(landscapes))]}, {"title.text": title(item)}])
+        for index, item in enumerate(landscapes)
+    ]
+    figure.update_layout(
+        title=dict(text=title(landscapes[0]), font=dict(size=13)),
+        updatemenus=[dict(buttons=buttons, x=0.0, y=1.0, xanchor="left", yanchor="top")],
+        scene=dict(xaxis_title="a (direction 1)", yaxis_title="b (direction 2)", zaxis_title="loss",
+                   zaxis=dict(range=[0, top * 1.02])),
+        height=560, margin=dict(t=110),
+    )
+    return figure
+
+
+def picture_versus_measures(landscapes: Sequence[ControlLandscape]) -> go.Figure:
+    """Each control's rank (1 = flattest) by what the picture shows and by each invariant measure."""
+    _require_2d(landscapes)
+    rows = {"picture: mean loss rise over the grid": [visual_rise(item.surface) for item in landscapes]}
+    for key, name in MEASURE_LABELS.items():
+        if all(key in item.measures for item in landscapes):
+            rows[name] = [item.measures[key] for item in landscapes]
+    values = np.array(list(rows.values()))
+    ranks = values.argsort(axis=1).argsort(axis=1) + 1
+    controls = [item.control for item in landscapes]
+    figure = go.Figure(
+        go.Heatmap(
+            z=ranks, x=controls, y=list(rows), text=[[f"{v:.3g}" for v in row] for row in values],
+            texttemplate="%{text}", colorscale="RdBu_r", zmin=1, zmax=len(controls),
+            colorbar=dict(title="rank<br>(1 flattest)"), hovertemplate="%{y}<br>%{x}: %{text} (rank %{z})<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title=dict(text=f"Where the picture and the numbers agree (same colour) or not<br><sup>{settings_label(landscapes)}</sup>"),
+        yaxis=dict(autorange="reversed"), height=380, margin=dict(l=260, t=100),
+    )
+    return figure
+
+
+def interpolation_figure(surface: Surface, label_a: str, label_b: str) -> go.Figure:
+    """Loss and accuracy along the straight line from model a (alpha 0) to model b (alpha 1)."""
+    alphas = surface.axes[0]
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    figure.add_trace(go.Scatter(x=alphas, y=surface.loss, name="training loss", mode="lines+markers"))
+    figure.add_trace(go.Scatter(x=alphas, y=surface.accuracy, name="training accuracy", mode="lines+markers",
+                                line=dict(dash="dot")), secondary_y=True)
+    for alpha, name in ((0, label_a), (1, label_b)):
+        figure.add_vline(x=alpha, line=dict(color="grey", dash="dash"), annotation_text=name)
+    p = surface.provenance
+    figure.update_layout(
+        title=dict(text=f"Interpolating {label_a} (alpha 0) to {label_b} (alpha 1)<br><sup>{p.get('subset_size')} "
+                        f"training images, eval mode, BN statistics interpolated too, {p.get('device', '?')}</sup>"),
+        xaxis_title="alpha", height=420,
+    )
+    figure.update_yaxes(title_text="loss", type="log", secondary_y=False)
+    figure.update_yaxes(title_text="accuracy", range=[0, 1.02], secondary_y=True)
+    return figure
+
+
+class LandscapeExplorer:
+    """Live: pick control, seed and resolution; the surface and its measures are computed (and cached).
+
+    `compute(control, seed, resolution) -> ControlLandscape` does the work; by default the book's
+    offline runs (`sharpness.landscape.control_landscapes`). Needs a running kernel.
+    """
+
+    def __init__(
+        self,
+        compute: Callable[[str, int, int], ControlLandscape] | None = None,
+        controls: Sequence[str] = ("baseline", "baseline_sam", "aug", "aug_sam", "wd", "wd_sam"),
+        seeds: Sequence[int] = (0, 1),
+        resolutions: Sequence[int] = (11, 21, 51),
+    ):
+        self.compute = compute or _offline_landscape
+        self.control = widgets.Dropdown(options=list(controls), description="control")
+        self.seed = widgets.Dropdown(options=list(seeds), description="seed")
+        self.resolution = widgets.Dropdown(options=list(resolutions), description="resolution")
+        self.readout = widgets.HTML()
+        self.figure = go.FigureWidget()
+        self.figure.update_layout(height=520, scene=dict(xaxis_title="a", yaxis_title="b", zaxis_title="loss"))
+        self._cache: dict[tuple, ControlLandscape] = {}
+        for control in (self.control, self.seed, self.resolution):
+            control.observe(self._redraw, names="value")
+        self._redraw()
+
+    @property
+    def current(self) -> ControlLandscape:
+        key = (self.control.value, self.seed.value, self.resolution.value)
+        if key not in self._cache:
+            self._cache[key] = self.compute(*key)
+        return self._cache[key]
+
+    def _redraw(self, change=None):
+        self.readout.value = "<i>computing...</i>"
+        item = self.current
+        alphas, betas = item.surface.axes
+        with self.figure.batch_update():
+            self.figure.data = ()
+            self.figure.add_trace(go.Surface(x=alphas, y=betas, z=item.surface.loss, colorscale=COLOURSCALE,
+                                             surfacecolor=np.log10(item.surface.loss), showscale=False))
+            self.figure.layout.title.text = f"{item.control}, seed {item.seed}<br><sup>{settings_label([item])}</sup>"
+        self.readout.value = measures_text(item)
+
+    def widget(self) -> widgets.Widget:
+        return widgets.VBox([widgets.HBox([self.control, self.seed, self.resolution]), self.readout, self.figure])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget())
+
+
+def _offline_landscape(control: str, seed: int, resolution: int) -> ControlLandscape:
+    from ..landscape import control_landscapes
+
+    return control_landscapes(seed, controls=[control], resolution=resolution, use_stored=False, progress=False)[0]
