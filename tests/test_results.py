@@ -59,6 +59,29 @@ def test_summarise_leaves_out_diverged_runs(runs):
     assert with_diverged[with_diverged["control"] == "aug"].iloc[0]["n"] == 6
 
 
+def test_percent_figures_of_evaluate_become_fractions(tmp_path):
+    write_run(tmp_path, "aug", 0, {"corruption_accuracy": 58.6, "generalisation_gap": 12.5, "test_accuracy": 0.9})
+    row = results.collect_runs(tmp_path).iloc[0]
+    assert row["corruption_accuracy"] == pytest.approx(0.586)
+    assert row["generalisation_gap"] == pytest.approx(0.125)
+    assert row["test_accuracy"] == pytest.approx(0.9)
+
+
+def test_disagreement_per_run_averages_to_the_all_pairs_value(tmp_path):
+    torch = pytest.importorskip("torch")
+    predictions = {0: [0, 0, 0, 0], 1: [0, 0, 1, 1], 2: [1, 1, 1, 1]}
+    for seed, labels in predictions.items():
+        run_dir = write_run(tmp_path, "wd", seed, {"test_accuracy": 0.5})
+        torch.save(torch.tensor(labels), run_dir / "test_predictions.pt")
+    write_run(tmp_path, "aug", 0, {"test_accuracy": 0.5})  # a lone seed: no pair, no disagreement
+    runs = results.collect_runs(tmp_path)
+    wd = runs[runs["control"] == "wd"].set_index("seed")["prediction_disagreement"]
+    # pairs: (0,1) disagree on 2 of 4, (0,2) on 4 of 4, (1,2) on 2 of 4
+    assert wd.to_dict() == pytest.approx({0: (0.5 + 1.0) / 2, 1: (0.5 + 0.5) / 2, 2: (1.0 + 0.5) / 2})
+    assert wd.mean() == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    assert runs.loc[runs["control"] == "aug", "prediction_disagreement"].isna().all()
+
+
 def test_wilcoxon_exact_p_value_matches_enumeration(runs):
     # aug - baseline = [+0.01, +0.02, -0.03, +0.04, +0.05]: ranks 1..5, W+ = 1 + 2 + 4 + 5 = 12.
     # Of the 32 equally likely sign patterns, 5 give W+ >= 12 ({1..5}, {2,3,4,5}, {1,3,4,5},

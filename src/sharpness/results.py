@@ -119,8 +119,46 @@ def run_record(run_dir: Path) -> dict:
         "run_dir": str(run_dir),
     }
     record.update(_scalars({k: v for k, v in summary.items() if k != "config"}))
-    record.update(_scalars(metrics))  # evaluation figures win over training-time ones
+    # evaluation figures win over training-time ones; "run" repeats the config, "units" is text
+    figures = _scalars({k: v for k, v in metrics.items() if k not in ("run", "units")})
+    for name in PERCENT_METRICS:  # sharpness.evaluate writes these in percent, like the paper
+        if name in figures:
+            figures[name] /= 100.0
+    record.update(figures)
     return record
+
+
+def add_disagreement(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add `prediction_disagreement` per run: its mean top-1 disagreement with every other seed of its
+    (dataset, arch, control, rho), from the test predictions `evaluate_run` saved.
+
+    The mean over a group's runs is then exactly the all-pairs disagreement the paper reports, and
+    the spread over runs gives an SEM. Groups with fewer than two runs with predictions get NaN.
+    """
+    from .evaluate import PREDICTIONS_FILE, prediction_disagreement
+    import torch
+
+    runs = runs.copy()
+    runs["prediction_disagreement"] = np.nan
+    for _, group in runs.groupby(list(GROUP_KEYS), dropna=False):
+        paths = {index: Path(run_dir) / PREDICTIONS_FILE for index, run_dir in group["run_dir"].items()}
+        paths = {index: path for index, path in paths.items() if path.is_file()}
+        if len(paths) < 2:
+            continue
+        predictions = {index: torch.load(path, weights_only=True) for index, path in paths.items()}
+        for index, own in predictions.items():
+            others = [prediction_disagreement([own, other]) for j, other in predictions.items() if j != index]
+            runs.loc[index, "prediction_disagreement"] = float(np.mean(others))
+    return runs
+
+
+def runs_from_dirs(run_dirs) -> pd.DataFrame:
+    """One row per finished run directory (see `run_record`), with prediction disagreement added."""
+    records = [run_record(Path(run_dir)) for run_dir in run_dirs]
+    if not records:
+        return pd.DataFrame(columns=[*GROUP_KEYS, "seed", "status", "run_dir"])
+    runs = pd.DataFrame(records).sort_values([*GROUP_KEYS, "seed"], na_position="first").reset_index(drop=True)
+    return add_disagreement(runs)
 
 
 def run_history(run_dir: Path) -> pd.DataFrame:
@@ -139,10 +177,7 @@ def collect_runs(runs_dir: Path | str) -> pd.DataFrame:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ValueError(f"runs directory {str(runs_dir)!r} does not exist")
-    records = [run_record(path.parent) for path in sorted(runs_dir.rglob("summary.json"))]
-    if not records:
-        return pd.DataFrame(columns=[*GROUP_KEYS, "seed", "status"])
-    return pd.DataFrame(records).sort_values([*GROUP_KEYS, "seed"], na_position="first").reset_index(drop=True)
+    return runs_from_dirs(path.parent for path in sorted(runs_dir.rglob("summary.json")))
 
 
 def _metric_columns(runs: pd.DataFrame, metrics) -> list[str]:

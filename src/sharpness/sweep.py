@@ -1,0 +1,460 @@
+"""Run the paper's grid (datasets x archs x controls x seeds, plus SAM rho values) on Ray.
+
+One training process cannot keep an H100 busy (it is launch-bound: 22-26k img/s for one ResNet-18 run,
+87k in total for 4 concurrent runs, 118k for 8), so each run is a Ray task holding a fraction of a GPU.
+Ray runs locally by default (`ray.init()`) or joins a cluster by address. A run is trained (a papermill
+execution of notebooks/train.ipynb where papermill is importable, else `sharpness.train.train`) and then
+evaluated (`sharpness.evaluate.evaluate_run`). Finished runs (summary.json + metrics.json) are skipped;
+a failed run leaves `sweep_failure.json` with its traceback and is retried only on request.
+
+From a notebook cell: `run_sweep(Grid(controls=CONTROLS, seeds=range(3), epochs=100))`.
+From a shell: `python -m sharpness sweep --controls all --seeds 0 1 2 --epochs 100`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import results
+from .paths import REPO_ROOT, RUNS_DIR
+
+DEFAULT_RHO = 0.05
+PAPER_RHOS = (0.5, 0.25, 0.05, 0.025, 0.005, 0.0025)
+FAILURE_FILE = "sweep_failure.json"
+TRAIN_NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
+# Concurrent runs per GPU: 8 gave the highest aggregate throughput measured on one H100.
+DEFAULT_RUNS_PER_GPU = 8
+
+
+@dataclass
+class Grid:
+    """The runs of a sweep: every dataset x arch x control x seed, and each SAM control at every rho.
+
+    Non-SAM controls ignore rho and run once. Runs at a rho other than 0.05 live under
+    `runs_dir/rho<value>/`, so the default-rho tree keeps the layout of single runs.
+    """
+
+    datasets: Sequence[str] = ("digits",)
+    archs: Sequence[str] = ("simple_cnn",)
+    controls: Sequence[str] | None = None  # None: all six controls
+    seeds: Sequence[int] = (0,)
+    rhos: Sequence[float] = (DEFAULT_RHO,)
+    epochs: int | None = None  # None: the paper's schedule for the data set
+    runs_dir: Path | str = RUNS_DIR
+    data_dir: Path | str | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    measures: Sequence[str] | None = None  # None: evaluate_run's default measures
+    train_options: dict = field(default_factory=dict)  # further RunConfig fields
+    evaluation_options: dict = field(default_factory=dict)  # further evaluate_run arguments (e.g. sam_draws)
+
+    def __post_init__(self):
+        from .controls import CONTROLS
+
+        self.controls = tuple(CONTROLS if self.controls is None else self.controls)
+        unknown = [c for c in self.controls if c not in CONTROLS]
+        if unknown:
+            raise ValueError(f"unknown controls {unknown}; accepted: {CONTROLS}")
+        bad_rhos = [rho for rho in self.rhos if not rho > 0]
+        if bad_rhos:
+            raise ValueError(f"SAM rho values must be positive, got {bad_rhos}")
+        if not self.seeds:
+            raise ValueError("a grid needs at least one seed")
+
+    def runs_root(self, rho: float) -> Path:
+        base = Path(self.runs_dir)
+        return base if rho == DEFAULT_RHO else base / f"rho{rho:g}"
+
+    def configs(self, device: str = "cpu") -> list:
+        """One `RunConfig` per run of the grid, in a stable order (controls of a seed together)."""
+        from .train import RunConfig
+
+        configs = []
+        for dataset in self.datasets:
+            for arch in self.archs:
+                for seed in self.seeds:
+                    for control in self.controls:
+                        rhos = self.rhos if control.endswith("sam") else (DEFAULT_RHO,)
+                        for rho in rhos:
+                            options = dict(self.train_options)
+                            for name in ("lr", "batch_size", "epochs"):
+                                if getattr(self, name) is not None:
+                                    options[name] = getattr(self, name)
+                            configs.append(
+                                RunConfig(
+                                    dataset=dataset, arch=arch, control=control, seed=int(seed), rho=rho,
+                                    data_dir=self.data_dir, runs_dir=self.runs_root(rho), device=device, **options,
+                                )
+                            )
+        return configs
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did: runs already done before it, runs it completed, runs that failed (with why)."""
+
+    total: int
+    skipped: list = field(default_factory=list)
+    completed: list = field(default_factory=list)
+    failed: dict = field(default_factory=dict)  # run dir -> error message
+    pending_failed: list = field(default_factory=list)  # failed earlier, not retried this time
+    seconds: dict = field(default_factory=dict)  # run dir -> {"train", "evaluate", "total"} wall seconds
+
+    def __str__(self):
+        lines = [
+            f"{self.total} runs: {len(self.skipped)} already done, {len(self.completed)} completed now, "
+            f"{len(self.failed)} failed, {len(self.pending_failed)} failed earlier (retry with retry_failed=True)"
+        ]
+        lines += [f"  FAILED {run_dir}: {error.splitlines()[-1] if error else ''}" for run_dir, error in self.failed.items()]
+        return "\n".join(lines)
+
+
+def run_state(run_dir: Path) -> str:
+    """'done' (trained and evaluated, or diverged), 'trained', 'failed' or 'todo'."""
+    run_dir = Path(run_dir)
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        status = json.loads(summary.read_text(encoding="utf-8")).get("status", "finished")
+        if status != "finished" or (run_dir / "metrics.json").is_file():
+            return "done"
+        return "trained"
+    if (run_dir / FAILURE_FILE).is_file():
+        return "failed"
+    return "todo"
+
+
+def _train_with_papermill(config) -> None:
+    """Execute notebooks/train.ipynb for `config`, passing the parameters the notebook declares."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(TRAIN_NOTEBOOK))
+    values = {key: value for key, value in dataclasses.asdict(config).items() if key in declared}
+    values = {key: str(value) if isinstance(value, Path) else value for key, value in values.items()}
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(TRAIN_NOTEBOOK), str(run_dir / "train.out.ipynb"), parameters=values, progress_bar=False, cwd=str(REPO_ROOT)
+    )
+
+
+def papermill_available() -> bool:
+    try:
+        import papermill  # noqa: F401
+    except ImportError:
+        return False
+    return TRAIN_NOTEBOOK.is_file()
+
+
+def execute_run(config, measures=None, use_papermill: bool | None = None, evaluation_options: dict | None = None) -> dict:
+    """Train (unless trained) and evaluate (unless evaluated) one run; never raises.
+
+    Returns {"run_dir", "status": "done" | "failed", "error", "seconds"}, where "seconds" splits this
+    call's wall time into "train", "evaluate" and "total" (the grid benchmark projects from them).
+    A failure also lands in the run folder, so later sweeps skip it unless asked to retry.
+    """
+    run_dir = Path(config.run_dir)
+    failure = run_dir / FAILURE_FILE
+    seconds = {"train": 0.0, "evaluate": 0.0}
+    started = time.perf_counter()
+    try:
+        if use_papermill is None:
+            use_papermill = papermill_available()
+        failure.unlink(missing_ok=True)
+        if run_state(run_dir) in ("todo", "failed"):
+            if use_papermill:
+                _train_with_papermill(config)
+            else:
+                from .train import train
+
+                train(config, progress=False)
+            seconds["train"] = time.perf_counter() - started
+        if run_state(run_dir) == "trained":
+            from .evaluate import evaluate_run
+
+            kwargs = dict(evaluation_options or {}, progress=False)
+            if measures is not None:
+                kwargs["measures"] = tuple(measures)
+            evaluation_started = time.perf_counter()
+            evaluate_run(run_dir, device=config.device, **kwargs)
+            seconds["evaluate"] = time.perf_counter() - evaluation_started
+        if run_state(run_dir) != "done":
+            raise RuntimeError(f"{run_dir} has no summary.json/metrics.json after training and evaluation")
+        outcome = {"run_dir": str(run_dir), "status": "done", "error": None}
+    except Exception:  # a sweep reports failures instead of stopping at the first one
+        error = traceback.format_exc()
+        _write_failure(run_dir, error)
+        outcome = {"run_dir": str(run_dir), "status": "failed", "error": error}
+    return {**outcome, "seconds": {**seconds, "total": time.perf_counter() - started}}
+
+
+def _write_failure(run_dir: Path, error: str) -> None:
+    from .runs import atomic_write_json
+
+    atomic_write_json(Path(run_dir) / FAILURE_FILE, {"error": error})
+
+
+def _plan(configs, retry_failed: bool, report: SweepReport) -> list:
+    todo = []
+    for config in configs:
+        state = run_state(config.run_dir)
+        if state == "done":
+            report.skipped.append(str(config.run_dir))
+        elif state == "failed" and not retry_failed:
+            report.pending_failed.append(str(config.run_dir))
+        else:
+            todo.append(config)
+    return todo
+
+
+def _record(outcome: dict, report: SweepReport, bar) -> None:
+    if outcome["status"] == "done":
+        report.completed.append(outcome["run_dir"])
+    else:
+        report.failed[outcome["run_dir"]] = outcome["error"]
+    report.seconds[outcome["run_dir"]] = outcome.get("seconds", {})
+    bar.update(1)
+    bar.set_postfix(failed=len(report.failed))
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_sweep(
+    grid: Grid,
+    *,
+    backend: str = "ray",
+    address: str | None = None,
+    num_cpus: int | None = None,
+    runs_per_gpu: int = DEFAULT_RUNS_PER_GPU,
+    device: str | None = None,
+    retry_failed: bool = False,
+    use_papermill: bool | None = None,
+    progress: bool = True,
+) -> SweepReport:
+    """Run every unfinished run of `grid`; returns a `SweepReport` (failures are reported, not raised).
+
+    backend "ray": one Ray task per run, `1/runs_per_gpu` of a GPU each when CUDA is present (Ray sets
+    each task's visible device); `address` joins an existing cluster, else a local Ray starts with
+    `num_cpus` CPUs. backend "serial": the runs one after another in this process (no Ray; used by
+    the book's small offline grids).
+    """
+    device = device or _device()
+    return run_configs(
+        grid.configs(device=device), measures=grid.measures, evaluation_options=grid.evaluation_options, backend=backend, address=address, num_cpus=num_cpus,
+        runs_per_gpu=runs_per_gpu, retry_failed=retry_failed, use_papermill=use_papermill, progress=progress,
+    )
+
+
+def run_configs(
+    configs, *, measures=None, evaluation_options=None, backend="ray", address=None, num_cpus=None, runs_per_gpu=DEFAULT_RUNS_PER_GPU,
+    retry_failed=False, use_papermill=None, progress=True,
+) -> SweepReport:
+    """`run_sweep` for an explicit list of `RunConfig`s (e.g. the benchmark's mix of controls)."""
+    backends = ("ray", "serial")
+    if backend not in backends:
+        raise ValueError(f"unknown backend {backend!r}; accepted: {backends}")
+    if runs_per_gpu < 1:
+        raise ValueError(f"runs_per_gpu must be >= 1, got {runs_per_gpu}")
+    report = SweepReport(total=len(configs))
+    todo = _plan(configs, retry_failed, report)
+    bar = tqdm(total=len(configs), initial=len(report.skipped), desc="runs done", unit="run", disable=not progress)
+    try:
+        if backend == "serial":
+            for config in todo:
+                _record(execute_run(config, measures, use_papermill, evaluation_options), report, bar)
+        elif todo:
+            _run_on_ray(todo, (measures, use_papermill, evaluation_options), address, num_cpus, runs_per_gpu, report, bar)
+    finally:
+        bar.close()
+    return report
+
+
+def _run_on_ray(todo, run_arguments, address, num_cpus, runs_per_gpu, report, bar) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    on_gpu = any(str(config.device).startswith("cuda") for config in todo)
+    resources = {"num_cpus": 1, "num_gpus": 1.0 / runs_per_gpu if on_gpu else 0}
+    remote_run = ray.remote(max_retries=0)(execute_run).options(**resources)
+    pending = {remote_run.remote(config, *run_arguments): config for config in todo}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        config = pending.pop(ready[0])
+        try:
+            outcome = ray.get(ready[0])
+        except Exception:  # the worker itself died (e.g. out of memory)
+            outcome = {"run_dir": str(config.run_dir), "status": "failed", "error": traceback.format_exc()}
+            _write_failure(config.run_dir, outcome["error"])
+        _record(outcome, report, bar)
+
+
+def grid_runs(grid: Grid) -> pd.DataFrame:
+    """The grid's finished runs as one row each (`results.collect_runs` restricted to this grid)."""
+    run_dirs = [config.run_dir for config in grid.configs() if (Path(config.run_dir) / "summary.json").is_file()]
+    return results.runs_from_dirs(run_dirs)
+
+
+# --- the book's study: committed results, or a small offline grid ---------------------------------
+
+OFFLINE_RUNS_DIR = REPO_ROOT / "_build" / "offline_runs"
+OFFLINE_MEASURES = (
+    "test_accuracy", "test_ece", "train_accuracy", "generalisation_gap", "fisher_rao_norm", "relative_flatness",
+    "sam_sharpness", "corruption_accuracy",
+)  # fmt: skip
+# Cheaper than the paper's evaluation, to fit a CPU book build: 4 SAM-sharpness draws instead of 100,
+# five corruption families (noise, blur, weather, digital, compression) on 100 test images.
+OFFLINE_EVALUATION = {
+    "sam_draws": 4,
+    "corruptions": ("gaussian_noise", "defocus_blur", "fog", "contrast", "jpeg_compression"),
+    "corruption_images": 100,
+}
+STUDIES = ("controls", "rho")
+
+
+def offline_grid(
+    study: str = "controls", seeds=(0, 1), epochs: int = 3, train_samples: int | None = None, runs_dir=OFFLINE_RUNS_DIR
+) -> Grid:
+    """The small CPU grid the book runs when no results are committed: digits and the small CNN,
+    `train_samples` training images (None: all 1,437), a few epochs.
+
+    "controls": all six controls at rho 0.05; "rho": SAM on the baseline at the paper's six radii.
+    Both write under `runs_dir` (the build folder), so chapters share one grid (the rho = 0.05 runs
+    are the same runs in both) and a rebuild reuses it.
+    """
+    if study not in STUDIES:
+        raise ValueError(f"unknown study {study!r}; accepted: {STUDIES}")
+    controls, rhos = (None, (DEFAULT_RHO,)) if study == "controls" else (("baseline_sam",), PAPER_RHOS)
+    return Grid(
+        datasets=("digits",), archs=("simple_cnn",), controls=controls, seeds=tuple(seeds), rhos=rhos,
+        epochs=epochs, runs_dir=runs_dir, measures=OFFLINE_MEASURES, evaluation_options=OFFLINE_EVALUATION,
+        train_options={"max_train_samples": train_samples},
+    )
+
+
+@contextlib.contextmanager
+def single_cpu_thread():
+    """One torch CPU thread for the duration: small models train several times faster that way on a
+    shared machine, where two threads per process oversubscribe the cores (measured: ~10x)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@dataclass
+class Study:
+    """Per-run rows of one study, where they came from, and whether they are the offline stand-in."""
+
+    runs: pd.DataFrame
+    history: pd.DataFrame  # per-epoch rows of every run (training curves)
+    provenance: dict
+    offline: bool
+
+    @property
+    def label(self) -> str:
+        if self.offline:
+            return "offline grid (digits, simple_cnn, CPU): NOT the paper's setting"
+        settings = self.provenance.get("settings", {})
+        return f"{', '.join(settings.get('datasets', []))} on {self.provenance.get('machine', '?')}"
+
+
+def committed_grid(study: str = "controls"):
+    """The committed summary of `study` under results/ (files named *_rho.json hold rho sweeps), or None."""
+    if study not in STUDIES:
+        raise ValueError(f"unknown study {study!r}; accepted: {STUDIES}")
+    for path in results.committed_grids():
+        if path.stem.endswith("_rho") == (study == "rho"):
+            return path
+    return None
+
+
+def load_study(study: str = "controls", *, grid: Grid | None = None, progress: bool = True) -> Study:
+    """The runs a chapter shows: the committed grid of `study` if there is one, else `grid` (default
+    `offline_grid(study)`), run serially now where not already on disk."""
+    path = committed_grid(study)
+    if path is not None and grid is None:
+        runs, origin = results.load_grid(path)
+        return Study(runs, results.load_history(path), origin, offline=False)
+    grid = grid or offline_grid(study)
+    with single_cpu_thread():
+        report = run_sweep(grid, backend="serial", device="cpu", progress=progress)
+    if report.failed:
+        raise RuntimeError(f"offline grid failed:\n{report}")
+    settings = {key: value for key, value in dataclasses.asdict(grid).items() if key not in ("runs_dir", "train_options")}
+    origin = results.provenance(settings, data="scikit-learn digits (8x8 upsampled to 32x32), offline")
+    runs = grid_runs(grid)
+    history = pd.concat([results.run_history(run_dir) for run_dir in runs["run_dir"]], ignore_index=True)
+    return Study(runs, history, origin, offline=True)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--datasets", nargs="+", default=["digits"])
+    parser.add_argument("--archs", nargs="+", default=["simple_cnn"])
+    parser.add_argument("--controls", nargs="+", default=["all"], help="control names, or 'all'")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seed numbers, e.g. 0 1 2")
+    parser.add_argument("--rhos", nargs="+", type=float, default=[DEFAULT_RHO], help="SAM radii ('paper': pass 0.5 0.25 0.05 0.025 0.005 0.0025)")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--runs-dir", default=str(RUNS_DIR))
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--measures", nargs="+", default=None)
+    parser.add_argument("--backend", choices=["ray", "serial"], default="ray")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: start Ray locally)")
+    parser.add_argument("--num-cpus", type=int, default=None)
+    parser.add_argument("--runs-per-gpu", type=int, default=DEFAULT_RUNS_PER_GPU)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--retry-failed", action="store_true")
+    parser.add_argument("--no-papermill", action="store_true", help="train through sharpness.train, not the notebook")
+    parser.add_argument("--results", default=None, help="write the grid summary here (e.g. results/cifar10_resnet18.json)")
+    parser.add_argument("--data-note", default=None, help="data description for the summary's provenance")
+
+
+def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
+    """`python -m sharpness sweep ...` (parsed arguments from the command registry, or an argv list)."""
+    if not isinstance(args, argparse.Namespace):
+        parser = argparse.ArgumentParser(prog="python -m sharpness sweep", description=__doc__.split("\n")[0])
+        add_arguments(parser)
+        args = parser.parse_args(args)
+    grid = Grid(
+        datasets=args.datasets, archs=args.archs, controls=None if args.controls == ["all"] else args.controls,
+        seeds=args.seeds, rhos=args.rhos, epochs=args.epochs, runs_dir=args.runs_dir, data_dir=args.data_dir,
+        batch_size=args.batch_size, lr=args.lr, measures=args.measures,
+    )
+    report = run_sweep(
+        grid, backend=args.backend, address=args.address, num_cpus=args.num_cpus, runs_per_gpu=args.runs_per_gpu,
+        device=args.device, retry_failed=args.retry_failed, use_papermill=False if args.no_papermill else None,
+    )
+    print(report)
+    if args.results:
+        settings = {key: value for key, value in vars(args).items() if key not in ("results", "data_note")}
+        data = args.data_note or f"{', '.join(args.datasets)} (data dir: {args.data_dir or 'default'})"
+        path = results.save_grid(grid_runs(grid), args.results, settings=settings, data=data)
+        print(f"grid summary written to {path}")
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

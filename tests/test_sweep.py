@@ -1,0 +1,101 @@
+"""sharpness.sweep: a tiny grid on a local Ray (CPU, digits), skipping finished runs, reporting failures."""
+
+import json
+
+import pytest
+
+from sharpness import results, sweep
+
+pytestmark = pytest.mark.slow
+CHEAP_MEASURES = ("test_accuracy", "test_ece")
+
+
+def tiny_grid(runs_dir, **changes):
+    settings = dict(
+        datasets=("digits",), archs=("simple_cnn",), controls=("baseline", "baseline_sam"), seeds=(0,),
+        epochs=1, runs_dir=runs_dir, measures=CHEAP_MEASURES, train_options={"max_train_samples": 256},
+    )
+    return sweep.Grid(**{**settings, **changes})
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def swept(ray_session, tmp_path_factory):
+    """One Ray sweep of the tiny grid, then the same sweep again (shared by the tests below)."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    grid = tiny_grid(runs_dir)
+    first = sweep.run_sweep(grid, progress=False)
+    stamps = {path: path.stat().st_mtime_ns for path in runs_dir.rglob("*.json")}
+    second = sweep.run_sweep(grid, progress=False)
+    return grid, first, second, stamps
+
+
+def test_ray_sweep_trains_and_evaluates_every_run(swept):
+    grid, first, _, _ = swept
+    assert not first.failed, first
+    assert len(first.completed) == first.total == 2
+    for config in grid.configs():
+        assert sweep.run_state(config.run_dir) == "done"
+    runs = sweep.grid_runs(grid)
+    assert sorted(runs["control"]) == ["baseline", "baseline_sam"]
+    assert runs["test_accuracy"].between(0, 1).all()
+
+
+def test_rerun_skips_finished_runs_without_touching_them(swept):
+    grid, _, second, stamps = swept
+    assert second.completed == [] and len(second.skipped) == 2 and not second.failed
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+
+
+def test_grid_expands_rho_only_for_sam_controls(tmp_path):
+    grid = sweep.Grid(controls=None, seeds=(0, 1), rhos=(0.05, 0.5), runs_dir=tmp_path)
+    configs = grid.configs()
+    # 3 plain controls x 2 seeds + 3 SAM controls x 2 seeds x 2 rhos
+    assert len(configs) == 3 * 2 + 3 * 2 * 2
+    run_dirs = [str(c.run_dir) for c in configs]
+    assert len(set(run_dirs)) == len(run_dirs)
+    off_default = [c for c in configs if c.rho == 0.5]
+    assert all(c.control.endswith("sam") and "rho0.5" in str(c.run_dir) for c in off_default)
+
+
+def test_grid_rejects_unknown_controls_and_rhos(tmp_path):
+    with pytest.raises(ValueError, match="'sgd'"):
+        sweep.Grid(controls=("sgd",), runs_dir=tmp_path)
+    with pytest.raises(ValueError, match="positive"):
+        sweep.Grid(rhos=(0.0,), runs_dir=tmp_path)
+    with pytest.raises(ValueError, match="'dask'"):
+        sweep.run_sweep(sweep.Grid(runs_dir=tmp_path), backend="dask")
+
+
+def test_failures_are_reported_kept_and_retried_only_on_request(tmp_path):
+    # A missing data folder makes training fail; the sweep reports it instead of raising.
+    grid = tiny_grid(tmp_path / "runs", datasets=("cifar10_folder",), controls=("baseline",),
+                     data_dir=tmp_path / "no-such-data")
+    first = sweep.run_sweep(grid, backend="serial", use_papermill=False, progress=False)
+    (run_dir, error), = first.failed.items()
+    assert "no-such-data" in error or "cifar10" in error
+    assert json.loads((tmp_path / "runs").rglob(sweep.FAILURE_FILE).__next__().read_text())["error"] == error
+    again = sweep.run_sweep(grid, backend="serial", use_papermill=False, progress=False)
+    assert again.pending_failed == [run_dir] and not again.failed and not again.completed
+    retried = sweep.run_sweep(grid, backend="serial", use_papermill=False, retry_failed=True, progress=False)
+    assert list(retried.failed) == [run_dir]
+
+
+def test_cli_reports_and_writes_a_grid_summary_with_provenance(swept, tmp_path, capsys):
+    grid, _, _, _ = swept
+    summary = tmp_path / "grid.json"
+    code = sweep.main([
+        "--controls", "baseline", "baseline_sam", "--epochs", "1", "--runs-dir", str(grid.runs_dir),
+        "--backend", "serial", "--measures", *CHEAP_MEASURES, "--results", str(summary),
+    ])
+    assert code == 0
+    assert "2 already done" in capsys.readouterr().out
+    runs, provenance = results.load_grid(summary)
+    assert len(runs) == 2 and provenance["settings"]["epochs"] == 1
