@@ -85,7 +85,7 @@ def forward(flat: Tensor, inputs: Tensor, sizes: Sequence[int] = LAYER_SIZES) ->
     for index, (weight, bias) in enumerate(layers):
         hidden = torch.baddbmm(bias, hidden, weight)
         if index < len(layers) - 1:
-            hidden = torch.relu(hidden)
+            hidden = torch.relu_(hidden)  # in place: baddbmm does not need its output for backward
     return hidden.squeeze(-1)
 
 
@@ -386,20 +386,24 @@ class FitResult:
         return cls(FitConfig(**settings), pd.read_csv(directory / "records.csv"), meta["provenance"])
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
+    """HEAD of the repository holding this file, with "+dirty" if this module differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
-        ).stdout.strip()
+        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--", Path(__file__).name) else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def provenance(device: torch.device, seconds: float) -> dict:
+def provenance(device: torch.device, seconds: float, commit: str) -> dict:
+    """Where, with which code (`commit`, taken when the run started) and when a result was made."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     return {
         "machine": f"{platform.node()} ({device.type}: {name}, {torch.get_num_threads()} threads)",
-        "commit": _git_commit(),
+        "commit": commit,
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(seconds, 1),
@@ -464,7 +468,7 @@ def _measure_rows(
 
 def run(config: FitConfig, progress: bool = True) -> FitResult:
     """Train every (function, seed) network together; record measures over training and at targets."""
-    started = time.perf_counter()
+    started, commit = time.perf_counter(), git_commit()
     device = torch.device(config.device)
     data = make_data(config)
     functions = [name for name in config.functions for _ in config.seeds]
@@ -518,7 +522,7 @@ def run(config: FitConfig, progress: bool = True) -> FitResult:
     columns = ["kind", "function", "seed", "target", "epoch", "train_loss", "test_loss", "gap", *MEASURES]
     frame = pd.DataFrame.from_records(records).reindex(columns=columns)
     frame["reached"] = frame["epoch"].notna()
-    return FitResult(config, frame, provenance(device, time.perf_counter() - started))
+    return FitResult(config, frame, provenance(device, time.perf_counter() - started, commit))
 
 
 # --------------------------------------------------------------------------------------------------
