@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -169,3 +170,41 @@ def test_rank_agreement_uses_the_analytic_curvature_of_chapter_one():
     curvature = fit.analytic_curvature("max_eigenvalue")
     assert math.isclose(curvature["rosenbrock"], 1001.6, rel_tol=1e-4)
     assert math.isclose(curvature["sphere"], 2.0)
+
+
+def synthetic_result(sharpness_of_function):
+    """A FitResult whose networks' sharpness at every target is a given function of the target function."""
+    rows = []
+    for name in toy.FUNCTIONS:
+        for seed in (0, 1):
+            for target in (100.0, 1.0):
+                value = sharpness_of_function(name) * (1 + 0.01 * seed)
+                reached = not (target == 1.0 and name == "rosenbrock" and seed == 1)
+                rows.append({"kind": "target", "function": name, "seed": seed, "target": target,
+                             "epoch": 10.0 if reached else np.nan, "reached": reached,
+                             **{m: value if reached else np.nan for m in fit.MEASURES}})
+    config = fit.FitConfig(seeds=(0, 1), target_losses=(100.0, 1.0))
+    return fit.FitResult(config, pd.DataFrame(rows), {"machine": "test", "date": "", "commit": ""})
+
+
+def test_rank_agreement_is_one_for_sharpness_that_follows_the_curvature_and_minus_one_reversed():
+    curvature = fit.analytic_curvature("max_eigenvalue")
+    following = fit.rank_agreement(synthetic_result(lambda n: 3 * curvature[n])).set_index("target")
+    reversed_ = fit.rank_agreement(synthetic_result(lambda n: 1 / curvature[n])).set_index("target")
+    assert following.loc[100.0, "spearman"] == pytest.approx(1.0) and following.loc[100.0, "functions"] == 7
+    assert reversed_.loc[100.0, "spearman"] == pytest.approx(-1.0)
+    # Rosenbrock missed the last target in one seed: it drops out of that comparison.
+    assert following.loc[1.0, "functions"] == 6
+
+
+def test_figures_label_their_settings_and_skip_unreached_targets():
+    from sharpness.viz import fit as fit_figures
+
+    result = synthetic_result(lambda n: fit.analytic_curvature()[n])
+    figure = fit_figures.ordering_figure(result)
+    assert "2 seeds" in figure.layout.title.text
+    assert [len(trace.x) for trace in figure.data] == [7, 6]
+    assert "ρ = 1.00" in figure.data[0].name
+    at_targets = fit_figures.sharpness_at_targets(result)
+    rosenbrock = [t for t in at_targets.data if t.name == "Rosenbrock" and t.xaxis == "x"][0]
+    assert list(rosenbrock.customdata[:, 0]) == [2, 1]  # seeds reached per target, shown on hover

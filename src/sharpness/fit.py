@@ -525,6 +525,13 @@ def run(config: FitConfig, progress: bool = True) -> FitResult:
     return FitResult(config, frame, provenance(device, time.perf_counter() - started, commit))
 
 
+def stored_results(directory: str | Path) -> list[FitResult]:
+    """Saved studies under `directory` (one folder each), smallest first (by networks x epochs x points)."""
+    results = [FitResult.load(path.parent) for path in sorted(Path(directory).glob("*/records.csv"))]
+    return sorted(results, key=lambda r: len(r.config.functions) * len(r.config.seeds) * r.config.epochs
+                  * r.config.train_points)
+
+
 # --------------------------------------------------------------------------------------------------
 # Summaries for the book
 # --------------------------------------------------------------------------------------------------
