@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import torch
-
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
 
 
@@ -49,6 +47,8 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
 
 def atomic_save(value: Any, path: str | os.PathLike) -> Path:
     """torch.save, atomically."""
+    import torch  # here, so that the papermill guard's watcher process starts without torch
+
     return _atomic(path, lambda f: torch.save(value, f), "wb")
 
 
