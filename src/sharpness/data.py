@@ -283,13 +283,15 @@ def batches(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     device = torch.device(device) if device is not None else images.device
     count = len(images)
-    order = torch.randperm(count, generator=shuffle_generator) if shuffle_generator is not None else None
+    order = None
+    if shuffle_generator is not None:  # drawn on the CPU (device-independent), moved once
+        order = torch.randperm(count, generator=shuffle_generator).to(images.device)
     stop = count - count % batch_size if drop_last else count
     for start in range(0, stop, batch_size):
         if order is None:
             x, y = images[start : start + batch_size], labels[start : start + batch_size]
         else:
-            index = order[start : start + batch_size].to(images.device)
+            index = order[start : start + batch_size]
             x, y = images[index], labels[index]
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if augment is not None:

@@ -184,7 +184,8 @@ class _Trainer:
         """One pass over the training set; loss and accuracy are summed on the device (no per-step sync)."""
         self.model.train()
         torch.manual_seed(derived_generator(self.config.seed, "global", epoch).initial_seed())  # e.g. dropout
-        totals = torch.zeros(3, device=self.device, dtype=torch.float64)  # loss sum, correct, count
+        totals = torch.zeros(2, device=self.device, dtype=torch.float64)  # loss sum, correct
+        count = 0
         steps = -(-len(self.data.train_images) // self.config.batch_size)
         self._sync()
         start = time.perf_counter()
@@ -202,11 +203,11 @@ class _Trainer:
                     self.loss(x, y)[0].backward()
                 self.sam.second_step()
             with torch.no_grad():
-                totals += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
-                                       torch.tensor(len(y), device=self.device, dtype=torch.float64)])
+                totals += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
+            count += len(y)
         self._sync()
         seconds = time.perf_counter() - start
-        loss_sum, correct, count = totals.tolist()
+        loss_sum, correct = totals.tolist()
         if self.scheduler is not None:
             self.scheduler.step()
         return {"train_loss": loss_sum / count, "train_accuracy": correct / count, "train_seconds": seconds,
