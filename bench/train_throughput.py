@@ -1,0 +1,73 @@
+"""Training throughput (images/s) of one run per control, through the real training loop.
+
+Each control trains a fresh run in a temporary runs folder for --epochs epochs; the figure is the
+mean of the per-epoch images/s after the first epoch (warm-up: kernel selection, caches), as
+`sharpness.train` records it (device synchronised at both ends of each epoch). Baseline is also run
+through the textbook DataLoader path for comparison.
+
+    python bench/train_throughput.py          # CPU here: digits, simple_cnn, 512 images, 1 thread
+    python bench/train_throughput.py          # on CUDA: CIFAR-10 JPEG pack (data/cifar10-jpeg), ResNet-18,
+                                              # batch 256, bf16 autocast, channels_last, GPU-resident data
+Anchors (DESIGN.md, one H100, ResNet-18 batch 256): textbook 18.0k img/s, GPU-resident 22-26k img/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+
+import torch
+
+from sharpness.controls import CONTROLS
+from sharpness.runs import METRICS, read_jsonl
+from sharpness.train import RunConfig, resolve_device, train
+
+
+def parse_args() -> argparse.Namespace:
+    cuda = torch.cuda.is_available()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dataset", default="cifar10_folder" if cuda else "digits")
+    parser.add_argument("--arch", default="resnet18" if cuda else "simple_cnn")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=256 if cuda else 64)
+    parser.add_argument("--max-train-samples", type=int, default=None if cuda else 512)
+    parser.add_argument("--controls", nargs="+", default=list(CONTROLS))
+    parser.add_argument("--textbook", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time baseline through the DataLoader path")
+    parser.add_argument("--threads", type=int, default=None if cuda else 1)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    jobs = [(control, "resident") for control in args.controls]
+    if args.textbook:
+        jobs.append(("baseline", "dataloader"))
+    rows = []
+    with tempfile.TemporaryDirectory() as runs_dir:
+        for control, loader in jobs:
+            config = RunConfig(dataset=args.dataset, arch=args.arch, control=control, epochs=args.epochs,
+                               data_dir=args.data_dir, runs_dir=f"{runs_dir}/{loader}", device=str(device),
+                               batch_size=args.batch_size, max_train_samples=args.max_train_samples, loader=loader)
+            summary = train(config, progress=False)
+            history = [row["images_per_second"] for row in read_jsonl(config.run_dir / METRICS)]
+            timed = history[1:] or history
+            rows.append((control, loader, statistics.mean(timed), min(timed), max(timed), summary["test_accuracy"]))
+            print(f"  {control:<13} {loader:<10} {rows[-1][2]:>10.0f} img/s", flush=True)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
+    images = args.max_train_samples or "all"
+    print(f"\n{args.arch} on {args.dataset} ({images} training images), batch {args.batch_size}, {args.epochs} epochs, "
+          f"{name}, torch {torch.__version__}")
+    print(f"{'control':<13} {'loader':<10} {'img/s':>10} {'min':>10} {'max':>10} {'test acc':>9}")
+    for control, loader, mean, low, high, accuracy in rows:
+        print(f"{control:<13} {loader:<10} {mean:>10.0f} {low:>10.0f} {high:>10.0f} {accuracy:>9.3f}")
+
+
+if __name__ == "__main__":
+    main()
