@@ -157,3 +157,19 @@ def test_real_cifar10_pack_if_extracted():
 
 def test_dataset_list_is_the_contract():
     assert DATASETS == ("digits", "cifar10", "cifar100", "cifar10_folder", "tiny_imagenet")
+
+
+def test_subset_is_a_fixed_spread_sample(digits):
+    by_class = digits.subset(max_train=100, max_test=50)
+    again = digits.subset(max_train=100, max_test=50)
+    assert len(by_class.train_images) == 100 and len(by_class.test_labels) == 50
+    assert torch.equal(by_class.train_labels, again.train_labels)
+    sorted_data = digits.subset()  # no limits: everything, unchanged
+    assert torch.equal(sorted_data.train_images, digits.train_images)
+    # data stored class by class (as ImageFolder does) still gives every class
+    order = torch.argsort(digits.train_labels, stable=True)
+    from dataclasses import replace
+    grouped = replace(digits, train_images=digits.train_images[order], train_labels=digits.train_labels[order])
+    assert len(grouped.subset(max_train=100).train_labels.unique()) == 10
+    with pytest.raises(ValueError, match="positive"):
+        digits.subset(max_train=0)

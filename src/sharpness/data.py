@@ -65,13 +65,25 @@ class ImageData:
         return (images.float() / 255.0 - mean) / std
 
     def subset(self, max_train: int | None = None, max_test: int | None = None) -> "ImageData":
-        """The first `max_train` / `max_test` images (for quick runs); statistics are kept unchanged."""
+        """A fixed random `max_train` / `max_test` images (for quick runs), the same for every run and seed.
+
+        Random rather than the first N because folder data sets are stored class by class.
+        Statistics are kept unchanged.
+        """
+        def pick(count: int, limit: int | None) -> Tensor | slice:
+            if limit is None or limit >= count:
+                return slice(None)
+            if limit < 1:
+                raise ValueError(f"sample limits must be positive integers or None, got {limit!r}")
+            return torch.randperm(count, generator=torch.Generator().manual_seed(0))[:limit].sort().values
+
+        train, test = pick(len(self.train_images), max_train), pick(len(self.test_images), max_test)
         return replace(
             self,
-            train_images=self.train_images[:max_train],
-            train_labels=self.train_labels[:max_train],
-            test_images=self.test_images[:max_test],
-            test_labels=self.test_labels[:max_test],
+            train_images=self.train_images[train],
+            train_labels=self.train_labels[train],
+            test_images=self.test_images[test],
+            test_labels=self.test_labels[test],
         )
 
     def to(self, device: torch.device | str) -> "ImageData":
