@@ -133,6 +133,19 @@ def test_dataloader_path_trains_like_the_resident_path(tmp_path):
         torch.testing.assert_close(results["dataloader"][key], value, rtol=1e-3, atol=1e-4)  # float rounding only
 
 
+def test_gpu_settings_run_on_cpu_too(tmp_path):
+    """bf16 autocast and channels_last (the CUDA defaults) through the same loop, here on the CPU."""
+    base = RunConfig(control="aug_sam", epochs=1, runs_dir=str(tmp_path / "fp32"), **QUICK)
+    fast = RunConfig(control="aug_sam", epochs=1, precision="bf16", channels_last=True,
+                     runs_dir=str(tmp_path / "bf16"), **QUICK)
+    trainer = _Trainer(fast, prepare_data(fast), torch.device("cpu"))
+    assert trainer.bf16 and trainer.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    a, b = train(base, progress=False), train(fast, progress=False)
+    assert b["status"] == "finished"
+    assert abs(a["train_loss"] - b["train_loss"]) < 0.05  # bf16 rounding, not a different computation
+    assert b["train_loss"] != a["train_loss"]
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(control="sam"), "unknown control 'sam'"), (dict(dataset="mnist"), "unknown dataset 'mnist'"),
     (dict(arch="resnet50"), "unknown arch 'resnet50'"), (dict(epochs=0), "epochs"),

@@ -148,6 +148,8 @@ class _Trainer:
         self.control = get_control(config.control)
         self.bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
         self.channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = initial_model(config, data.num_classes, data.image_size).to(device, memory_format=memory_format)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=hyperparameters(config.dataset).momentum,
