@@ -92,3 +92,15 @@ def test_strip_execution_restores_the_committed_notebook_exactly(tmp_path):
     path = tmp_path / "restored.ipynb"
     nbformat.write(strip_execution(notebook), path)
     assert path.read_bytes() == SOURCE.read_bytes()
+
+
+def test_notebook_declares_every_run_setting():
+    """A sweep passes RunConfig fields as papermill parameters: none may be silently dropped."""
+    import dataclasses
+
+    import papermill
+
+    from sharpness.train import RunConfig
+
+    declared = set(papermill.inspect_notebook(str(SOURCE)))
+    assert {f.name for f in dataclasses.fields(RunConfig)} <= declared
