@@ -9,20 +9,19 @@ zero direction unless asked for.
 
 Many grid points are evaluated per forward pass: `torch.func.vmap` over stacked parameter sets turns a
 chunk of K models into one grouped computation (conv layers become K-group convolutions). The plain
-per-point loop is kept as an option and as what the tests compare against (see `DEFAULT_CHUNK_SIZE`).
+per-point loop is what the tests compare against, and the faster choice on a CPU (see `DEFAULT_METHOD`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,11 +30,12 @@ from torch import nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
+from .paths import RESULTS_DIR
+
 ONE_DIM_OPTIONS = ("zero", "random", "weights")
-METHODS = ("vmap", "loop")
+METHODS = ("auto", "vmap", "loop")
 FILTER_EPS = 1e-10
-ROOT = Path(__file__).resolve().parents[2]
-STORED_SURFACES = ROOT / "results" / "landscapes"
+STORED_SURFACES = RESULTS_DIR / "landscapes"
 
 Direction = dict[str, torch.Tensor]
 
@@ -129,13 +129,17 @@ def interpolation_directions(model_a: nn.Module, model_b: nn.Module) -> tuple[Di
 # Evaluation of many points
 # --------------------------------------------------------------------------------------------------
 
-# Grid points per forward pass by device. Measured with bench/landscape.py on the 2 shared CPU cores of
-# the development machine (128 CIFAR-shaped images per point): vmap with 4 points per pass was 1.1x
-# (ResNet-18) to 1.7x (simple_cnn) faster than the per-point loop, since one pass over 4 models pays the
-# per-layer dispatch once and hands the kernels larger GEMMs; 16 points per pass lost most of that gain
-# as the activations outgrow the caches. On a GPU a ResNet-18 forward is launch-bound (DESIGN.md's
-# anchors: grouped-convolution fusion of N models doubled throughput), so more points go in one pass.
-DEFAULT_CHUNK_SIZE = {"cpu": 4, "cuda": 16}
+# Which evaluation is faster, measured with bench/landscape.py (see the chapter for the figures):
+# - CPU, one thread per process (what the book uses on its shared 2-core machine): the plain loop is
+#   1.1x (ResNet-18) to 1.6x (simple_cnn) faster than vmap. vmap turns K weight sets into K-group
+#   convolutions, and grouped convolutions are slower on CPU than K dense ones; with one thread there
+#   is no per-layer overhead worth amortising.
+# - CPU with two threads on an oversubscribed machine, vmap with 4 points per pass won 1.1-1.9x, by
+#   paying the thread synchronisation once per layer for 4 points; single-threaded loops beat both.
+# - GPU: a ResNet-18 forward at batch 512 is launch-bound (DESIGN.md: fusing N models into grouped
+#   convolutions doubled training throughput), so vmap over 16 points per pass is the default there.
+DEFAULT_METHOD = {"cuda": "vmap"}  # any other device: "loop"
+DEFAULT_CHUNK_SIZE = {"cuda": 16}  # any other device: 4
 
 
 @contextmanager
@@ -176,7 +180,7 @@ def evaluate_points(
     base: dict[str, torch.Tensor] | None = None,
     batch_size: int = 512,
     chunk_size: int | None = None,
-    method: str = "vmap",
+    method: str = "auto",
     autocast_dtype: torch.dtype | None = None,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -184,12 +188,14 @@ def evaluate_points(
 
     images/labels: the evaluation set (normalised float images), moved to the model's device once.
     base: theta_0 (defaults to the model's own parameters and buffers). method: "vmap" evaluates
-    chunk_size grid points per forward pass (default by device, see DEFAULT_CHUNK_SIZE); "loop" one.
+    chunk_size grid points per forward pass, "loop" one; "auto" picks by device (DEFAULT_METHOD).
     autocast_dtype (e.g. torch.bfloat16) runs the forward passes under autocast; the default keeps
     float32, since a landscape's detail near the minimum is small.
     """
     method = _choose(method, METHODS, "method")
     device = next(model.parameters()).device
+    if method == "auto":
+        method = DEFAULT_METHOD.get(device.type, "loop")
     if chunk_size is None:
         chunk_size = DEFAULT_CHUNK_SIZE.get(device.type, 4)
     if chunk_size < 1 or batch_size < 1:
@@ -411,6 +417,7 @@ class ControlLandscape:
     seed: int
     surface: Surface
     measures: dict[str, float] = field(default_factory=dict)
+    source: str = "computed"  # where it came from: "offline runs", or the stored file (not saved)
 
     def to_dict(self) -> dict:
         keys = ("dataset", "arch", "control", "seed", "measures")
@@ -439,7 +446,10 @@ def stored_landscapes(
 ) -> list[ControlLandscape]:
     """Surfaces stored under `root` (e.g. computed on a GPU), filtered by whatever is given."""
     pattern = f"{dataset or '*'}/{arch or '*'}/seed{'*' if seed is None else seed}/*.json"
-    return [ControlLandscape.from_dict(json.loads(path.read_text())) for path in sorted(Path(root).glob(pattern))]
+    return [
+        replace(ControlLandscape.from_dict(json.loads(path.read_text())), source=str(path))
+        for path in sorted(Path(root).glob(pattern))
+    ]
 
 
 def invariant_measures(
@@ -491,16 +501,47 @@ def landscape_of_run(
 
 
 def offline_run_dirs(seed: int = 0, controls: Sequence[str] | None = None, progress: bool = True) -> dict[str, Path]:
-    """The book's small CPU runs (digits, simple_cnn; the sweep's offline grid, shared with the results
-    chapter), trained here if they are not there yet. Returns run dirs by control."""
-    from .sweep import offline_grid
-    from .train import train
+    """The book's small CPU runs of one seed (the sweep's offline grid, shared with the results
+    chapter), trained and evaluated here by the sweep if they are not there yet. Run dirs by control."""
+    from .sweep import offline_grid, run_configs, single_cpu_thread
 
     grid = offline_grid("controls", seeds=(seed,))
-    configs = [config for config in grid.configs() if controls is None or config.control in controls]
-    for config in configs:
-        train(config, progress=progress)
+    configs = [config for config in grid.configs(device="cpu") if controls is None or config.control in controls]
+    with single_cpu_thread():
+        report = run_configs(configs, measures=grid.measures, evaluation_options=grid.evaluation_options,
+                             backend="serial", progress=progress)
+    if report.failed:
+        raise RuntimeError(f"offline runs failed:\n{report}")
     return {config.control: Path(config.run_dir) for config in configs}
+
+
+def interpolation_path(dataset: str, arch: str, seed: int, control_a: str, control_b: str,
+                       root: Path | str = STORED_SURFACES) -> Path:
+    return Path(root) / dataset / arch / f"seed{seed}" / "interpolation" / f"{control_a}__{control_b}.json"
+
+
+def control_interpolation(
+    seed: int = 0,
+    control_a: str = "baseline",
+    control_b: str = "aug_sam",
+    *,
+    resolution: int = 21,
+    subset: int = 64,
+    use_stored: bool = True,
+    progress: bool = True,
+    **evaluation,
+) -> Surface:
+    """Interpolation between two controls of one seed: stored (GPU) if there is one, else the offline runs."""
+    if use_stored:
+        pattern = f"*/*/seed{seed}/interpolation/{control_a}__{control_b}.json"
+        for path in sorted(STORED_SURFACES.glob(pattern)):
+            return Surface.from_dict(json.loads(path.read_text()))
+    from .sweep import single_cpu_thread
+
+    run_dirs = offline_run_dirs(seed, [control_a, control_b], progress=progress)
+    with single_cpu_thread():  # the offline CPU path: one thread per process is fastest on a shared machine
+        return interpolation_of_runs(run_dirs[control_a], run_dirs[control_b], resolution=resolution,
+                                     subset=subset, progress=progress, **evaluation)
 
 
 def control_landscapes(
@@ -531,16 +572,20 @@ def control_landscapes(
             first = stored[0]
             same_setting = [item for item in stored if (item.dataset, item.arch) == (first.dataset, first.arch)]
             return sorted(same_setting, key=lambda item: wanted.index(item.control))
+    from .sweep import single_cpu_thread
+
     run_dirs = offline_run_dirs(seed, wanted, progress=progress)
-    landscapes = []
-    for control in tqdm(wanted, desc="surfaces", disable=not progress):
-        landscapes.append(
-            landscape_of_run(
-                run_dirs[control], resolution=resolution, subset=subset, sam_draws=sam_draws,
-                directions_seed=directions_seed, progress=False, **evaluation,
+    with single_cpu_thread():  # the offline CPU path: one thread per process is fastest on a shared machine
+        return [
+            replace(
+                landscape_of_run(
+                    run_dirs[control], resolution=resolution, subset=subset, sam_draws=sam_draws,
+                    directions_seed=directions_seed, progress=False, **evaluation,
+                ),
+                source="offline runs",
             )
-        )
-    return landscapes
+            for control in tqdm(wanted, desc="surfaces", disable=not progress)
+        ]
 
 
 def interpolation_of_runs(
@@ -565,3 +610,56 @@ def interpolation_of_runs(
                   "controls": [config_a.control, config_b.control], "seeds": [config_a.seed, config_b.seed]}
     return interpolation(model_a, model_b, images.to(device), labels.to(device), resolution=resolution, span=span,
                          provenance=provenance, progress=progress, **evaluation)
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line (the GPU machines have no papermill): surfaces of trained runs into results/landscapes
+# --------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """python -m sharpness.landscape --runs-dir runs --dataset cifar10 --arch resnet18 --seed 0 [...]"""
+    from .controls import CONTROLS
+
+    parser = argparse.ArgumentParser(description="Loss surfaces of trained runs, stored as JSON with provenance.")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--dataset", default="cifar10")
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--controls", nargs="+", default=list(CONTROLS))
+    parser.add_argument("--resolution", type=int, default=51)
+    parser.add_argument("--span", type=float, nargs=2, default=(-1.0, 1.0))
+    parser.add_argument("--subset", type=int, default=10_000, help="training images per point (0: all)")
+    parser.add_argument("--directions-seed", type=int, default=0)
+    parser.add_argument("--sam-draws", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--chunk-size", type=int, default=None)
+    parser.add_argument("--interpolate", nargs=2, metavar=("CONTROL_A", "CONTROL_B"), default=("baseline", "aug_sam"))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=str(STORED_SURFACES))
+    args = parser.parse_args(argv)
+    for control in [*args.controls, *args.interpolate]:
+        _choose(control, CONTROLS, "control")
+    run_dir = lambda control: Path(args.runs_dir) / args.dataset / args.arch / control / f"seed{args.seed}"  # noqa: E731
+    missing = [str(run_dir(c)) for c in {*args.controls, *args.interpolate} if not (run_dir(c) / "summary.json").is_file()]
+    if missing:
+        print("not trained (no summary.json): " + ", ".join(sorted(missing)), file=sys.stderr)
+        return 1
+    evaluation = dict(device=args.device, batch_size=args.batch_size, chunk_size=args.chunk_size, subset=args.subset or None)
+    for control in args.controls:
+        item = landscape_of_run(run_dir(control), resolution=args.resolution, span=tuple(args.span),
+                                directions_seed=args.directions_seed, sam_draws=args.sam_draws, **evaluation)
+        path = save_landscape(item, args.out)
+        print(f"{control}: {item.surface.provenance['seconds']:.1f} s for {args.resolution}x{args.resolution} -> {path}")
+    control_a, control_b = args.interpolate
+    surface = interpolation_of_runs(run_dir(control_a), run_dir(control_b), **evaluation)
+    from .runs import atomic_write_text
+
+    path = interpolation_path(args.dataset, args.arch, args.seed, control_a, control_b, args.out)
+    atomic_write_text(path, json.dumps(surface.to_dict(), separators=(",", ":")))
+    print(f"interpolation {control_a} -> {control_b}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
