@@ -12,6 +12,7 @@ and the same augmentations on CPU and GPU, and the order of batches never depend
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -204,7 +205,8 @@ def _decode_all(paths: Sequence[str], desc: str) -> Tensor:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
 
-    arrays = [decode(p) for p in tqdm(paths, desc=desc, leave=False)]
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:  # Pillow decodes without the GIL
+        arrays = list(tqdm(pool.map(decode, paths, chunksize=256), total=len(paths), desc=desc, leave=False))
     sizes = {a.shape for a in arrays}
     if len(sizes) > 1:
         raise ValueError(f"images in {desc} have different sizes {sorted(sizes)[:4]}...; resize them to one size first")
