@@ -38,11 +38,16 @@ def visual_rise(surface: Surface) -> float:
     return float(surface.loss.mean() - surface.value_at_origin())
 
 
-def measures_text(item: ControlLandscape, separator: str = "<br>") -> str:
-    parts = [f"{MEASURE_LABELS.get(k, k)} {v:.3g}" for k, v in item.measures.items()]
+MEASURE_SHORT = {"fisher_rao_norm": "FR", "relative_flatness": "RF", "sam_sharpness": "SAM"}
+
+
+def measures_text(item: ControlLandscape, separator: str = "<br>", short: bool = False) -> str:
+    """The loss and accuracy at the centre, then the invariant measures (short names: FR, RF, SAM)."""
+    names = MEASURE_SHORT if short else MEASURE_LABELS
     origin = item.surface
-    parts.insert(0, f"train loss {origin.value_at_origin():.3g}, acc {origin.value_at_origin(origin.accuracy):.3f}")
-    return separator.join(parts)
+    centre = f"loss {origin.value_at_origin():.3g}, acc {origin.value_at_origin(origin.accuracy):.2f}"
+    measures = (" · " if short else "; ").join(f"{names.get(k, k)} {v:.3g}" for k, v in item.measures.items())
+    return f"{'' if short else 'train '}{centre}{separator}{measures}"
 
 
 def _log_range(landscapes: Sequence[ControlLandscape]) -> tuple[float, float]:
@@ -67,7 +72,7 @@ def contour_grid(landscapes: Sequence[ControlLandscape], columns: int = 3) -> go
     """One contour map per control, shared log colour scale, measures in each panel's title."""
     _require_2d(landscapes)
     rows = int(np.ceil(len(landscapes) / columns))
-    titles = [f"<b>{item.control}</b><br><span style='font-size:10px'>{measures_text(item, '; ')}</span>" for item in landscapes]
+    titles = [f"<b>{item.control}</b>: {measures_text(item, short=True)}" for item in landscapes]
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.06, vertical_spacing=0.16)
     low, high = _log_range(landscapes)
     for index, item in enumerate(landscapes):
@@ -81,9 +86,10 @@ def contour_grid(landscapes: Sequence[ControlLandscape], columns: int = 3) -> go
             row=index // columns + 1, col=index % columns + 1,
         )
     for annotation in figure.layout.annotations:
-        annotation.font.size = 12
+        annotation.font.size = 11
     figure.update_layout(
-        title=dict(text=f"Training loss around each minimum (log colour, one scale)<br><sup>{settings_label(landscapes)}</sup>"),
+        title=dict(text=f"Training loss around each minimum (log colour, one scale); FR Fisher-Rao norm, RF relative "
+                        f"flatness, SAM SAM-sharpness<br><sup>{settings_label(landscapes)}</sup>"),
         height=330 * rows + 120, margin=dict(t=150),
     )
     return figure
@@ -163,7 +169,8 @@ def interpolation_figure(surface: Surface, label_a: str, label_b: str) -> go.Fig
         xaxis_title="alpha", height=420,
     )
     figure.update_yaxes(title_text="loss", type="log", secondary_y=False)
-    figure.update_yaxes(title_text="accuracy", range=[0, 1.02], secondary_y=True)
+    figure.update_yaxes(title_text="accuracy", range=[0, 1.02], tickmode="linear", tick0=0, dtick=0.2,
+                        showgrid=False, secondary_y=True)
     return figure
 
 

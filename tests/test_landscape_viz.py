@@ -1,0 +1,84 @@
+"""Landscape figures and the live explorer, on hand-made surfaces whose numbers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sharpness.landscape import ControlLandscape, Surface
+from sharpness.viz import landscape as figures
+
+AXIS = np.linspace(-1, 1, 5)
+
+
+def bowl(control: str, curvature: float, measures: dict | None = None, seed: int = 0) -> ControlLandscape:
+    """A quadratic bowl 1 + curvature * (a^2 + b^2): its mean rise over the grid is curvature * mean(a^2 + b^2)."""
+    a, b = np.meshgrid(AXIS, AXIS, indexing="xy")
+    loss = 1.0 + curvature * (a**2 + b**2)
+    provenance = {"resolution": [5, 5], "span": [-1, 1], "directions_seed": 0, "subset_size": 8, "device": "test"}
+    return ControlLandscape("digits", "simple_cnn", control, seed, Surface([AXIS, AXIS], loss, np.full_like(loss, 0.5), provenance),
+                            measures or {})
+
+
+def test_visual_rise_is_the_mean_rise_over_the_grid():
+    expected = 2.0 * np.mean(AXIS[:, None] ** 2 + AXIS[None, :] ** 2)
+    assert figures.visual_rise(bowl("baseline", 2.0).surface) == pytest.approx(expected)
+
+
+def test_contours_share_one_colour_scale():
+    items = [bowl("baseline", 1.0), bowl("aug", 5.0), bowl("wd", 0.5)]
+    figure = figures.contour_grid(items)
+    assert len(figure.data) == 3
+    assert {trace.zmin for trace in figure.data} == {0.0}  # log10 of the lowest loss, 1
+    assert [trace.zmax for trace in figure.data] == pytest.approx([np.log10(1 + 5.0 * 2)] * 3)
+    assert sum(bool(trace.showscale) for trace in figure.data) == 1
+    assert "digits, simple_cnn, seed 0" in figure.layout.title.text
+
+
+def test_dropdown_shows_one_control_at_a_time():
+    items = [bowl("baseline", 1.0), bowl("aug_sam", 3.0)]
+    figure = figures.surface_dropdown(items)
+    buttons = figure.layout.updatemenus[0].buttons
+    assert [button.label for button in buttons] == ["baseline", "aug_sam"]
+    assert buttons[1].args[0]["visible"] == [False, True]
+    assert figure.layout.scene.zaxis.range[1] >= 1 + 3.0 * 2
+
+
+def test_ranks_follow_the_values_and_show_disagreement():
+    items = [
+        bowl("baseline", 1.0, {"fisher_rao_norm": 9.0}),
+        bowl("aug", 2.0, {"fisher_rao_norm": 5.0}),
+        bowl("wd", 3.0, {"fisher_rao_norm": 1.0}),
+    ]
+    heatmap = figures.picture_versus_measures(items).data[0]
+    assert list(heatmap.y) == ["picture: mean loss rise over the grid", "Fisher-Rao norm"]
+    np.testing.assert_array_equal(heatmap.z, [[1, 2, 3], [3, 2, 1]])  # the measure reverses the picture
+
+
+def test_figures_refuse_one_dimensional_surfaces():
+    line = ControlLandscape("digits", "simple_cnn", "baseline", 0, Surface([AXIS], AXIS**2, AXIS * 0, {}))
+    with pytest.raises(ValueError, match="not 2-D.*baseline"):
+        figures.contour_grid([line])
+    with pytest.raises(ValueError, match="no landscapes"):
+        figures.surface_dropdown([])
+
+
+def test_explorer_recomputes_on_each_choice_and_caches():
+    calls = []
+
+    def compute(control, seed, resolution):
+        calls.append((control, seed, resolution))
+        return bowl(control, {"baseline": 1.0, "aug_sam": 4.0}[control], {"sam_sharpness": 0.25}, seed=seed)
+
+    explorer = figures.LandscapeExplorer(compute, controls=("baseline", "aug_sam"), seeds=(0, 3), resolutions=(5, 9))
+    assert calls == [("baseline", 0, 5)]
+    explorer.control.value = "aug_sam"
+    explorer.seed.value = 3
+    assert calls[-1] == ("aug_sam", 3, 5)
+    np.testing.assert_allclose(explorer.figure.data[0].z, bowl("aug_sam", 4.0).surface.loss)
+    assert "aug_sam, seed 3" in explorer.figure.layout.title.text
+    assert "SAM-sharpness 0.25" in explorer.readout.value
+    explorer.control.value = "baseline"
+    explorer.seed.value = 0  # back to the first choice: served from the cache
+    assert calls.count(("baseline", 0, 5)) == 1
+    assert explorer.widget().children[-1] is explorer.figure
