@@ -99,6 +99,7 @@ def test_tiny_imagenet_val_labels_come_from_the_annotations(tmp_path, digits):
     assert data.num_classes == 3 and data.train_labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert data.test_labels.tolist() == val_classes
     assert torch.equal(data.test_images, digits.test_images[:4])
+    assert data.mean == (0.485, 0.456, 0.406) and data.std == (0.229, 0.224, 0.225)  # ImageNet-pretrained nets
 
 
 def test_random_crop_flip_matches_torchvision_per_image(digits):

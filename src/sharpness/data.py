@@ -24,6 +24,7 @@ Tensor = torch.Tensor
 Augment = Callable[[Tensor], Tensor]
 
 DATASETS = ("digits", "cifar10", "cifar100", "cifar10_folder", "tiny_imagenet")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 #: Where data sets are looked for when no `data_dir` is given (override with $SHARPNESS_DATA).
 DEFAULT_DATA_DIR = Path(os.environ.get("SHARPNESS_DATA", "data"))
@@ -234,7 +235,10 @@ def _load_image_folders(name: str, root: Path, train_dir: Path, test_dir: Path) 
 
 
 def _load_tiny_imagenet(root: Path) -> ImageData:
-    """Tiny ImageNet 200: the labelled val split (sorted by the annotations file) serves as the test set."""
+    """Tiny ImageNet 200: the labelled val split (sorted by the annotations file) serves as the test set.
+
+    Normalised with ImageNet's statistics, as the pretrained networks it is used with expect.
+    """
     from torchvision.datasets import ImageFolder
 
     annotations = root / "val" / "val_annotations.txt"
@@ -248,7 +252,7 @@ def _load_tiny_imagenet(root: Path) -> ImageData:
             filename, wnid = line.split("\t")[:2]
             val_files.append(str(root / "val" / "images" / filename))
             val_labels.append(class_index[wnid])
-    return _make(
+    data = _make(
         "tiny_imagenet",
         _decode_all([p for p, _ in train.samples], "tiny_imagenet train"),
         torch.tensor(train.targets),
@@ -256,6 +260,8 @@ def _load_tiny_imagenet(root: Path) -> ImageData:
         torch.tensor(val_labels),
         train.classes,
     )
+    # The study fine-tunes ImageNet-pretrained networks here: feed them inputs scaled as in their pretraining.
+    return replace(data, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
 def _cached(root: Path, build: Callable[[], ImageData]) -> ImageData:
