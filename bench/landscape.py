@@ -11,6 +11,7 @@ Timing is per image: a surface over n training images costs about n / subset tim
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -52,7 +53,10 @@ def main(argv=None) -> None:
     parser.add_argument("--chunks", nargs="+", type=int, default=[4, 16], help="vmap chunk sizes to time")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward (default: the subset on CPU, 512 GPU)")
     parser.add_argument("--full", action="store_true", help="evaluate all 2601 points instead of extrapolating")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     subset = args.subset or (10_000 if gpu else 128)
@@ -62,7 +66,8 @@ def main(argv=None) -> None:
     images = torch.randn(subset, 3, 32, 32, generator=generator).to(device)
     labels = torch.randint(0, 10, (subset,), generator=generator).to(device)
     print(f"device: {landscape._device_name(device)}; torch {torch.__version__}; subset {subset} images; "
-          f"{points} points timed{' (full surface)' if args.full else ', scaled to 2601'}; batch {batch_size}")
+          f"{points} points timed{' (full surface)' if args.full else ', scaled to 2601'}; batch {batch_size}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for arch in args.archs:
         torch.manual_seed(0)
         model = build_model(arch, 10).to(device).eval()

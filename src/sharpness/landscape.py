@@ -130,8 +130,8 @@ def interpolation_directions(model_a: nn.Module, model_b: nn.Module) -> tuple[Di
 # --------------------------------------------------------------------------------------------------
 
 # Which evaluation is faster, measured with bench/landscape.py (see the chapter for the figures):
-# - CPU, one thread per process (what the book uses on its shared 2-core machine): the plain loop is
-#   1.1x (ResNet-18) to 1.6x (simple_cnn) faster than vmap. vmap turns K weight sets into K-group
+# - CPU, one thread per process (what the book uses on its shared 2-core machine): the plain loop was
+#   1.1-1.9x (ResNet-18) and 1.3-1.6x (simple_cnn) faster than vmap over 4 points per pass. vmap turns K weight sets into K-group
 #   convolutions, and grouped convolutions are slower on CPU than K dense ones; with one thread there
 #   is no per-layer overhead worth amortising.
 # - CPU with two threads on an oversubscribed machine, vmap with 4 points per pass won 1.1-1.9x, by
