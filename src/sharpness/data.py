@@ -24,6 +24,7 @@ Tensor = torch.Tensor
 Augment = Callable[[Tensor], Tensor]
 
 DATASETS = ("digits", "cifar10", "cifar100", "cifar10_folder", "tiny_imagenet")
+CACHE_VERSION = 2  # bump when what a decoded folder data set holds changes (stale caches are then ignored)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 #: Where data sets are looked for when no `data_dir` is given (override with $SHARPNESS_DATA).
@@ -266,7 +267,7 @@ def _load_tiny_imagenet(root: Path) -> ImageData:
 
 def _cached(root: Path, build: Callable[[], ImageData]) -> ImageData:
     """Decode a folder of image files once; later loads read one tensor file written beside it."""
-    cache = root / ".sharpness-cache.pt"
+    cache = root / f".sharpness-cache-v{CACHE_VERSION}.pt"
     if cache.is_file():
         return ImageData(**torch.load(cache, weights_only=True))
     data = build()
