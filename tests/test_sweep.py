@@ -99,3 +99,25 @@ def test_cli_reports_and_writes_a_grid_summary_with_provenance(swept, tmp_path, 
     assert "2 already done" in capsys.readouterr().out
     runs, provenance = results.load_grid(summary)
     assert len(runs) == 2 and provenance["settings"]["epochs"] == 1
+
+
+def test_chapters_read_committed_grids_before_training_offline(swept, tmp_path):
+    grid, _, _, _ = swept
+    runs = sweep.grid_runs(grid)
+    results.save_grid(runs, tmp_path / "digits_simple_cnn.json", settings={"epochs": 1}, data="digits")
+    results.save_grid(runs[runs["control"] == "baseline_sam"], tmp_path / "digits_simple_cnn_rho.json",
+                      settings={"rhos": [0.05]}, data="digits")
+    (tmp_path / "bench_grid.json").write_text("{}")  # a benchmark file is not a grid
+    controls = sweep.load_study("controls", results_dir=tmp_path)
+    rho = sweep.load_study("rho", results_dir=tmp_path)
+    assert not controls.offline and len(controls.runs) == 2 and len(rho.runs) == 1
+    assert sorted(controls.history["control"].unique()) == ["baseline", "baseline_sam"]
+    assert controls.provenance["data"] == "digits"
+
+
+def test_offline_rho_grid_sweeps_sam_on_the_baseline():
+    configs = sweep.offline_grid("rho", seeds=(0, 1)).configs()
+    assert {(c.control, c.rho) for c in configs} == {("baseline_sam", rho) for rho in sweep.PAPER_RHOS}
+    assert len(configs) == len(sweep.PAPER_RHOS) * 2
+    with pytest.raises(ValueError, match="'landscape'"):
+        sweep.offline_grid("landscape")

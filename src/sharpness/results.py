@@ -413,5 +413,5 @@ def load_history(grid_path: Path | str) -> pd.DataFrame:
 
 
 def committed_grids(results_dir: Path = RESULTS_DIR) -> list[Path]:
-    """Grid summaries committed under results/ (the reference folder is the paper's, not ours)."""
-    return sorted(p for p in results_dir.glob("*.json"))
+    """Grid summaries committed under results/ (not the paper's reference folder, not benchmarks)."""
+    return sorted(p for p in Path(results_dir).glob("*.json") if not p.stem.startswith("bench"))

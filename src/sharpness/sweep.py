@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import time
 import traceback
@@ -69,6 +70,7 @@ class Grid:
         bad_rhos = [rho for rho in self.rhos if not rho > 0]
         if bad_rhos:
             raise ValueError(f"SAM rho values must be positive, got {bad_rhos}")
+        self.seeds = tuple(int(seed) for seed in self.seeds)
         if not self.seeds:
             raise ValueError("a grid needs at least one seed")
 
@@ -77,27 +79,19 @@ class Grid:
         return base if rho == DEFAULT_RHO else base / f"rho{rho:g}"
 
     def configs(self, device: str = "cpu") -> list:
-        """One `RunConfig` per run of the grid, in a stable order (controls of a seed together)."""
+        """One `RunConfig` per run of the grid, in a stable order (the controls of a seed together)."""
         from .train import RunConfig
 
-        configs = []
-        for dataset in self.datasets:
-            for arch in self.archs:
-                for seed in self.seeds:
-                    for control in self.controls:
-                        rhos = self.rhos if control.endswith("sam") else (DEFAULT_RHO,)
-                        for rho in rhos:
-                            options = dict(self.train_options)
-                            for name in ("lr", "batch_size", "epochs"):
-                                if getattr(self, name) is not None:
-                                    options[name] = getattr(self, name)
-                            configs.append(
-                                RunConfig(
-                                    dataset=dataset, arch=arch, control=control, seed=int(seed), rho=rho,
-                                    data_dir=self.data_dir, runs_dir=self.runs_root(rho), device=device, **options,
-                                )
-                            )
-        return configs
+        options = dict(self.train_options)
+        options.update({name: getattr(self, name) for name in ("lr", "batch_size", "epochs") if getattr(self, name) is not None})
+        return [
+            RunConfig(
+                dataset=dataset, arch=arch, control=control, seed=seed, rho=rho, data_dir=self.data_dir,
+                runs_dir=self.runs_root(rho), device=device, **options,
+            )
+            for dataset, arch, seed, control in itertools.product(self.datasets, self.archs, self.seeds, self.controls)
+            for rho in (self.rhos if control.endswith("sam") else (DEFAULT_RHO,))
+        ]
 
 
 @dataclass
@@ -347,6 +341,21 @@ def offline_grid(
 
 
 @contextlib.contextmanager
+def exclusive(lock_path: Path):
+    """Hold an exclusive lock on `lock_path`: book builds running side by side train a shared offline
+    grid once, the later ones waiting and then finding it finished."""
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def single_cpu_thread():
     """One torch CPU thread for the duration: small models train several times faster that way on a
     shared machine, where two threads per process oversubscribe the cores (measured: ~10x)."""
@@ -377,25 +386,27 @@ class Study:
         return f"{', '.join(settings.get('datasets', []))} on {self.provenance.get('machine', '?')}"
 
 
-def committed_grid(study: str = "controls"):
+def committed_grid(study: str = "controls", results_dir: Path = results.RESULTS_DIR) -> Path | None:
     """The committed summary of `study` under results/ (files named *_rho.json hold rho sweeps), or None."""
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r}; accepted: {STUDIES}")
-    for path in results.committed_grids():
+    for path in results.committed_grids(results_dir):
         if path.stem.endswith("_rho") == (study == "rho"):
             return path
     return None
 
 
-def load_study(study: str = "controls", *, grid: Grid | None = None, progress: bool = True) -> Study:
+def load_study(
+    study: str = "controls", *, grid: Grid | None = None, results_dir: Path = results.RESULTS_DIR, progress: bool = True
+) -> Study:
     """The runs a chapter shows: the committed grid of `study` if there is one, else `grid` (default
     `offline_grid(study)`), run serially now where not already on disk."""
-    path = committed_grid(study)
+    path = committed_grid(study, results_dir)
     if path is not None and grid is None:
         runs, origin = results.load_grid(path)
         return Study(runs, results.load_history(path), origin, offline=False)
     grid = grid or offline_grid(study)
-    with single_cpu_thread():
+    with exclusive(Path(grid.runs_dir) / ".sweep.lock"), single_cpu_thread():
         report = run_sweep(grid, backend="serial", device="cpu", progress=progress)
     if report.failed:
         raise RuntimeError(f"offline grid failed:\n{report}")
