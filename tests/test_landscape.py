@@ -222,3 +222,26 @@ def test_extrapolated_interpolation_keeps_the_nearer_ends_statistics(data):
         for name, parameter in expected.named_parameters():
             parameter.copy_(1.5 * parameter - 0.5 * parameters_b[name])
         assert surface.loss[0] == pytest.approx(F.cross_entropy(expected(images), labels).item(), rel=1e-5)
+
+
+def test_command_line_stores_surfaces_that_the_chapter_finds(tmp_path, capsys):
+    """Train one tiny run, then `python -m sharpness.landscape` stores its surface, measures and provenance."""
+    from sharpness.train import RunConfig, load_run, train
+
+    config = RunConfig(dataset="digits", arch="simple_cnn", control="baseline", seed=0, epochs=1,
+                       max_train_samples=64, max_test_samples=32, runs_dir=str(tmp_path / "runs"), device="cpu")
+    train(config, progress=False)
+    arguments = ["--runs-dir", str(tmp_path / "runs"), "--dataset", "digits", "--arch", "simple_cnn",
+                 "--controls", "baseline", "--resolution", "3", "--subset", "16", "--sam-draws", "2",
+                 "--interpolate", "baseline", "baseline", "--device", "cpu", "--out", str(tmp_path / "stored")]
+    assert landscape.main(arguments) == 0
+    (item,) = landscape.stored_landscapes("digits", "simple_cnn", 0, root=tmp_path / "stored")
+    assert item.control == "baseline" and item.surface.loss.shape == (3, 3)
+    assert set(item.measures) == set(landscape.MEASURE_LABELS)
+    assert item.surface.provenance["subset_size"] == 16 and item.source.endswith("baseline.json")
+    model, _, data = load_run(config.run_dir)
+    images, labels = landscape.training_subset(data, 16, seed=0)
+    with torch.no_grad():
+        assert item.surface.value_at_origin() == pytest.approx(F.cross_entropy(model(images), labels).item(), rel=1e-5)
+    assert landscape.main([*arguments[:2], "--dataset", "digits", "--arch", "simple_cnn", "--seed", "7"]) == 1
+    assert "not trained" in capsys.readouterr().err
