@@ -502,17 +502,14 @@ def landscape_of_run(
 
 def offline_run_dirs(seed: int = 0, controls: Sequence[str] | None = None, progress: bool = True) -> dict[str, Path]:
     """The book's small CPU runs of one seed (the sweep's offline grid, shared with the results
-    chapter), trained and evaluated here by the sweep if they are not there yet. Run dirs by control."""
-    from .sweep import offline_grid, run_configs, single_cpu_thread
+    chapter), trained and evaluated by the sweep if they are not there yet. Run dirs by control."""
+    from .sweep import load_study, offline_grid
 
     grid = offline_grid("controls", seeds=(seed,))
-    configs = [config for config in grid.configs(device="cpu") if controls is None or config.control in controls]
-    with single_cpu_thread():
-        report = run_configs(configs, measures=grid.measures, evaluation_options=grid.evaluation_options,
-                             backend="serial", progress=progress)
-    if report.failed:
-        raise RuntimeError(f"offline runs failed:\n{report}")
-    return {config.control: Path(config.run_dir) for config in configs}
+    if controls is not None:
+        grid = replace(grid, controls=tuple(controls))
+    runs = load_study("controls", grid=grid, progress=progress).runs
+    return {row.control: Path(row.run_dir) for row in runs.itertuples()}
 
 
 def interpolation_path(dataset: str, arch: str, seed: int, control_a: str, control_b: str,
