@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     parser.add_argument("--points", type=int, default=None, help="grid points timed (default: 12 CPU, 256 GPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--archs", nargs="+", default=["resnet18", "simple_cnn"])
-    parser.add_argument("--chunks", nargs="+", type=int, default=[4, 16], help="vmap chunk sizes to time")
+    parser.add_argument("--chunks", nargs="*", type=int, default=[4, 16], help="vmap chunk sizes to time (none: only the loop)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward (default: the subset on CPU, 512 GPU)")
     parser.add_argument("--full", action="store_true", help="evaluate all 2601 points instead of extrapolating")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
