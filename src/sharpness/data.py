@@ -11,6 +11,7 @@ and the same augmentations on CPU and GPU, and the order of batches never depend
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -63,8 +64,7 @@ class ImageData:
 
     def normalise(self, images: Tensor) -> Tensor:
         """uint8 images -> float images with the training set's per-channel mean 0 and std 1."""
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        mean, std = _channel_tensor(self.mean, images.device), _channel_tensor(self.std, images.device)
         return (images.float() / 255.0 - mean) / std
 
     def subset(self, max_train: int | None = None, max_test: int | None = None) -> "ImageData":
@@ -99,6 +99,12 @@ class ImageData:
             test_images=move(self.test_images),
             test_labels=move(self.test_labels),
         )
+
+
+@functools.lru_cache(maxsize=32)
+def _channel_tensor(values: tuple[float, ...], device: torch.device) -> Tensor:
+    """Per-channel constants as a (1, C, 1, 1) tensor, made once per device (not one copy per batch)."""
+    return torch.tensor(values, device=device).view(1, -1, 1, 1)
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False) -> ImageData:
@@ -340,12 +346,12 @@ class RandomCropFlip:
 
     def __call__(self, images: Tensor) -> Tensor:
         count, channels, height, width = images.shape
-        top, left, flip = (t.to(images.device) for t in self.draw(count))
+        top, left, flip = torch.stack(self.draw(count)).to(images.device)  # one host-to-device copy
         p = self.padding
         padded = F.pad(images, (p, p, p, p), value=self.fill)
         rows = top[:, None] + torch.arange(height, device=images.device)
         cols = left[:, None] + torch.arange(width, device=images.device)
-        cols = torch.where(flip[:, None], cols.flip(1), cols)
+        cols = torch.where(flip.bool()[:, None], cols.flip(1), cols)
         batch = torch.arange(count, device=images.device)[:, None, None, None]
         chan = torch.arange(channels, device=images.device)[None, :, None, None]
         return padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]

@@ -65,7 +65,7 @@ def keep_executed_notebook(run_dir: str | os.PathLike) -> str:
     """
     parent = _papermill_parent()
     if parent is None:
-        return "not run by papermill: nothing to copy"
+        return "not run by the papermill command: nothing to copy"
     pid, argv, cwd = parent
     found = _papermill_output(argv, cwd)
     if found is None:
