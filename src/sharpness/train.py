@@ -318,13 +318,20 @@ def _summary(config: RunConfig, status: str, history: list[dict], device: torch.
     }
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig, ImageData]:
-    """A trained run's model (eval mode, on `device`), its config and its data (cut as in training)."""
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "cpu", data_dir: str | Path | None = None
+) -> tuple[nn.Module, RunConfig, ImageData]:
+    """A trained run's model (eval mode, on `device`), its config and its data (cut as in training).
+
+    `data_dir` says where the data set lives now, when that differs from where the run was trained.
+    """
     run_dir = Path(run_dir)
     checkpoint = run_dir / runs.CHECKPOINT
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no {runs.CHECKPOINT} in {run_dir}: train the run first (python -m sharpness train ...)")
     config = RunConfig.from_dict(runs.read_json(run_dir / runs.CONFIG))
+    if data_dir is not None:
+        config.data_dir = str(data_dir)
     data = prepare_data(config)
     model = build_model(config.arch, data.num_classes, data.image_size, pretrained=False)
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
