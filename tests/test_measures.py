@@ -11,6 +11,13 @@ from torch import nn
 from sharpness import measures
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids thread-pool overhead on the shared 2-core machine."""
+    with measures.single_thread():
+        yield
+
+
 
 
 def relu_net(bias: bool = False, seed: int = 0) -> nn.Sequential:

@@ -306,3 +306,72 @@ def evaluate_run(
     )
     runs.atomic_write_json(run_dir / METRICS_FILE, metrics)
     return metrics
+
+
+# ----------------------------------------------------------------------------------------------
+# Many runs (notebooks/evaluate.ipynb)
+# ----------------------------------------------------------------------------------------------
+
+
+def resolve_run_dirs(run_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Run directories from one run, a list of runs, or a runs root (every finished run below it)."""
+    from sharpness import runs
+
+    if isinstance(run_dirs, (str, Path)):
+        run_dirs = [run_dirs]
+    found: list[Path] = []
+    for entry in map(Path, run_dirs):
+        if runs.is_finished(entry):
+            found.append(entry)
+        elif entry.is_dir():
+            found.extend(runs.find_runs(entry))
+        else:
+            raise FileNotFoundError(f"{entry} is neither a finished run (with summary.json) nor a runs folder")
+    return found
+
+
+def evaluate_runs(run_dirs, **options) -> list[dict]:
+    """`evaluate_run` on each finished, non-diverged run; diverged runs are reported and skipped."""
+    from sharpness import runs
+
+    results = []
+    for run_dir in resolve_run_dirs(run_dirs):
+        if runs.read_json(run_dir / runs.SUMMARY).get("status") != "finished":
+            print(f"skipping {run_dir}: training diverged")
+            continue
+        results.append({"run_dir": str(run_dir), **evaluate_run(run_dir, **options)})
+    return results
+
+
+SUMMARY_COLUMNS = (
+    "test_accuracy", "generalisation_gap", "test_ece", "corruption_accuracy", "fisher_rao_norm",
+    "relative_flatness", "sam_sharpness",
+)  # fmt: skip
+
+
+def summary_table(results: Sequence[dict]) -> "pandas.DataFrame":
+    """One row per run: what was trained and the headline metrics."""
+    import pandas as pd
+
+    rows = []
+    for result in results:
+        run = result.get("run", {})
+        identity = {key: run.get(key) for key in ("dataset", "arch", "control", "seed")}
+        rows.append({**identity, **{key: result.get(key) for key in SUMMARY_COLUMNS if key in result}})
+    return pd.DataFrame(rows)
+
+
+def disagreement_by_control(results: Sequence[dict]) -> "pandas.DataFrame":
+    """Prediction disagreement over all seed pairs of each (dataset, arch, control) with >= 2 seeds."""
+    import pandas as pd
+
+    groups: dict[tuple, list[str]] = {}
+    for result in results:
+        run = result.get("run", {})
+        groups.setdefault((run.get("dataset"), run.get("arch"), run.get("control")), []).append(result["run_dir"])
+    rows = [
+        {"dataset": d, "arch": a, "control": c, "seeds": len(dirs), "prediction_disagreement": disagreement_between_runs(dirs)}
+        for (d, a, c), dirs in groups.items()
+        if len(dirs) >= 2
+    ]
+    return pd.DataFrame(rows, columns=["dataset", "arch", "control", "seeds", "prediction_disagreement"])

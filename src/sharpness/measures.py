@@ -399,3 +399,72 @@ MEASURES: dict[str, Callable] = {
     "hessian_top_eigenvalue": hessian_top_eigenvalue,
     "hessian_trace": hessian_trace,
 }
+
+
+# ----------------------------------------------------------------------------------------------
+# Independent references on tiny networks (for the book's verification; tests keep their own)
+# ----------------------------------------------------------------------------------------------
+
+
+def exact_hessian(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """The full Hessian of the mean loss in all parameters, eval mode (tiny networks only)."""
+    names, shapes = zip(*[(name, p.shape) for name, p in model.named_parameters()])
+    buffers = dict(model.named_buffers())
+
+    def loss(flat: Tensor) -> Tensor:
+        pieces = flat.split([math.prod(shape) for shape in shapes])
+        params = {name: piece.reshape(shape) for name, piece, shape in zip(names, pieces, shapes)}
+        return F.cross_entropy(torch.func.functional_call(model, {**params, **buffers}, (x,)), y)
+
+    with evaluation_mode(model):
+        return torch.autograd.functional.hessian(loss, torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+
+
+@contextlib.contextmanager
+def single_thread():
+    """One intra-op thread for the duration: tiny tensors gain nothing from threads, and on a busy
+    machine the thread pool's synchronisation can cost 50x the work itself."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def verification_table(seed: int = 0, samples: int = 64, batch_size: int = 16) -> "pandas.DataFrame":
+    """Each fast measure next to an independent reference on tiny float64 networks, one row each."""
+    with single_thread():
+        return _verification_rows(seed, samples, batch_size)
+
+
+def _verification_rows(seed: int, samples: int, batch_size: int) -> "pandas.DataFrame":
+    import pandas as pd
+
+    torch.manual_seed(seed)
+    x = torch.randn(samples, 6, dtype=torch.float64)
+    y = torch.randint(0, 4, (samples,))
+    batches = list(zip(x.split(batch_size), y.split(batch_size)))
+    net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 4)).double()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5), net[1].running_var.uniform_(0.5, 2.0)
+    relu = nn.Sequential(nn.Linear(6, 8, bias=False), nn.ReLU(), nn.Linear(8, 4, bias=False)).double()
+    hessian = exact_hessian(net, x, y)
+    eigenvalues = torch.linalg.eigvalsh(hessian)
+    # Without buffers, SAM-sharpness at small rho is E|g . delta| / rho = ||g|| sqrt(2 / (pi P)).
+    gradient = torch.autograd.grad(F.cross_entropy(relu(x), y), list(relu.parameters()))
+    gradient_norm = math.sqrt(sum(float(g.square().sum()) for g in gradient))
+    quiet = dict(progress=False)
+    rows = [
+        ("relative_flatness", relative_flatness(net, batches, layer=net[3], **quiet),
+         relative_flatness_reference(net, batches, layer=net[3]), "double-backward Hessian of the classifier weight"),
+        ("fisher_rao_norm (ReLU, no bias, L+1 = 2)", fisher_rao_norm(relu, batches, num_layers=1, **quiet),
+         fisher_rao_norm_exact(relu, batches, **quiet), "exact per-sample <theta, grad l_i> by jvp"),
+        ("hessian_top_eigenvalue", hessian_top_eigenvalue(net, batches, iterations=100, tol=1e-10, **quiet),
+         float(eigenvalues[eigenvalues.abs().argmax()]), "eigvalsh of the exact Hessian"),
+        ("hessian_trace (Hutchinson, 200 draws)", hessian_trace(net, batches, draws=200, **quiet),
+         float(hessian.trace()), "trace of the exact Hessian"),
+        ("sam_sharpness (ReLU net, rho 1e-5, 500 draws)", sam_sharpness(relu, [(x, y)], rho=1e-5, draws=500, **quiet),
+         gradient_norm * math.sqrt(2 / (math.pi * count_parameters(relu))), "||g|| sqrt(2 / (pi P)), small-rho limit"),
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["measure", "ours", "reference", "reference_is"])
