@@ -193,6 +193,7 @@ def summarise(runs: pd.DataFrame, metrics=None, finished_only: bool = True) -> p
     """Mean, SEM (sample std / sqrt(n)) and seed count per (dataset, arch, control, rho) and metric.
 
     Long form: one row per group and metric. Diverged runs are left out unless `finished_only=False`.
+    Prediction disagreement gets its mean (the all-pairs value) and no SEM (see `add_disagreement`).
     """
     columns = _metric_columns(runs, metrics)
     if finished_only and "status" in runs.columns:
@@ -201,8 +202,10 @@ def summarise(runs: pd.DataFrame, metrics=None, finished_only: bool = True) -> p
         subset=["value"]
     )
     grouped = long.groupby([*GROUP_KEYS, "metric"], dropna=False, sort=False)["value"]
-    table = grouped.agg(mean="mean", sem=lambda v: stats.sem(v) if len(v) > 1 else np.nan, n="count")
-    return table.reset_index()
+    table = grouped.agg(mean="mean", sem=lambda v: stats.sem(v) if len(v) > 1 else np.nan, n="count").reset_index()
+    # A run's disagreement is shared with the runs it is paired with: not independent, so no SEM.
+    table.loc[table["metric"] == "prediction_disagreement", "sem"] = np.nan
+    return table
 
 
 def wilcoxon_vs_baseline(

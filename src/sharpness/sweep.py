@@ -135,6 +135,10 @@ def _train_with_papermill(config) -> None:
     declared = papermill.inspect_notebook(str(TRAIN_NOTEBOOK))
     values = {key: value for key, value in dataclasses.asdict(config).items() if key in declared}
     values = {key: str(value) if isinstance(value, Path) else value for key, value in values.items()}
+    if "threads" in declared and str(config.device) == "cpu":
+        import torch
+
+        values["threads"] = torch.get_num_threads()  # the kernel uses this process's CPU threads
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(
@@ -265,7 +269,7 @@ def run_configs(
         raise ValueError(f"runs_per_gpu must be >= 1, got {runs_per_gpu}")
     report = SweepReport(total=len(configs))
     todo = _plan(configs, retry_failed, report)
-    bar = tqdm(total=len(configs), initial=len(report.skipped), desc="runs done", unit="run", disable=not progress)
+    bar = tqdm(total=len(configs), initial=len(report.skipped), desc="runs done", unit="run", disable=not (progress and todo))
     try:
         if backend == "serial":
             for config in todo:
@@ -406,8 +410,9 @@ def load_study(
         runs, origin = results.load_grid(path)
         return Study(runs, results.load_history(path), origin, offline=False)
     grid = grid or offline_grid(study)
+    # In this process (no notebook kernel per run), on one CPU thread: the cheapest way on a shared CPU.
     with exclusive(Path(grid.runs_dir) / ".sweep.lock"), single_cpu_thread():
-        report = run_sweep(grid, backend="serial", device="cpu", progress=progress)
+        report = run_sweep(grid, backend="serial", device="cpu", use_papermill=False, progress=progress)
     if report.failed:
         raise RuntimeError(f"offline grid failed:\n{report}")
     settings = {key: value for key, value in dataclasses.asdict(grid).items() if key not in ("runs_dir", "train_options")}
