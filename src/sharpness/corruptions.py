@@ -401,3 +401,25 @@ def corrupt(images: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
     constant = CIFAR_SEVERITY[name][severity - 1]
     corrupted = CORRUPTION_FUNCTIONS[name](images.float() / 255, constant, random)
     return (corrupted.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def example_images(count: int = 4) -> tuple[Tensor, str]:
+    """A few test images for figures: real CIFAR-10 when the JPEG pack is under data/, else digits.
+
+    Reads just `count` files (one per class) instead of decoding the whole pack; returns the images
+    and a description of where they came from.
+    """
+    from sharpness.data import default_data_dir, load_dataset
+
+    folder = default_data_dir("cifar10_folder") / "test"
+    if not folder.is_absolute():
+        from sharpness.paths import REPO_ROOT
+
+        folder = REPO_ROOT / folder
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())[:count] if folder.is_dir() else []
+    if len(classes) == count:
+        pixels = [np.asarray(Image.open(sorted(c.glob("*.jpg"))[0]).convert("RGB")) for c in classes]
+        images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
+        return images, f"CIFAR-10 test images ({', '.join(c.name for c in classes)}; JPEG pack)"
+    digits = load_dataset("digits")
+    return digits.test_images[:count], "digits test images (offline default; CIFAR-10 pack not found under data/)"

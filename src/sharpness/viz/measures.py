@@ -17,46 +17,52 @@ from sharpness import corruptions
 
 
 def _png_uri(pixels: np.ndarray) -> str:
+    """The image as an inline PNG (lossless, so the JPEG row shows only its own artefacts)."""
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def corruption_mosaic(image: torch.Tensor, names: Sequence[str], severities: Sequence[int], seed: int = 0,
-                      zoom: int = 3, gap: int = 4) -> np.ndarray:
-    """One image (3, H, W uint8) as a grid: a row per corruption, the clean image then each severity."""
-    height, width = image.shape[-2:]
+def _tile(image: torch.Tensor, zoom: int) -> np.ndarray:
+    large = F.interpolate(image[None].float(), scale_factor=zoom, mode="nearest")[0]
+    return large.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def corruption_mosaic(rows: Sequence[Sequence[torch.Tensor]], zoom: int = 1, gap: int = 2) -> np.ndarray:
+    """Images (3, H, W uint8) laid out as a grid with white gaps, each pixel repeated `zoom` times."""
+    height, width = rows[0][0].shape[-2:]
     tile_h, tile_w = height * zoom + gap, width * zoom + gap
-    mosaic = np.full((len(names) * tile_h, (len(severities) + 1) * tile_w, 3), 255, dtype=np.uint8)
-    for row, name in enumerate(names):
-        tiles = [image] + [corruptions.corrupt(image[None], name, s, seed)[0] for s in severities]
-        for column, tile in enumerate(tiles):
-            large = F.interpolate(tile[None].float(), scale_factor=zoom, mode="nearest")[0]
-            pixels = large.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-            top, left = row * tile_h, column * tile_w
-            mosaic[top : top + height * zoom, left : left + width * zoom] = pixels
+    mosaic = np.full((len(rows) * tile_h, len(rows[0]) * tile_w, 3), 255, dtype=np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            mosaic[r * tile_h : r * tile_h + height * zoom, c * tile_w : c * tile_w + width * zoom] = _tile(image, zoom)
     return mosaic
 
 
 def corruption_gallery(images: torch.Tensor, source: str, names: Sequence[str] = corruptions.ALL_CORRUPTIONS,
                        severities: Sequence[int] = corruptions.SEVERITIES, seed: int = 0) -> go.Figure:
-    """Every corruption at every severity on one image; a slider switches between the given images."""
-    mosaics = [corruption_mosaic(image, names, severities, seed) for image in images]
+    """Every corruption (rows) at every severity (columns) on one image; a slider picks the image."""
+    corrupted = {(name, s): corruptions.corrupt(images, name, s, seed) for name in names for s in severities}
+    mosaics = [
+        corruption_mosaic([[images[i]] + [corrupted[name, s][i] for s in severities] for name in names])
+        for i in range(len(images))
+    ]
     rows, columns = len(names), len(severities) + 1
     height, width = mosaics[0].shape[:2]
-    figure = go.Figure(go.Image(source=_png_uri(mosaics[0]), hoverinfo="skip"))
+    sources = [_png_uri(mosaic) for mosaic in mosaics]
+    figure = go.Figure(go.Image(source=sources[0], hoverinfo="skip"))
     figure.update_xaxes(
         tickvals=[(c + 0.5) * width / columns for c in range(columns)],
         ticktext=["clean"] + [f"severity {s}" for s in severities], side="top", showgrid=False,
     )  # fmt: skip
     figure.update_yaxes(tickvals=[(r + 0.5) * height / rows for r in range(rows)], ticktext=list(names), showgrid=False)
     figure.update_layout(
-        title=f"Generated corruptions (CIFAR severity constants, seed {seed}) on {source}",
-        height=70 + rows * 62, width=170 + columns * 110, margin=dict(l=130, r=10, t=90, b=70),
+        title=f"Generated corruptions, CIFAR severity constants, seed {seed}<br><sup>{source}</sup>",
+        height=90 + rows * 62, width=170 + columns * 110, margin=dict(l=130, r=10, t=110, b=70),
         sliders=[{
             "currentvalue": {"prefix": "image "},
-            "steps": [{"label": str(i), "method": "restyle", "args": [{"source": [_png_uri(m)]}]}
-                      for i, m in enumerate(mosaics)],
+            "steps": [{"label": str(i), "method": "restyle", "args": [{"source": [uri]}]}
+                      for i, uri in enumerate(sources)],
         }] if len(mosaics) > 1 else [],
     )  # fmt: skip
     return figure
@@ -79,7 +85,7 @@ def severity_curves(changes: pd.DataFrame, source: str) -> go.Figure:
         dash = "dot" if name in corruptions.EXTRA_CORRUPTIONS else "solid"
         figure.add_scatter(x=group.severity, y=group.mean_abs_change, name=name, mode="lines+markers", line_dash=dash)
     figure.update_layout(
-        title=f"How much each corruption changes the images, by severity ({source}; dotted: the 4 extra)",
+        title=f"How much each corruption changes the images, by severity (dotted: the 4 extra)<br><sup>{source}</sup>",
         xaxis_title="severity", yaxis_title="mean |corrupted - clean| (0-255)", height=480,
     )
     return figure
@@ -94,7 +100,7 @@ def verification_chart(table: pd.DataFrame) -> go.Figure:
     ))  # fmt: skip
     figure.update_yaxes(type="log", title="|ours - reference| / |reference|", exponentformat="power")
     figure.update_layout(
-        title="Fast measures vs independent references on a tiny BN network (float64; bars at 1e-17 are exact)",
+        title="Fast measures vs independent references on tiny float64 networks (bars at 1e-17: exact agreement)",
         height=440, margin=dict(t=70, b=120),
     )
     return figure
