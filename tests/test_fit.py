@@ -208,3 +208,11 @@ def test_figures_label_their_settings_and_skip_unreached_targets():
     at_targets = fit_figures.sharpness_at_targets(result)
     rosenbrock = [t for t in at_targets.data if t.name == "Rosenbrock" and t.xaxis == "x"][0]
     assert list(rosenbrock.customdata[:, 0]) == [2, 1]  # seeds reached per target, shown on hover
+
+
+def test_orderings_list_functions_from_flattest_to_sharpest():
+    curvature = fit.analytic_curvature()
+    table = fit.orderings(synthetic_result(lambda n: 1 / curvature[n])).set_index("target")
+    assert table.loc[100.0, "chapter 1"].startswith("sphere < three_hump_camel < booth")
+    assert table.loc[100.0, "networks"].endswith("booth < three_hump_camel < sphere")
+    assert "rosenbrock" not in table.loc[1.0, "networks"]

@@ -556,6 +556,22 @@ def summary_at_targets(result: FitResult, measure: str = "top_eigenvalue") -> pd
     return summary.rename(columns={"sum": "seeds_reached", "size": "seeds"}).reset_index()
 
 
+def orderings(result: FitResult, measure: str = "top_eigenvalue", analytic: str = "max_eigenvalue") -> pd.DataFrame:
+    """Per target: the functions every seed fitted, ordered flattest to sharpest by the networks and by chapter 1."""
+    reference = analytic_curvature(analytic)
+    agreement = rank_agreement(result, measure, analytic).set_index("target")["spearman"]
+    rows = []
+    for target, group in summary_at_targets(result, measure).groupby("target", sort=False):
+        complete = group[group["seeds_reached"] == group["seeds"]]
+        rows.append({
+            "target": target,
+            "networks": " < ".join(complete.sort_values("mean")["function"]),
+            "chapter 1": " < ".join(reference[complete["function"]].sort_values().index),
+            "spearman": agreement[target],
+        })
+    return pd.DataFrame(rows)
+
+
 def rank_agreement(result: FitResult, measure: str = "top_eigenvalue", analytic: str = "max_eigenvalue") -> pd.DataFrame:
     """Spearman rank correlation, per target, between the networks' sharpness and the analytic curvature.
 
