@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -113,7 +114,9 @@ def parameter_directional_losses(model: nn.Module, x: Tensor, y: Tensor) -> Tens
         logits = torch.func.functional_call(model, {**parameters, **buffers}, (x,))
         return F.cross_entropy(logits, y, reduction="none")
 
-    _, directional = torch.func.jvp(per_sample_loss, (params,), (params,))
+    with warnings.catch_warnings():  # torch's forward AD scripts its decompositions on first use
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
+        _, directional = torch.func.jvp(per_sample_loss, (params,), (params,))
     return directional
 
 
