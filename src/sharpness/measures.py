@@ -155,27 +155,28 @@ def _resolve_classifier(model: nn.Module, layer: nn.Linear | None) -> nn.Linear:
     return layer
 
 
-def classifier_pass(
-    model: nn.Module, batches, layer: nn.Linear | None = None, progress: bool = True, desc: str = "forward pass"
-) -> ClassifierPass:
-    """Run the model once over the data in eval mode, catching the classifier's input with a hook."""
-    layer = _resolve_classifier(model, layer)
+def classifier_batches(model: nn.Module, batches, layer: nn.Linear, desc: str, progress: bool):
+    """Yield (classifier input phi, logits, labels) batch by batch, eval mode, phi caught by a hook."""
     caught: list[Tensor] = []
     handle = layer.register_forward_hook(lambda module, inputs, output: caught.append(inputs[0].detach()))
-    features, logits, labels, sizes = [], [], [], []
     try:
         with evaluation_mode(model), torch.no_grad():
             for x, y in _passes(batches, model, desc, progress):
-                logits.append(model(x))
-                features.append(caught.pop())
-                labels.append(y)
-                sizes.append(len(y))
+                logits = model(x)
+                features = caught.pop()
+                if features.dim() != 2:
+                    raise ValueError(f"classifier input must be N x m, got shape {tuple(features.shape)}")
+                yield features, logits, y
     finally:
         handle.remove()
-    features = torch.cat(features)
-    if features.dim() != 2:
-        raise ValueError(f"classifier input must be N x m, got shape {tuple(features.shape)}")
-    return ClassifierPass(features, torch.cat(logits), torch.cat(labels), sizes)
+
+
+def classifier_pass(
+    model: nn.Module, batches, layer: nn.Linear | None = None, progress: bool = True, desc: str = "forward pass"
+) -> ClassifierPass:
+    """Run the model once over the data and keep the classifier inputs, logits, labels and batch sizes."""
+    features, logits, labels = zip(*classifier_batches(model, batches, _resolve_classifier(model, layer), desc, progress))
+    return ClassifierPass(torch.cat(features), torch.cat(logits), torch.cat(labels), [len(y) for y in labels])
 
 
 def relative_flatness_terms(features: Tensor, probabilities: Tensor, weight: Tensor) -> Tensor:
@@ -222,16 +223,9 @@ def relative_flatness(
     layer = _resolve_classifier(model, layer)
     if not paper_compatible:  # stream: nothing kept but two running sums
         total, count = 0.0, 0
-        handle_store: list[Tensor] = []
-        handle = layer.register_forward_hook(lambda module, inputs, output: handle_store.append(inputs[0]))
-        try:
-            with evaluation_mode(model), torch.no_grad():
-                for x, y in _passes(batches, model, "relative flatness", progress):
-                    probabilities = model(x).double().softmax(dim=1)
-                    total += float(relative_flatness_terms(handle_store.pop(), probabilities, layer.weight).sum())
-                    count += len(y)
-        finally:
-            handle.remove()
+        for features, logits, y in classifier_batches(model, batches, layer, "relative flatness", progress):
+            total += float(relative_flatness_terms(features, logits.double().softmax(dim=1), layer.weight.detach()).sum())
+            count += len(y)
         return total / count
     result = classifier_pass(model, batches, layer, progress, desc="relative flatness")
     return relative_flatness_from_pass(result, layer.weight.detach(), paper_compatible=True)
