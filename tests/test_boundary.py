@@ -82,3 +82,13 @@ def test_bad_settings_are_rejected():
         boundary.BoundaryConfig(sizes=(2, 8, 3))
     with pytest.raises(ValueError, match="separations: \\[0.5, 4.0\\]"):
         boundary.run(boundary.BoundaryConfig(**FAST), progress=False).network(2.0, 0)
+
+
+def test_stop_loss_matches_the_training_loss_across_separations():
+    matched = boundary.run(boundary.BoundaryConfig(**{**FAST, "stop_loss": 0.05}), progress=False)
+    records = matched.records
+    assert records["reached"].all() and (records["train_accuracy"] == 1.0).all()
+    assert (records["train_loss"] <= 0.05).all()
+    # Stopping later than at first 100% accuracy: at least as many epochs as without the loss condition.
+    first = boundary.run(boundary.BoundaryConfig(**FAST), progress=False).records
+    assert (records["epoch"].to_numpy() >= first["epoch"].to_numpy()).all()

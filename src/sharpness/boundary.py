@@ -37,6 +37,9 @@ class BoundaryConfig:
     sizes: tuple[int, ...] = fit.LAYER_SIZES
     lr: float = 1e-2
     max_epochs: int = 20_000
+    # None: stop at the first epoch with 100% training accuracy. A number: also require the mean
+    # logistic loss to be at most this, so that every separation is compared at a matched loss.
+    stop_loss: float | None = None
     measures: fit.MeasureSettings = field(default_factory=fit.MeasureSettings)
     data_seed: int = 0
     device: str = "cpu"
@@ -76,6 +79,14 @@ def training_errors(outputs: Tensor, labels: Tensor) -> Tensor:
     return ((outputs > 0).to(labels.dtype) != labels).sum(dim=1).to(outputs.dtype)
 
 
+def stopping_criterion(outputs: Tensor, losses: Tensor, labels: Tensor, stop_loss: float | None) -> Tensor:
+    """(B,) zero exactly when a network should stop: no training errors (and loss <= stop_loss if set)."""
+    errors = training_errors(outputs, labels)
+    if stop_loss is None:
+        return errors
+    return errors + (losses > stop_loss).to(errors.dtype)  # a loss above the threshold counts as an error
+
+
 @dataclass
 class BoundaryResult:
     """`records`: one row per (separation, seed); `parameters`: the snapshots (rows of `fit.forward`)."""
@@ -113,7 +124,7 @@ class BoundaryResult:
 
 
 def run(config: BoundaryConfig = BoundaryConfig(), progress: bool = True) -> BoundaryResult:
-    """Train every (separation, seed) network to 100% training accuracy; measure sharpness there."""
+    """Train every (separation, seed) network to 100% training accuracy (and `stop_loss`); measure there."""
     started = time.perf_counter()
     device = torch.device(config.device)
     inputs, labels = (t.to(device) for t in _batch(config, config.points_per_class, 0))
@@ -126,12 +137,12 @@ def run(config: BoundaryConfig = BoundaryConfig(), progress: bool = True) -> Bou
     bar = tqdm(total=config.max_epochs, desc=f"{len(seeds)} boundary networks", disable=not progress, mininterval=1.0)
     for epoch in range(config.max_epochs + 1):
         outputs = objective.outputs(trainer.flat)
-        errors = training_errors(outputs.detach(), labels)
-        if epoch == config.max_epochs:
-            trainer.catch_targets(epoch, errors)
-            break
         losses = fit.per_sample_loss("bce")(outputs, labels).mean(dim=1)
-        trainer.step(epoch, losses, criterion=errors)
+        criterion = stopping_criterion(outputs.detach(), losses.detach(), labels, config.stop_loss)
+        if epoch == config.max_epochs:
+            trainer.catch_targets(epoch, criterion)
+            break
+        trainer.step(epoch, losses, criterion=criterion)
         bar.update()
         if epoch % 100 == 0 and trainer.all_reached():
             break
