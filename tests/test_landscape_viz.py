@@ -51,7 +51,7 @@ def test_ranks_follow_the_values_and_show_disagreement():
         bowl("wd", 3.0, {"fisher_rao_norm": 1.0}),
     ]
     heatmap = figures.picture_versus_measures(items).data[0]
-    assert list(heatmap.y) == ["picture: mean loss rise over the grid", "Fisher-Rao norm"]
+    assert list(heatmap.y) == ["picture: mean loss rise", "Fisher-Rao norm"]
     np.testing.assert_array_equal(heatmap.z, [[1, 2, 3], [3, 2, 1]])  # the measure reverses the picture
 
 

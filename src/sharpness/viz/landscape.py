@@ -21,14 +21,14 @@ COLOURSCALE = "Viridis"
 LOSS_TICKS = (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000)
 
 
-def settings_label(landscapes: Sequence[ControlLandscape]) -> str:
-    """Which data and settings produced the surfaces, for figure titles."""
+def settings_label(landscapes: Sequence[ControlLandscape], separator: str = "; ") -> str:
+    """Which data and settings produced the surfaces, for figure titles (two parts joined by `separator`)."""
     first = landscapes[0]
     p = first.surface.provenance
     resolution = "x".join(map(str, p.get("resolution", [])))
     return (
         f"{first.dataset}, {first.arch}, seed {first.seed}; {resolution} grid on {p.get('span')}, "
-        f"directions seed {p.get('directions_seed')}, {p.get('subset_size')} training images, eval mode, "
+        f"directions seed {p.get('directions_seed')}{separator}{p.get('subset_size')} training images, eval mode, "
         f"{p.get('device', '?')}"
     )
 
@@ -68,12 +68,12 @@ def _require_2d(landscapes: Sequence[ControlLandscape]) -> None:
         raise ValueError(f"these surfaces are not 2-D: {flat}")
 
 
-def contour_grid(landscapes: Sequence[ControlLandscape], columns: int = 3) -> go.Figure:
+def contour_grid(landscapes: Sequence[ControlLandscape], columns: int = 2) -> go.Figure:
     """One contour map per control, shared log colour scale, measures in each panel's title."""
     _require_2d(landscapes)
     rows = int(np.ceil(len(landscapes) / columns))
     titles = [f"<b>{item.control}</b>: {measures_text(item, short=True)}" for item in landscapes]
-    figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.06, vertical_spacing=0.16)
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.08, vertical_spacing=0.1)
     low, high = _log_range(landscapes)
     for index, item in enumerate(landscapes):
         alphas, betas = item.surface.axes
@@ -88,9 +88,9 @@ def contour_grid(landscapes: Sequence[ControlLandscape], columns: int = 3) -> go
     for annotation in figure.layout.annotations:
         annotation.font.size = 11
     figure.update_layout(
-        title=dict(text=f"Training loss around each minimum (log colour, one scale); FR Fisher-Rao norm, RF relative "
-                        f"flatness, SAM SAM-sharpness<br><sup>{settings_label(landscapes)}</sup>"),
-        height=330 * rows + 120, margin=dict(t=150),
+        title=dict(text="Training loss around each minimum (log colour, one scale)<br><sup>FR Fisher-Rao norm, "
+                        f"RF relative flatness, SAM SAM-sharpness<br>{settings_label(landscapes, '<br>')}</sup>"),
+        height=300 * rows + 210, margin=dict(t=210),
     )
     return figure
 
@@ -112,7 +112,7 @@ def surface_dropdown(landscapes: Sequence[ControlLandscape]) -> go.Figure:
         )
 
     def title(item: ControlLandscape) -> str:
-        return f"{item.control}: {measures_text(item, '; ')}<br><sup>{settings_label(landscapes)}</sup>"
+        return f"{item.control}: {measures_text(item, '<br>')}<br><sup>{settings_label(landscapes, '<br>')}</sup>"
 
     buttons = [
         dict(label=item.control, method="update",
@@ -124,7 +124,7 @@ def surface_dropdown(landscapes: Sequence[ControlLandscape]) -> go.Figure:
         updatemenus=[dict(buttons=buttons, x=0.0, y=1.0, xanchor="left", yanchor="top")],
         scene=dict(xaxis_title="a (direction 1)", yaxis_title="b (direction 2)", zaxis_title="loss",
                    zaxis=dict(range=[0, top * 1.02])),
-        height=560, margin=dict(t=110),
+        height=600, margin=dict(t=140),
     )
     return figure
 
@@ -132,7 +132,7 @@ def surface_dropdown(landscapes: Sequence[ControlLandscape]) -> go.Figure:
 def picture_versus_measures(landscapes: Sequence[ControlLandscape]) -> go.Figure:
     """Each control's rank (1 = flattest) by what the picture shows and by each invariant measure."""
     _require_2d(landscapes)
-    rows = {"picture: mean loss rise over the grid": [visual_rise(item.surface) for item in landscapes]}
+    rows = {"picture: mean loss rise": [visual_rise(item.surface) for item in landscapes]}
     for key, name in MEASURE_LABELS.items():
         if all(key in item.measures for item in landscapes):
             rows[name] = [item.measures[key] for item in landscapes]
@@ -147,8 +147,9 @@ def picture_versus_measures(landscapes: Sequence[ControlLandscape]) -> go.Figure
         )
     )
     figure.update_layout(
-        title=dict(text=f"Where the picture and the numbers agree (same colour) or not<br><sup>{settings_label(landscapes)}</sup>"),
-        yaxis=dict(autorange="reversed"), height=380, margin=dict(l=260, t=100),
+        title=dict(text="Where the picture and the numbers agree (same colour) or not"
+                        f"<br><sup>{settings_label(landscapes, '<br>')}</sup>"),
+        yaxis=dict(autorange="reversed"), height=400, margin=dict(l=10, t=110),
     )
     return figure
 
@@ -215,7 +216,7 @@ class LandscapeExplorer:
             self.figure.data = ()
             self.figure.add_trace(go.Surface(x=alphas, y=betas, z=item.surface.loss, colorscale=COLOURSCALE,
                                              surfacecolor=np.log10(item.surface.loss), showscale=False))
-            self.figure.layout.title.text = f"{item.control}, seed {item.seed}<br><sup>{settings_label([item])}</sup>"
+            self.figure.layout.title.text = f"{item.control}, seed {item.seed}<br><sup>{settings_label([item], '<br>')}</sup>"
         self.readout.value = measures_text(item)
 
     def widget(self) -> widgets.Widget:
