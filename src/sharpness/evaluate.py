@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassCalibrationError
@@ -21,6 +22,13 @@ from tqdm.auto import tqdm
 
 from sharpness import corruptions as corruption_ops
 from sharpness import measures as sharpness_measures
+from sharpness import runs
+from sharpness.controls import get_control
+from sharpness.data import augmentation_for
+from sharpness.data import batches as data_batches
+from sharpness.models import count_weight_layers
+from sharpness.paths import DATA_DIR
+from sharpness.train import derived_generator, load_run, resolve_device
 
 Tensor = torch.Tensor
 
@@ -185,10 +193,6 @@ def measurement_images(data, config, seed: int = 0) -> tuple[Tensor, Tensor]:
     A fixed copy (rather than fresh augmentations per pass) keeps L(theta) and L(theta + delta) of
     SAM-sharpness, and the passes of power iteration, on the same inputs.
     """
-    from sharpness.controls import get_control
-    from sharpness.data import augmentation_for
-    from sharpness.train import derived_generator
-
     images, labels = data.train_images, data.train_labels
     if get_control(config.control).augment:
         augment = augmentation_for(config.dataset, derived_generator(seed, "measure-augmentation"))
@@ -197,8 +201,6 @@ def measurement_images(data, config, seed: int = 0) -> tuple[Tensor, Tensor]:
 
 
 def _read_metrics(run_dir: Path) -> dict:
-    from sharpness import runs
-
     path = run_dir / METRICS_FILE
     return runs.read_json(path) if path.is_file() else {}
 
@@ -224,11 +226,6 @@ def evaluate_run(
     Measures already in metrics.json are skipped unless `overwrite`. `max_train_samples` limits the
     training images the train-set measures see (quick looks; the paper used the full set).
     """
-    from sharpness import runs
-    from sharpness.controls import get_control
-    from sharpness.models import count_weight_layers
-    from sharpness.train import load_run, resolve_device
-
     unknown = [name for name in measures if name not in MEASURES]
     if unknown:
         raise ValueError(f"unknown measures {unknown}; accepted: {', '.join(MEASURES)}")
@@ -240,7 +237,6 @@ def evaluate_run(
     todo = [name for name in measures if overwrite or name not in metrics]
     timings = dict(metrics.get("seconds", {}))
     batch_size = batch_size or config.batch_size
-    from sharpness.data import batches as data_batches
 
     def batches_of(images, labels):
         return lambda: data_batches(images, labels, batch_size, data=data)
@@ -286,8 +282,6 @@ def evaluate_run(
     if "corruption_accuracy" in todo:
         folder = cifar_c_dir
         if folder is None and config.dataset in CIFAR_C_FOLDERS:
-            from sharpness.paths import DATA_DIR
-
             folder = DATA_DIR / CIFAR_C_FOLDERS[config.dataset]
         result = timed("corruption_accuracy", lambda: corruption_accuracy(
             model, data, corruptions, cifar_c_dir=folder, max_images=corruption_images, seed=seed, progress=progress))  # fmt: skip
@@ -315,8 +309,6 @@ def evaluate_run(
 
 def resolve_run_dirs(run_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
     """Run directories from one run, a list of runs, or a runs root (every finished run below it)."""
-    from sharpness import runs
-
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
     found: list[Path] = []
@@ -332,8 +324,6 @@ def resolve_run_dirs(run_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
 
 def evaluate_runs(run_dirs, **options) -> list[dict]:
     """`evaluate_run` on each finished, non-diverged run; diverged runs are reported and skipped."""
-    from sharpness import runs
-
     results = []
     for run_dir in resolve_run_dirs(run_dirs):
         if runs.read_json(run_dir / runs.SUMMARY).get("status") != "finished":
@@ -349,10 +339,8 @@ SUMMARY_COLUMNS = (
 )  # fmt: skip
 
 
-def summary_table(results: Sequence[dict]) -> "pandas.DataFrame":
+def summary_table(results: Sequence[dict]) -> pd.DataFrame:
     """One row per run: what was trained and the headline metrics."""
-    import pandas as pd
-
     rows = []
     for result in results:
         run = result.get("run", {})
@@ -361,10 +349,8 @@ def summary_table(results: Sequence[dict]) -> "pandas.DataFrame":
     return pd.DataFrame(rows)
 
 
-def disagreement_by_control(results: Sequence[dict]) -> "pandas.DataFrame":
+def disagreement_by_control(results: Sequence[dict]) -> pd.DataFrame:
     """Prediction disagreement over all seed pairs of each (dataset, arch, control) with >= 2 seeds."""
-    import pandas as pd
-
     groups: dict[tuple, list[str]] = {}
     for result in results:
         run = result.get("run", {})
