@@ -43,6 +43,8 @@ def test_ray_sweep_trains_and_evaluates_every_run(swept):
     assert len(first.completed) == first.total == 2
     for config in grid.configs():
         assert sweep.run_state(config.run_dir) == "done"
+        # each run is a papermill execution of notebooks/train.ipynb where papermill is there
+        assert (config.run_dir / "train.out.ipynb").is_file() == sweep.papermill_available()
     runs = sweep.grid_runs(grid)
     assert sorted(runs["control"]) == ["baseline", "baseline_sam"]
     assert runs["test_accuracy"].between(0, 1).all()

@@ -282,7 +282,10 @@ def run_configs(
 
 
 def _run_on_ray(todo, run_arguments, address, num_cpus, runs_per_gpu, report, bar) -> None:
-    import ray
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError("the ray backend needs Ray: pip install 'ray[default]', or use backend='serial'") from error
 
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
@@ -384,10 +387,11 @@ class Study:
 
     @property
     def label(self) -> str:
+        """A short name for titles: where the runs come from."""
         if self.offline:
-            return "offline grid (digits, simple_cnn, CPU): NOT the paper's setting"
+            return "offline CPU grid, digits + small CNN (not the paper's setting)"
         settings = self.provenance.get("settings", {})
-        return f"{', '.join(settings.get('datasets', []))} on {self.provenance.get('machine', '?')}"
+        return f"{'/'.join(settings.get('datasets', []))}, {'/'.join(settings.get('archs', []))}, committed grid"
 
 
 def committed_grid(study: str = "controls", results_dir: Path = results.RESULTS_DIR) -> Path | None:

@@ -164,9 +164,10 @@ def controls_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, metrics, titl
         rows=len(metrics), cols=2, column_titles=["ours", "paper"], row_titles=[label(m) for m in metrics],
         vertical_spacing=0.04, horizontal_spacing=0.08,
     )
+    order = {control: position for position, control in enumerate(CONTROL_COLOURS)}  # the paper's order
     for row, metric in enumerate(metrics, start=1):
         for col, table in enumerate((ours, paper), start=1):
-            rows = table[table["metric"] == metric]
+            rows = table[table["metric"] == metric].sort_values("control", key=lambda c: c.map(order))
             figure.add_bar(
                 x=rows["control"], y=rows["mean"], error_y=dict(array=rows["sem"].fillna(0)),
                 marker_color=[CONTROL_COLOURS.get(c, "grey") for c in rows["control"]], showlegend=False,
