@@ -123,36 +123,40 @@ def simpsons_paradox(points: pd.DataFrame, x_metric: str, y_metric: str, title: 
     return figure
 
 
-def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: str) -> go.Figure:
-    """One panel per metric against SAM's rho (log axis): our runs as mean +/- SEM over seeds, the
-    paper's figures (where it printed them) as open diamonds."""
+def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: str, columns: int = 3) -> go.Figure:
+    """One panel per metric against SAM's rho (log axis), `columns` panels a row: our runs as mean +/- SEM
+    over seeds, the paper's figures (where it printed them) as open diamonds."""
     metrics = list(metrics)
     _check_columns(ours, ["rho", *metrics])
-    figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=[label(m) for m in metrics])
-    for col, metric in enumerate(metrics, start=1):
+    rows = -(-len(metrics) // columns)
+    figure = make_subplots(
+        rows=rows, cols=min(columns, len(metrics)), subplot_titles=[label(m) for m in metrics],
+        horizontal_spacing=0.08, vertical_spacing=0.18,
+    )
+    for index, metric in enumerate(metrics):
+        row, col = index // columns + 1, index % columns + 1
         by_rho = ours.dropna(subset=["rho", metric]).groupby("rho")[metric]
         summary = pd.DataFrame({"mean": by_rho.mean(), "sem": by_rho.sem()}).reset_index()
         figure.add_scatter(
             x=summary["rho"], y=summary["mean"], error_y=dict(array=summary["sem"].fillna(0)),
-            mode="lines+markers", name="ours (mean ± SEM)", legendgroup="ours", showlegend=col == 1,
-            marker=dict(color=qualitative.Plotly[1]), row=1, col=col,
+            mode="lines+markers", name="ours (mean ± SEM)", legendgroup="ours", showlegend=index == 0,
+            marker=dict(color=qualitative.Plotly[1]), row=row, col=col,
         )
         if paper is not None:
-            rows = paper[(paper["metric"] == metric) & paper["rho"].notna()]
-            if len(rows):
+            printed = paper[(paper["metric"] == metric) & paper["rho"].notna()]
+            if len(printed):
                 figure.add_scatter(
-                    x=rows["rho"], y=rows["mean"], error_y=dict(array=rows["sem"]), mode="markers",
-                    name="paper (ResNet-18, CIFAR-10)", legendgroup="paper", showlegend=bool(col == 1 or len(rows)),
-                    marker=dict(symbol="diamond-open", size=11, color="black"), row=1, col=col,
+                    x=printed["rho"], y=printed["mean"], error_y=dict(array=printed["sem"]), mode="markers",
+                    name="paper (ResNet-18, CIFAR-10)", legendgroup="paper", showlegend=False,
+                    marker=dict(symbol="diamond-open", size=11, color="black"), row=row, col=col,
                 )
-        figure.update_xaxes(type="log", title_text="rho", row=1, col=col)
-    # the paper's legend entry is shown once
-    seen = set()
-    for trace in figure.data:
-        if trace.showlegend and trace.legendgroup in seen:
-            trace.showlegend = False
-        seen.add(trace.legendgroup)
-    figure.update_layout(title=title, height=420)
+        figure.update_xaxes(type="log", title_text="rho", tickvals=[0.0025, 0.005, 0.025, 0.05, 0.25, 0.5],
+                            ticktext=["0.0025", "", "0.025", "", "0.25", ""], row=row, col=col)
+    paper_traces = [trace for trace in figure.data if trace.legendgroup == "paper"]
+    if paper_traces:
+        paper_traces[0].showlegend = True
+    figure.update_layout(title=title, height=330 * rows + 150, margin=dict(t=120),
+                         legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
     return figure
 
 
