@@ -35,6 +35,7 @@ import math
 import platform
 import subprocess
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -237,7 +238,10 @@ def fisher_rao(objective: Objective, flat: Tensor) -> Tensor:
 def fisher_rao_exact(objective: Objective, flat: Tensor) -> Tensor:
     """sqrt(mean_i <theta, grad_theta l_i>^2) exactly: one jvp of the outputs with tangent theta."""
     flat = flat.detach()
-    outputs, directional = torch.func.jvp(objective.outputs, (flat,), (flat,))
+    with warnings.catch_warnings():
+        # torch >= 2.12 warns, once, that its own jvp decompositions still use torch.jit.script.
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
+        outputs, directional = torch.func.jvp(objective.outputs, (flat,), (flat,))
     slopes = _loss_slopes(objective, outputs)
     return (slopes * directional).pow(2).mean(dim=1).sqrt()
 

@@ -48,7 +48,7 @@ def network_title(result: boundary.BoundaryResult, network: int) -> str:
     row = result.records.loc[network]
     when = f"epoch {row['epoch']:.0f}" if row["reached"] else f"NOT at 100% after {result.config.max_epochs:,} epochs"
     return (
-        f"separation {row['separation']:g}, seed {row['seed']}: 100% train accuracy at {when}; "
+        f"separation {row['separation']:g}, seed {row['seed']}: 100% train accuracy at {when};<br>"
         f"λmax {row['top_eigenvalue']:.3g}, trace {row['hessian_trace']:.3g}, Fisher-Rao {row['fisher_rao_exact']:.3g}, "
         f"test accuracy {row['test_accuracy']:.2f}"
     )
@@ -56,9 +56,9 @@ def network_title(result: boundary.BoundaryResult, network: int) -> str:
 
 def _boundary_layout(figure: go.Figure) -> None:
     x_min, x_max, y_min, y_max = boundary.BOX
-    figure.update_xaxes(range=[x_min, x_max], title_text="x₁")
+    figure.update_xaxes(range=[x_min, x_max], title_text="x₁", constrain="domain")
     figure.update_yaxes(range=[y_min, y_max], title_text="x₂", scaleanchor="x")
-    figure.update_layout(height=560, legend=dict(orientation="h", y=-0.15))
+    figure.update_layout(height=600, margin=dict(t=110), legend=dict(orientation="h", y=-0.15))
 
 
 def separation_slider_figure(result: boundary.BoundaryResult, seed: int | None = None) -> go.Figure:

@@ -53,7 +53,8 @@ def loss_curves(result: fit.FitResult) -> go.Figure:
     figure.update_xaxes(type="log", title_text="epoch (epoch 0 drawn at 0.5)")
     figure.update_yaxes(type="log")
     figure.update_layout(
-        height=420, title=dict(text=f"Loss over training; dotted: target losses<br><sub>{settings_label(result)}</sub>"),
+        height=460, legend=dict(orientation="h", y=-0.25),
+        title=f"Loss over training; dotted: target losses<br><sub>{settings_label(result)}</sub>",
     )
     return figure
 
@@ -81,7 +82,7 @@ def sharpness_over_training(result: fit.FitResult) -> go.Figure:
     figure.update_xaxes(type="log", title_text="epoch")
     figure.update_yaxes(type="log")
     figure.update_layout(
-        height=720,
+        height=760, legend=dict(orientation="h", y=-0.12),
         title=f"Sharpness over training (mean ± SEM over seeds)<br><sub>{settings_label(result)}</sub>",
     )
     return figure
@@ -104,10 +105,10 @@ def sharpness_at_targets(result: fit.FitResult) -> go.Figure:
                 ),
                 row + 1, col + 1,
             )
-    figure.update_xaxes(type="log", autorange="reversed", title_text="target train loss (training runs left to right)")
+    figure.update_xaxes(type="log", autorange="reversed", title_text="target train loss")
     figure.update_yaxes(type="log")
     figure.update_layout(
-        height=720,
+        height=760, legend=dict(orientation="h", y=-0.12),
         title="Sharpness at matched train loss (mean ± SEM over the seeds that reached it)"
         f"<br><sub>{settings_label(result)}</sub>",
     )
@@ -120,20 +121,25 @@ def ordering_figure(result: fit.FitResult, measure: str = "top_eigenvalue", anal
     agreement = fit.rank_agreement(result, measure, analytic).set_index("target")
     stats = fit.summary_at_targets(result, measure)
     figure = go.Figure()
+    labelled = set()  # name each function once, at the loosest target it appears in
     for target, group in stats.groupby("target", sort=False):
         group = group[group["seeds_reached"] == group["seeds"]]
         if group.empty:
             continue
         rho = agreement.loc[target, "spearman"]
+        rho_text = "n/a" if np.isnan(rho) else f"{rho:.2f}"
+        names = [toy.get(n).label for n in group["function"]]
         figure.add_trace(go.Scatter(
             x=reference[group["function"]].to_numpy(), y=group["mean"], error_y=dict(array=group["sem"]),
-            mode="markers+text", text=[toy.get(n).label for n in group["function"]], textposition="top center",
-            name=f"loss ≤ {target:g}: Spearman ρ = {rho:.2f} ({len(group)} functions)",
+            mode="markers+text", text=[n if n not in labelled else "" for n in names], textposition="top center",
+            hovertext=names, hovertemplate="%{hovertext}: %{y:.4g}<extra></extra>",
+            name=f"loss ≤ {target:g}: Spearman ρ = {rho_text} ({len(group)} functions)",
         ))
+        labelled.update(names)
     figure.update_xaxes(type="log", title_text=f"target function at its minimum: {analytic.replace('_', ' ')} (chapter 1)")
     figure.update_yaxes(type="log", title_text=f"network: {MEASURE_LABELS[measure]}")
     figure.update_layout(
-        height=520, legend=dict(title="matched train loss"),
+        height=560, legend=dict(title="matched train loss", orientation="h", y=-0.2),
         title=f"Does the network's sharpness follow the function's curvature?<br><sub>{settings_label(result)}</sub>",
     )
     return figure
