@@ -134,7 +134,7 @@ def interpolation_directions(model_a: nn.Module, model_b: nn.Module) -> tuple[Di
 #   1.1-1.9x (ResNet-18) and 1.3-1.6x (simple_cnn) faster than vmap over 4 points per pass. vmap turns K weight sets into K-group
 #   convolutions, and grouped convolutions are slower on CPU than K dense ones; with one thread there
 #   is no per-layer overhead worth amortising.
-# - CPU with two threads on an oversubscribed machine, vmap with 4 points per pass won 1.1-1.9x, by
+# - CPU with two threads on an oversubscribed machine, vmap with 4 points per pass won 1.1-1.7x, by
 #   paying the thread synchronisation once per layer for 4 points; single-threaded loops beat both.
 # - GPU: a ResNet-18 forward at batch 512 is launch-bound (DESIGN.md: fusing N models into grouped
 #   convolutions doubled training throughput), so vmap over 16 points per pass is the default there.
