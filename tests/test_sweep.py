@@ -93,8 +93,10 @@ def test_failures_are_reported_kept_and_retried_only_on_request(tmp_path):
 def test_cli_reports_and_writes_a_grid_summary_with_provenance(swept, tmp_path, capsys):
     grid, _, _, _ = swept
     summary = tmp_path / "grid.json"
-    code = sweep.main([
-        "--controls", "baseline", "baseline_sam", "--epochs", "1", "--runs-dir", str(grid.runs_dir),
+    from sharpness.__main__ import main as command_line
+
+    code = command_line([
+        "sweep", "--controls", "baseline", "baseline_sam", "--epochs", "1", "--runs-dir", str(grid.runs_dir),
         "--backend", "serial", "--measures", *CHEAP_MEASURES, "--results", str(summary),
     ])
     assert code == 0

@@ -1,0 +1,63 @@
+"""sharpness.viz.results: the figures plot what the data say (checked against numpy/pandas directly)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sharpness.viz import results as figures
+
+
+def control_runs():
+    rng = np.random.default_rng(0)
+    rows = []
+    for control in ("baseline", "aug", "wd_sam"):
+        for seed in range(3):
+            rows.append({"control": control, "seed": seed, "rho": 0.05 if control.endswith("sam") else np.nan,
+                         "fisher_rao_norm": rng.uniform(1, 10), "test_accuracy": rng.uniform(0.5, 0.9)})
+    return pd.DataFrame(rows)
+
+
+def test_simpsons_paradox_lines_are_least_squares_fits_on_log_sharpness():
+    # within each arch accuracy rises with sharpness; the sharper arch is the less accurate one
+    points = pd.DataFrame({
+        "arch": ["a"] * 3 + ["b"] * 3, "control": ["baseline", "aug", "wd"] * 2,
+        "relative_flatness": [1, 10, 100, 1000, 10000, 100000],
+        "test_accuracy": [0.80, 0.85, 0.90, 0.50, 0.55, 0.60],
+    })
+    figure = figures.simpsons_paradox(points, "relative_flatness", "test_accuracy", title="t")
+    lines = {trace.name.split(" (")[0]: trace for trace in figure.data if trace.mode == "lines"}
+    assert "+0.05 per decade" in lines["a trend"].name and "+0.05 per decade" in lines["b trend"].name
+    pooled = np.polyfit(np.log10(points["relative_flatness"]), points["test_accuracy"], 1)
+    assert pooled[0] < 0  # the pooled trend reverses the within-arch one
+    line = lines["pooled over architectures"]
+    assert np.allclose(line.y, pooled[0] * np.log10(line.x) + pooled[1])
+
+
+def test_rho_sweep_plots_mean_and_sem_over_seeds():
+    runs = pd.DataFrame({"rho": [0.05, 0.05, 0.5, 0.5], "seed": [0, 1, 0, 1], "test_accuracy": [0.7, 0.8, 0.6, 0.9]})
+    figure = figures.rho_sweep(runs, None, ["test_accuracy"], title="t")
+    ours = figure.data[0]
+    assert list(ours.x) == [0.05, 0.5] and np.allclose(ours.y, [0.75, 0.75])
+    assert np.allclose(ours.error_y.array, [0.05, 0.15])  # sample std / sqrt(2)
+
+
+def test_sharpness_vs_evaluation_has_a_point_per_run_and_a_mean_per_control():
+    runs = control_runs()
+    figure = figures.sharpness_vs_evaluation(runs, ["fisher_rao_norm"], ["test_accuracy"], title="t")
+    points = [t for t in figure.data if t.mode == "markers" and t.showlegend is not False]
+    means = [t for t in figure.data if t.marker.symbol == "x"]
+    assert sum(len(t.x) for t in points) == len(runs)
+    aug = runs[runs["control"] == "aug"]
+    (aug_mean,) = [t for t in means if t.legendgroup == "aug"]
+    assert aug_mean.x[0] == pytest.approx(aug["fisher_rao_norm"].mean())
+    assert aug_mean.error_y.array[0] == pytest.approx(aug["test_accuracy"].sem())
+    with pytest.raises(ValueError, match="sam_sharpness"):
+        figures.sharpness_vs_evaluation(runs, ["sam_sharpness"], ["test_accuracy"], title="t")
+
+
+def test_training_curves_draw_one_line_per_run():
+    history = pd.DataFrame({"control": ["aug"] * 4, "seed": [0, 0, 1, 1], "epoch": [1, 2, 1, 2],
+                            "test_accuracy": [0.1, 0.2, 0.3, 0.4]})
+    figure = figures.training_curves(history, "test_accuracy", title="t")
+    assert [list(t.y) for t in figure.data] == [[0.1, 0.2], [0.3, 0.4]]
+    assert [t.showlegend for t in figure.data] == [True, False]
