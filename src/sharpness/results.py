@@ -132,11 +132,13 @@ def add_disagreement(runs: pd.DataFrame) -> pd.DataFrame:
     """Add `prediction_disagreement` per run: its mean top-1 disagreement with every other seed of its
     (dataset, arch, control, rho), from the test predictions `evaluate_run` saved.
 
-    The mean over a group's runs is then exactly the all-pairs disagreement the paper reports, and
-    the spread over runs gives an SEM. Groups with fewer than two runs with predictions get NaN.
+    The mean over a group's runs is then exactly the all-pairs disagreement the paper reports (the
+    runs' values share pairs, so `summarise` gives them no SEM). Groups with fewer than two runs with
+    predictions get NaN.
     """
-    from .evaluate import PREDICTIONS_FILE, prediction_disagreement
     import torch
+
+    from .evaluate import PREDICTIONS_FILE, prediction_disagreement
 
     runs = runs.copy()
     runs["prediction_disagreement"] = np.nan
@@ -167,8 +169,9 @@ def run_history(run_dir: Path) -> pd.DataFrame:
 
     config = _read_json(Path(run_dir) / "config.json")
     history = pd.DataFrame(read_jsonl(Path(run_dir) / "metrics.jsonl"))
-    for key in ("dataset", "arch", "control", "seed", "rho"):
-        history[key] = config.get(key)
+    for key in ("dataset", "arch", "control", "seed"):
+        history[key] = config[key]
+    history["rho"] = float(config.get("rho", 0.05)) if str(config["control"]).endswith("sam") else np.nan
     return history
 
 
