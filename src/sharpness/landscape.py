@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -129,15 +129,16 @@ def interpolation_directions(model_a: nn.Module, model_b: nn.Module) -> tuple[Di
 # Evaluation of many points
 # --------------------------------------------------------------------------------------------------
 
-# Which evaluation is faster, measured with bench/landscape.py (see the chapter for the figures):
-# - CPU, one thread per process (what the book uses on its shared 2-core machine): the plain loop was
-#   1.1-1.9x (ResNet-18) and 1.3-1.6x (simple_cnn) faster than vmap over 4 points per pass. vmap turns K weight sets into K-group
-#   convolutions, and grouped convolutions are slower on CPU than K dense ones; with one thread there
-#   is no per-layer overhead worth amortising.
+# Which evaluation is faster, measured with bench/landscape.py on the shared 2-core development machine:
+# - CPU, one thread per process (what the book uses there): the plain loop was 1.1-1.9x (ResNet-18)
+#   and 1.3-1.6x (simple_cnn) faster than vmap over 4 points per pass. vmap turns K weight sets into
+#   K-group convolutions, which are slower on CPU than K dense ones, and with one thread there is no
+#   per-layer overhead worth amortising.
 # - CPU with two threads on an oversubscribed machine, vmap with 4 points per pass won 1.1-1.7x, by
 #   paying the thread synchronisation once per layer for 4 points; single-threaded loops beat both.
-# - GPU: a ResNet-18 forward at batch 512 is launch-bound (DESIGN.md: fusing N models into grouped
-#   convolutions doubled training throughput), so vmap over 16 points per pass is the default there.
+# - GPU: not measured yet (no GPU was lent while this was written; `python bench/landscape.py` on one
+#   prints both). Expected to favour vmap: a ResNet-18 forward is launch-bound there, and DESIGN.md's
+#   anchors show fusing N models into grouped convolutions doubling training throughput on an H100.
 DEFAULT_METHOD = {"cuda": "vmap"}  # any other device: "loop"
 DEFAULT_CHUNK_SIZE = {"cuda": 16}  # any other device: 4
 
@@ -218,9 +219,7 @@ def evaluate_points(
     loss_sums = torch.zeros(points, dtype=torch.float64, device=device)
     correct = torch.zeros(points, dtype=torch.float64, device=device)
     step = chunk_size if method == "vmap" else 1
-    autocast = (
-        torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else _no_context()
-    )
+    autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     with eval_mode(model), torch.no_grad(), autocast:
         for start in tqdm(range(0, points, step), desc=f"landscape ({method})", disable=not progress, leave=False):
             chunk = coefficients[start : start + step]
@@ -236,11 +235,6 @@ def evaluate_points(
                 loss_sums[start : start + len(chunk)] += flat_losses.view(len(chunk), -1).sum(1).double()
                 correct[start : start + len(chunk)] += (logits.argmax(-1) == y).sum(1).double()
     return (loss_sums / len(images)).cpu().numpy(), (correct / len(images)).cpu().numpy()
-
-
-@contextmanager
-def _no_context():
-    yield
 
 
 # --------------------------------------------------------------------------------------------------
