@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 from scipy.special import expit
 
 from .. import boundary, fit
-from .fit import MEASURE_LABELS
+from .fit import MEASURE_LABELS, subtitle
 
 CLASS_COLOURS = ("#1f77b4", "#d62728")
 
@@ -58,7 +58,8 @@ def _boundary_layout(figure: go.Figure) -> None:
     x_min, x_max, y_min, y_max = boundary.BOX
     figure.update_xaxes(range=[x_min, x_max], title_text="x₁", constrain="domain")
     figure.update_yaxes(range=[y_min, y_max], title_text="x₂", scaleanchor="x")
-    figure.update_layout(height=600, margin=dict(t=110), legend=dict(orientation="h", y=-0.15))
+    figure.update_layout(height=700, margin=dict(t=150), legend=dict(orientation="h", x=1, xanchor="right", y=1.0,
+                                                                    yanchor="bottom"))
 
 
 def separation_slider_figure(result: boundary.BoundaryResult, seed: int | None = None) -> go.Figure:
@@ -74,7 +75,7 @@ def separation_slider_figure(result: boundary.BoundaryResult, seed: int | None =
             figure.add_trace(trace)
         spans.append((start, len(figure.data)))
     total = len(figure.data)
-    titles = [network_title(result, n) for n in networks]
+    titles = [network_title(result, n) + subtitle(settings_label(result.config), 110) for n in networks]
     steps = [
         dict(label=f"{s:g}", method="update",
              args=[{"visible": [start <= i < end for i in range(total)]}, {"title.text": title}])
@@ -82,9 +83,7 @@ def separation_slider_figure(result: boundary.BoundaryResult, seed: int | None =
     ]
     figure.update_layout(
         title=dict(text=titles[0], font=dict(size=13)),
-        sliders=[dict(steps=steps, active=0, currentvalue=dict(prefix="separation = "), pad=dict(t=60))],
-        annotations=[dict(text=settings_label(result.config), xref="paper", yref="paper", x=0, y=1.06,
-                          showarrow=False, font=dict(size=11))],
+        sliders=[dict(steps=steps, active=0, currentvalue=dict(prefix="separation = "), y=-0.12, pad=dict(t=30))],
     )
     _boundary_layout(figure)
     return figure
@@ -93,8 +92,8 @@ def separation_slider_figure(result: boundary.BoundaryResult, seed: int | None =
 def sharpness_vs_separation(result: boundary.BoundaryResult) -> go.Figure:
     """Each measure (mean ± SEM over seeds) and the epochs needed, against separation."""
     panels = ["top_eigenvalue", "hessian_trace", "fisher_rao_exact", "epoch"]
-    titles = [MEASURE_LABELS.get(p, "epochs to 100% train accuracy") for p in panels]
-    figure = make_subplots(rows=2, cols=2, subplot_titles=titles, vertical_spacing=0.16)
+    titles = [MEASURE_LABELS.get(p, "epochs to the stopping point") for p in panels]
+    figure = make_subplots(rows=2, cols=2, subplot_titles=titles, vertical_spacing=0.22)
     for index, panel in enumerate(panels):
         stats = result.summary(panel)
         figure.add_trace(
@@ -107,8 +106,9 @@ def sharpness_vs_separation(result: boundary.BoundaryResult) -> go.Figure:
     unreached = int((~result.records["reached"]).sum())
     figure.update_layout(
         height=640,
-        title=f"Sharpness at 100% training accuracy vs separation (mean ± SEM over {len(result.config.seeds)} seeds;"
-        f" {unreached} network(s) never reached 100%)<br><sub>{settings_label(result.config)}</sub>",
+        title=f"Sharpness at the stopping point vs separation<br>(mean ± SEM over {len(result.config.seeds)} seeds;"
+        f" {unreached} network(s) never met the stopping rule){subtitle(settings_label(result.config))}",
+        margin=dict(t=180),
     )
     return figure
 

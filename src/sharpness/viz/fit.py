@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 import plotly.colors
@@ -29,6 +31,11 @@ def settings_label(result: fit.FitResult) -> str:
     )
 
 
+def subtitle(text: str, width: int = 95) -> str:
+    """`text` as a plotly <sub> line broken into lines that fit the book's page column."""
+    return "<br><sub>" + "<br>".join(textwrap.wrap(text, width)) + "</sub>"
+
+
 def _mean_sem(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
     return frame.groupby(by, sort=False)[column].agg(["mean", "sem", "count"]).reset_index()
 
@@ -53,14 +60,14 @@ def loss_curves(result: fit.FitResult) -> go.Figure:
     figure.update_xaxes(type="log", title_text="epoch (epoch 0 drawn at 0.5)")
     figure.update_yaxes(type="log")
     figure.update_layout(
-        height=460, legend=dict(orientation="h", y=-0.25),
-        title=f"Loss over training; dotted: target losses<br><sub>{settings_label(result)}</sub>",
+        height=480, legend=dict(orientation="h", y=-0.25), margin=dict(t=130),
+        title=f"Loss over training; dotted: target losses{subtitle(settings_label(result))}",
     )
     return figure
 
 
 def _measure_grid(titles) -> go.Figure:
-    return make_subplots(rows=2, cols=2, subplot_titles=[MEASURE_LABELS[m] for m in titles], vertical_spacing=0.14)
+    return make_subplots(rows=2, cols=2, subplot_titles=[MEASURE_LABELS[m] for m in titles], vertical_spacing=0.18)
 
 
 def sharpness_over_training(result: fit.FitResult) -> go.Figure:
@@ -82,8 +89,8 @@ def sharpness_over_training(result: fit.FitResult) -> go.Figure:
     figure.update_xaxes(type="log", title_text="epoch")
     figure.update_yaxes(type="log")
     figure.update_layout(
-        height=760, legend=dict(orientation="h", y=-0.12),
-        title=f"Sharpness over training (mean ± SEM over seeds)<br><sub>{settings_label(result)}</sub>",
+        height=780, legend=dict(orientation="h", y=-0.12), margin=dict(t=140),
+        title=f"Sharpness over training (mean ± SEM over seeds){subtitle(settings_label(result))}",
     )
     return figure
 
@@ -108,9 +115,9 @@ def sharpness_at_targets(result: fit.FitResult) -> go.Figure:
     figure.update_xaxes(type="log", autorange="reversed", title_text="target train loss")
     figure.update_yaxes(type="log")
     figure.update_layout(
-        height=760, legend=dict(orientation="h", y=-0.12),
+        height=780, legend=dict(orientation="h", y=-0.12), margin=dict(t=140),
         title="Sharpness at matched train loss (mean ± SEM over the seeds that reached it)"
-        f"<br><sub>{settings_label(result)}</sub>",
+        f"{subtitle(settings_label(result))}",
     )
     return figure
 
@@ -139,7 +146,7 @@ def ordering_figure(result: fit.FitResult, measure: str = "top_eigenvalue", anal
     figure.update_xaxes(type="log", title_text=f"target function at its minimum: {analytic.replace('_', ' ')} (chapter 1)")
     figure.update_yaxes(type="log", title_text=f"network: {MEASURE_LABELS[measure]}")
     figure.update_layout(
-        height=560, legend=dict(title="matched train loss", orientation="h", y=-0.2),
-        title=f"Does the network's sharpness follow the function's curvature?<br><sub>{settings_label(result)}</sub>",
+        height=580, legend=dict(title="matched train loss", orientation="h", y=-0.2), margin=dict(t=130),
+        title=f"Does the network's sharpness follow the function's curvature?{subtitle(settings_label(result))}",
     )
     return figure
