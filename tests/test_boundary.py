@@ -59,7 +59,7 @@ def test_slider_figure_has_one_frame_per_separation(result):
     visible = [s.args[0]["visible"] for s in steps]
     assert all(sum(v) == len(v) // 2 for v in visible) and visible[0] != visible[1]
     assert "separation 4" in steps[1].args[1]["title.text"]
-    assert "stopped at the first epoch with 100% training accuracy" in figure.layout.title.text  # settings shown
+    assert "40 training points, 1 seed(s)" in figure.layout.title.text  # the settings are shown
     summary = boundary_figures.sharpness_vs_separation(result)
     assert len(summary.data) == 4
 
