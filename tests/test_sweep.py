@@ -67,6 +67,13 @@ def test_grid_expands_rho_only_for_sam_controls(tmp_path):
     assert all(c.control.endswith("sam") and "rho0.5" in str(c.run_dir) for c in off_default)
 
 
+def test_command_line_radii():
+    assert sweep.parse_rhos(["paper"]) == sweep.PAPER_RHOS
+    assert sweep.parse_rhos(["0.5", "0.05"]) == (0.5, 0.05)
+    with pytest.raises(ValueError, match="'big'"):
+        sweep.parse_rhos(["big"])
+
+
 def test_grid_rejects_unknown_controls_and_rhos(tmp_path):
     with pytest.raises(ValueError, match="'sgd'"):
         sweep.Grid(controls=("sgd",), runs_dir=tmp_path)

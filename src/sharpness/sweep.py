@@ -434,7 +434,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--archs", nargs="+", default=["simple_cnn"])
     parser.add_argument("--controls", nargs="+", default=["all"], help="control names, or 'all'")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seed numbers, e.g. 0 1 2")
-    parser.add_argument("--rhos", nargs="+", type=float, default=[DEFAULT_RHO], help="SAM radii ('paper': pass 0.5 0.25 0.05 0.025 0.005 0.0025)")
+    parser.add_argument("--rhos", nargs="+", default=[str(DEFAULT_RHO)],
+                        help=f"SAM radii for the SAM controls, or 'paper' for {' '.join(map(str, PAPER_RHOS))}")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--runs-dir", default=str(RUNS_DIR))
     parser.add_argument("--data-dir", default=None)
@@ -452,6 +453,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-note", default=None, help="data description for the summary's provenance")
 
 
+def parse_rhos(values: Sequence[str]) -> tuple[float, ...]:
+    """Radii from the command line: numbers, or the single word 'paper' for the paper's six."""
+    if list(values) == ["paper"]:
+        return PAPER_RHOS
+    try:
+        return tuple(float(value) for value in values)
+    except ValueError:
+        raise ValueError(f"--rhos takes numbers or 'paper', got {' '.join(values)!r}") from None
+
+
 def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     """`python -m sharpness sweep ...` (parsed arguments from the command registry, or an argv list)."""
     if not isinstance(args, argparse.Namespace):
@@ -460,7 +471,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         args = parser.parse_args(args)
     grid = Grid(
         datasets=args.datasets, archs=args.archs, controls=None if args.controls == ["all"] else args.controls,
-        seeds=args.seeds, rhos=args.rhos, epochs=args.epochs, runs_dir=args.runs_dir, data_dir=args.data_dir,
+        seeds=args.seeds, rhos=parse_rhos(args.rhos), epochs=args.epochs, runs_dir=args.runs_dir, data_dir=args.data_dir,
         batch_size=args.batch_size, lr=args.lr, measures=args.measures,
     )
     report = run_sweep(
