@@ -216,3 +216,11 @@ def test_orderings_list_functions_from_flattest_to_sharpest():
     assert table.loc[100.0, "chapter 1"].startswith("sphere < three_hump_camel < booth")
     assert table.loc[100.0, "networks"].endswith("booth < three_hump_camel < sphere")
     assert "rosenbrock" not in table.loc[1.0, "networks"]
+
+
+def test_command_line_saves_a_loadable_run(tmp_path):
+    argv = ["--preset", "quick", "--epochs", "2", "--seeds", "1", "--points", "16", "--out", str(tmp_path / "cli")]
+    assert fit.main(argv) == 0
+    loaded = fit.FitResult.load(tmp_path / "cli")
+    assert loaded.config.epochs == 2 and loaded.config.seeds == (0,) and loaded.config.train_points == 16
+    assert set(loaded.records["function"]) == set(toy.FUNCTIONS)
