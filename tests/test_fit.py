@@ -224,3 +224,21 @@ def test_command_line_saves_a_loadable_run(tmp_path):
     loaded = fit.FitResult.load(tmp_path / "cli")
     assert loaded.config.epochs == 2 and loaded.config.seeds == (0,) and loaded.config.train_points == 16
     assert set(loaded.records["function"]) == set(toy.FUNCTIONS)
+
+
+def test_batched_training_in_float32_on_the_toy_functions_matches_sequential_models():
+    """The study's own setting (paper MLP, float32, all seven functions): same parameters to float32 rounding."""
+    config = fit.FitConfig(seeds=(0,), train_points=128, test_points=1)
+    data = fit.make_data(config)
+    objective = fit.Objective(data.train_inputs, data.train_targets)
+    trainer = fit.BatchedTrainer(objective, fit.initial_parameters(range(7)), lr=1e-3)
+    for epoch in range(60):
+        trainer.step(epoch)
+    for row in range(7):
+        mlp = fit.reference_mlp(row)
+        optimizer = torch.optim.Adam(mlp.parameters(), lr=1e-3)
+        for _ in range(60):
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(mlp(objective.inputs).squeeze(-1), objective.targets[row]).backward()
+            optimizer.step()
+        torch.testing.assert_close(trainer.flat[row].detach(), fit.flatten_module(mlp), rtol=1e-5, atol=1e-6)
