@@ -142,3 +142,22 @@ def test_evaluate_run_skips_measures_already_written(finished_run):
     assert redone["test_accuracy"] >= 0
     with pytest.raises(ValueError, match="accepted: test_accuracy"):
         evaluate.evaluate_run(config.run_dir, measures=("loss_of_nerve",))
+
+
+@pytest.mark.slow
+def test_evaluate_notebook_writes_metrics_and_shows_a_summary(finished_run, tmp_path):
+    import papermill
+
+    from sharpness.paths import REPO_ROOT
+
+    config, _ = finished_run
+    (config.run_dir / evaluate.METRICS_FILE).unlink(missing_ok=True)
+    output = tmp_path / "evaluate.out.ipynb"
+    papermill.execute_notebook(
+        str(REPO_ROOT / "notebooks" / "evaluate.ipynb"), str(output), kernel_name="python3", progress_bar=False,
+        parameters=dict(run_dirs=str(config.runs_dir), device="cpu", measures="test_accuracy,test_ece"),
+    )  # fmt: skip
+    metrics = json.loads((config.run_dir / evaluate.METRICS_FILE).read_text())
+    assert {"test_accuracy", "test_ece"} <= set(metrics)
+    outputs = [o for cell in json.loads(output.read_text())["cells"] for o in cell.get("outputs", [])]
+    assert any("test_accuracy" in str(o.get("data", {}).get("text/plain", "")) for o in outputs)
