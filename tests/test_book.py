@@ -101,3 +101,15 @@ def test_renderer_plugin_is_registered_with_myst_nb():
 def test_show_rejects_non_figures():
     with pytest.raises(TypeError, match="plotly Figure, got dict"):
         show({"data": []})
+
+
+def test_pages_use_the_shipped_mathjax_only_when_it_is_there(tmp_path):
+    cdn = "https://cdn.example/mathjax.js"
+    app, config = SimpleNamespace(srcdir=str(tmp_path)), SimpleNamespace(mathjax_path=cdn)
+    book._use_local_mathjax(app, config)
+    assert config.mathjax_path == cdn
+    entry = tmp_path / "book" / "_static" / book.MATHJAX_ENTRY
+    entry.parent.mkdir(parents=True)
+    entry.write_text("// mathjax")
+    book._use_local_mathjax(app, config)
+    assert config.mathjax_path == "mathjax/tex-mml-chtml.js"

@@ -94,3 +94,11 @@ def test_bad_names_and_parameters_are_named_in_the_error():
 def test_rosenbrock_minimum_follows_its_parameter():
     assert toy.get("rosenbrock").minima_for(a=1.5) == [(1.5, 2.25)]
     assert toy.hessian_stats("rosenbrock", (1.5, 2.25), a=1.5).max_eigenvalue > 0
+
+
+def test_formula_list_names_every_function_with_its_minima():
+    text = toy.formulas_markdown()
+    for function in toy.FUNCTIONS.values():
+        (line,) = [l for l in text.splitlines() if l.startswith(f"- **{function.label}**")]
+        assert line.count("$(") == len(function.minima)
+    assert "$b = 100$" in text and "$A = 10$" in text

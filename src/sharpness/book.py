@@ -4,7 +4,9 @@
   plotly >= 6 in a headless kernel emits only `application/vnd.plotly.v1+json`, which myst-nb would drop
   with a warning; this plugin turns that output into a div and a `Plotly.newPlot` call instead, so
   chapters display figures the ordinary way and live notebooks keep plotly's own renderer.
-- `prepare`: copies plotly.js from the installed plotly package into the book's `_static` (no CDN).
+- `prepare`: copies plotly.js from the installed plotly package into the book's `_static` (no CDN), and
+  MathJax from the npm registry where npm is available (else pages load MathJax from its CDN).
+- `setup`: a Sphinx extension (listed in `_config.yml`) pointing pages at that local MathJax when present.
 - `check`: fails when a chapter's figures did not reach its HTML page.
 
 Usage: python -m sharpness.book prepare | check BUILD_DIR
@@ -14,7 +16,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 import jupytext
@@ -26,6 +31,11 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "book" / "_static"
+MATHJAX_PACKAGE = "mathjax@3.2.2"
+# The combined TeX/MathML component and what it loads lazily (fonts, menu, accessibility), not the
+# 4 MB speech engine.
+MATHJAX_PARTS = ("tex-mml-chtml.js", "input", "output", "ui", "a11y", "adaptors")
+MATHJAX_ENTRY = "mathjax/tex-mml-chtml.js"
 FIGURE_CALL = re.compile(r"(?<![\w.])show\(")
 
 
@@ -58,6 +68,45 @@ def prepare(static_dir: Path = STATIC) -> Path:
     target = static_dir / "plotly.min.js"
     shutil.copyfile(source, target)
     return target
+
+
+def ship_mathjax(static_dir: Path = STATIC) -> str:
+    """Unpack MathJax from the npm registry into `_static/mathjax`; says what happened."""
+    if (static_dir / MATHJAX_ENTRY).is_file():
+        return f"MathJax already in {static_dir / 'mathjax'}"
+    npm = shutil.which("npm")
+    if npm is None:
+        return "npm not found: pages will load MathJax from its CDN"
+    with tempfile.TemporaryDirectory() as scratch:
+        packed = subprocess.run(
+            [npm, "pack", MATHJAX_PACKAGE, "--pack-destination", scratch, "--silent"],
+            capture_output=True, text=True, timeout=300,
+        )
+        if packed.returncode != 0:
+            return f"npm pack {MATHJAX_PACKAGE} failed ({packed.stderr.strip()[:200]}): MathJax from its CDN"
+        with tarfile.open(next(Path(scratch).glob("*.tgz"))) as archive:
+            archive.extractall(scratch, filter="data")
+        es5 = Path(scratch) / "package" / "es5"
+        staging = Path(scratch) / "mathjax"
+        staging.mkdir()
+        for part in MATHJAX_PARTS:
+            copy = shutil.copytree if (es5 / part).is_dir() else shutil.copyfile
+            copy(es5 / part, staging / part)
+        target = static_dir / "mathjax"
+        shutil.rmtree(target, ignore_errors=True)  # a copy interrupted earlier, without its entry file
+        shutil.move(staging, target)
+    return f"MathJax ({MATHJAX_PACKAGE}) unpacked into {target}"
+
+
+def _use_local_mathjax(app, config) -> None:
+    if (Path(app.srcdir) / "book" / "_static" / MATHJAX_ENTRY).is_file():
+        config.mathjax_path = MATHJAX_ENTRY
+
+
+def setup(app):
+    """Sphinx extension: typeset with the book's own copy of MathJax when `prepare` shipped one."""
+    app.connect("config-inited", _use_local_mathjax)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 def expected_figures(chapter: Path) -> int:
@@ -103,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["prepare"]:
         print(f"plotly.js copied to {prepare()}")
+        print(ship_mathjax())
         return 0
     if argv[:1] == ["check"] and len(argv) == 2:
         problems = check(Path(argv[1]))

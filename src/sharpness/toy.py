@@ -201,6 +201,18 @@ def minima_table(**params_by_function) -> list[dict]:
     return rows
 
 
+def formulas_markdown() -> str:
+    """A Markdown list of the functions, their formulas and default parameters, for the book."""
+    lines = []
+    for f in FUNCTIONS.values():
+        params = ", ".join(f"${k} = {v:g}$" for k, v in f.params.items())
+        minima = "; ".join(f"$({x:g}, {y:g})$" for x, y in f.minima)
+        lines.append(
+            f"- **{f.label}**: $f(x, y) = {f.formula}$" + (f" with {params}" if params else "") + f"; minimum at {minima}"
+        )
+    return "\n".join(lines)
+
+
 def grid(name: str, resolution: int = 101, domain=None, **params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Values on a regular grid over the function's box (or `domain`): xs, ys, z[len(ys), len(xs)]."""
     function = get(name)
