@@ -53,7 +53,8 @@ def test_random_corruptions_depend_on_the_seed(images, name):
 # statistic by construction of the published constants: saturate first lowers then raises saturation,
 # elastic_transform trades affine jitter for local warping, spatter switches from water to mud at 4,
 # frost lowers the frost weight relative to the image at 4-5, glass_blur and defocus_blur change kernel
-# shape rather than size between some levels, pixelate depends on how the grid aligns with the image.
+# shape rather than size between some levels; pixelate (monotone on CIFAR images) depends on how its
+# grid meets the 4-pixel blocks of these test images.
 MONOTONE = (
     "gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "gaussian_blur", "motion_blur",
     "zoom_blur", "fog", "brightness", "contrast", "jpeg_compression",
@@ -87,3 +88,17 @@ def test_bad_names_and_severities_are_refused(images):
         corruptions.corrupt(images, "fog", 6)
     with pytest.raises(ValueError, match="uint8"):
         corruptions.corrupt(images.float(), "fog", 1)
+
+
+@pytest.mark.parametrize("severity", corruptions.SEVERITIES)
+def test_pixelate_matches_pil_box_resizing(images, severity):
+    """The published pixelate is PIL's BOX resize down and back up; ours agrees to rounding."""
+    import numpy as np
+    from PIL import Image
+
+    factor = corruptions.CIFAR_SEVERITY["pixelate"][severity - 1]
+    ours = corruptions.corrupt(images, "pixelate", severity).permute(0, 2, 3, 1).numpy().astype(int)
+    for image, mine in zip(images.permute(0, 2, 3, 1).numpy(), ours):
+        small = Image.fromarray(image).resize((int(32 * factor),) * 2, Image.Resampling.BOX)
+        reference = np.asarray(small.resize((32, 32), Image.Resampling.BOX)).astype(int)
+        assert np.abs(reference - mine).max() <= 1

@@ -12,6 +12,8 @@ The operations are our own torch versions of theirs, close in spirit but not pix
 - spatter: the water mode keeps the idea (bright, cyan-tinted droplets from thresholded, blurred noise)
   without their edge-detection shading.
 
+pixelate reproduces PIL's BOX resizing (checked to one grey level), jpeg_compression uses PIL itself.
+
 Every corruption is deterministic given (seed, name, severity): randomness comes from a CPU generator,
 so the same images come out on CPU and GPU up to floating-point rounding.
 """
@@ -23,12 +25,11 @@ import math
 import zlib
 from typing import Callable
 
-from PIL import Image
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
+from PIL import Image
 
 Tensor = torch.Tensor
 
@@ -369,10 +370,27 @@ def _elastic_transform(x, c, random):
     return sample(x, grid)
 
 
+def box_weights(size_in: int, size_out: int, device) -> Tensor:
+    """(size_out, size_in) weights of PIL's BOX resize: each output pixel averages the input pixels
+    whose centres lie within its window, `scale` input pixels wide when shrinking and one pixel wide
+    when enlarging (so enlarging repeats pixels)."""
+    scale = size_in / size_out
+    half = max(scale, 1.0) / 2
+    centres = (torch.arange(size_out, dtype=torch.float64)[:, None] + 0.5) * scale
+    pixel_centres = torch.arange(size_in, dtype=torch.float64)[None, :] + 0.5
+    inside = ((pixel_centres - centres).abs() <= half + 1e-9).double()
+    return (inside / inside.sum(dim=1, keepdim=True)).float().to(device)
+
+
+def box_resize(x: Tensor, height: int, width: int) -> Tensor:
+    rows = box_weights(x.shape[-2], height, x.device)
+    cols = box_weights(x.shape[-1], width, x.device)
+    return torch.einsum("hi,bcij,wj->bchw", rows, x, cols)
+
+
 def _pixelate(x, c, random):
     height, width = x.shape[-2:]
-    small = F.interpolate(x, size=(int(height * c), int(width * c)), mode="area")
-    return F.interpolate(small, size=(height, width), mode="nearest")
+    return box_resize(box_resize(x, int(height * c), int(width * c)), height, width)
 
 
 def _jpeg_compression(x, c, random):
