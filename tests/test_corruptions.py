@@ -69,11 +69,11 @@ def test_severity_increases_mean_change(images, name):
 
 
 def test_contrast_and_brightness_match_hand_computations():
-    image = torch.tensor([[[[0, 100]], [[50, 200]], [[250, 10]]]], dtype=torch.uint8)  # one 1x2 image
-    x = image.float() / 255
-    mean = x.mean()
-    expected = ((x - mean) * 0.5 + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
+    image = torch.tensor([[[[0, 100]], [[50, 210]], [[250, 10]]]], dtype=torch.uint8)  # one 1x2 image
+    # Contrast 0.5 halves each channel's distance to its own mean (50, 130, 130).
+    expected = torch.tensor([[[[25, 75]], [[90, 170]], [[190, 70]]]], dtype=torch.uint8)
     assert torch.equal(corruptions.corrupt(image, "contrast", 2), expected)
+    x = image.float() / 255
     # Brightness adds c to the HSV value and keeps hue and saturation: pixel (0, 50, 250)/255 has value
     # 250/255, so every channel scales by (250/255 + 0.1) / (250/255), clipped at value 1.
     value = x.amax(dim=1, keepdim=True)

@@ -327,7 +327,8 @@ def _spatter(x, c, random):
 
 
 def _contrast(x, c, random):
-    means = x.mean(dim=(1, 2, 3), keepdim=True)
+    """Pull every channel towards its own spatial mean."""
+    means = x.mean(dim=(2, 3), keepdim=True)
     return (x - means) * c + means
 
 
