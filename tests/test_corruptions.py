@@ -6,14 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sharpness import corruptions, measures
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids thread-pool overhead on the shared 2-core machine."""
-    with measures.single_thread():
-        yield
+from sharpness import corruptions
 
 
 @pytest.fixture(scope="module")

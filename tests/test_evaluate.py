@@ -13,13 +13,6 @@ from sharpness import evaluate, measures
 from sharpness.data import ImageData, batches as data_batches
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids thread-pool overhead on the shared 2-core machine."""
-    with measures.single_thread():
-        yield
-
-
 def test_accuracy_from_indices_and_scores():
     labels = torch.tensor([0, 1, 2, 1])
     assert evaluate.accuracy(torch.tensor([0, 1, 1, 1]), labels) == 0.75

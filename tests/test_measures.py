@@ -11,15 +11,6 @@ from torch import nn
 from sharpness import measures
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids thread-pool overhead on the shared 2-core machine."""
-    with measures.single_thread():
-        yield
-
-
-
-
 def relu_net(bias: bool = False, seed: int = 0) -> nn.Sequential:
     """Three weight layers; without biases the logits are 3-homogeneous in the parameters."""
     torch.manual_seed(seed)
@@ -71,7 +62,7 @@ def exact_hessian(model, x, y):
 
 
 def test_fisher_rao_formula_matches_jvp_on_homogeneous_relu_net():
-    net, (x, y, batches) = relu_net(), data()
+    net, (_, _, batches) = relu_net(), data()
     exact = measures.fisher_rao_norm_exact(net, batches, progress=False)
     # Degree of homogeneity is 3 = number of weight layers, so (L+1) must be 3.
     assert measures.fisher_rao_norm(net, batches, num_layers=2, progress=False) == pytest.approx(exact, rel=1e-10)

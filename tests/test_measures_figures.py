@@ -9,12 +9,6 @@ from sharpness import corruptions, measures
 from sharpness.viz import measures as figures
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    with measures.single_thread():
-        yield
-
-
 def test_verification_table_deterministic_rows_agree():
     table = measures.verification_table(seed=1).set_index("measure")
     for name in ("relative_flatness", "fisher_rao_norm (ReLU, no bias, L+1 = 2)", "hessian_top_eigenvalue"):

@@ -16,15 +16,6 @@ QUICK = dict(dataset="digits", arch="simple_cnn", max_train_samples=128, max_tes
              device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """On a shared 2-core machine two intra-op threads are ~8x slower than one for these tiny models."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def digest(tensors) -> str:
     h = hashlib.sha256()
     for t in tensors:

@@ -527,7 +527,7 @@ def control_interpolation(
         pattern = f"*/*/seed{seed}/interpolation/{control_a}__{control_b}.json"
         for path in sorted(STORED_SURFACES.glob(pattern)):
             return Surface.from_dict(json.loads(path.read_text()))
-    from .sweep import single_cpu_thread
+    from .threads import single_cpu_thread
 
     run_dirs = offline_run_dirs(seed, [control_a, control_b], progress=progress)
     with single_cpu_thread():  # the offline CPU path: one thread per process is fastest on a shared machine
@@ -563,7 +563,7 @@ def control_landscapes(
             first = stored[0]
             same_setting = [item for item in stored if (item.dataset, item.arch) == (first.dataset, first.arch)]
             return sorted(same_setting, key=lambda item: wanted.index(item.control))
-    from .sweep import single_cpu_thread
+    from .threads import single_cpu_thread
 
     run_dirs = offline_run_dirs(seed, wanted, progress=progress)
     with single_cpu_thread():  # the offline CPU path: one thread per process is fastest on a shared machine

@@ -19,12 +19,17 @@ import contextlib
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+
+from .threads import single_cpu_thread
+
+if TYPE_CHECKING:
+    import pandas
 
 Tensor = torch.Tensor
 
@@ -421,21 +426,9 @@ def exact_hessian(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         return torch.autograd.functional.hessian(loss, torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
 
 
-@contextlib.contextmanager
-def single_thread():
-    """One intra-op thread for the duration: tiny tensors gain nothing from threads, and on a busy
-    machine the thread pool's synchronisation can cost 50x the work itself."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def verification_table(seed: int = 0, samples: int = 64, batch_size: int = 16) -> "pandas.DataFrame":
     """Each fast measure next to an independent reference on tiny float64 networks, one row each."""
-    with single_thread():
+    with single_cpu_thread():
         return _verification_rows(seed, samples, batch_size)
 
 

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from . import results
 from .paths import REPO_ROOT, RUNS_DIR
+from .threads import single_cpu_thread
 
 DEFAULT_RHO = 0.05
 PAPER_RHOS = (0.5, 0.25, 0.05, 0.025, 0.005, 0.0025)
@@ -360,20 +361,6 @@ def exclusive(lock_path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def single_cpu_thread():
-    """One torch CPU thread for the duration: small models train several times faster that way on a
-    shared machine, where two threads per process oversubscribe the cores (measured: ~10x)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass
