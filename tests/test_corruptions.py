@@ -95,3 +95,15 @@ def test_pixelate_matches_pil_box_resizing(images, severity):
         small = Image.fromarray(image).resize((int(32 * factor),) * 2, Image.Resampling.BOX)
         reference = np.asarray(small.resize((32, 32), Image.Resampling.BOX)).astype(int)
         assert np.abs(reference - mine).max() <= 1
+
+
+def test_example_images_fall_back_to_photo_thumbnails_without_the_pack(monkeypatch, tmp_path):
+    import sharpness.data
+
+    monkeypatch.setattr(sharpness.data, "default_data_dir", lambda name: tmp_path / "absent")
+    images, source = corruptions.example_images(4)
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
+    assert "sample photographs" in source
+    flat = images.reshape(4, -1).float()
+    assert torch.cdist(flat, flat).fill_diagonal_(1e9).min() > 100  # four different pictures
+    assert images.float().std(dim=(2, 3)).mean() > 10  # texture for the corruptions to act on

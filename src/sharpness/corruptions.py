@@ -423,12 +423,14 @@ def corrupt(images: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
 
 
 def example_images(count: int = 4) -> tuple[Tensor, str]:
-    """A few test images for figures: real CIFAR-10 when the JPEG pack is under data/, else digits.
+    """A few test images for figures: real CIFAR-10 when the JPEG pack is under data/, else 32 x 32
+    thumbnails cut from the two photographs scikit-learn ships (natural colour and texture, which
+    the corruptions act on; the offline digits are grey blobs at 32 x 32).
 
     Reads just `count` files (one per class) instead of decoding the whole pack; returns the images
     and a description of where they came from.
     """
-    from sharpness.data import default_data_dir, load_dataset
+    from sharpness.data import default_data_dir
 
     folder = default_data_dir("cifar10_folder") / "test"
     if not folder.is_absolute():
@@ -440,5 +442,22 @@ def example_images(count: int = 4) -> tuple[Tensor, str]:
         pixels = [np.asarray(Image.open(sorted(c.glob("*.jpg"))[0]).convert("RGB")) for c in classes]
         images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
         return images, f"CIFAR-10 test images ({', '.join(c.name for c in classes)}; JPEG pack)"
-    digits = load_dataset("digits")
-    return digits.test_images[:count], "digits test images (offline default; CIFAR-10 pack not found under data/)"
+    return photo_thumbnails(count), (
+        "32x32 crops of scikit-learn's sample photographs (offline default; CIFAR-10 pack not found under data/)"
+    )
+
+
+def photo_thumbnails(count: int) -> Tensor:
+    """`count` 32 x 32 uint8 thumbnails: square crops across scikit-learn's two sample photographs."""
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images  # two 427 x 640 RGB photographs
+    thumbnails = []
+    for index in range(count):
+        photo = photos[index % len(photos)]
+        side = photo.shape[0] // 2
+        step = (photo.shape[1] - side) // max(1, (count + len(photos) - 1) // len(photos))
+        left = (index // len(photos)) * step
+        crop = Image.fromarray(photo[photo.shape[0] // 4: photo.shape[0] // 4 + side, left: left + side])
+        thumbnails.append(np.asarray(crop.resize((32, 32), Image.BILINEAR)))
+    return torch.from_numpy(np.stack(thumbnails)).permute(0, 3, 1, 2).contiguous()
