@@ -6,6 +6,7 @@ A run directory (written by `sharpness.train` and `sharpness.evaluate`) holds `c
 control against the baseline with seeds as pairs (every control of a seed starts from the same
 weights, so the pairing is real); `comparison_table` puts our figures beside the paper's.
 `save_grid` / `load_grid` store a grid's per-run rows in `results/` together with their provenance.
+The last sections hold what the study chapters show (notes, tables, slopes), so the chapters stay thin.
 """
 
 from __future__ import annotations
@@ -421,3 +422,247 @@ def load_history(grid_path: Path | str) -> pd.DataFrame:
 def committed_grids(results_dir: Path = RESULTS_DIR) -> list[Path]:
     """Grid summaries committed under results/ (not the paper's reference folder, not benchmarks)."""
     return sorted(p for p in Path(results_dir).glob("*.json") if not p.stem.startswith("bench"))
+
+
+# --- What the study chapters show ----------------------------------------------------------------
+# Each function below takes a `sharpness.sweep.Study` (runs, history, provenance, offline, label).
+
+# The learned-function metrics of the comparison tables, in the paper's order.
+FUNCTION_METRICS = ("test_accuracy", "test_ece", "corruption_accuracy", "prediction_disagreement", "generalisation_gap")
+# The metrics of the rho sweep's figure and table.
+RHO_METRICS = ("test_accuracy", "test_ece", "fisher_rao_norm", "relative_flatness", "sam_sharpness")
+BENCH_GRID_JSON = RESULTS_DIR / "bench_grid.json"
+
+_OFFLINE_CONTROLS_NOTE = (
+    "No grid summary is committed under `results/`, so this page trained a small offline grid "
+    "while it was built: a few epochs of a small CNN on scikit-learn's digits, on a CPU. It shows the "
+    "machinery end to end; its numbers are **not** a reproduction of the paper's, and the paper's "
+    "figures beside them come from ResNet-18 on CIFAR-10. One caveat of the stand-in data: the "
+    "augmentation is CIFAR's (random crops and horizontal flips), and a mirrored digit is often no "
+    "longer the same digit, so the augmentation controls can lose accuracy here for a reason that "
+    "has nothing to do with sharpness."
+)
+_OFFLINE_RHO_NOTE = (
+    "No rho-sweep summary is committed under `results/`, so this page trained a small offline "
+    "sweep on a CPU (digits, small CNN, a few epochs): it shows the machinery, not the paper's "
+    "numbers. The paper prints figures for rho = 0.25 and 0.05 only (ResNet-18, CIFAR-10); they "
+    "appear as open diamonds."
+)
+_NO_BENCH_NOTE = (
+    "No GPU measurement is committed (`results/bench_grid.json` is absent): the session that built "
+    "this chapter had no GPU, so the grid projection of `python bench/grid.py` on an H100 and the "
+    "real ResNet-18 / CIFAR-10 table could not be produced. Run `python bench/grid.py` and "
+    "`python -m sharpness sweep --datasets cifar10_folder --archs resnet18 --seeds 0 1 2 ... "
+    "--results results/cifar10_resnet18.json` on a GPU machine to fill them in."
+)
+
+
+def finished_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that trained to the end (diverged runs have no meaningful measures)."""
+    return runs[runs["status"] == "finished"]
+
+
+def _provenance_sentence(provenance: dict, with_data: bool = True) -> str:
+    data = f"; data: {provenance['data']}" if with_data else ""
+    return f"Machine: {provenance['machine']}; commit `{provenance['commit'][:10]}`{data}; date: {provenance['date']}."
+
+
+def study_note(study) -> str:
+    """Markdown naming the runs of the controls study and their provenance, with the offline caveat
+    where the page trained its own small grid instead of reading a committed one."""
+    note = f"**Runs shown: {study.label}.** {_provenance_sentence(study.provenance)}"
+    return note + (f"\n\n{_OFFLINE_CONTROLS_NOTE}" if study.offline else "")
+
+
+def sam_rho_runs(study) -> pd.DataFrame:
+    """The finished SAM-on-baseline runs of a rho sweep (one row per radius and seed)."""
+    return finished_runs(study.runs[study.runs["control"] == "baseline_sam"])
+
+
+def rho_note(study) -> str:
+    """Markdown naming the rho sweep's radii, seeds and provenance, with the offline caveat."""
+    sam_runs = sam_rho_runs(study)
+    radii = ", ".join(f"{r:g}" for r in sorted(sam_runs["rho"].unique()))
+    seeds = ", ".join(str(s) for s in sorted(sam_runs["seed"].unique()))
+    note = f"**Runs shown: {study.label}** (radii {radii}; seeds {seeds}). {_provenance_sentence(study.provenance, with_data=False)}"
+    return note + (f"\n\n{_OFFLINE_RHO_NOTE}" if study.offline else "")
+
+
+def paper_rho_sweep(paper: pd.DataFrame) -> pd.DataFrame:
+    """The paper's SAM-on-baseline rows (ResNet-18, CIFAR-10), the only setting its rho sweep prints."""
+    return paper[(paper["control"] == "baseline_sam") & (paper["dataset"] == "cifar10") & (paper["arch"] == "resnet18")]
+
+
+def rho_table(long: pd.DataFrame, metrics) -> pd.DataFrame:
+    """rho x metric table of 'mean ± SEM' strings, largest rho first; `long` as from `summarise` or
+    `paper_results`. Metrics without a figure are left out; missing cells are '—'."""
+    cells = long.assign(figure=[format_mean_sem(m, s) for m, s in zip(long["mean"], long["sem"])])
+    table = cells.pivot_table(index="rho", columns="metric", values="figure", aggfunc="first")
+    table = table.reindex(columns=[m for m in metrics if m in table.columns]).fillna("—")
+    return table.sort_index(ascending=False).rename(index=lambda rho: f"{rho:g}")
+
+
+def dataset_arch_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (dataset, arch) pairs of some runs, in the order they first appear."""
+    return list(runs[["dataset", "arch"]].drop_duplicates().itertuples(index=False, name=None))
+
+
+def comparison_tables(study, paper: pd.DataFrame, summary: pd.DataFrame | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """(caption, `comparison_table`) per (dataset, arch) of the study: first the learned function's
+    metrics, then sharpness, each beside the paper's matching setting (`paper_setting`)."""
+    summary = summarise(study.runs) if summary is None else summary
+    present = set(summary["metric"]) | set(paper["metric"])
+    tables = []
+    for dataset, arch in dataset_arch_pairs(study.runs):
+        paper_dataset, paper_arch, same = paper_setting(dataset, arch, paper)
+        caption = (f"ours: {arch} on {dataset} ({study.label}); paper: {paper_arch} on {paper_dataset}"
+                   + ("" if same else " (a different setting: compare orderings, not values)"))
+        for kind, metrics in (("The learned function", FUNCTION_METRICS), ("Sharpness", SHARPNESS_METRICS)):
+            table = comparison_table(summary, paper, dataset, arch, metrics=[m for m in metrics if m in present],
+                                     paper_dataset=paper_dataset, paper_arch=paper_arch)
+            tables.append((f"{kind}: {caption}", table))
+    return tables
+
+
+def wilcoxon_pvalues(runs: pd.DataFrame) -> pd.DataFrame:
+    """`wilcoxon_table` of the finished runs as a (dataset, arch, control) x metric table of p-values."""
+    tests = wilcoxon_table(finished_runs(runs))
+    return tests.pivot_table(index=["dataset", "arch", "control"], columns="metric", values="pvalue")
+
+
+def claim_agreement(summary: pd.DataFrame, paper: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Per metric with a claim, 'k of n' controls moving in the claimed direction (`claim_check`):
+    ours (named `label`) beside the paper's ResNet-18 on CIFAR-10."""
+
+    def agreeing(check):
+        return check.set_index("metric").apply(lambda row: f"{row['controls agreeing']} of {row['controls']}", axis=1)
+
+    ours = claim_check(summary)
+    theirs = claim_check(paper[(paper["dataset"] == "cifar10") & (paper["arch"] == "resnet18")])
+    return pd.DataFrame({
+        "claim (vs baseline)": ours.set_index("metric")["claim"],
+        f"ours ({label})": agreeing(ours),
+        "paper (ResNet-18, CIFAR-10)": agreeing(theirs),
+    }).rename_axis("metric")
+
+
+def first_setting_beside_paper(study, summary: pd.DataFrame, paper: pd.DataFrame) -> dict:
+    """Our control means of the study's first (dataset, arch) and the paper's matching ones (SAM at
+    rho 0.05), over the metrics both have: what `viz.results.controls_beside_paper` draws."""
+    dataset, arch = dataset_arch_pairs(study.runs)[0]
+    paper_dataset, paper_arch, _ = paper_setting(dataset, arch, paper)
+    paper_rows = paper[(paper["dataset"] == paper_dataset) & (paper["arch"] == paper_arch)
+                       & (paper["rho"].isna() | (paper["rho"] == 0.05))]
+    return {
+        "ours": summary[(summary["dataset"] == dataset) & (summary["arch"] == arch)],
+        "paper": paper_rows,
+        "metrics": [m for m in METRICS if m in set(summary["metric"]) and m in set(paper["metric"])],
+        "setting": (dataset, arch),
+        "paper_setting": (paper_dataset, paper_arch),
+    }
+
+
+def paper_control_means(source: str = "workshop", dataset: str = "cifar10") -> pd.DataFrame:
+    """The paper's control means on `dataset`, one row per (arch, control), one column per metric."""
+    paper = paper_results(source)
+    return (paper[paper["dataset"] == dataset]
+            .pivot_table(index=["arch", "control"], columns="metric", values="mean").reset_index())
+
+
+def decade_slope(sharpness, quality) -> float:
+    """Least-squares slope of `quality` per decade (factor 10) of `sharpness`; NaN with fewer than two
+    distinct sharpness values."""
+    log_sharpness = np.log10(np.asarray(sharpness, dtype=float))
+    if len(np.unique(log_sharpness)) < 2:
+        return np.nan
+    return float(np.polyfit(log_sharpness, np.asarray(quality, dtype=float), 1)[0])
+
+
+def simpson_slopes(points: pd.DataFrame, quality: str = "test_accuracy", measures=SHARPNESS_METRICS) -> pd.DataFrame:
+    """Per sharpness measure, the `decade_slope` of `quality` within each architecture and pooled over
+    all of them: opposite signs are Simpson's paradox. `points`: one row per (arch, control)."""
+    rows = []
+    for measure in measures:
+        within = {f"within {arch}": decade_slope(block[measure], block[quality]) for arch, block in points.groupby("arch")}
+        rows.append({"sharpness measure": measure, **within, "pooled": decade_slope(points[measure], points[quality])})
+    return pd.DataFrame(rows)
+
+
+def grid_benchmark_note(path: Path | str = BENCH_GRID_JSON) -> str:
+    """Markdown: the measured GPU throughput and projected grid time of `bench/grid.py --save`, or
+    what to run where no measurement is committed."""
+    path = Path(path)
+    if not path.is_file():
+        return _NO_BENCH_NOTE
+    bench = _read_json(path)
+    best, origin = bench["best"], bench["provenance"]
+    return (f"Measured on {origin['machine']} ({origin['date']}): "
+            f"{best['runs_in_parallel']} concurrent runs gave {best['images_per_second']:,.0f} "
+            f"training images per second in total, {best['share_of_bf16_peak']:.1%} of the bf16 peak; "
+            f"projected time for the ResNet-18 / CIFAR-10 grid (6 controls x 10 seeds x 100 epochs, with "
+            f"evaluation): {best['projected_grid_minutes']:.0f} minutes (goal: 60).")
+
+
+# --- The setup chapter: the controls and the pairing of seeds ------------------------------------
+
+SETUP_DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "digits")
+
+
+def controls_table() -> pd.DataFrame:
+    """One row per control: which regularisers it switches on (`sharpness.controls`)."""
+    from .controls import CONTROLS, get_control
+
+    return pd.DataFrame(
+        [{"control": c.name, "augmentation": c.augment, "SAM": c.sam, "weight decay": c.weight_decay}
+         for c in map(get_control, CONTROLS)]
+    )
+
+
+def hyperparameter_table(datasets=SETUP_DATASETS) -> pd.DataFrame:
+    """One row per data set: its fixed SGD settings (`sharpness.controls.hyperparameters`)."""
+    from .controls import hyperparameters
+
+    return pd.DataFrame([{"data set": name, **vars(hyperparameters(name))} for name in datasets])
+
+
+def initial_weights(control: str, seed: int, dataset: str = "digits", arch: str = "simple_cnn",
+                    num_classes: int = 10, image_size: int = 32):
+    """The flattened starting weights of a run of (control, seed), as `sharpness.train` draws them."""
+    import torch
+
+    from .train import RunConfig, initial_model
+
+    config = RunConfig(dataset=dataset, arch=arch, control=control, seed=seed, runs_dir="unused")
+    return torch.nn.utils.parameters_to_vector(initial_model(config, num_classes, image_size).parameters())
+
+
+def initial_weight_differences(seeds=(0, 1), **setting) -> pd.DataFrame:
+    """Largest |difference| of starting weights: every control against the baseline of the same seed
+    (0 when seeds pair), then the baselines of the first two seeds (not 0: seeds differ).
+    `setting`: dataset, arch, num_classes, image_size as for `initial_weights`."""
+    from .controls import CONTROLS
+
+    column = "max |initial weight difference|"
+    rows = []
+    for seed in seeds:
+        reference = initial_weights("baseline", seed, **setting)
+        for control in CONTROLS[1:]:
+            difference = (initial_weights(control, seed, **setting) - reference).abs().max().item()
+            rows.append({"seed": seed, "control vs baseline": control, column: difference})
+    first, second = seeds[:2]
+    difference = (initial_weights("baseline", first, **setting) - initial_weights("baseline", second, **setting)).abs().max().item()
+    rows.append({"seed": f"{first} vs {second}", "control vs baseline": "baseline", column: difference})
+    return pd.DataFrame(rows)
+
+
+def epoch_order_checks(count: int, epochs: int = 3) -> dict[str, bool]:
+    """Whether `sharpness.train.epoch_order` of `count` images repeats for the same (seed, epoch)
+    over the first `epochs` epochs ("deterministic"), and differs between seeds 0 and 1 ("seeds_differ")."""
+    import torch
+
+    from .train import epoch_order
+
+    return {
+        "deterministic": all(torch.equal(epoch_order(0, epoch, count), epoch_order(0, epoch, count)) for epoch in range(epochs)),
+        "seeds_differ": not torch.equal(epoch_order(0, 0, count), epoch_order(1, 0, count)),
+    }

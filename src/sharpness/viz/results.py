@@ -12,6 +12,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from .. import results
+
 LABELS = {
     "test_accuracy": "test accuracy",
     "test_ece": "test ECE",
@@ -195,3 +197,33 @@ def training_curves(history: pd.DataFrame, metric: str, title: str) -> go.Figure
     figure.update_yaxes(title_text=label(metric))
     figure.update_layout(title=title, height=420, legend_title_text="control")
     return figure
+
+
+def pvalue_table(pvalues: pd.DataFrame, caption: str):
+    """A table of p-values (`results.wilcoxon_pvalues`) as a pandas Styler: 3 significant figures, a
+    dash where no test was possible, greener for smaller p (fully green at p = 0, none from p = 0.5)."""
+    return (pvalues.style.format("{:.3g}", na_rep="—")
+            .map(lambda p: f"background-color: rgba(40, 160, 70, {max(0.0, 1 - 2 * p):.2f})" if pd.notna(p) else "")
+            .set_caption(caption))
+
+
+def study_beside_paper(study, summary: pd.DataFrame, paper: pd.DataFrame) -> go.Figure:
+    """`controls_beside_paper` for the study's first (dataset, arch) and the paper's matching setting."""
+    shown = results.first_setting_beside_paper(study, summary, paper)
+    (dataset, arch), (paper_dataset, paper_arch) = shown["setting"], shown["paper_setting"]
+    return controls_beside_paper(
+        shown["ours"], shown["paper"], shown["metrics"],
+        title=f"Per control, mean ± SEM. Left: ours ({arch}, {dataset}; {study.label})"
+              f"<br>Right: the paper's ({paper_arch}, {paper_dataset}; arXiv 2510.12451)",
+    )
+
+
+def study_sharpness_vs_evaluation(study) -> go.Figure:
+    """`sharpness_vs_evaluation` of the study's finished runs, over the measures they have."""
+    runs = results.finished_runs(study.runs)
+    return sharpness_vs_evaluation(
+        runs,
+        [m for m in results.SHARPNESS_METRICS if m in runs.columns],
+        [m for m in ("test_accuracy", "test_ece", "corruption_accuracy") if m in runs.columns],
+        title=f"Sharpness vs evaluation, one point per run<br>{study.label}",
+    )
