@@ -82,3 +82,28 @@ def test_explorer_recomputes_on_each_choice_and_caches():
     explorer.seed.value = 0  # back to the first choice: served from the cache
     assert calls.count(("baseline", 0, 5)) == 1
     assert explorer.widget().children[-1] is explorer.figure
+
+
+def test_picture_measure_correlations_rank_controls_against_the_picture():
+    # Rises grow with curvature 1 < 2 < 3; FR agrees, RF is the reverse, SAM swaps the first two.
+    curvature = {"baseline": 1.0, "aug": 2.0, "wd": 3.0}
+    fr, rf, sam = [1.0, 5.0, 9.0], [3.0, 2.0, 1.0], [2.0, 1.0, 3.0]
+    items = [bowl(control, c, {"fisher_rao_norm": fr[i], "relative_flatness": rf[i], "sam_sharpness": sam[i]})
+             for i, (control, c) in enumerate(curvature.items())]
+    correlations = figures.picture_measure_correlations(items)
+    # Spearman of ranks (1,2,3) with (2,1,3): 1 - 6 * (1 + 1 + 0) / (3 * (9 - 1)) = 0.5.
+    assert correlations == pytest.approx({"fisher_rao_norm": 1.0, "relative_flatness": -1.0, "sam_sharpness": 0.5})
+    note = figures.correlation_note(items)
+    assert "- picture vs relative flatness: Spearman rank correlation -1.00 over 3 controls" in note
+    assert "- picture vs SAM-sharpness: Spearman rank correlation +0.50 over 3 controls" in note
+
+
+def test_source_note_says_whether_the_surfaces_are_the_offline_stand_in():
+    offline = [bowl("baseline", 1.0)]
+    offline[0].source = "offline runs"
+    stored = [bowl("baseline", 1.0)]
+    stored[0].source = "results/landscapes/digits/simple_cnn/seed0/baseline.json"
+    assert figures.source_note(offline).startswith("**Surfaces shown: digits, simple_cnn, seed 0; 5x5 grid")
+    assert "**not** the paper's" in figures.source_note(offline)
+    assert "computed on a GPU and stored" in figures.source_note(stored)
+    assert "**not** the paper's" not in figures.source_note(stored)

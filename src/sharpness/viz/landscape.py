@@ -13,6 +13,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from scipy.stats import spearmanr
 
 from ..landscape import MEASURE_LABELS, ControlLandscape, Surface
 
@@ -35,6 +36,38 @@ def settings_label(landscapes: Sequence[ControlLandscape], separator: str = "; "
 def visual_rise(surface: Surface) -> float:
     """What the picture shows: the mean loss over the grid above the loss at the centre."""
     return float(surface.loss.mean() - surface.value_at_origin())
+
+
+OFFLINE_SURFACES_NOTE = (
+    "No GPU surfaces are stored under `results/landscapes/`, so this page computed small ones while it "
+    "was built, from the book's offline runs (a small CNN trained for a few epochs on scikit-learn's "
+    "digits on a CPU, the same runs as the results chapter). They show the method end to end; they are "
+    "**not** the paper's ResNet-18 / CIFAR-10 landscapes, and these briefly trained networks sit only "
+    "near a minimum."
+)
+
+
+def source_note(landscapes: Sequence[ControlLandscape]) -> str:
+    """Markdown: which surfaces are shown, and whether they are stored GPU ones or the offline stand-in."""
+    stored = landscapes[0].source != "offline runs"
+    origin = ("They were computed on a GPU and stored under `results/landscapes/` with their provenance."
+              if stored else OFFLINE_SURFACES_NOTE)
+    return f"**Surfaces shown: {settings_label(landscapes)}.** {origin}"
+
+
+def picture_measure_correlations(landscapes: Sequence[ControlLandscape]) -> dict[str, float]:
+    """Spearman rank correlation, over the controls, of the picture's `visual_rise` with each invariant
+    measure (keys as `MEASURE_LABELS`): +1 when a measure orders the controls as the picture does."""
+    rise = [visual_rise(item.surface) for item in landscapes]
+    return {key: float(spearmanr(rise, [item.measures[key] for item in landscapes]).statistic) for key in MEASURE_LABELS}
+
+
+def correlation_note(landscapes: Sequence[ControlLandscape]) -> str:
+    """Markdown list of `picture_measure_correlations`, with how to read them."""
+    lines = [f"- picture vs {MEASURE_LABELS[key]}: Spearman rank correlation {rho:+.2f} over {len(landscapes)} controls"
+             for key, rho in picture_measure_correlations(landscapes).items()]
+    return "\n".join(lines) + ("\n\n(+1: the same order as the picture, -1: the reverse; with six controls of one "
+                               "seed these are descriptions, not tests.)")
 
 
 MEASURE_SHORT = {"fisher_rao_norm": "FR", "relative_flatness": "RF", "sam_sharpness": "SAM"}
