@@ -569,13 +569,20 @@ def paper_control_means(source: str = "workshop", dataset: str = "cifar10") -> p
             .pivot_table(index=["arch", "control"], columns="metric", values="mean").reset_index())
 
 
-def decade_slope(sharpness, quality) -> float:
-    """Least-squares slope of `quality` per decade (factor 10) of `sharpness`; NaN with fewer than two
-    distinct sharpness values."""
+def decade_line(sharpness, quality) -> tuple[float, float] | None:
+    """Least-squares line of `quality` on log10(`sharpness`) as (slope per decade, intercept), or None
+    with fewer than two distinct sharpness values."""
     log_sharpness = np.log10(np.asarray(sharpness, dtype=float))
     if len(np.unique(log_sharpness)) < 2:
-        return np.nan
-    return float(np.polyfit(log_sharpness, np.asarray(quality, dtype=float), 1)[0])
+        return None
+    slope, intercept = np.polyfit(log_sharpness, np.asarray(quality, dtype=float), 1)
+    return float(slope), float(intercept)
+
+
+def decade_slope(sharpness, quality) -> float:
+    """The slope of `decade_line`: change of `quality` per factor 10 of sharpness (NaN without a line)."""
+    line = decade_line(sharpness, quality)
+    return np.nan if line is None else line[0]
 
 
 def simpson_slopes(points: pd.DataFrame, quality: str = "test_accuracy", measures=SHARPNESS_METRICS) -> pd.DataFrame:

@@ -81,12 +81,12 @@ def sharpness_vs_evaluation(
 
 
 def _fit_line(x: np.ndarray, y: np.ndarray):
-    """Least-squares line of y on log10(x) over the x range, or None with fewer than 2 distinct x."""
-    log_x = np.log10(x)
-    if len(np.unique(log_x)) < 2:
+    """`results.decade_line` drawn over the x range: (x ends, y ends, slope), or None without a line."""
+    line = results.decade_line(x, y)
+    if line is None:
         return None
-    slope, intercept = np.polyfit(log_x, y, 1)
-    ends = np.array([log_x.min(), log_x.max()])
+    slope, intercept = line
+    ends = np.log10([x.min(), x.max()])
     return 10**ends, slope * ends + intercept, slope
 
 
