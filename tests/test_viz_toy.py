@@ -73,3 +73,16 @@ def test_live_explorer_switches_function_and_resets_controls():
     assert explorer.figure.layout.title.text.startswith("Booth")
     explorer.function.value = "rastrigin"
     assert explorer.parameter.description == "A" and explorer.params == {"A": 10.0}
+
+
+def test_parameter_slider_steps_share_height_colour_and_contour_levels():
+    values = [1, 200]
+    figure = toy_figures.parameter_slider_figure("rosenbrock", "b", values, resolution=11)
+    surfaces = [t for t in figure.data if t.type == "surface"]
+    contours = [t for t in figure.data if t.type == "contour"]
+    highest = max(float(np.max(s.z)) for s in surfaces)
+    assert figure.layout.scene.zaxis.range[1] == pytest.approx(highest)
+    assert len({(s.cmin, s.cmax) for s in surfaces}) == 1 and surfaces[0].cmax == pytest.approx(np.log10(1 + highest), rel=1e-3)
+    assert len({(c.contours.start, c.contours.end, c.contours.size) for c in contours}) == 1
+    # b = 1 stays low on the shared scale: its colours use a small part of the range
+    assert max(map(float, np.ravel(contours[0].z))) < 0.8 * contours[0].zmax

@@ -75,21 +75,29 @@ def eigen_arrows(name: str, point, box_size: float, params=None) -> list[go.Scat
     return arrows
 
 
-def function_traces(name: str, params=None, resolution: int = 61, domain=None, point=None) -> FunctionView:
-    """Surface (column 1) and contour with minima and eigen-arrows (column 2) for one function."""
+def function_traces(
+    name: str, params=None, resolution: int = 61, domain=None, point=None, log_colour=None, colour_max=None
+) -> FunctionView:
+    """Surface (column 1) and contour with minima and eigen-arrows (column 2) for one function.
+
+    `log_colour` and `colour_max` default to what this function's own values need; figures that
+    compare several views pass shared ones, so equal colours and contour levels mean equal heights.
+    """
     params = params or {}
     function = toy.get(name)
     xs, ys, z = toy.grid(name, resolution, domain=domain, **params)
-    log_colour = needs_log_colour(z)
+    log_colour = needs_log_colour(z) if log_colour is None else log_colour
     colour = _colour_values(z, log_colour)
+    colour_max = float(colour.max()) if colour_max is None else colour_max
     colour_title = "log10(1 + f − min f)" if log_colour else "f − min f"
     hover = "x=%{x:.3f}<br>y=%{y:.3f}<br>f=%{customdata:.4g}<extra></extra>"
     surface = go.Surface(
-        x=xs, y=ys, z=z, surfacecolor=colour, customdata=z, colorscale="Viridis",
+        x=xs, y=ys, z=z, surfacecolor=colour, customdata=z, colorscale="Viridis", cmin=0.0, cmax=colour_max,
         colorbar=dict(title=colour_title, x=-0.08, len=0.8), hovertemplate=hover, name=function.label,
     )
     contour = go.Contour(
-        x=xs, y=ys, z=colour, customdata=z, colorscale="Viridis", showscale=False, ncontours=30,
+        x=xs, y=ys, z=colour, customdata=z, colorscale="Viridis", showscale=False, zmin=0.0, zmax=colour_max,
+        autocontour=False, contours=dict(start=0.0, end=colour_max, size=colour_max / 30 or 1.0),
         hovertemplate=hover, name=function.label,
     )
     traces = [(surface, 1), (contour, 2)]
@@ -175,9 +183,18 @@ def parameter_slider_figure(name: str, parameter: str, values, resolution: int =
     if parameter not in function.params:
         raise ValueError(f"{name} has no parameter {parameter!r}; accepted: {', '.join(function.params) or 'none'}")
     domain = zoomed_domain(name, zoom)
-    views = [function_traces(name, {parameter: v}, resolution=resolution, domain=domain) for v in values]
+    # One height axis, one colour scale and one set of contour levels for every step, so the reader
+    # sees the minimum steepen rather than a rescaled copy of the same picture.
+    heights = [toy.grid(name, resolution, domain=domain, **{parameter: v})[2] for v in values]
+    log_colour = any(needs_log_colour(z) for z in heights)
+    colour_max = max(float(_colour_values(z, log_colour).max()) for z in heights)
+    views = [
+        function_traces(name, {parameter: v}, resolution, domain, log_colour=log_colour, colour_max=colour_max)
+        for v in values
+    ]
     figure = _two_panel_figure()
     masks = _add_views(figure, views)
+    figure.update_scenes(zaxis=dict(range=[min(z.min() for z in heights), max(z.max() for z in heights)]))
     steps = [
         dict(label=f"{v:g}", method="update", args=[{"visible": mask}, {"title.text": view.title}])
         for v, view, mask in zip(values, views, masks)
