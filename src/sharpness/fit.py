@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import subprocess
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -47,6 +46,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import toy
+from .provenance import git_commit
+from .runs import atomic_write_json, atomic_write_text
 
 Tensor = torch.Tensor
 
@@ -374,9 +375,8 @@ class FitResult:
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.records.to_csv(directory / "records.csv", index=False)
-        meta = {"config": self.config.to_dict(), "provenance": self.provenance}
-        (directory / "provenance.json").write_text(json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(directory / "records.csv", self.records.to_csv(index=False))
+        atomic_write_json(directory / "provenance.json", {"config": self.config.to_dict(), "provenance": self.provenance})
         return directory
 
     @classmethod
@@ -388,18 +388,6 @@ class FitResult:
         for key in ("functions", "seeds", "target_losses"):
             settings[key] = tuple(settings[key])
         return cls(FitConfig(**settings), pd.read_csv(directory / "records.csv"), meta["provenance"])
-
-
-def git_commit() -> str:
-    """HEAD of the repository holding this file, with "+dirty" if this module differs from it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-
-    try:
-        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--", Path(__file__).name) else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def provenance(device: torch.device, seconds: float, commit: str) -> dict:
@@ -472,7 +460,7 @@ def _measure_rows(
 
 def run(config: FitConfig, progress: bool = True) -> FitResult:
     """Train every (function, seed) network together; record measures over training and at targets."""
-    started, commit = time.perf_counter(), git_commit()
+    started, commit = time.perf_counter(), git_commit(dirty_if_changed=Path(__file__))
     device = torch.device(config.device)
     data = make_data(config)
     functions = [name for name in config.functions for _ in config.seeds]

@@ -16,14 +16,14 @@ import json
 import math
 import os
 import platform
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .paths import REFERENCE_DIR, REPO_ROOT, RESULTS_DIR
+from .paths import REFERENCE_DIR, RESULTS_DIR
+from .provenance import git_commit
 
 REFERENCE_CSV = REFERENCE_DIR / "paper_results.csv"
 
@@ -351,14 +351,6 @@ def claim_check(summary: pd.DataFrame, baseline: str = "baseline") -> pd.DataFra
 # --- Grid summaries in results/ ----------------------------------------------------------------
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def machine_description() -> str:
     """Host, CPU count and accelerator, e.g. 'host (16 CPUs, NVIDIA H100 80GB HBM3)'."""
     import torch
@@ -371,7 +363,7 @@ def provenance(settings: dict, data: str) -> dict:
     """Where a grid's figures came from: machine, commit, data, date and the settings that made them."""
     return {
         "machine": machine_description(),
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "data": data,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": settings,

@@ -1,0 +1,23 @@
+"""The code version a result was made with, for the provenance stored beside every result."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from .paths import REPO_ROOT
+
+
+def git_commit(dirty_if_changed: Path | None = None) -> str:
+    """HEAD of the repository, with "+dirty" when `dirty_if_changed` differs from it; "unknown" outside git."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=REPO_ROOT).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        if dirty_if_changed is not None and git("status", "--porcelain", "--", str(dirty_if_changed)):
+            commit += "+dirty"
+        return commit
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
