@@ -7,7 +7,7 @@ from torch import nn
 from sharpness.models import ARCHS, build_model, classifier_layer, count_weight_layers, imagenet_weights_path
 
 # Linear/Conv/Embedding modules per arch: DESIGN.md gives ResNet-18 21, VGG-19 18, the paper's ViT 26.
-LAYERS = {"resnet18": 21, "vgg19": 18, "vgg19_bn": 18, "vit": 26, "simple_cnn": 4}
+LAYERS = {"resnet18": 21, "vgg19": 18, "vgg19_bn": 18, "vit": 26, "simple_cnn": 4, "cnn_mlp": 5}
 
 
 @pytest.mark.parametrize("arch", LAYERS)
@@ -80,3 +80,13 @@ def test_imagenet_arch_loads_local_weights_and_gets_a_new_head(tmp_path):
     assert imagenet_weights_path("resnet18_imagenet").name == "resnet18-f37072fd.pth"
     skeleton = build_model("resnet18_imagenet", 200, pretrained=False)  # for loading trained checkpoints
     assert skeleton.fc.out_features == 200
+
+
+def test_cnn_mlp_parameter_count_by_hand():
+    # convs 3->16->32->64 (3x3, no bias) + BN (2 per channel), then Linear(64*4*4, 128) and Linear(128, 10)
+    convs = 3 * 16 * 9 + 16 * 32 * 9 + 32 * 64 * 9
+    batch_norms = 2 * (16 + 32 + 64)
+    head = (64 * 4 * 4 * 128 + 128) + (128 * 10 + 10)
+    model = build_model("cnn_mlp", 10)
+    assert sum(p.numel() for p in model.parameters()) == convs + batch_norms + head == 156_186
+    assert classifier_layer(model).in_features == 128

@@ -14,6 +14,7 @@ import sys
 #: command name -> (module defining add_arguments/main, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("sharpness.train", "train one run (data set, arch, control, seed) into runs/..."),
+    "cpu-study": ("sharpness.cpu_study", "the real CIFAR-10 study on a CPU (6 controls x seeds), resumable from results/"),
     "sweep": ("sharpness.sweep", "run a grid (datasets x archs x controls x seeds x SAM rhos) on Ray, then evaluate"),
 }
 

@@ -461,3 +461,37 @@ def photo_thumbnails(count: int) -> Tensor:
         crop = Image.fromarray(photo[photo.shape[0] // 4: photo.shape[0] // 4 + side, left: left + side])
         thumbnails.append(np.asarray(crop.resize((32, 32), Image.BILINEAR)))
     return torch.from_numpy(np.stack(thumbnails)).permute(0, 3, 1, 2).contiguous()
+
+
+def write_cifar_c(
+    images: Tensor, labels: Tensor, folder, corruptions=ALL_CORRUPTIONS, seed: int = 0, batch_size: int = 500,
+    progress: bool = True,
+) -> None:
+    """Write `images` corrupted at every severity as a CIFAR-10-C style folder, so every evaluation reads
+    the same corrupted images instead of regenerating them: `<name>.npy` holds 5 x N images (N, H, W, 3
+    uint8, severity 1 first) and `labels.npy` the N labels five times. Each file is written atomically.
+    """
+    import os
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def save(name: str, array: np.ndarray) -> None:
+        temporary = folder / f".{name}.npy.tmp"
+        with open(temporary, "wb") as handle:
+            np.save(handle, array)
+        os.replace(temporary, folder / f"{name}.npy")
+
+    for name in tqdm(corruptions, desc="corrupting the test subset", disable=not progress):
+        if (folder / f"{name}.npy").is_file():
+            continue
+        stack = [
+            corrupt(images[start : start + batch_size], name, severity, seed=seed * 100_003 + start)
+            for severity in SEVERITIES
+            for start in range(0, len(images), batch_size)
+        ]
+        save(name, torch.cat(stack).permute(0, 2, 3, 1).contiguous().numpy())
+    save("labels", labels.repeat(len(SEVERITIES)).numpy())

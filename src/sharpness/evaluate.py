@@ -187,17 +187,68 @@ def corruption_accuracy(
 # ----------------------------------------------------------------------------------------------
 
 
-def measurement_images(data, config, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Training images the sharpness measures see: as trained on, so one fixed augmented copy for aug runs.
+def measurement_images(data, config, seed: int = 0, clean: bool = False) -> tuple[Tensor, Tensor]:
+    """Training images the sharpness measures see: as trained on, so one fixed augmented copy for aug runs
+    (the paper's choice), or the clean images with `clean=True` (the paper's Appendix F.1 check).
 
     A fixed copy (rather than fresh augmentations per pass) keeps L(theta) and L(theta + delta) of
     SAM-sharpness, and the passes of power iteration, on the same inputs.
     """
     images, labels = data.train_images, data.train_labels
-    if get_control(config.control).augment:
+    if get_control(config.control).augment and not clean:
         augment = augmentation_for(config.dataset, derived_generator(seed, "measure-augmentation"))
         images = torch.cat([augment(chunk) for chunk in images.split(4096)])
     return images, labels
+
+
+def fixed_subset(count: int, size: int | None, seed: int = 0) -> Tensor | slice:
+    """Indices of a fixed random `size` of `count` items (all of them for None or size >= count).
+
+    Random, not the first `size`: folder data sets are stored class by class.
+    """
+    if size is None or size >= count:
+        return slice(None)
+    if size < 1:
+        raise ValueError(f"a subset size must be a positive integer or None, got {size!r}")
+    return torch.randperm(count, generator=derived_generator(seed, "measure-subset"))[:size].sort().values
+
+
+SHARPNESS_MEASURES = (
+    "fisher_rao_norm", "fisher_rao_norm_exact", "relative_flatness", "relative_flatness_paper", "sam_sharpness",
+    "hessian_top_eigenvalue", "hessian_trace",
+)  # fmt: skip
+
+
+def sharpness_of(
+    model: nn.Module, batches_of: Callable, images: Tensor, labels: Tensor, todo: Sequence[str], timed: Callable,
+    *, slow_samples: int | None, sam_draws: int, hessian_iterations: int, seed: int, progress: bool, prefix: str = "",
+) -> dict:
+    """The sharpness measures in `todo` on one set of training images.
+
+    Fisher-Rao and relative flatness use every image (one forward pass serves all three); SAM-sharpness
+    and the Hessian measures use a fixed random `slow_samples` of them (None: all).
+    """
+    values = {}
+    train_batches = batches_of(images, labels)
+    if {"fisher_rao_norm", "relative_flatness", "relative_flatness_paper"} & set(todo):
+        result = timed(f"{prefix}train_pass", lambda: sharpness_measures.classifier_pass(model, train_batches, progress=progress, desc="train set"))
+        weight = sharpness_measures._resolve_classifier(model, None).weight.detach()
+        values["fisher_rao_norm"] = sharpness_measures.fisher_rao_from_logits(result.logits, result.labels, count_weight_layers(model))
+        values["relative_flatness"] = sharpness_measures.relative_flatness_from_pass(result, weight)
+        values["relative_flatness_paper"] = sharpness_measures.relative_flatness_from_pass(result, weight, paper_compatible=True)
+        del result
+    subset = fixed_subset(len(labels), slow_samples, seed)
+    slow_batches = batches_of(images[subset], labels[subset])
+    slow = {
+        "fisher_rao_norm_exact": lambda: sharpness_measures.fisher_rao_norm_exact(model, train_batches, progress),
+        "sam_sharpness": lambda: sharpness_measures.sam_sharpness(model, slow_batches, draws=sam_draws, seed=seed, progress=progress),
+        "hessian_top_eigenvalue": lambda: sharpness_measures.hessian_top_eigenvalue(model, slow_batches, iterations=hessian_iterations, seed=seed, progress=progress),
+        "hessian_trace": lambda: sharpness_measures.hessian_trace(model, slow_batches, draws=hessian_iterations, seed=seed, progress=progress),
+    }  # fmt: skip
+    for name in todo:
+        if name in slow:
+            values[name] = timed(f"{prefix}{name}", slow[name])
+    return values
 
 
 def _read_metrics(run_dir: Path) -> dict:
@@ -212,11 +263,13 @@ def evaluate_run(
     *,
     batch_size: int | None = None,
     max_train_samples: int | None = None,
+    slow_samples: int | None = None,
     sam_draws: int = 100,
     hessian_iterations: int = 20,
     corruptions: Sequence[str] = corruption_ops.STANDARD_CORRUPTIONS,
     corruption_images: int | None = None,
     cifar_c_dir: str | Path | None = None,
+    also_clean: bool = False,
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
@@ -224,7 +277,10 @@ def evaluate_run(
     """Measure a finished run and write `metrics.json` beside its summary; returns the merged metrics.
 
     Measures already in metrics.json are skipped unless `overwrite`. `max_train_samples` limits the
-    training images the train-set measures see (quick looks; the paper used the full set).
+    training images every train-set measure sees (quick looks; the paper used the full set);
+    `slow_samples` limits only SAM-sharpness and the Hessian measures to a fixed random subset.
+    `also_clean`: for augmentation controls, the sharpness measures again on the clean training images,
+    stored under "clean" (the paper's Appendix F.1 check that the trends survive).
     """
     unknown = [name for name in measures if name not in MEASURES]
     if unknown:
@@ -235,14 +291,14 @@ def evaluate_run(
     data = data.subset(max_train_samples, None).to(device)
     metrics = _read_metrics(run_dir)
     todo = [name for name in measures if overwrite or name not in metrics]
+    augmented = get_control(config.control).augment
+    clean_todo = [name for name in measures if name in SHARPNESS_MEASURES and augmented and also_clean
+                  and (overwrite or name not in metrics.get("clean", {}))]
     timings = dict(metrics.get("seconds", {}))
     batch_size = batch_size or config.batch_size
 
     def batches_of(images, labels):
         return lambda: data_batches(images, labels, batch_size, data=data)
-
-    train_images, train_labels = measurement_images(data, config, seed)
-    train_batches = batches_of(train_images, train_labels)
 
     def timed(name, compute):
         start = time.perf_counter()
@@ -257,28 +313,19 @@ def evaluate_run(
         metrics["test_accuracy"] = accuracy(logits, labels)
         metrics["test_ece"] = expected_calibration_error(logits.softmax(dim=1), labels)
         runs.atomic_save(logits.argmax(dim=1), run_dir / PREDICTIONS_FILE)
-    one_pass = {"fisher_rao_norm", "relative_flatness", "relative_flatness_paper"} & set(todo)
-    if one_pass:  # one forward pass serves the Fisher-Rao formula and both relative flatness values
-        result = timed("train_pass", lambda: sharpness_measures.classifier_pass(model, train_batches, progress=progress, desc="train set"))
-        weight = sharpness_measures._resolve_classifier(model, None).weight.detach()
-        metrics["fisher_rao_norm"] = sharpness_measures.fisher_rao_from_logits(result.logits, result.labels, count_weight_layers(model))
-        metrics["relative_flatness"] = sharpness_measures.relative_flatness_from_pass(result, weight)
-        metrics["relative_flatness_paper"] = sharpness_measures.relative_flatness_from_pass(result, weight, paper_compatible=True)
-        del result
+    sharpness_options = dict(slow_samples=slow_samples, sam_draws=sam_draws, hessian_iterations=hessian_iterations,
+                             seed=seed, progress=progress)
+    train_images, train_labels = measurement_images(data, config, seed)
+    metrics.update(sharpness_of(model, batches_of, train_images, train_labels, todo, timed, **sharpness_options))
+    if clean_todo:
+        clean_images, clean_labels = measurement_images(data, config, seed, clean=True)
+        clean = sharpness_of(model, batches_of, clean_images, clean_labels, clean_todo, timed, prefix="clean.", **sharpness_options)
+        metrics["clean"] = {**metrics.get("clean", {}), **clean}
     if {"train_accuracy", "generalisation_gap"} & set(todo):
         logits, labels = timed("train_predictions", lambda: predict(model, batches_of(data.train_images, data.train_labels), progress, "train set (clean)"))
         metrics["train_accuracy"] = accuracy(logits, labels)
     if "generalisation_gap" in todo:
         metrics["generalisation_gap"] = 100.0 * (metrics["train_accuracy"] - metrics["test_accuracy"])
-    slow = {
-        "fisher_rao_norm_exact": lambda: sharpness_measures.fisher_rao_norm_exact(model, train_batches, progress),
-        "sam_sharpness": lambda: sharpness_measures.sam_sharpness(model, train_batches, draws=sam_draws, seed=seed, progress=progress),
-        "hessian_top_eigenvalue": lambda: sharpness_measures.hessian_top_eigenvalue(model, train_batches, iterations=hessian_iterations, seed=seed, progress=progress),
-        "hessian_trace": lambda: sharpness_measures.hessian_trace(model, train_batches, draws=hessian_iterations, seed=seed, progress=progress),
-    }  # fmt: skip
-    for name in todo:
-        if name in slow:
-            metrics[name] = timed(name, slow[name])
     if "corruption_accuracy" in todo:
         folder = cifar_c_dir
         if folder is None and config.dataset in CIFAR_C_FOLDERS:
@@ -287,15 +334,17 @@ def evaluate_run(
             model, data, corruptions, cifar_c_dir=folder, max_images=corruption_images, seed=seed, progress=progress))  # fmt: skip
         metrics["corruption_accuracy"] = result.pop("corruption_accuracy")
         metrics["corruption"] = result
+    slow_count = len(train_labels) if slow_samples is None else min(slow_samples, len(train_labels))
     metrics.update(
         run=config.to_dict(),
         seconds=timings,
         units=UNITS,
         settings={
             "device": str(device), "batch_size": batch_size, "train_images": len(train_labels),
-            "train_set": "one fixed augmented copy" if get_control(config.control).augment else "clean",
-            "sam_draws": sam_draws, "sam_rho": 0.005, "hessian_iterations": hessian_iterations, "seed": seed,
-            "fisher_rao_layers": count_weight_layers(model),
+            "train_set": "one fixed augmented copy" if augmented else "clean",
+            "clean_measures": "also on the clean training images (under 'clean')" if augmented and also_clean else None,
+            "slow_measure_images": slow_count, "sam_draws": sam_draws, "sam_rho": sharpness_measures.SAM_SHARPNESS_RHO,
+            "hessian_iterations": hessian_iterations, "seed": seed, "fisher_rao_layers": count_weight_layers(model),
         },  # fmt: skip
     )
     runs.atomic_write_json(run_dir / METRICS_FILE, metrics)

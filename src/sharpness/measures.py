@@ -284,8 +284,11 @@ def mean_loss(model: nn.Module, batches, progress: bool = False) -> float:
     return total / count
 
 
+SAM_SHARPNESS_RHO = 0.005  # the measure's radius, not SAM training's rho 0.05 (controls.SAM_RHO)
+
+
 def sam_sharpness(
-    model: nn.Module, batches, rho: float = 0.005, draws: int = 100, seed: int = 0, progress: bool = True
+    model: nn.Module, batches, rho: float = SAM_SHARPNESS_RHO, draws: int = 100, seed: int = 0, progress: bool = True
 ) -> float:
     """Mean |L(theta + delta_k) - L(theta)| / rho over `draws` random perturbations (the authors' measure).
 

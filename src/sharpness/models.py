@@ -6,6 +6,9 @@
 - "vit": a ViT for small data sets (shifted-patch tokenisation, locality self-attention; 4x4 patches,
   width 512, depth 6, 6 heads of 64, MLP 256), 26 weight layers, the paper's configuration.
 - "simple_cnn": three small conv blocks and a linear head (24k parameters), for CPU runs, tests and the book.
+- "cnn_mlp": the same conv blocks, flattened into a 128-unit hidden layer (156k parameters, 5 weight layers):
+  the network of the real CIFAR-10 study on a CPU, because it reaches a training minimum (>= 99% train
+  accuracy on 10k images) in 30 epochs, where simple_cnn's pooled head stalls near 75%.
 - "resnet18_imagenet" / "vgg19_bn_imagenet": torchvision's ImageNet networks and weights with a new
   `num_classes` head (Tiny ImageNet); the weights come from a local file or torch's hub cache.
 """
@@ -18,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ARCHS = ("resnet18", "vgg19", "vgg19_bn", "vit", "simple_cnn", "resnet18_imagenet", "vgg19_bn_imagenet")
+ARCHS = ("resnet18", "vgg19", "vgg19_bn", "vit", "simple_cnn", "cnn_mlp", "resnet18_imagenet", "vgg19_bn_imagenet")
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
 
 
@@ -49,6 +52,8 @@ def build_model(
         return SmallViT(num_classes, image_size=image_size)
     if arch == "simple_cnn":
         return SimpleCNN(num_classes)
+    if arch == "cnn_mlp":
+        return CnnMlp(num_classes, image_size=image_size)
     return _imagenet_model(arch, num_classes, pretrained, pretrained_weights)
 
 
@@ -181,18 +186,43 @@ class SmallViT(nn.Module):
         return self.classifier(self.norm(self.blocks(tokens)[:, 0]))
 
 
+def conv_blocks(widths: tuple[int, ...], channels: int = 3) -> list[nn.Module]:
+    """Conv(3x3, no bias)-BN-ReLU-MaxPool(2) per width: each block halves the resolution."""
+    layers = []
+    for width in widths:
+        layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                   nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        channels = width
+    return layers
+
+
 class SimpleCNN(nn.Module):
     """Three conv-BN-ReLU-pool blocks (16, 32, 64 channels) and a linear classifier: fast on a CPU."""
 
     def __init__(self, num_classes: int, widths: tuple[int, ...] = (16, 32, 64)):
         super().__init__()
-        layers, channels = [], 3
-        for width in widths:
-            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-            channels = width
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.classifier = nn.Linear(channels, num_classes)
+        self.features = nn.Sequential(*conv_blocks(widths), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class CnnMlp(nn.Module):
+    """SimpleCNN's conv blocks, flattened (no global pooling) into a ReLU hidden layer, then a linear classifier.
+
+    Keeping the spatial map gives the head enough capacity to fit 10k CIFAR images on a CPU budget; the
+    hidden layer is the feature vector relative flatness is measured on.
+    """
+
+    def __init__(self, num_classes: int, image_size: int = 32, widths: tuple[int, ...] = (16, 32, 64), hidden: int = 128):
+        super().__init__()
+        spatial = image_size // 2 ** len(widths)
+        if spatial < 1:
+            raise ValueError(f"cnn_mlp needs images of at least {2 ** len(widths)} pixels, got image_size={image_size}")
+        self.features = nn.Sequential(*conv_blocks(widths), nn.Flatten(),
+                                      nn.Linear(widths[-1] * spatial * spatial, hidden), nn.ReLU(inplace=True))
+        self.classifier = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -129,6 +129,22 @@ def run_record(run_dir: Path) -> dict:
     return record
 
 
+PREDICTIONS_JSON = "test_predictions.json"  # the committed form (results/cpu_study): .pt files stay out of git
+
+
+def saved_predictions(run_dir: Path):
+    """A run's top-1 test predictions as saved by `evaluate_run` (.pt) or committed as JSON; None if neither."""
+    import torch
+
+    from .evaluate import PREDICTIONS_FILE
+
+    if (run_dir / PREDICTIONS_FILE).is_file():
+        return torch.load(run_dir / PREDICTIONS_FILE, weights_only=True)
+    if (run_dir / PREDICTIONS_JSON).is_file():
+        return torch.tensor(_read_json(run_dir / PREDICTIONS_JSON))
+    return None
+
+
 def add_disagreement(runs: pd.DataFrame) -> pd.DataFrame:
     """Add `prediction_disagreement` per run: its mean top-1 disagreement with every other seed of its
     (dataset, arch, control, rho), from the test predictions `evaluate_run` saved.
@@ -137,18 +153,15 @@ def add_disagreement(runs: pd.DataFrame) -> pd.DataFrame:
     runs' values share pairs, so `summarise` gives them no SEM). Groups with fewer than two runs with
     predictions get NaN.
     """
-    import torch
-
-    from .evaluate import PREDICTIONS_FILE, prediction_disagreement
+    from .evaluate import prediction_disagreement
 
     runs = runs.copy()
     runs["prediction_disagreement"] = np.nan
     for _, group in runs.groupby(list(GROUP_KEYS), dropna=False):
-        paths = {index: Path(run_dir) / PREDICTIONS_FILE for index, run_dir in group["run_dir"].items()}
-        paths = {index: path for index, path in paths.items() if path.is_file()}
-        if len(paths) < 2:
+        predictions = {index: saved_predictions(Path(run_dir)) for index, run_dir in group["run_dir"].items()}
+        predictions = {index: values for index, values in predictions.items() if values is not None}
+        if len(predictions) < 2:
             continue
-        predictions = {index: torch.load(path, weights_only=True) for index, path in paths.items()}
         for index, own in predictions.items():
             others = [prediction_disagreement([own, other]) for j, other in predictions.items() if j != index]
             runs.loc[index, "prediction_disagreement"] = float(np.mean(others))
