@@ -5,8 +5,10 @@ thread each on a 2-core machine) and, as each run finishes, copies its small fil
 `results/cpu_study/` (config, summary, per-epoch rows, every measure, test predictions; no checkpoint)
 and rewrites the grid summary the book reads (`results/cifar10_folder_cnn_mlp_cpu.json`). A run whose
 files are under results/ is never redone, so the next invocation, on this machine or a fresh clone,
-continues from what is committed. After the seeds in `LANDSCAPE_AFTER_SEEDS`, 2-D loss surfaces of one
-seed per control are drawn from the trained runs and stored under `results/landscapes/`.
+continues from what is committed. The order of the work (`plan`): all six controls of the first three
+seeds; 2-D loss surfaces of seed 0 (stored under `results/landscapes/`; they need that seed's weights, so
+they are drawn on the machine that trained it); SAM on the baseline at the paper's other five radii
+(`results/cifar10_folder_cnn_mlp_cpu_rho.json`); then the remaining seeds.
 
 The protocol is fixed here, in one place (`PROTOCOL`), and written into every summary's provenance.
 """
@@ -28,7 +30,7 @@ from .controls import CONTROLS
 from .corruptions import ALL_CORRUPTIONS
 from .evaluate import MEASURES, PREDICTIONS_FILE
 from .paths import DATA_DIR, RESULTS_DIR, RUNS_DIR
-from .sweep import Grid, execute_run
+from .sweep import DEFAULT_RHO, PAPER_RHOS, Grid, execute_run
 
 # The study's settings. Batch size and learning rate come from the paper's own sweep ({128, 256} x
 # {1e-3, 1e-2}, Appendix F.2): batch 128 at lr 1e-2 is the pair that brings the baseline to a minimum
@@ -51,10 +53,15 @@ PROTOCOL = {
     "landscape_images": 1_000,
 }
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+FIRST_SEEDS = 3  # seeds done before the surfaces and the rho sweep; the rest come last
 LANDSCAPE_SEED = 0
-LANDSCAPE_AFTER_SEEDS = 3  # surfaces are drawn once this many seeds are done (they need seed 0's weights)
+# The rho sweep's evaluation: what its chapter shows (no Hessian, no corruptions: they would double its cost).
+RHO_MEASURES = ("test_accuracy", "train_accuracy", "generalisation_gap", "test_ece", "fisher_rao_norm",
+                "relative_flatness", "relative_flatness_paper", "sam_sharpness")
 STUDY_DIR = RESULTS_DIR / "cpu_study"
 GRID_FILE = RESULTS_DIR / "cifar10_folder_cnn_mlp_cpu.json"
+RHO_GRID_FILE = RESULTS_DIR / "cifar10_folder_cnn_mlp_cpu_rho.json"
+DEFAULT_RUNS_DIR = RUNS_DIR / "cpu_study"
 CORRUPTED_DIR = DATA_DIR / "cifar10-c-generated"
 SURFACES_DIR = RESULTS_DIR / "landscapes"
 DATA_NOTE = ("real CIFAR-10 (the JPEG pack of ../shared/data, quality 75, ImageFolder), "
@@ -62,28 +69,40 @@ DATA_NOTE = ("real CIFAR-10 (the JPEG pack of ../shared/data, quality 75, ImageF
 COPIED_FILES = (runs.CONFIG, runs.SUMMARY, runs.METRICS, "metrics.json")
 
 
-def grid(seeds=DEFAULT_SEEDS, data_dir: str | Path | None = None, runs_dir: str | Path = RUNS_DIR / "cpu_study") -> Grid:
-    """The study as a sweep grid: every control of every seed, the protocol's training and evaluation."""
+def _evaluation_options() -> dict:
+    return {
+        "slow_samples": PROTOCOL["slow_measure_images"], "sam_draws": PROTOCOL["sam_draws"],
+        "hessian_iterations": PROTOCOL["hessian_iterations"], "corruptions": ALL_CORRUPTIONS,
+        "cifar_c_dir": str(CORRUPTED_DIR), "also_clean": True,
+    }  # fmt: skip
+
+
+def grid(seeds=DEFAULT_SEEDS, data_dir: str | Path | None = None, runs_dir: str | Path = DEFAULT_RUNS_DIR,
+         rhos=(DEFAULT_RHO,)) -> Grid:
+    """The study as a sweep grid: every control of every seed (SAM at each of `rhos`), the protocol's settings.
+
+    With more than one rho only SAM on the baseline is swept (the paper's rho study) and the evaluation
+    keeps the measures the rho chapter shows.
+    """
+    rho_sweep = tuple(rhos) != (DEFAULT_RHO,)
     return Grid(
         datasets=(PROTOCOL["dataset"],), archs=(PROTOCOL["arch"],), seeds=tuple(seeds), epochs=PROTOCOL["epochs"],
-        runs_dir=runs_dir, data_dir=data_dir, batch_size=PROTOCOL["batch_size"], lr=PROTOCOL["lr"], measures=MEASURES,
+        controls=("baseline_sam",) if rho_sweep else None, rhos=tuple(rhos),
+        runs_dir=runs_dir, data_dir=data_dir, batch_size=PROTOCOL["batch_size"], lr=PROTOCOL["lr"],
+        measures=RHO_MEASURES if rho_sweep else MEASURES,
         train_options={"max_train_samples": PROTOCOL["train_images"], "channels_last": True},
-        evaluation_options={
-            "slow_samples": PROTOCOL["slow_measure_images"], "sam_draws": PROTOCOL["sam_draws"],
-            "hessian_iterations": PROTOCOL["hessian_iterations"], "corruptions": ALL_CORRUPTIONS,
-            "cifar_c_dir": str(CORRUPTED_DIR), "also_clean": True,
-        },
+        evaluation_options=_evaluation_options(),
     )  # fmt: skip
 
 
-def committed_dir(config) -> Path:
-    """Where a run's small files live under results/: the run folder's layout below STUDY_DIR."""
-    return STUDY_DIR / config.dataset / config.arch / config.control / f"seed{config.seed}"
+def committed_dir(config, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> Path:
+    """Where a run's small files live under results/: its folder's place below `runs_dir`, below STUDY_DIR."""
+    return STUDY_DIR / Path(config.run_dir).relative_to(runs_dir)
 
 
-def is_committed(config) -> bool:
+def is_committed(config, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> bool:
     """A run is done for good once its evaluation (metrics.json) or its divergence is under results/."""
-    folder = committed_dir(config)
+    folder = committed_dir(config, runs_dir)
     if not runs.is_finished(folder):
         return False
     return (folder / "metrics.json").is_file() or runs.read_json(folder / runs.SUMMARY).get("status") != "finished"
@@ -104,15 +123,23 @@ def copy_to_results(run_dir: Path, target: Path) -> None:
         runs.atomic_write_text(target / results.PREDICTIONS_JSON, json.dumps(values, separators=(",", ":")))
 
 
-def write_grid(seeds=DEFAULT_SEEDS) -> Path | None:
-    """Rewrite the grid summary the book reads (GRID_FILE) from every run under STUDY_DIR; None if none."""
-    run_dirs = runs.find_runs(STUDY_DIR)
-    if not run_dirs:
-        return None
-    settings = {**PROTOCOL, "tier": "cpu", "seeds_planned": list(seeds), "controls": list(CONTROLS),
-                "datasets": [PROTOCOL["dataset"]], "archs": [PROTOCOL["arch"]],
-                "command": "python -m sharpness cpu-study"}
-    return results.save_grid(results.runs_from_dirs(run_dirs), GRID_FILE, settings=settings, data=DATA_NOTE)
+def write_grids(seeds=DEFAULT_SEEDS) -> list[Path]:
+    """Rewrite the grid summaries the book reads from the runs under STUDY_DIR: the controls study
+    (GRID_FILE) and the rho sweep (RHO_GRID_FILE: SAM on the baseline at every radius, 0.05 included)."""
+    settings = {**PROTOCOL, "tier": "cpu", "seeds_planned": list(seeds), "datasets": [PROTOCOL["dataset"]],
+                "archs": [PROTOCOL["arch"]], "command": "python -m sharpness cpu-study"}
+    written = []
+    controls_runs = runs.find_runs(STUDY_DIR)
+    if controls_runs:
+        written.append(results.save_grid(results.runs_from_dirs(controls_runs), GRID_FILE,
+                                         settings={**settings, "controls": list(CONTROLS)}, data=DATA_NOTE))
+    rho_runs = [path for path in controls_runs if path.parent.name == "baseline_sam"]
+    rho_runs += [path for folder in sorted(STUDY_DIR.glob("rho*")) for path in runs.find_runs(folder)]
+    if any(path.is_relative_to(folder) for path in rho_runs for folder in STUDY_DIR.glob("rho*")):
+        written.append(results.save_grid(results.runs_from_dirs(rho_runs), RHO_GRID_FILE,
+                                         settings={**settings, "controls": ["baseline_sam"], "rhos": list(PAPER_RHOS)},
+                                         data=DATA_NOTE))
+    return written
 
 
 # --- the work: tasks for the worker processes ---------------------------------------------------------
@@ -137,12 +164,45 @@ def _landscape(run_dir: str, surfaces_dir: str, resolution: int, images: int, sa
 
 @dataclass
 class Task:
-    kind: str  # "run" or "landscape"
+    kind: str  # "run" (train and evaluate) or "landscape" (a surface of a trained run)
     config: object
+    grid: Grid
 
     @property
     def name(self) -> str:
-        return f"{self.kind} {self.config.control} seed{self.config.seed}"
+        rho = f" rho {self.config.rho:g}" if self.config.control.endswith("sam") else ""
+        return f"{self.kind} {self.config.control}{rho} seed{self.config.seed}"
+
+    def submit(self, pool: concurrent.futures.Executor) -> concurrent.futures.Future:
+        if self.kind == "run":
+            return pool.submit(_train_and_evaluate, self.config, self.grid.measures, self.grid.evaluation_options)
+        return pool.submit(_landscape, str(self.config.run_dir), str(SURFACES_DIR), PROTOCOL["landscape_resolution"],
+                           PROTOCOL["landscape_images"], PROTOCOL["sam_draws"])
+
+    def ready(self) -> bool:
+        """A landscape needs its run trained; runs are always ready."""
+        return self.kind == "run" or runs.is_finished(self.config.run_dir)
+
+
+def plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_RUNS_DIR, landscapes: bool = True,
+         rho_sweep: bool = True) -> list[Task]:
+    """What is not yet under results/, most important first: the controls of the first
+    FIRST_SEEDS seeds, the surfaces of seed LANDSCAPE_SEED, the rho sweep on those seeds, then the
+    remaining seeds."""
+    from .landscape import landscape_path
+
+    first, rest = tuple(seeds[:FIRST_SEEDS]), tuple(seeds[FIRST_SEEDS:])
+    tasks = [Task("run", c, g) for g in (grid(first, data_dir, runs_dir),) for c in g.configs("cpu")]
+    if landscapes and LANDSCAPE_SEED in seeds:
+        g = grid((LANDSCAPE_SEED,), data_dir, runs_dir)
+        tasks += [Task("landscape", c, g) for c in g.configs("cpu")
+                  if not landscape_path(c.dataset, c.arch, c.seed, c.control, SURFACES_DIR).is_file()]
+    if rho_sweep:
+        g = grid(first, data_dir, runs_dir, rhos=[rho for rho in PAPER_RHOS if rho != DEFAULT_RHO])
+        tasks += [Task("run", c, g) for c in g.configs("cpu")]
+    if rest:
+        tasks += [Task("run", c, g) for g in (grid(rest, data_dir, runs_dir),) for c in g.configs("cpu")]
+    return [task for task in tasks if task.kind == "landscape" or not is_committed(task.config, runs_dir)]
 
 
 def prepare_data(data_dir: str | Path | None, progress: bool = True) -> None:
@@ -157,26 +217,15 @@ def prepare_data(data_dir: str | Path | None, progress: bool = True) -> None:
         write_cifar_c(data.test_images[subset], data.test_labels[subset], CORRUPTED_DIR, progress=progress)
 
 
-def run_study(seeds=DEFAULT_SEEDS, *, workers: int = 2, data_dir=None, runs_dir=RUNS_DIR / "cpu_study",
-              landscapes: bool = True, progress: bool = True) -> int:
+def run_study(seeds=DEFAULT_SEEDS, *, workers: int = 2, data_dir=None, runs_dir=DEFAULT_RUNS_DIR,
+              landscapes: bool = True, rho_sweep: bool = True, progress: bool = True) -> int:
     """Train, evaluate and commit every run not yet under results/; returns the number of failures."""
     from tqdm.auto import tqdm
 
-    from .landscape import landscape_path
-
-    study = grid(seeds, data_dir, runs_dir)
-    configs = study.configs(device="cpu")
-    todo = [Task("run", c) for c in configs if not is_committed(c)]
-    if landscapes:
-        for c in configs:
-            if c.seed == LANDSCAPE_SEED and not landscape_path(c.dataset, c.arch, c.seed, c.control, SURFACES_DIR).is_file():
-                # after the first LANDSCAPE_AFTER_SEEDS seeds' runs, before the rest
-                position = sum(1 for t in todo if t.kind == "run" and t.config.seed in seeds[:LANDSCAPE_AFTER_SEEDS])
-                todo.insert(position, Task("landscape", c))
-    print(f"CPU study: {len(configs)} runs planned, {len(configs) - sum(t.kind == 'run' for t in todo)} already "
-          f"under {STUDY_DIR}, {len(todo)} tasks to do with {workers} workers")
+    todo = plan(seeds, data_dir=data_dir, runs_dir=runs_dir, landscapes=landscapes, rho_sweep=rho_sweep)
+    print(f"CPU study: {len(todo)} tasks to do with {workers} workers; finished runs go to {STUDY_DIR}")
     if not todo:
-        write_grid(seeds=seeds)
+        write_grids(seeds)
         return 0
     prepare_data(data_dir, progress)
     failures = 0
@@ -185,14 +234,9 @@ def run_study(seeds=DEFAULT_SEEDS, *, workers: int = 2, data_dir=None, runs_dir=
             tqdm(total=len(todo), desc="CPU study tasks", unit="task", disable=not progress) as bar:
         running: dict[concurrent.futures.Future, Task] = {}
         while todo or running:
-            for task in [t for t in todo if _ready(t)][: max(0, workers - len(running))]:
+            for task in [t for t in todo if t.ready()][: max(0, workers - len(running))]:
                 todo.remove(task)
-                if task.kind == "run":
-                    future = pool.submit(_train_and_evaluate, task.config, study.measures, study.evaluation_options)
-                else:
-                    future = pool.submit(_landscape, str(task.config.run_dir), str(SURFACES_DIR), PROTOCOL["landscape_resolution"],
-                                         PROTOCOL["landscape_images"], PROTOCOL["sam_draws"])
-                running[future] = task
+                running[task.submit(pool)] = task
             if not running:  # what is left waits for runs that failed
                 failures += len(todo)
                 print(f"not done (their runs failed): {', '.join(t.name for t in todo)}", file=sys.stderr)
@@ -200,17 +244,12 @@ def run_study(seeds=DEFAULT_SEEDS, *, workers: int = 2, data_dir=None, runs_dir=
             done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
                 task = running.pop(future)
-                failures += not _finish(task, future, seeds)
+                failures += not _finish(task, future, seeds, runs_dir)
                 bar.update()
     return failures
 
 
-def _ready(task: Task) -> bool:
-    """A landscape needs its run trained; runs are always ready."""
-    return task.kind == "run" or runs.is_finished(task.config.run_dir)
-
-
-def _finish(task: Task, future: concurrent.futures.Future, seeds) -> bool:
+def _finish(task: Task, future: concurrent.futures.Future, seeds, runs_dir) -> bool:
     """Record a finished task under results/; report a failure. True when it succeeded."""
     try:
         outcome = future.result()
@@ -224,11 +263,11 @@ def _finish(task: Task, future: concurrent.futures.Future, seeds) -> bool:
         reason = [line for line in (outcome["error"] or "").splitlines() if line.strip()]
         print(f"FAILED {task.name}: {reason[-1] if reason else 'unknown error'}", file=sys.stderr)
         return False
-    copy_to_results(Path(outcome["run_dir"]), committed_dir(task.config))
-    write_grid(seeds=seeds)
+    copy_to_results(Path(outcome["run_dir"]), committed_dir(task.config, runs_dir))
+    write_grids(seeds)
     seconds = outcome.get("seconds", {})
     print(f"{task.name}: done in {seconds.get('total', 0):.0f} s (train {seconds.get('train', 0):.0f} s, "
-          f"evaluate {seconds.get('evaluate', 0):.0f} s) -> {committed_dir(task.config)}")
+          f"evaluate {seconds.get('evaluate', 0):.0f} s) -> {committed_dir(task.config, runs_dir)}")
     return True
 
 
@@ -239,8 +278,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), help="seeds, in the order to run them")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one CPU thread each)")
     parser.add_argument("--data-dir", default=None, help="the CIFAR-10 ImageFolder pack (default: data/cifar10-jpeg)")
-    parser.add_argument("--runs-dir", default=str(RUNS_DIR / "cpu_study"), help="checkpoints and working files")
+    parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR), help="checkpoints and working files")
     parser.add_argument("--no-landscapes", action="store_true", help="skip the loss surfaces of seed 0")
+    parser.add_argument("--no-rho-sweep", action="store_true", help="skip SAM on the baseline at the paper's other radii")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -251,7 +291,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds must be distinct non-negative integers, got {args.seeds}")
     started = time.perf_counter()
     failures = run_study(tuple(args.seeds), workers=args.workers, data_dir=args.data_dir, runs_dir=args.runs_dir,
-                         landscapes=not args.no_landscapes, progress=not args.no_progress)
+                         landscapes=not args.no_landscapes, rho_sweep=not args.no_rho_sweep, progress=not args.no_progress)
     print(f"CPU study: {failures} task(s) failed; {time.perf_counter() - started:.0f} s this invocation; "
           f"grid summary: {GRID_FILE}")
     return 1 if failures else 0
