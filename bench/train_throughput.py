@@ -8,6 +8,8 @@ through the textbook DataLoader path for comparison.
     python bench/train_throughput.py          # CPU here: digits, simple_cnn, 512 images, 1 thread
     python bench/train_throughput.py          # on CUDA: CIFAR-10 JPEG pack (data/cifar10-jpeg), ResNet-18,
                                               # batch 256, bf16 autocast, channels_last, GPU-resident data
+    python bench/train_throughput.py --preset cpu-study   # the CPU study's network and settings on one core:
+                                              # cnn_mlp, CIFAR-10 JPEG pack, batch 128, channels_last
 Anchors (DESIGN.md, one H100, ResNet-18 batch 256): textbook 18.0k img/s, GPU-resident 22-26k img/s.
 """
 
@@ -38,7 +40,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--textbook", action=argparse.BooleanOptionalAction, default=True,
                         help="also time baseline through the DataLoader path")
     parser.add_argument("--threads", type=int, default=None if cuda else 1)
-    return parser.parse_args()
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels_last memory format (default: on for CUDA only)")
+    parser.add_argument("--preset", choices=["cpu-study"], default=None,
+                        help="cpu-study: the settings of `python -m sharpness cpu-study` (sharpness.cpu_study.PROTOCOL)")
+    args = parser.parse_args()
+    if args.preset == "cpu-study":
+        from sharpness.cpu_study import PROTOCOL
+
+        args.dataset, args.arch, args.batch_size = PROTOCOL["dataset"], PROTOCOL["arch"], PROTOCOL["batch_size"]
+        args.max_train_samples, args.channels_last, args.textbook = 2_000, True, False
+    return args
 
 
 def main() -> None:
@@ -54,7 +66,8 @@ def main() -> None:
         for control, loader in jobs:
             config = RunConfig(dataset=args.dataset, arch=args.arch, control=control, epochs=args.epochs,
                                data_dir=args.data_dir, runs_dir=f"{runs_dir}/{loader}", device=str(device),
-                               batch_size=args.batch_size, max_train_samples=args.max_train_samples, loader=loader)
+                               batch_size=args.batch_size, max_train_samples=args.max_train_samples, loader=loader,
+                               channels_last=args.channels_last)
             summary = train(config, progress=False)
             history = [row["images_per_second"] for row in read_jsonl(config.run_dir / METRICS)]
             timed = history[1:] or history

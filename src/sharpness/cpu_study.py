@@ -55,6 +55,7 @@ PROTOCOL = {
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 FIRST_SEEDS = 3  # seeds done before the surfaces and the rho sweep; the rest come last
 LANDSCAPE_SEED = 0
+INTERPOLATED = ("baseline", "aug_sam")  # the straight line between these two minima of seed LANDSCAPE_SEED
 # The rho sweep's evaluation: what its chapter shows (no Hessian, no corruptions: they would double its cost).
 RHO_MEASURES = ("test_accuracy", "train_accuracy", "generalisation_gap", "test_ece", "fisher_rao_norm",
                 "relative_flatness", "relative_flatness_paper", "sam_sharpness")
@@ -67,6 +68,30 @@ SURFACES_DIR = RESULTS_DIR / "landscapes"
 DATA_NOTE = ("real CIFAR-10 (the JPEG pack of ../shared/data, quality 75, ImageFolder), "
              f"{PROTOCOL['train_images']:,} fixed training images, the full 10,000-image test set")
 COPIED_FILES = (runs.CONFIG, runs.SUMMARY, runs.METRICS, "metrics.json")
+
+
+def network_label() -> str:
+    """The study's network as the book names it, with its size counted from the model itself."""
+    from .models import build_model
+
+    parameters = sum(p.numel() for p in build_model(PROTOCOL["arch"], 10).parameters())
+    return f"CNN-MLP ({parameters / 1000:.0f}k parameters)"
+
+
+def protocol_table():
+    """The study's settings as a two-column table for the book (from PROTOCOL, the one source)."""
+    import pandas as pd
+
+    described = {
+        "dataset": "data set", "arch": "network", "train_images": "training images (fixed random subset)",
+        "test_images": "test images", "epochs": "epochs", "batch_size": "batch size", "lr": "learning rate (constant, SGD momentum 0.9)",
+        "slow_measure_images": "images for SAM-sharpness and the Hessian measures", "sam_draws": "SAM-sharpness draws (rho 0.005)",
+        "hessian_iterations": "power-iteration steps / Hutchinson draws", "corruptions": "corruptions (x 5 severities)",
+        "corruption_images": "test images per corruption and severity", "landscape_resolution": "loss surface grid (per axis)",
+        "landscape_images": "training images per surface point",
+    }  # fmt: skip
+    values = {**PROTOCOL, "arch": f"{PROTOCOL['arch']}: {network_label()}"}
+    return pd.DataFrame({"setting": [described[key] for key in PROTOCOL], "value": [values[key] for key in PROTOCOL]})
 
 
 def _evaluation_options() -> dict:
@@ -126,19 +151,19 @@ def copy_to_results(run_dir: Path, target: Path) -> None:
 def write_grids(seeds=DEFAULT_SEEDS) -> list[Path]:
     """Rewrite the grid summaries the book reads from the runs under STUDY_DIR: the controls study
     (GRID_FILE) and the rho sweep (RHO_GRID_FILE: SAM on the baseline at every radius, 0.05 included)."""
-    settings = {**PROTOCOL, "tier": "cpu", "seeds_planned": list(seeds), "datasets": [PROTOCOL["dataset"]],
+    settings = {**PROTOCOL, "seeds_planned": list(seeds), "datasets": [PROTOCOL["dataset"]],
                 "archs": [PROTOCOL["arch"]], "command": "python -m sharpness cpu-study"}
     written = []
     controls_runs = runs.find_runs(STUDY_DIR)
     if controls_runs:
         written.append(results.save_grid(results.runs_from_dirs(controls_runs), GRID_FILE,
-                                         settings={**settings, "controls": list(CONTROLS)}, data=DATA_NOTE))
+                                         settings={**settings, "controls": list(CONTROLS)}, data=DATA_NOTE, tier="cpu"))
     rho_runs = [path for path in controls_runs if path.parent.name == "baseline_sam"]
     rho_runs += [path for folder in sorted(STUDY_DIR.glob("rho*")) for path in runs.find_runs(folder)]
     if any(path.is_relative_to(folder) for path in rho_runs for folder in STUDY_DIR.glob("rho*")):
         written.append(results.save_grid(results.runs_from_dirs(rho_runs), RHO_GRID_FILE,
                                          settings={**settings, "controls": ["baseline_sam"], "rhos": list(PAPER_RHOS)},
-                                         data=DATA_NOTE))
+                                         data=DATA_NOTE, tier="cpu"))
     return written
 
 
@@ -162,9 +187,16 @@ def _landscape(run_dir: str, surfaces_dir: str, resolution: int, images: int, sa
     return str(save_landscape(item, surfaces_dir))
 
 
+def _interpolation(run_a: str, run_b: str, path: str, images: int) -> str:
+    from .landscape import interpolation_of_runs
+
+    surface = interpolation_of_runs(run_a, run_b, subset=images, progress=False)
+    return str(runs.atomic_write_text(path, json.dumps(surface.to_dict(), separators=(",", ":"))))
+
+
 @dataclass
 class Task:
-    kind: str  # "run" (train and evaluate) or "landscape" (a surface of a trained run)
+    kind: str  # "run" (train and evaluate), "landscape" (a surface of a trained run), "interpolation"
     config: object
     grid: Grid
 
@@ -176,19 +208,33 @@ class Task:
     def submit(self, pool: concurrent.futures.Executor) -> concurrent.futures.Future:
         if self.kind == "run":
             return pool.submit(_train_and_evaluate, self.config, self.grid.measures, self.grid.evaluation_options)
-        return pool.submit(_landscape, str(self.config.run_dir), str(SURFACES_DIR), PROTOCOL["landscape_resolution"],
-                           PROTOCOL["landscape_images"], PROTOCOL["sam_draws"])
+        if self.kind == "landscape":
+            return pool.submit(_landscape, str(self.config.run_dir), str(SURFACES_DIR), PROTOCOL["landscape_resolution"],
+                               PROTOCOL["landscape_images"], PROTOCOL["sam_draws"])
+        return pool.submit(_interpolation, *map(str, self._interpolated_runs()), str(self._interpolation_file()),
+                           PROTOCOL["landscape_images"])
+
+    def _interpolated_runs(self) -> tuple[Path, Path]:
+        """baseline -> aug_sam of this task's seed, the book's "between two minima" picture."""
+        return tuple(Path(self.config.run_dir).parent.parent / control / f"seed{self.config.seed}" for control in INTERPOLATED)
+
+    def _interpolation_file(self) -> Path:
+        from .landscape import interpolation_path
+
+        return interpolation_path(self.config.dataset, self.config.arch, self.config.seed, *INTERPOLATED, SURFACES_DIR)
 
     def ready(self) -> bool:
-        """A landscape needs its run trained; runs are always ready."""
+        """Surfaces need their runs trained; runs are always ready."""
+        if self.kind == "interpolation":
+            return all(runs.is_finished(path) for path in self._interpolated_runs())
         return self.kind == "run" or runs.is_finished(self.config.run_dir)
 
 
 def plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_RUNS_DIR, landscapes: bool = True,
          rho_sweep: bool = True) -> list[Task]:
     """What is not yet under results/, most important first: the controls of the first
-    FIRST_SEEDS seeds, the surfaces of seed LANDSCAPE_SEED, the rho sweep on those seeds, then the
-    remaining seeds."""
+    FIRST_SEEDS seeds, the surfaces of seed LANDSCAPE_SEED (one per control, and the line between
+    the INTERPOLATED pair), the rho sweep on those seeds, then the remaining seeds."""
     from .landscape import landscape_path
 
     first, rest = tuple(seeds[:FIRST_SEEDS]), tuple(seeds[FIRST_SEEDS:])
@@ -197,6 +243,9 @@ def plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_RUNS_DIR, lands
         g = grid((LANDSCAPE_SEED,), data_dir, runs_dir)
         tasks += [Task("landscape", c, g) for c in g.configs("cpu")
                   if not landscape_path(c.dataset, c.arch, c.seed, c.control, SURFACES_DIR).is_file()]
+        between = Task("interpolation", g.configs("cpu")[0], g)
+        if not between._interpolation_file().is_file():
+            tasks.append(between)
     if rho_sweep:
         g = grid(first, data_dir, runs_dir, rhos=[rho for rho in PAPER_RHOS if rho != DEFAULT_RHO])
         tasks += [Task("run", c, g) for c in g.configs("cpu")]
@@ -256,8 +305,8 @@ def _finish(task: Task, future: concurrent.futures.Future, seeds, runs_dir) -> b
     except Exception as error:  # the worker process itself died
         print(f"FAILED {task.name}: {error!r}", file=sys.stderr)
         return False
-    if task.kind == "landscape":
-        print(f"surface written: {outcome}")
+    if task.kind != "run":
+        print(f"{task.kind} written: {outcome}")
         return True
     if outcome["status"] != "done":
         reason = [line for line in (outcome["error"] or "").splitlines() if line.strip()]

@@ -38,8 +38,20 @@ METRICS = (
     "fisher_rao_norm",
     "sam_sharpness",
     "relative_flatness",
+    # ours beyond the paper's tables: relative flatness in the paper's convention, the exact
+    # Fisher-Rao norm and the Hessian extras (DESIGN.md)
+    "relative_flatness_paper",
+    "fisher_rao_norm_exact",
+    "hessian_top_eigenvalue",
+    "hessian_trace",
 )
 SHARPNESS_METRICS = ("fisher_rao_norm", "sam_sharpness", "relative_flatness")
+EXTRA_SHARPNESS_METRICS = ("relative_flatness", "fisher_rao_norm_exact", "hessian_top_eigenvalue", "hessian_trace")
+# Our metric that is computed the paper's way, where its name differs from the paper's: the tables
+# beside the paper show it against the paper's figure.
+PAPER_EQUIVALENT = {"relative_flatness_paper": "relative_flatness"}
+# Measured on clean training images for the augmentation controls (the paper's Appendix F.1 check).
+CLEAN_PREFIX = "clean."
 # The paper's claim for a regularised control against the baseline, as a one-sided alternative:
 # "greater" means the regularised control is expected to score higher (e.g. sharper, more accurate).
 CLAIM_DIRECTION = {
@@ -50,6 +62,8 @@ CLAIM_DIRECTION = {
     "fisher_rao_norm": "greater",
     "sam_sharpness": "greater",
     "relative_flatness": "greater",
+    "relative_flatness_paper": "greater",
+    "fisher_rao_norm_exact": "greater",
     "hessian_top_eigenvalue": "greater",
     "hessian_trace": "greater",
 }
@@ -310,6 +324,9 @@ def comparison_table(
         return rows
 
     ours_rows, paper_rows = select(ours, dataset, arch), select(paper, paper_dataset, paper_arch)
+    for ours_name, theirs in PAPER_EQUIVALENT.items():  # the paper's figure moves beside ours computed its way
+        if ours_name in set(ours_rows["metric"]):
+            paper_rows = paper_rows.replace({"metric": {theirs: ours_name}})
     if ours_rows.empty and paper_rows.empty:
         raise ValueError(f"neither we nor the paper have runs for dataset={dataset!r}, arch={arch!r}")
     if metrics is None:
@@ -388,9 +405,10 @@ def history_path(grid_path: Path | str) -> Path:
     return Path(grid_path).with_suffix(".history.csv")
 
 
-def save_grid(runs: pd.DataFrame, path: Path | str, settings: dict, data: str) -> Path:
+def save_grid(runs: pd.DataFrame, path: Path | str, settings: dict, data: str, tier: str | None = None) -> Path:
     """Write a grid's per-run figures and their provenance as one JSON file (e.g. results/<grid>.json),
     and the runs' training curves beside it (`history_path`) where their run folders are at hand.
+    `tier` ("gpu", "cpu") ranks the grid among committed ones (`committed_grids`).
 
     Per-run rows, not only means, so SEMs and Wilcoxon tests can be recomputed from the file.
     """
@@ -398,7 +416,8 @@ def save_grid(runs: pd.DataFrame, path: Path | str, settings: dict, data: str) -
 
     path = Path(path)
     rows = runs.drop(columns=["run_dir"], errors="ignore")
-    document = {"provenance": provenance(settings, data), "runs": json.loads(rows.to_json(orient="records"))}
+    origin = provenance(settings, data) | ({"tier": tier} if tier else {})
+    document = {"provenance": origin, "runs": json.loads(rows.to_json(orient="records"))}
     atomic_write_json(path, document)
     if "run_dir" in runs.columns and len(runs):
         histories = pd.concat([run_history(run_dir) for run_dir in runs["run_dir"]], ignore_index=True)
@@ -522,11 +541,73 @@ def comparison_tables(study, paper: pd.DataFrame, summary: pd.DataFrame | None =
         paper_dataset, paper_arch, same = paper_setting(dataset, arch, paper)
         caption = (f"ours: {arch} on {dataset} ({study.label}); paper: {paper_arch} on {paper_dataset}"
                    + ("" if same else " (a different setting: compare orderings, not values)"))
-        for kind, metrics in (("The learned function", FUNCTION_METRICS), ("Sharpness", SHARPNESS_METRICS)):
+        for kind, metrics in (("The learned function", FUNCTION_METRICS), ("Sharpness", beside_paper_sharpness(summary))):
             table = comparison_table(summary, paper, dataset, arch, metrics=[m for m in metrics if m in present],
                                      paper_dataset=paper_dataset, paper_arch=paper_arch)
             tables.append((f"{kind}: {caption}", table))
     return tables
+
+
+def beside_paper_sharpness(summary: pd.DataFrame) -> tuple[str, ...]:
+    """The sharpness metrics set beside the paper's: relative flatness in the paper's convention where
+    we measured it that way (the paper's values scale with its batch count; compare orderings)."""
+    if "relative_flatness_paper" in set(summary["metric"]):
+        return ("fisher_rao_norm", "sam_sharpness", "relative_flatness_paper")
+    return SHARPNESS_METRICS
+
+
+def ours_table(summary: pd.DataFrame, metrics) -> pd.DataFrame:
+    """Controls x metrics of 'mean ± SEM' for figures the paper has no counterpart of (one dataset/arch)."""
+    from .controls import CONTROLS
+
+    rows = summary[summary["metric"].isin(metrics) & (summary["rho"].isna() | np.isclose(summary["rho"].fillna(0.05), 0.05))]
+    cells = rows.assign(figure=[format_mean_sem(m, e) for m, e in zip(rows["mean"], rows["sem"])])
+    table = cells.pivot_table(index="control", columns="metric", values="figure", aggfunc="first")
+    table = table.reindex(index=[c for c in CONTROLS if c in table.index], columns=[m for m in metrics if m in table.columns])
+    return table.fillna("—")
+
+
+def clean_data_check(runs: pd.DataFrame, baseline: str = "baseline") -> pd.DataFrame:
+    """The paper's Appendix F.1 check: for each augmentation control and sharpness measure, the mean
+    measured on the augmented training images (as trained, the paper's choice) and on the clean ones,
+    beside the baseline's (which trains on clean images), and whether each is sharper than the baseline.
+
+    Empty where the runs carry no clean-data measures.
+    """
+    runs = finished_runs(runs)
+    clean_columns = [c for c in runs.columns if c.startswith(CLEAN_PREFIX)]
+    rows = []
+    for column in clean_columns:
+        metric = column.removeprefix(CLEAN_PREFIX)
+        if metric not in runs.columns:
+            continue
+        base = runs.loc[runs["control"] == baseline, metric]
+        for control, block in runs[runs[column].notna()].groupby("control", sort=False):
+            augmented, clean = block[metric], block[column]
+            rows.append({
+                "measure": metric, "control": control, "seeds": len(block),
+                "baseline": format_mean_sem(base.mean(), stats.sem(base) if len(base) > 1 else np.nan),
+                "augmented data": format_mean_sem(augmented.mean(), stats.sem(augmented) if len(block) > 1 else np.nan),
+                "clean data": format_mean_sem(clean.mean(), stats.sem(clean) if len(block) > 1 else np.nan),
+                "sharper than baseline (augmented)": bool(augmented.mean() > base.mean()),
+                "sharper than baseline (clean)": bool(clean.mean() > base.mean()),
+            })
+    return pd.DataFrame(rows)
+
+
+def clean_data_sentence(check: pd.DataFrame) -> str:
+    """One sentence computed from `clean_data_check`: in how many (control, measure) cases the verdict
+    'sharper than the baseline' is the same on clean as on augmented data, and which ones flip."""
+    augmented, clean = check["sharper than baseline (augmented)"], check["sharper than baseline (clean)"]
+    flips = check[augmented != clean]
+    text = (f"The verdict 'sharper than the baseline' is the same on clean and augmented data in "
+            f"{len(check) - len(flips)} of {len(check)} cases")
+    if flips.empty:
+        return text + "."
+    listed = "; ".join(
+        f"{row['control']}, {row['measure']}: sharper on {'augmented' if row['sharper than baseline (augmented)'] else 'clean'} data only"
+        for _, row in flips.iterrows())
+    return f"{text}; it flips in {len(flips)} ({listed})."
 
 
 def wilcoxon_pvalues(runs: pd.DataFrame) -> pd.DataFrame:

@@ -378,7 +378,14 @@ class Study:
         if self.offline:
             return "offline CPU grid, digits + small CNN (not the paper's setting)"
         settings = self.provenance.get("settings", {})
-        return f"{'/'.join(settings.get('datasets', []))}, {'/'.join(settings.get('archs', []))}, committed grid"
+        seeds = self.runs[self.runs["status"] == "finished"].groupby(["control", "rho"], dropna=False)["seed"].nunique()
+        low, high = (int(seeds.min()), int(seeds.max())) if len(seeds) else (0, 0)
+        seed_count = f"{low} seed{'s' * (high != 1)}" if low == high else f"{low}-{high} seeds"
+        if self.provenance.get("tier") == "cpu":
+            from .cpu_study import network_label
+
+            return f"real CIFAR-10, {network_label()}, CPU, {seed_count}"
+        return f"{'/'.join(settings.get('datasets', []))}, {'/'.join(settings.get('archs', []))}, committed grid, {seed_count}"
 
 
 def committed_grid(study: str = "controls", results_dir: Path = results.RESULTS_DIR) -> Path | None:

@@ -1,0 +1,90 @@
+"""sharpness.cpu_study: the order of the work, what lands under results/, and resuming from it alone."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from sharpness import cpu_study, results
+from sharpness.controls import CONTROLS
+from sharpness.data import load_dataset
+from sharpness.sweep import PAPER_RHOS
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch):
+    """A tiny ImageFolder (digits, 10 classes) and the study's outputs redirected into tmp_path."""
+    digits = load_dataset("digits")
+    for split, images, labels, per_class in (("train", digits.train_images, digits.train_labels, 8),
+                                             ("test", digits.test_images, digits.test_labels, 3)):
+        for c in range(10):
+            folder = tmp_path / "pack" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i, index in enumerate(torch.nonzero(labels == c).flatten()[:per_class]):
+                Image.fromarray(images[index].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    monkeypatch.setitem(cpu_study.PROTOCOL, "train_images", 64)
+    for key, value in dict(epochs=1, slow_measure_images=16, sam_draws=2, hessian_iterations=1, corruption_images=20,
+                           landscape_resolution=3, landscape_images=16).items():
+        monkeypatch.setitem(cpu_study.PROTOCOL, key, value)
+    for name in ("STUDY_DIR", "CORRUPTED_DIR", "SURFACES_DIR"):
+        monkeypatch.setattr(cpu_study, name, tmp_path / name.lower())
+    monkeypatch.setattr(cpu_study, "GRID_FILE", tmp_path / "grid.json")
+    monkeypatch.setattr(cpu_study, "RHO_GRID_FILE", tmp_path / "grid_rho.json")
+    return tmp_path
+
+
+def test_plan_puts_first_seeds_then_surfaces_then_rho_sweep_then_the_rest(study, monkeypatch):
+    monkeypatch.setattr(cpu_study, "FIRST_SEEDS", 2)
+    tasks = cpu_study.plan((0, 1, 5), data_dir=study / "pack", runs_dir=study / "runs")
+    kinds = [(t.kind, t.config.seed, t.config.control, t.config.rho) for t in tasks]
+    first = [(k, s, c) for k, s, c, _ in kinds[:12]]
+    assert first == [("run", s, c) for s in (0, 1) for c in CONTROLS]
+    assert kinds[12:18] == [("landscape", 0, c, 0.05) for c in CONTROLS]
+    assert kinds[18][:2] == ("interpolation", 0)
+    other_rhos = [rho for rho in PAPER_RHOS if rho != 0.05]
+    assert kinds[19:29] == [("run", s, "baseline_sam", rho) for s in (0, 1) for rho in other_rhos]
+    assert [(k, s, c) for k, s, c, _ in kinds[29:]] == [("run", 5, c) for c in CONTROLS]
+    # the rho runs keep the measures of the rho chapter; the controls get every measure
+    assert tasks[19].grid.measures == cpu_study.RHO_MEASURES and "hessian_trace" in tasks[0].grid.measures
+
+
+def test_a_study_lands_under_results_and_resumes_from_there_alone(study):
+    runs_dir = study / "runs"
+    assert cpu_study.run_study((0,), workers=1, data_dir=study / "pack", runs_dir=runs_dir, rho_sweep=False,
+                               progress=False) == 0
+    committed = sorted(p.parent.parent.name for p in cpu_study.STUDY_DIR.rglob("metrics.json"))
+    assert committed == sorted(CONTROLS)
+    for folder in cpu_study.STUDY_DIR.rglob("seed0"):
+        names = {p.name for p in folder.iterdir()}
+        assert {"config.json", "summary.json", "metrics.json", "metrics.jsonl", "test_predictions.json"} <= names
+        assert not any(name.endswith(".pt") for name in names)  # no checkpoint, no tensors in git
+        assert len(json.loads((folder / "test_predictions.json").read_text())) == 30  # 3 test images x 10 classes
+    grid, provenance = results.load_grid(cpu_study.GRID_FILE)
+    assert provenance["tier"] == "cpu" and provenance["settings"]["epochs"] == 1
+    assert sorted(grid["control"]) == sorted(CONTROLS)
+    augmented = grid["control"].str.startswith("aug")
+    assert grid.loc[augmented, "clean.sam_sharpness"].notna().all()  # the Appendix F.1 measures
+    assert grid.loc[~augmented, "clean.sam_sharpness"].isna().all()
+    assert grid["corruption.images"].eq(20).all() and grid["settings.slow_measure_images"].eq(16).all()
+    assert len(list(cpu_study.SURFACES_DIR.glob("*/*/seed0/*.json"))) == len(CONTROLS)
+    assert len(list(cpu_study.SURFACES_DIR.glob("*/*/seed0/interpolation/baseline__aug_sam.json"))) == 1
+    # a fresh clone has results/ but no runs/: nothing is redone
+    shutil.rmtree(runs_dir)
+    assert cpu_study.plan((0,), data_dir=study / "pack", runs_dir=runs_dir, rho_sweep=False) == []
+
+
+def test_disagreement_is_computed_from_committed_predictions(tmp_path):
+    rows = []
+    for seed, predictions in enumerate(([0, 1, 2, 3], [0, 1, 2, 0], [1, 1, 2, 0])):
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        (folder / results.PREDICTIONS_JSON).write_text(json.dumps(predictions))
+        rows.append({"dataset": "d", "arch": "a", "control": "baseline", "rho": float("nan"), "seed": seed,
+                     "run_dir": str(folder)})
+    with_disagreement = results.add_disagreement(pd.DataFrame(rows))
+    # pairs by hand: (0,1) differ at 1 of 4, (0,2) at 2 of 4, (1,2) at 1 of 4
+    assert with_disagreement["prediction_disagreement"].tolist() == pytest.approx([3 / 8, 2 / 8, 3 / 8])
+    assert with_disagreement["prediction_disagreement"].mean() == pytest.approx((1 + 2 + 1) / 4 / 3)
