@@ -441,11 +441,13 @@ class Study:
         if self.offline:
             return "offline CPU grid, digits + small CNN (not the paper's setting)"
         settings = self.provenance.get("settings", {})
-        return f"{'/'.join(settings.get('datasets', []))}, {'/'.join(settings.get('archs', []))}, committed grid"
+        tier = {"gpu": " (GPU campaign)", "cpu": " (CPU study)"}.get(self.provenance.get("tier"), "")
+        return f"{'/'.join(settings.get('datasets', []))}, {'/'.join(settings.get('archs', []))}, committed grid{tier}"
 
 
 def committed_grid(study: str = "controls", results_dir: Path = results.RESULTS_DIR) -> Path | None:
-    """The committed summary of `study` under results/ (files named *_rho.json hold rho sweeps), or None."""
+    """The committed summary of `study` under results/ (files named *_rho.json hold rho sweeps), or None;
+    of several, the best tier (a GPU campaign, then the CPU study; `results.committed_grids`)."""
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r}; accepted: {STUDIES}")
     for path in results.committed_grids(results_dir):
