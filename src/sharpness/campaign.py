@@ -29,6 +29,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tarfile
@@ -83,7 +84,7 @@ class Settings:
     sweep_batches: tuple[int, ...] = (128, 256)
     sweep_lrs: tuple[float, ...] = (1e-3, 1e-2)
     sweep_seeds: tuple[int, ...] = (0,)
-
+    sweep_controls: tuple[str, ...] | None = None  # None: all six
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -92,15 +93,15 @@ PRESETS: dict[str, dict] = {
     "paper": {},
     # The CPU rehearsal: every item on a few hundred images for one epoch, in a few minutes.
     "rehearsal": dict(
-        epochs=1, seeds=(0, 1), train_samples=256, test_samples=200, runs_per_gpu=2,
-        evaluation={"sam_draws": 2, "hessian_iterations": 2, "corruption_images": 100,
+        epochs=1, seeds=(0, 1), train_samples=64, test_samples=50, runs_per_gpu=2,
+        evaluation={"sam_draws": 2, "hessian_iterations": 2, "corruption_images": 50,
                     "corruptions": ("gaussian_noise", "fog", "jpeg_compression")},
-        evaluation_reserve=5.0, smoke_samples=128, smoke_evaluation={
+        evaluation_reserve=5.0, smoke_samples=64, smoke_evaluation={
             "sam_draws": 1, "hessian_iterations": 1, "corruption_images": 50, "corruptions": ("gaussian_noise",)},
-        bench_epochs=2, bench_parallel=(1, 2), bench_train_samples=128, bench_measure_images=128, bench_sam_draws=1,
+        bench_epochs=2, bench_parallel=(1, 2), bench_train_samples=64, bench_measure_images=64, bench_sam_draws=1,
         toy_preset="quick", toy_overrides=("--epochs", "200", "--seeds", "2", "--points", "200"),
         landscape_resolution=5, landscape_subset=128, landscape_sam_draws=2,
-        sweep_seeds=(0,),
+        sweep_controls=("baseline", "aug_sam"),
     ),  # fmt: skip
 }
 
@@ -135,11 +136,15 @@ class Campaign:
         """Run `python argv...` (a bench script or a sharpness command) until it ends or the deadline comes:
         'done', 'stopped at the deadline' or 'failed (exit N)'."""
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+        # Its own process group, so that the workers it starts (bench/grid.py's) are stopped with it.
+        child = subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=env, start_new_session=True)
         try:
-            completed = subprocess.run([sys.executable, *argv], cwd=REPO_ROOT, env=env, timeout=max(1.0, self.seconds_left()))
+            returncode = child.wait(timeout=max(1.0, self.seconds_left()))
         except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
             return "stopped at the deadline"
-        return "done" if completed.returncode == 0 else f"failed (exit {completed.returncode})"
+        return "done" if returncode == 0 else f"failed (exit {returncode})"
 
     # --- runs ---------------------------------------------------------------------------------
     def grid(self, runs_dir: Path, seeds, *, controls=None, epochs=None, train_samples=None, test_samples=None,
@@ -367,7 +372,8 @@ def landscapes(campaign: Campaign) -> str:
 def batch_lr(campaign: Campaign) -> str:
     """The paper's Figure 1 / Appendix F.2 sweep: batch {128, 256} x lr {1e-3, 1e-2}, every control."""
     s = campaign.settings
-    grids = [campaign.grid(campaign.work / "batch_lr" / f"b{batch}_lr{lr:g}", s.sweep_seeds, batch_size=batch, lr=lr)
+    grids = [campaign.grid(campaign.work / "batch_lr" / f"b{batch}_lr{lr:g}", s.sweep_seeds, controls=s.sweep_controls,
+                           batch_size=batch, lr=lr)
              for batch in s.sweep_batches for lr in s.sweep_lrs]
     status, _ = campaign.run_grids(grids, reserve=s.evaluation_reserve)
     campaign.save_grid(grids, f"batch_lr/{s.dataset}_{s.arch}.json")

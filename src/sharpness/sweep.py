@@ -311,38 +311,60 @@ def run_configs(
     return report
 
 
-def _worker_threads(threads: int) -> None:
-    """Initialiser of a local worker: a fixed share of the CPU's threads, so k workers do not oversubscribe it."""
+def _start_worker(threads: int, pids) -> None:
+    """Initialiser of a local worker: a fixed share of the CPU's threads (k workers must not oversubscribe
+    it), and its process id sent home, so the parent can stop it at the deadline."""
     import torch
 
     torch.set_num_threads(threads)
+    pids.put(os.getpid())
 
 
 def _run_locally(todo, run_arguments, num_cpus, runs_per_gpu, report, bar) -> None:
     """`runs_per_gpu` worker processes per visible GPU (runs dealt to the GPUs in turn), or `num_cpus`
-    (default: all cores) single-threaded workers when the runs are on the CPU. Spawned, not forked:
-    a forked CUDA context is unusable."""
+    (default: all cores) workers when the runs are on the CPU. Spawned, not forked: a forked CUDA
+    context is unusable. Runs stop themselves before the deadline (`execute_run`); a worker still busy
+    when it has passed (a long evaluation) is terminated: every file it writes is atomic, so its run is
+    left trained-not-evaluated or at its last checkpoint, and the next call picks it up from there."""
+    import queue
+
     import torch
 
+    deadline = run_arguments[3]
     gpus = torch.cuda.device_count() if any(str(config.device).startswith("cuda") for config in todo) else 0
     if gpus > 1:
         todo = [dataclasses.replace(config, device=f"cuda:{index % gpus}") if str(config.device) == "cuda" else config
                 for index, config in enumerate(todo)]
-    workers = runs_per_gpu * gpus if gpus else (num_cpus or os.cpu_count() or 1)
+    workers = min(runs_per_gpu * gpus if gpus else (num_cpus or os.cpu_count() or 1), len(todo))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-        initializer=_worker_threads, initargs=(threads,),
-    ) as pool:
-        pending = {pool.submit(execute_run, config, *run_arguments): config for config in todo}
-        for future in concurrent.futures.as_completed(pending):
-            config = pending[future]
+    context = multiprocessing.get_context("spawn")
+    pids = context.Queue()
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                                  initializer=_start_worker, initargs=(threads, pids))
+    pending = {pool.submit(execute_run, config, *run_arguments): config for config in todo}
+    try:
+        timeout = None if deadline is None else max(0.0, deadline - time.time())
+        for future in concurrent.futures.as_completed(pending, timeout=timeout):
+            config = pending.pop(future)
             try:
                 outcome = future.result()
             except Exception:  # the worker process itself died (e.g. out of memory)
                 outcome = {"run_dir": str(config.run_dir), "status": "failed", "error": traceback.format_exc()}
                 _write_failure(config.run_dir, outcome["error"])
             _record(outcome, report, bar)
+    except concurrent.futures.TimeoutError:
+        while True:
+            try:
+                os.kill(pids.get_nowait(), 15)
+            except queue.Empty:
+                break
+            except ProcessLookupError:
+                continue
+        for config in pending.values():
+            _record({"run_dir": str(config.run_dir), "status": "interrupted", "error": None}, report, bar)
+        pending.clear()
+    finally:
+        pool.shutdown(wait=not pending, cancel_futures=True)
 
 
 def _run_on_ray(todo, run_arguments, address, num_cpus, runs_per_gpu, report, bar) -> None:
