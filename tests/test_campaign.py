@@ -108,3 +108,21 @@ def test_import_refuses_what_is_not_a_campaign_archive(tmp_path):
     bogus.write_text("not a tar file")
     with pytest.raises(ValueError, match="not a campaign archive"):
         campaign_import.import_archive(bogus, tmp_path)
+
+
+def test_the_campaign_commands_import_nothing_the_gpu_machine_lacks():
+    """The GPU machine has torch, torchvision, torchmetrics, numpy, scipy, pandas, tqdm only (DESIGN.md)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from sharpness import campaign, campaign_import, sweep, evaluate, fit, landscape, train, results\n"
+        "from sharpness.__main__ import build_parser\n"
+        "for command in ('campaign', 'campaign-import', 'evaluate', 'fit', 'landscape', 'sweep', 'train'):\n"
+        "    build_parser(command)\n"
+        "absent = ('papermill', 'ray', 'jupyter', 'jupyter_core', 'IPython', 'ipykernel', 'plotly', 'ipywidgets', 'sklearn')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in absent))\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert shown.strip() == "[]"
