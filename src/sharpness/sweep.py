@@ -311,13 +311,11 @@ def run_configs(
     return report
 
 
-def _start_worker(threads: int, pids) -> None:
-    """Initialiser of a local worker: a fixed share of the CPU's threads (k workers must not oversubscribe
-    it), and its process id sent home, so the parent can stop it at the deadline."""
+def _start_worker(threads: int) -> None:
+    """Initialiser of a local worker: a fixed share of the CPU's threads (k workers must not oversubscribe it)."""
     import torch
 
     torch.set_num_threads(threads)
-    pids.put(os.getpid())
 
 
 def _run_locally(todo, run_arguments, num_cpus, runs_per_gpu, report, bar) -> None:
@@ -326,8 +324,6 @@ def _run_locally(todo, run_arguments, num_cpus, runs_per_gpu, report, bar) -> No
     context is unusable. Runs stop themselves before the deadline (`execute_run`); a worker still busy
     when it has passed (a long evaluation) is terminated: every file it writes is atomic, so its run is
     left trained-not-evaluated or at its last checkpoint, and the next call picks it up from there."""
-    import queue
-
     import torch
 
     deadline = run_arguments[3]
@@ -337,10 +333,9 @@ def _run_locally(todo, run_arguments, num_cpus, runs_per_gpu, report, bar) -> No
                 for index, config in enumerate(todo)]
     workers = min(runs_per_gpu * gpus if gpus else (num_cpus or os.cpu_count() or 1), len(todo))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    context = multiprocessing.get_context("spawn")
-    pids = context.Queue()
-    pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                                  initializer=_start_worker, initargs=(threads, pids))
+    children_before = set(multiprocessing.active_children())
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_start_worker, initargs=(threads,))
     pending = {pool.submit(execute_run, config, *run_arguments): config for config in todo}
     try:
         timeout = None if deadline is None else max(0.0, deadline - time.time())
@@ -352,14 +347,9 @@ def _run_locally(todo, run_arguments, num_cpus, runs_per_gpu, report, bar) -> No
                 outcome = {"run_dir": str(config.run_dir), "status": "failed", "error": traceback.format_exc()}
                 _write_failure(config.run_dir, outcome["error"])
             _record(outcome, report, bar)
-    except concurrent.futures.TimeoutError:
-        while True:
-            try:
-                os.kill(pids.get_nowait(), 15)
-            except queue.Empty:
-                break
-            except ProcessLookupError:
-                continue
+    except concurrent.futures.TimeoutError:  # the pool's workers, including any still starting up
+        for worker in set(multiprocessing.active_children()) - children_before:
+            worker.terminate()
         for config in pending.values():
             _record({"run_dir": str(config.run_dir), "status": "interrupted", "error": None}, report, bar)
         pending.clear()
