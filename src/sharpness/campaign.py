@@ -309,7 +309,8 @@ def bench(campaign: Campaign) -> str:
         "grid": ["bench/grid.py", *data, "--epochs", str(s.bench_epochs), "--backend", "local",
                  "--parallel", *map(str, s.bench_parallel),
                  *(["--train-samples", str(s.bench_train_samples)] if s.bench_train_samples else [])],
-        "measures": ["bench/measures.py", "--arch", s.arch, "--real", *(["--data-dir", s.data_dir] if s.data_dir else []),
+        "measures": ["bench/measures.py", "--arch", s.arch,  # real images where the campaign has the CIFAR-10 pack
+                     *(["--real", *(["--data-dir", s.data_dir] if s.data_dir else [])] if s.dataset == "cifar10_folder" else []),
                      "--images", str(s.bench_measure_images), "--sam-draws", str(s.bench_sam_draws)],
     }  # fmt: skip
     outcome = "done"
@@ -448,11 +449,14 @@ def main(args: argparse.Namespace) -> int:
     overrides = {key: getattr(args, key) for key in ("dataset", "arch", "data_dir", "epochs", "train_samples",
                                                       "test_samples", "runs_per_gpu")}  # fmt: skip
     overrides["seeds"] = tuple(args.seeds) if args.seeds else None
+    # Absolute paths: the children (bench scripts, fit, landscape) run from the repository root.
+    overrides["data_dir"] = str(Path(args.data_dir).resolve()) if args.data_dir else None
+    args.work, args.out, args.results_dir = (Path(path).resolve() for path in (args.work, args.out, args.results_dir))
     settings = preset(args.preset, **overrides)
     if args.deadline <= PACK_SECONDS:
         raise ValueError(f"--deadline {args.deadline:g} leaves no time: give more than {PACK_SECONDS:g} seconds")
-    campaign = Campaign(settings, Path(args.work), Path(args.out), started + args.deadline - PACK_SECONDS,
-                        results_dir=Path(args.results_dir), device=args.device, commit=args.commit)
+    campaign = Campaign(settings, args.work, args.out, started + args.deadline - PACK_SECONDS,
+                        results_dir=args.results_dir, device=args.device, commit=args.commit)
     prepare_data(settings, args.data_archive)
     status = run_campaign(campaign, args.items)
     archive = campaign.pack()
