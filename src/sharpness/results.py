@@ -115,6 +115,8 @@ def run_record(run_dir: Path) -> dict:
         "seed": int(config["seed"]),
         "rho": float(config.get("rho", 0.05)) if sam else np.nan,
         "epochs": config.get("epochs"),
+        "batch_size": config.get("batch_size"),
+        "lr": config.get("lr"),
         "status": summary.get("status", "finished"),
         "evaluated": metrics_path.is_file(),
         "run_dir": str(run_dir),
@@ -424,9 +426,22 @@ def load_history(grid_path: Path | str) -> pd.DataFrame:
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
+#: Where a grid came from, best first: a GPU campaign, the CPU study; grids without a tier come last.
+TIERS = ("gpu", "cpu")
+
+
+def grid_tier(path: Path | str) -> str | None:
+    """The `tier` in a grid summary's provenance ("gpu", "cpu"), or None where it names none."""
+    return _read_json(Path(path)).get("provenance", {}).get("tier")
+
+
 def committed_grids(results_dir: Path = RESULTS_DIR) -> list[Path]:
-    """Grid summaries committed under results/ (not the paper's reference folder, not benchmarks)."""
-    return sorted(p for p in Path(results_dir).glob("*.json") if not p.stem.startswith("bench"))
+    """Grid summaries committed under results/ and results/campaign/ (imported campaigns), best tier first
+    (see TIERS), then by name; not the paper's reference folder, not benchmarks."""
+    found = [p for folder in (Path(results_dir), Path(results_dir) / "campaign")
+             for p in folder.glob("*.json") if not p.stem.startswith("bench")]
+    rank = lambda path: TIERS.index(grid_tier(path)) if grid_tier(path) in TIERS else len(TIERS)  # noqa: E731
+    return sorted(found, key=lambda path: (rank(path), path.name))
 
 
 # --- What the study chapters show ----------------------------------------------------------------
