@@ -262,14 +262,31 @@ def wilcoxon_table(runs: pd.DataFrame, metrics=None, baseline: str = "baseline")
     return pd.DataFrame(rows)
 
 
-def format_mean_sem(mean: float, sem: float, digits: int = 3) -> str:
-    """'0.720 ± 0.002' with `digits` significant figures for both, or '—' where there is no figure."""
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+def format_mean_sem(mean: float, sem: float) -> str:
+    """Compact 'mean ± SEM': the SEM to two significant digits (one where the second is 0) and the mean
+    to the same decimal place ('0.825 ± 0.078', '2903 ± 89', '4.05e-06 ± 2.2e-07'); '—' where there
+    is no figure.
+
+    Without an SEM (or with SEM 0) the mean keeps three significant digits.
+    """
+    if _missing(mean):
         return "—"
-    text = f"{mean:.{digits}g}"
-    if sem is None or (isinstance(sem, float) and math.isnan(sem)):
-        return text
-    return f"{text} ± {sem:.{digits}g}"
+    if _missing(sem) or sem == 0:
+        return f"{mean:.3g}" + ("" if _missing(sem) else " ± 0")
+    sem_exponent = math.floor(math.log10(abs(sem)))
+    decimals = 1 - sem_exponent  # two significant digits of the SEM...
+    if math.isclose(round(sem, decimals), round(sem, decimals - 1)):
+        decimals -= 1  # ...but no invented trailing zero: 0.002 stays 0.002, not 0.0020
+    if decimals <= 6 and (abs(mean) >= 1e-3 or mean == 0):
+        places = max(decimals, 0)
+        return f"{round(mean, decimals):.{places}f} ± {round(sem, decimals):.{places}f}"
+    mean_exponent = math.floor(math.log10(abs(mean))) if mean else sem_exponent
+    mantissa_digits = max(mean_exponent - sem_exponent + decimals + sem_exponent, 0)
+    return f"{mean:.{mantissa_digits}e} ± {sem:.{decimals + sem_exponent}e}"
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def comparison_table(
