@@ -604,6 +604,53 @@ def simpson_slopes(points: pd.DataFrame, quality: str = "test_accuracy", measure
     return pd.DataFrame(rows)
 
 
+# A pooled slope smaller than this share of the smallest within-architecture slope counts as vanished.
+VANISHING_SHARE = 0.25
+MEASURE_NAMES = {"fisher_rao_norm": "Fisher-Rao norm", "sam_sharpness": "SAM-sharpness", "relative_flatness": "relative flatness"}
+
+
+SIMPSON_PHRASES = {"reverses": "reverses", "nearly vanishes": "nearly vanishes", "weakens": "is weaker but keeps its sign",
+                   "keeps its sign": "keeps its sign and strength"}
+
+
+def simpson_finding(within: list[float], pooled: float) -> str:
+    """What pooling does to a trend: 'reverses', 'nearly vanishes', 'weakens', 'keeps its sign' (or
+    'mixed within' when the architectures disagree), from the slopes alone."""
+    within = [w for w in within if not np.isnan(w)]
+    if not within or np.isnan(pooled):
+        return "no slope"
+    signs = {np.sign(w) for w in within}
+    if len(signs) > 1:
+        return "mixed within"
+    smallest = min(abs(w) for w in within)
+    if abs(pooled) < VANISHING_SHARE * smallest:
+        return "nearly vanishes"
+    if np.sign(pooled) != signs.pop():
+        return "reverses"
+    return "weakens" if abs(pooled) < smallest else "keeps its sign"
+
+
+def simpson_sentence(points: pd.DataFrame, quality: str = "test_accuracy", measures=SHARPNESS_METRICS) -> str:
+    """One sentence per sharpness measure saying, from `simpson_slopes`, whether pooling over
+    architectures reverses, removes, weakens or keeps the within-architecture trend of `quality`."""
+    sentences = []
+    for row in simpson_slopes(points, quality, measures).to_dict("records"):
+        measure, pooled = row.pop("sharpness measure"), row.pop("pooled")
+        within = list(row.values())
+        finding = simpson_finding(within, pooled)
+        name, label = MEASURE_NAMES.get(measure, measure), quality.replace("_", " ")
+        span = f"{min(within):+.3f} to {max(within):+.3f}"
+        if finding == "no slope":
+            sentences.append(f"{name}: no slope to compare")
+        elif finding == "mixed within":
+            sentences.append(f"{name}: the architectures disagree in sign ({span} per decade; pooled {pooled:+.3f})")
+        else:
+            sentences.append(f"{name}: {label} rises with sharpness within every architecture ({span} per decade)"
+                             if min(within) > 0 else f"{name}: {label} falls with sharpness within every architecture ({span} per decade)")
+            sentences[-1] += f"; pooled over architectures the trend {SIMPSON_PHRASES[finding]} ({pooled:+.3f})"
+    return "; ".join(sentences) + "."
+
+
 def grid_benchmark_note(path: Path | str = BENCH_GRID_JSON) -> str:
     """Markdown: the measured GPU throughput and projected grid time of `bench/grid.py --save`, or
     what to run where no measurement is committed."""
