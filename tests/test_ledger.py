@@ -133,3 +133,39 @@ def test_html_has_one_row_per_entry_with_links_and_code():
     page = ledger.ledger_html(rows)
     assert page.count("<tr>") == 2  # header and one row
     assert 'href="study/rho.html"' in page and "item &lt;1&gt;" in page and "<code>python -m x</code>" in page
+
+
+# --- sentences computed from the numbers -------------------------------------------------------
+
+def test_simpson_findings_by_hand():
+    assert results.simpson_finding([0.05, 0.08], -0.007) == "nearly vanishes"  # |pooled| < 0.25 x 0.05
+    assert results.simpson_finding([0.05, 0.08], -0.03) == "reverses"
+    assert results.simpson_finding([0.05, 0.08], 0.02) == "weakens"
+    assert results.simpson_finding([0.05, 0.08], 0.06) == "keeps its sign"
+    assert results.simpson_finding([0.05, -0.08], 0.06) == "mixed within"
+
+
+def test_simpson_sentence_on_the_papers_figures_says_what_the_slopes_say():
+    points = results.paper_control_means("workshop", dataset="cifar10")
+    slopes = results.simpson_slopes(points).set_index("sharpness measure")
+    sentence = results.simpson_sentence(points)
+    pooled_rf = slopes.loc["relative_flatness", "pooled"]
+    assert abs(pooled_rf) < 0.01  # the paper's own figures: relative flatness pooled slope about -0.007
+    assert "relative flatness: test accuracy rises with sharpness within every architecture" in sentence
+    assert f"the trend nearly vanishes ({pooled_rf:+.3f})" in sentence
+    assert "reverses" not in sentence  # for no measure does the pooled trend reverse
+
+
+def test_printed_agreement_rounds_ours_to_the_printed_digits(tmp_path):
+    from sharpness.viz import toy as toy_figures
+
+    reference = pd.read_csv(REFERENCE_DIR / "toy_hessians.csv", dtype=str)
+    reference.loc[reference["function"] == "booth", "hessian_trace"] = "20.1"  # the true trace is 20
+    reference.to_csv(tmp_path / "toy.csv", index=False)
+    table = toy_figures.printed_agreement(tmp_path / "toy.csv")
+    assert len(table) == 4 * len(reference)
+    assert table[~table["agrees"]][["function", "statistic"]].values.tolist() == [["booth", "hessian_trace"]]
+    # Rastrigin's determinant is 2 + 4 pi^2 A squared = 157437.68..., printed as the integer 157438
+    assert toy_figures.printed_agreement(REFERENCE_DIR / "toy_hessians.csv")["agrees"].all()
+    assert "rastrigin hessian determinant, ours 157437.68, printed 157438" in toy_figures.printed_agreement_note(
+        REFERENCE_DIR / "toy_hessians.csv")

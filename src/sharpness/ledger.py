@@ -274,15 +274,8 @@ def toy_fit_row(results_dir: Path = RESULTS_DIR) -> Row:
         scale = CONTRADICTED  # at the tightest target ranked, the learned order is not the analytic one
     ours = ("no target reached by enough functions to rank them" if tightest is None else
             f"top eigenvalue vs Table 1 at loss ≤ {tightest['target']:g}: Spearman {tightest['spearman']:+.2f} "
-            f"over {int(tightest['functions'])} functions; never fitted: {', '.join(unfitted_functions(longest)) or 'none'}")
+            f"over {int(tightest['functions'])} functions; never fitted: {', '.join(fit.unfitted_functions(longest)) or 'none'}")
     return Row(item, scale, ran, ours, theirs, command, "toy/fitting")
-
-
-def unfitted_functions(result) -> list[str]:
-    """Functions no seed of a fitting run brought to any target loss."""
-    targets = result.at_targets()
-    reached = targets.groupby("function", sort=False)["reached"].sum()
-    return [name for name, count in reached.items() if count == 0]
 
 
 def boundary_row() -> Row:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -215,3 +216,67 @@ def curvature_versus_parameter(name: str, parameter: str, values) -> go.Figure:
     figure.update_xaxes(title_text=parameter)
     figure.update_layout(height=320, showlegend=False, title=f"{toy.get(name).label}: curvature at the minimum")
     return figure
+
+
+HESSIAN_COLUMNS = ("condition_number", "hessian_trace", "hessian_determinant", "max_eigenvalue")
+
+
+def printed_agreement(reference_csv) -> pd.DataFrame:
+    """Each figure of the paper's Tables 1-2 beside ours rounded to the decimals the paper printed:
+    one row per (minimum, statistic) with `agrees` (equal at the printed digits)."""
+    printed = pd.read_csv(reference_csv, dtype=str)
+    ours = pd.DataFrame(toy.minima_table())
+    rows = []
+    for record in printed.to_dict("records"):
+        match = ours[(ours["function"] == record["function"]) & np.isclose(ours["x"], float(record["x"]), atol=1e-4)
+                     & np.isclose(ours["y"], float(record["y"]), atol=1e-4)]
+        if match.empty:
+            continue
+        for column in HESSIAN_COLUMNS:
+            text = record[column]
+            fraction = text.split(".")[1] if "." in text else ""
+            decimals = len(fraction) if fraction.strip("0") else 0  # "157438.0" is the printed 157438
+            value = float(match[column].iloc[0])
+            rows.append({"function": record["function"], "x": float(record["x"]), "y": float(record["y"]), "statistic": column, "paper": text,
+                         "ours": value, "agrees": round(value, decimals) == round(float(text), decimals)})
+    return pd.DataFrame(rows)
+
+
+def printed_agreement_note(reference_csv) -> str:
+    """Markdown: how many of the paper's printed figures ours match at the printed digits, which do
+    not, and the largest relative difference (the paper rounds, so ours carry more digits)."""
+    table = printed_agreement(reference_csv)
+    absolute = (table["ours"] - table["paper"].astype(float)).abs()
+    relative = absolute / table["paper"].astype(float).abs()
+
+    def example(index, size):
+        row = table.loc[index]
+        return (f"{size}: {row['function']} {row['statistic'].replace('_', ' ')}, ours {row['ours']:.8g}, "
+                f"printed {row['paper'].removesuffix('.0')}")
+
+    note = (f"Rounded to the digits the paper prints, {int(table['agrees'].sum())} of {len(table)} figures agree "
+            f"with ours. The paper's figures are rounded and ours are not, so they are not identical: largest "
+            f"relative difference {example(relative.idxmax(), f'{relative.max():.1e}')}; largest absolute "
+            f"difference {example(absolute.idxmax(), f'{absolute.max():.2g}')}.")
+    differing = table[~table["agrees"]]
+    if len(differing):
+        note += " These differ at the printed digits: " + "; ".join(
+            f"{row.function} at x = {row.x:g}, {row.statistic.replace('_', ' ')}: ours {row.ours:.6g}, printed {row.paper}"
+            for row in differing.itertuples()) + "."
+    return note
+
+
+HESSIAN_HEADERS = {"condition_number": "condition no.", "hessian_trace": "trace", "hessian_determinant": "determinant",
+                   "max_eigenvalue": "λ max"}
+
+
+def hessian_comparison_table(reference_csv) -> pd.DataFrame:
+    """Tables 1-2 in a narrow layout: two rows per minimum (ours, the paper's), one short column per statistic."""
+    table = printed_agreement(reference_csv)
+    table["minimum"] = [f"{function} ({x:.3g}, {y:.3g})" for function, x, y in zip(table["function"], table["x"], table["y"])]
+    ours = table.pivot_table(index="minimum", columns="statistic", values="ours", aggfunc="first", sort=False)
+    paper = table.assign(paper=table["paper"].astype(float)).pivot_table(
+        index="minimum", columns="statistic", values="paper", aggfunc="first", sort=False)
+    both = pd.concat({"ours": ours, "paper": paper}, names=["source"]).swaplevel().sort_index(
+        level=0, sort_remaining=False, key=lambda level: level.map({m: i for i, m in enumerate(ours.index)}))
+    return both[list(HESSIAN_COLUMNS)].rename(columns=HESSIAN_HEADERS)
