@@ -169,3 +169,24 @@ def test_printed_agreement_rounds_ours_to_the_printed_digits(tmp_path):
     assert toy_figures.printed_agreement(REFERENCE_DIR / "toy_hessians.csv")["agrees"].all()
     assert "rastrigin hessian determinant, ours 157437.68, printed 157438" in toy_figures.printed_agreement_note(
         REFERENCE_DIR / "toy_hessians.csv")
+
+
+def test_bayes_accuracy_of_two_gaussians_by_monte_carlo():
+    from sharpness.viz.boundary import bayes_accuracy
+
+    generator = np.random.default_rng(0)
+    separation, n = 1.0, 400_000
+    labels = generator.integers(0, 2, n)
+    x = generator.normal(size=n) + np.where(labels == 1, separation / 2, -separation / 2)
+    assert np.mean((x > 0) == (labels == 1)) == pytest.approx(bayes_accuracy(separation), abs=3e-3)
+    assert bayes_accuracy(0.5) == pytest.approx(0.5987, abs=1e-4)  # Phi(0.25), from a normal table
+
+
+def test_units_and_wilcoxon_notes_read_the_data():
+    note = results.units_note()
+    assert "percentage points" in note and "divides them by 100" in note
+    runs = pd.DataFrame([{"dataset": "d", "arch": "a", "control": c, "seed": s, "rho": np.nan, "status": "finished",
+                          "test_accuracy": 0.5 + 0.1 * (c == "aug") + 0.01 * s}
+                         for c in ("baseline", "aug") for s in (0, 1)])
+    assert "n = 2 seeds" in results.wilcoxon_note(runs) and "= 0.25" in results.wilcoxon_note(runs)
+    assert results.runs_scale(runs.assign(epochs=3)) == "d, a: 2 controls x 2 seeds (0, 1), 3 epochs"

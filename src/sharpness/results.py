@@ -479,8 +479,39 @@ def _provenance_sentence(provenance: dict, with_data: bool = True) -> str:
 def study_note(study) -> str:
     """Markdown naming the runs of the controls study and their provenance, with the offline caveat
     where the page trained its own small grid instead of reading a committed one."""
-    note = f"**Runs shown: {study.label}.** {_provenance_sentence(study.provenance)}"
+    note = f"**Runs shown: {study.label}** ({runs_scale(study.runs)}). {_provenance_sentence(study.provenance)}"
     return note + (f"\n\n{_OFFLINE_CONTROLS_NOTE}" if study.offline else "")
+
+
+def runs_scale(runs: pd.DataFrame) -> str:
+    """What the runs are, read from them: data, network, controls, seeds and epochs (never typed)."""
+    runs = finished_runs(runs)
+    seeds = sorted(int(s) for s in runs["seed"].unique())
+    epochs = sorted(int(e) for e in runs["epochs"].dropna().unique()) if "epochs" in runs.columns else []
+    return (f"{'/'.join(runs['dataset'].unique())}, {'/'.join(runs['arch'].unique())}: "
+            f"{runs['control'].nunique()} controls x {len(seeds)} seeds ({', '.join(map(str, seeds))}), "
+            f"{'/'.join(map(str, epochs)) or 'unrecorded'} epochs")
+
+
+def units_note() -> str:
+    """How the percent figures of the evaluation reach the tables: as fractions, like accuracy."""
+    from .evaluate import UNITS
+
+    recorded = "; ".join(f"{name.replace('_', ' ')} in {UNITS[name]}" for name in PERCENT_METRICS if name in UNITS)
+    return (f"`sharpness.evaluate` records {recorded}, as the paper prints them; every table and figure of "
+            f"the results chapters divides them by 100, so they are fractions like accuracy (a gap of 0.05 is "
+            f"5 percentage points), and the paper's figures beside them are converted the same way.")
+
+
+def wilcoxon_note(runs: pd.DataFrame) -> str:
+    """The paired test's resolution with the seeds actually paired: n and the smallest attainable p, 2^-n."""
+    pvalues = wilcoxon_table(finished_runs(runs))
+    counts = sorted(pvalues["n"].unique()) if len(pvalues) else [0]
+    n = int(min(counts))
+    smallest = f"{2.0 ** -n:.3g}" if n else "undefined"
+    seeds = f"n = {n}" if len(counts) == 1 else f"n = {n} to {int(max(counts))}"
+    return (f"Here {seeds} seeds are paired, so the smallest possible p-value is $2^{{-{n}}}$ = {smallest}"
+            + (": the tests can show a direction but never significance at 0.05." if n and 2.0 ** -n > 0.05 else "."))
 
 
 def sam_rho_runs(study) -> pd.DataFrame:
@@ -500,6 +531,24 @@ def rho_note(study) -> str:
 def paper_rho_sweep(paper: pd.DataFrame) -> pd.DataFrame:
     """The paper's SAM-on-baseline rows (ResNet-18, CIFAR-10), the only setting its rho sweep prints."""
     return paper[(paper["control"] == "baseline_sam") & (paper["dataset"] == "cifar10") & (paper["arch"] == "resnet18")]
+
+
+def rho_paper_sentence(paper_sweep: pd.DataFrame, low: float = 0.05, high: float = 0.25) -> str:
+    """What the paper's printed sweep says between two radii, computed from its figures: each metric's
+    value at `low` and `high`, sharpness as a fold change."""
+    by_rho = paper_sweep.pivot_table(index="metric", columns="rho", values="mean")
+    if not {low, high} <= set(by_rho.columns):
+        return f"The paper prints no figures for both rho = {low:g} and rho = {high:g}."
+    parts = []
+    for metric, row in by_rho[[low, high]].dropna().iterrows():
+        name = MEASURE_NAMES.get(metric, metric.replace("_", " ").replace("ece", "ECE"))
+        if metric in SHARPNESS_METRICS:
+            parts.append(f"{name} x{row[high] / row[low]:.0f}")
+        else:
+            parts.append(f"{name} {row[low]:.3g} → {row[high]:.3g}")
+    return (f"In the paper's figures, going from rho = {low:g} to rho = {high:g}: " + "; ".join(parts)
+            + ". Where accuracy rises and calibration error falls while the sharpness measures grow, the larger "
+              "radius finds a better function at a *sharper* minimum.")
 
 
 def rho_table(long: pd.DataFrame, metrics) -> pd.DataFrame:
