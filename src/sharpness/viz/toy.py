@@ -94,7 +94,9 @@ def function_traces(
     hover = "x=%{x:.3f}<br>y=%{y:.3f}<br>f=%{customdata:.4g}<extra></extra>"
     surface = go.Surface(
         x=xs, y=ys, z=z, surfacecolor=colour, customdata=z, colorscale="Viridis", cmin=0.0, cmax=colour_max,
-        colorbar=dict(title=colour_title, x=-0.08, len=0.8), hovertemplate=hover, name=function.label,
+        # Horizontal, under the surface: clear of the z-axis ticks at any page width.
+        colorbar=dict(title=dict(text=colour_title, side="top"), orientation="h", x=0.27, xanchor="center",
+                      y=-0.02, yanchor="top", len=0.45, thickness=12), hovertemplate=hover, name=function.label,
     )
     contour = go.Contour(
         x=xs, y=ys, z=colour, customdata=z, colorscale="Viridis", showscale=False, zmin=0.0, zmax=colour_max,
@@ -129,9 +131,9 @@ def function_traces(
     stats = toy.hessian_stats(name, minima[0], **params) if minima else None
     title = function.label
     if stats is not None:
-        title += (
-            f": at {tuple(round(c, 3) for c in minima[0])} λmax={stats.max_eigenvalue:.4g},"
-            f" trace={stats.trace:.4g}, det={stats.determinant:.4g}, κ={stats.condition_number:.4g}"
+        title += (  # a second, smaller line: long enough to be cut on a narrow page otherwise
+            f"<br><sub>at {tuple(round(c, 3) for c in minima[0])}: λmax = {stats.max_eigenvalue:.4g},"
+            f" trace = {stats.trace:.4g}, det = {stats.determinant:.4g}, κ = {stats.condition_number:.4g}</sub>"
         )
     return FunctionView(traces, log_colour, title)
 
@@ -139,22 +141,23 @@ def function_traces(
 def _two_panel_figure() -> go.Figure:
     figure = make_subplots(
         rows=1, cols=2, specs=[[{"type": "scene"}, {"type": "xy"}]], column_widths=[0.55, 0.45],
-        subplot_titles=("surface", "contours; arrows: sharpest (red) and flattest (blue) directions"),
+        subplot_titles=("surface", "contours; red: sharpest, blue: flattest"),
     )
-    figure.update_layout(height=580, margin=dict(l=10, r=10, t=120, b=10), showlegend=False)
+    figure.update_annotations(font_size=12)
+    figure.update_layout(height=600, margin=dict(l=10, r=10, t=130, b=70), showlegend=False)
     figure.update_xaxes(title_text="x", row=1, col=2)
     figure.update_yaxes(title_text="y", scaleanchor="x", row=1, col=2)
     figure.update_scenes(xaxis_title="x", yaxis_title="y", zaxis_title="f(x, y)")
     return figure
 
 
-def _add_views(figure: go.Figure, views: list[FunctionView]) -> list[list[bool]]:
-    """Add every view's traces; return, per view, the visibility mask that shows only that view."""
+def _add_views(figure: go.Figure, views: list[FunctionView], shown: int = 0) -> list[list[bool]]:
+    """Add every view's traces, view `shown` visible; return, per view, the mask that shows only it."""
     spans = []
     for index, view in enumerate(views):
         start = len(figure.data)
         for trace, column in view.traces:
-            trace.visible = index == 0
+            trace.visible = index == shown
             figure.add_trace(trace, row=1, col=column)
         spans.append((start, len(figure.data)))
     total = len(figure.data)
@@ -171,9 +174,9 @@ def explorer_figure(resolution: int = 51) -> go.Figure:
         dict(label=toy.get(name).label, method="update", args=[{"visible": mask}, {"title.text": view.title}])
         for name, view, mask in zip(names, views, masks)
     ]
-    figure.update_layout(
-        title=dict(text=views[0].title, font=dict(size=13), y=0.9, yanchor="bottom"),
-        updatemenus=[dict(buttons=buttons, direction="down", x=0.0, y=1.25, xanchor="left", yanchor="top", showactive=True)],
+    figure.update_layout(  # the title on the left, the menu on the right: neither covers the other
+        title=dict(text=views[0].title, font=dict(size=14), x=0.01, xanchor="left", y=0.97, yanchor="top"),
+        updatemenus=[dict(buttons=buttons, direction="down", x=1.0, y=1.2, xanchor="right", yanchor="top", showactive=True)],
     )
     return figure
 
@@ -193,16 +196,19 @@ def parameter_slider_figure(name: str, parameter: str, values, resolution: int =
         function_traces(name, {parameter: v}, resolution, domain, log_colour=log_colour, colour_max=colour_max)
         for v in values
     ]
+    # Open at the paper's value of the parameter (Rosenbrock b = 100, Rastrigin A = 10) where it is a step.
+    default = function.params[parameter]
+    shown = list(values).index(default) if default in values else 0
     figure = _two_panel_figure()
-    masks = _add_views(figure, views)
+    masks = _add_views(figure, views, shown)
     figure.update_scenes(zaxis=dict(range=[min(z.min() for z in heights), max(z.max() for z in heights)]))
     steps = [
         dict(label=f"{v:g}", method="update", args=[{"visible": mask}, {"title.text": view.title}])
         for v, view, mask in zip(values, views, masks)
     ]
     figure.update_layout(
-        title=dict(text=views[0].title, font=dict(size=14)),
-        sliders=[dict(steps=steps, active=0, currentvalue=dict(prefix=f"{parameter} = "), pad=dict(t=30))],
+        title=dict(text=views[shown].title, font=dict(size=14), x=0.01, xanchor="left"),
+        sliders=[dict(steps=steps, active=shown, currentvalue=dict(prefix=f"{parameter} = "), pad=dict(t=30))],
     )
     return figure
 
