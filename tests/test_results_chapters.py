@@ -122,12 +122,15 @@ def test_comparison_tables_one_function_and_one_sharpness_table_per_setting():
     paper = results.paper_results("arxiv")
     tables = results.comparison_tables(fake_study(runs), paper)
     assert [caption.split(":")[0] for caption, _ in tables] == ["The learned function", "Sharpness"]
-    assert tables[0][0].endswith("paper: resnet18 on cifar10 (a different setting: compare orderings, not values)")
-    function_metrics = list(dict.fromkeys(tables[0][1].columns.get_level_values("metric")))
-    assert "test_accuracy" in function_metrics
-    assert function_metrics == [m for m in results.FUNCTION_METRICS if m in function_metrics]  # the paper's order
+    assert tables[0][0].endswith("paper: resnet18 on cifar10 (a different setting: compare orderings, not values). "
+                                 + results.CONTROL_LEGEND)
+    function_metrics = list(dict.fromkeys(tables[0][1].index.get_level_values("metric")))
+    assert "test acc." in function_metrics
+    short = [results.METRIC_SHORT[m] for m in results.FUNCTION_METRICS]
+    assert function_metrics == [m for m in short if m in function_metrics]  # the paper's order
+    assert list(tables[0][1].columns) == ["base", "aug"]  # one short column per control
     # Mean of 0.9 and 1.0; SEM = sample std (0.1 / sqrt 2) / sqrt 2 = 0.05.
-    assert tables[0][1].loc["aug", ("test_accuracy", "ours")] == "0.95 ± 0.05"
+    assert tables[0][1].loc[("test acc.", "ours"), "aug"] == "0.95 ± 0.05"
 
 
 def test_first_setting_beside_paper_takes_sam_at_the_paper_radius():

@@ -578,8 +578,24 @@ def comparison_tables(study, paper: pd.DataFrame, summary: pd.DataFrame | None =
         for kind, metrics in (("The learned function", FUNCTION_METRICS), ("Sharpness", SHARPNESS_METRICS)):
             table = comparison_table(summary, paper, dataset, arch, metrics=[m for m in metrics if m in present],
                                      paper_dataset=paper_dataset, paper_arch=paper_arch)
-            tables.append((f"{kind}: {caption}", table))
+            tables.append((f"{kind}: {caption}. {CONTROL_LEGEND}", narrow_layout(table)))
     return tables
+
+
+# Short column headers for the six controls, and the legend that explains them.
+CONTROL_SHORT = {"baseline": "base", "baseline_sam": "base+S", "aug": "aug", "aug_sam": "aug+S", "wd": "wd", "wd_sam": "wd+S"}
+CONTROL_LEGEND = "Columns: base = baseline, aug = augmentation, wd = weight decay, +S = with SAM (rho 0.05)"
+METRIC_SHORT = {"test_accuracy": "test acc.", "test_ece": "ECE", "corruption_accuracy": "corruption acc.",
+                "prediction_disagreement": "disagreement", "generalisation_gap": "gen. gap",
+                "fisher_rao_norm": "Fisher-Rao", "sam_sharpness": "SAM-sharpness", "relative_flatness": "rel. flatness"}
+
+
+def narrow_layout(table: pd.DataFrame) -> pd.DataFrame:
+    """A `comparison_table` turned on its side: one row per (metric, ours/paper), one short-named column
+    per control, so six columns fit a narrow page instead of two per metric."""
+    turned = table.T.rename(columns=CONTROL_SHORT).rename(index=METRIC_SHORT, level="metric")
+    turned.columns.name = None
+    return turned
 
 
 def wilcoxon_pvalues(runs: pd.DataFrame) -> pd.DataFrame:
