@@ -128,7 +128,7 @@ def test_comparison_tables_one_function_and_one_sharpness_table_per_setting():
     assert "test acc." in function_metrics
     short = [results.METRIC_SHORT[m] for m in results.FUNCTION_METRICS]
     assert function_metrics == [m for m in short if m in function_metrics]  # the paper's order
-    assert list(tables[0][1].columns) == ["base", "aug"]  # one short column per control
+    assert list(tables[0][1].columns) == list(results.CONTROL_SHORT.values())  # ours and the paper's controls, short
     # Mean of 0.9 and 1.0; SEM = sample std (0.1 / sqrt 2) / sqrt 2 = 0.05.
     assert tables[0][1].loc[("test acc.", "ours"), "aug"] == "0.95 ± 0.05"
 
