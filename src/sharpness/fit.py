@@ -583,6 +583,12 @@ def rank_agreement(result: FitResult, measure: str = "top_eigenvalue", analytic:
     return pd.DataFrame(rows)
 
 
+def unfitted_functions(result: FitResult) -> list[str]:
+    """Functions that no seed of a run brought to any of its target losses."""
+    reached = result.at_targets().groupby("function", sort=False)["reached"].sum()
+    return [name for name, count in reached.items() if count == 0]
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--preset", default="quick", choices=list(PRESETS))
     parser.add_argument("--out", required=True, help="directory for records.csv and provenance.json")
