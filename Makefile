@@ -14,10 +14,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-## Build the book offline into _build/html, strictly (any warning fails), then check every figure is there.
+## Build the book offline into _build/html, strictly (any warning fails), then check every figure is there
+## and no page fetches a remote URL. Progress bars are off (TQDM_DISABLE): a frozen widget would need a CDN.
 book: $(STAMP)
 	$(PY) -m sharpness.book prepare
-	$(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going
+	TQDM_DISABLE=1 $(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going
 	$(PY) -m sharpness.book check _build/html
 
 ## Run the test suite.

@@ -2,7 +2,7 @@
 and the projected time of the paper's grid (6 controls x 10 seeds x 100 epochs, with evaluation).
 
 For each k in --parallel, k runs cycling through the six controls (so half of them use SAM, as in the
-grid) train for --epochs epochs side by side as Ray tasks (1/k of the GPU each), then are evaluated.
+grid) train for --epochs epochs side by side as worker processes (or Ray tasks; 1/k of the GPU each), then are evaluated.
 Measured: each run's images/s over its epochs after the first (warm-up), summed over the k runs (the
 runs overlap for those epochs), and each run's evaluation and start-up seconds. Projected grid time =
 training images of the grid / aggregate throughput + (evaluation + start-up seconds per run) x 60 / k.
@@ -73,16 +73,18 @@ def measure(k: int, args, device: str, forward_flops: float) -> dict:
     the device time is the runs' summed time over k. (Runs that end early leave the last ones less
     contended, which flatters large k slightly.)
     """
-    import ray
-
     with tempfile.TemporaryDirectory(prefix=f"bench-grid-k{k}-") as scratch:
         configs = mix(k, args, Path(scratch), device)
-        ray.init(num_cpus=args.cpus or (k if device == "cpu" else None), include_dashboard=False, log_to_driver=False)
+        cpus = args.cpus or (k if device == "cpu" else None)
         started = time.perf_counter()
         try:
-            report = sweep.run_configs(configs, measures=args.measures, runs_per_gpu=k, use_papermill=False, progress=False)
+            report = sweep.run_configs(configs, measures=args.measures, backend=args.backend, num_cpus=cpus,
+                                       runs_per_gpu=k, use_papermill=False, progress=False)
         finally:
-            ray.shutdown()
+            if args.backend == "ray":
+                import ray
+
+                ray.shutdown()
         wall = time.perf_counter() - started
         if report.failed:
             raise RuntimeError(f"benchmark runs failed:\n{report}")
@@ -130,7 +132,10 @@ def main(argv=None) -> int:
     parser.add_argument("--measures", nargs="+", default=None if cuda else ["test_accuracy", "test_ece"],
                         help="evaluation measures (default on GPU: all of evaluate_run's)")
     parser.add_argument("--cpus", type=int, default=None)
+    parser.add_argument("--backend", choices=sweep.BACKENDS[:2], default="local",
+                        help="local: k worker processes, no Ray (a bare GPU machine); ray: k Ray tasks")
     parser.add_argument("--save", action="store_true", help=f"write {RESULTS_DIR / 'bench_grid.json'}")
+    parser.add_argument("--json", default=None, help="write the figures (same document as --save) to this file")
     args = parser.parse_args(argv)
 
     device = "cuda" if cuda else "cpu"
@@ -161,12 +166,12 @@ def main(argv=None) -> int:
               f"(bench wall {row['bench_wall_seconds']:.0f} s)")
     best = min(rows, key=lambda row: row["projected_grid_minutes"])
     print(f"best: k={best['runs_in_parallel']}, projected grid {best['projected_grid_minutes']:,.0f} min (goal: 60 min on one H100)")
-    if args.save:
-        settings = {key: value for key, value in vars(args).items() if key != "save"}
-        document = {"provenance": results.provenance(settings, data=f"{args.dataset} ({args.data_dir})"),
-                    "device": device_name, "bf16_peak_flops": peak, "rows": rows, "best": best}
-        runs.atomic_write_json(RESULTS_DIR / "bench_grid.json", document)
-        print(f"written to {RESULTS_DIR / 'bench_grid.json'}")
+    settings = {key: value for key, value in vars(args).items() if key not in ("save", "json")}
+    document = {"provenance": results.provenance(settings, data=f"{args.dataset} ({args.data_dir})"),
+                "device": device_name, "bf16_peak_flops": peak, "rows": rows, "best": best}
+    for path in [RESULTS_DIR / "bench_grid.json"] * args.save + [args.json] * bool(args.json):
+        runs.atomic_write_json(path, document)
+        print(f"written to {path}")
     return 0
 
 

@@ -31,11 +31,11 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def cifar_like(count: int, real: bool) -> ImageData:
+def cifar_like(count: int, real: bool, data_dir: str | None = None) -> ImageData:
     if real:
         from sharpness.data import load_dataset
 
-        return load_dataset("cifar10_folder").subset(count, 16)
+        return load_dataset("cifar10_folder", data_dir).subset(count, 16)
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (count, 3, 32, 32), generator=generator, dtype=torch.uint8)
     labels = torch.randint(0, 10, (count,), generator=generator)
@@ -59,12 +59,14 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sam-draws", type=int, default=3)
     parser.add_argument("--hessian-steps", type=int, default=2)
-    parser.add_argument("--real", action="store_true", help="use data/cifar10-jpeg instead of random images")
+    parser.add_argument("--real", action="store_true", help="use the CIFAR-10 JPEG pack instead of random images")
+    parser.add_argument("--data-dir", default=None, help="where the pack is, with --real (default: data/cifar10-jpeg)")
+    parser.add_argument("--json", default=None, help="also write the table (with provenance) to this file")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    data = cifar_like(args.images, args.real).to(device)
+    data = cifar_like(args.images, args.real, args.data_dir).to(device)
     model = build_model(args.arch, data.num_classes).to(device).eval()
     source = lambda: batches(data.train_images, data.train_labels, args.batch_size, data=data)  # noqa: E731
     list(source())  # warm-up: first-call kernel selection and allocation
@@ -95,11 +97,23 @@ def main(argv=None) -> None:
     print(f"{args.arch} on {args.images} {data.name} images, batch {args.batch_size}, {name}, torch {torch.__version__}")
     print(f"{'measure':36s} {'seconds':>9s} {'passes':>7s} {'scaled to 50k, K=100 / 20 it':>30s}")
     forward = None
+    rows = []
     for label, (compute, repeat) in jobs.items():
         seconds = timed(device, compute)
         forward = forward or seconds
         scaled = seconds * repeat * FULL_TRAIN / args.images
+        rows.append({"measure": label, "seconds": seconds, "passes": seconds / forward, "seconds_at_50k_paper_setting": scaled})
         print(f"{label:36s} {seconds:9.2f} {seconds / forward:7.2f} {scaled:27.0f} s", flush=True)
+    if args.json:
+        from sharpness.results import provenance
+        from sharpness.runs import atomic_write_json
+
+        settings = {key: value for key, value in vars(args).items() if key != "json"}
+        document = {"provenance": provenance(settings, data=f"{args.images} {data.name} images"), "device": name,
+                    "scaled_to": {"images": FULL_TRAIN, "sam_draws": PAPER_SAM_DRAWS, "hessian_steps": HESSIAN_STEPS},
+                    "rows": rows}
+        atomic_write_json(args.json, document)
+        print(f"written to {args.json}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import tempfile
 import torch
 
 from sharpness.controls import CONTROLS
-from sharpness.runs import METRICS, read_jsonl
+from sharpness.results import provenance
+from sharpness.runs import METRICS, atomic_write_json, read_jsonl
 from sharpness.train import RunConfig, resolve_device, train
 
 
@@ -40,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--textbook", action=argparse.BooleanOptionalAction, default=True,
                         help="also time baseline through the DataLoader path")
     parser.add_argument("--threads", type=int, default=None if cuda else 1)
+    parser.add_argument("--json", default=None, help="also write the table (with provenance) to this file")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="channels_last memory format (default: on for CUDA only)")
     parser.add_argument("--preset", choices=["cpu-study"], default=None,
@@ -80,6 +82,13 @@ def main() -> None:
     print(f"{'control':<13} {'loader':<10} {'img/s':>10} {'min':>10} {'max':>10} {'test acc':>9}")
     for control, loader, mean, low, high, accuracy in rows:
         print(f"{control:<13} {loader:<10} {mean:>10.0f} {low:>10.0f} {high:>10.0f} {accuracy:>9.3f}")
+    if args.json:
+        columns = ("control", "loader", "images_per_second", "min", "max", "test_accuracy")
+        settings = {key: value for key, value in vars(args).items() if key != "json"}
+        document = {"provenance": provenance(settings, data=f"{args.dataset} ({args.data_dir}), {images} training images"),
+                    "device": name, "rows": [dict(zip(columns, row)) for row in rows]}
+        atomic_write_json(args.json, document)
+        print(f"written to {args.json}")
 
 
 if __name__ == "__main__":

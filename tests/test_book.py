@@ -80,6 +80,28 @@ def test_check_fails_without_shipped_plotly_js(built_book):
     assert any("does not load plotly.min.js" in p for p in problems)
 
 
+@pytest.mark.parametrize("tag", [
+    '<script src="https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js"></script>',
+    '<link rel="stylesheet" href="//fonts.example.org/font.css">',
+    '<script src="https://unpkg.com/thebe@0.8.2/lib/index.js" async></script>',
+    '<div style="background: url(\'http://example.org/x.png\')"></div>',
+])
+def test_check_fails_when_a_page_requests_a_remote_url(built_book, tag):
+    root, html = built_book
+    page = f'<script src="_static/plotly.min.js"></script>{_figure_div() * 2}'
+    (html / "book" / "chapter.html").write_text(page)
+    (html / "index.html").write_text(f'<html><head>{tag}</head><a href="https://arxiv.org/abs/2510.12451">paper</a></html>')
+    problems = book.check(root / "_build", root / "book")
+    assert len(problems) == 1 and problems[0].startswith("index.html requests a URL that is not local: ")
+
+
+def test_links_and_local_files_are_not_remote_requests(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text('<a href="https://arxiv.org">x</a><script src="_static/a.js"></script>'
+                    '<link rel="icon" href="../_static/favicon.svg"><img src="data:image/png;base64,AAAA">')
+    assert book.remote_requests(page) == []
+
+
 def test_plotly_mime_output_renders_to_a_drawable_div():
     figure = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
     data = SimpleNamespace(mime_type=book.PLOTLY_MIME, content=json.loads(figure.to_json()))

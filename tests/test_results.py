@@ -138,10 +138,25 @@ def test_comparison_table_puts_ours_beside_the_paper(runs):
         ours, results.paper_results(), "digits", "simple_cnn", metrics=["test_accuracy"],
         paper_dataset="cifar10", paper_arch="resnet18",
     )
-    assert table.loc["baseline", ("test_accuracy", "paper")] == "0.72 ± 0.002"
+    assert table.loc["baseline", ("test_accuracy", "paper")] == "0.720 ± 0.002"
     expected = results.format_mean_sem(np.mean([0.70, 0.72, 0.71, 0.69, 0.73]), stats.sem([0.70, 0.72, 0.71, 0.69, 0.73]))
     assert table.loc["baseline", ("test_accuracy", "ours")] == expected
     assert table.loc["wd", ("test_accuracy", "ours")] == "—"  # the paper has wd, we ran none
+
+
+@pytest.mark.parametrize("mean, sem, text", [
+    (0.825, 0.078, "0.825 ± 0.078"),  # two significant digits of the SEM, the mean to the same place
+    (34.607, 0.757, "34.61 ± 0.76"),
+    (2903.22, 89.243, "2903 ± 89"),
+    (12345.0, 150.0, "12340 ± 150"),  # SEM 1.5e2: the mean rounds to the tens
+    (0.72, 0.002, "0.720 ± 0.002"),  # no invented trailing zero (0.0020)
+    (4.052e-06, 2.173e-07, "4.05e-06 ± 2.2e-07"),  # too small for fixed notation
+    (0.009, 0.0, "0.009 ± 0"),
+    (0.5, float("nan"), "0.5"),
+    (float("nan"), 0.1, "—"),
+])
+def test_format_mean_sem_by_hand(mean, sem, text):
+    assert results.format_mean_sem(mean, sem) == text
 
 
 def test_grid_summary_round_trip_keeps_runs_and_provenance(runs, tmp_path):

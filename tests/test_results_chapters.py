@@ -52,8 +52,10 @@ def test_decade_slope_matches_numpy_polyfit_on_noisy_points():
 
 @pytest.mark.parametrize("offline", [True, False])
 def test_study_note_names_the_runs_and_flags_the_offline_grid(offline):
-    note = results.study_note(fake_study(offline=offline))
-    assert note.startswith("**Runs shown: LABEL.** Machine: box (2 CPUs, no GPU); commit `0123456789`; data: digits;")
+    runs = run_rows({"baseline": [0.5, 0.6], "aug": [0.7, 0.8]}, epochs=3)
+    note = results.study_note(fake_study(runs, offline=offline))
+    assert note.startswith("**Runs shown: LABEL** (digits, simple_cnn: 2 controls x 2 seeds (0, 1), 3 epochs). "
+                           "Machine: box (2 CPUs, no GPU); commit `0123456789`; data: digits;")
     assert ("not** a reproduction" in note) is offline
 
 
@@ -76,7 +78,7 @@ def test_rho_table_largest_radius_first_with_dashes_for_missing_figures():
     assert list(table.index) == ["0.25", "0.05"]
     assert list(table.columns) == ["test_ece", "test_accuracy"]  # no fisher_rao_norm figures at all
     assert table.loc["0.25"].tolist() == ["—", "0.84"]
-    assert table.loc["0.05"].tolist() == ["0.11 ± 0.002", "0.79 ± 0.01"]
+    assert table.loc["0.05"].tolist() == ["0.110 ± 0.002", "0.79 ± 0.01"]
 
 
 def test_grid_benchmark_note_with_and_without_a_measurement(tmp_path):
@@ -120,12 +122,15 @@ def test_comparison_tables_one_function_and_one_sharpness_table_per_setting():
     paper = results.paper_results("arxiv")
     tables = results.comparison_tables(fake_study(runs), paper)
     assert [caption.split(":")[0] for caption, _ in tables] == ["The learned function", "Sharpness"]
-    assert tables[0][0].endswith("paper: resnet18 on cifar10 (a different setting: compare orderings, not values)")
-    function_metrics = list(dict.fromkeys(tables[0][1].columns.get_level_values("metric")))
-    assert "test_accuracy" in function_metrics
-    assert function_metrics == [m for m in results.FUNCTION_METRICS if m in function_metrics]  # the paper's order
+    assert tables[0][0].endswith("paper: resnet18 on cifar10 (a different setting: compare orderings, not values). "
+                                 + results.CONTROL_LEGEND)
+    function_metrics = list(dict.fromkeys(tables[0][1].index.get_level_values("metric")))
+    assert "test acc." in function_metrics
+    short = [results.METRIC_SHORT[m] for m in results.FUNCTION_METRICS]
+    assert function_metrics == [m for m in short if m in function_metrics]  # the paper's order
+    assert list(tables[0][1].columns) == list(results.CONTROL_SHORT.values())  # ours and the paper's controls, short
     # Mean of 0.9 and 1.0; SEM = sample std (0.1 / sqrt 2) / sqrt 2 = 0.05.
-    assert tables[0][1].loc["aug", ("test_accuracy", "ours")] == "0.95 ± 0.05"
+    assert tables[0][1].loc[("test acc.", "ours"), "aug"] == "0.95 ± 0.05"
 
 
 def test_first_setting_beside_paper_takes_sam_at_the_paper_radius():

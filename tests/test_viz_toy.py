@@ -43,9 +43,20 @@ def test_parameter_slider_titles_follow_the_analytic_curvature():
     (slider,) = figure.layout.sliders
     for value, step in zip(values, slider.steps):
         expected = toy.hessian_stats("rosenbrock", (1, 1), b=value).max_eigenvalue
-        assert f"λmax={expected:.4g}" in step.args[1]["title.text"]
+        assert f"λmax = {expected:.4g}" in step.args[1]["title.text"]
     with pytest.raises(ValueError, match="no parameter 'c'; accepted: a, b"):
         toy_figures.parameter_slider_figure("rosenbrock", "c", [1])
+
+
+@pytest.mark.parametrize("name, parameter, paper_value", [("rosenbrock", "b", 100), ("rastrigin", "A", 10)])
+def test_parameter_slider_opens_at_the_papers_value(name, parameter, paper_value):
+    values = [1, 5, paper_value, 2 * paper_value]
+    figure = toy_figures.parameter_slider_figure(name, parameter, values, resolution=11)
+    (slider,) = figure.layout.sliders
+    assert slider.active == 2 and slider.steps[2].label == f"{paper_value:g}"
+    shown = [trace.visible for trace in figure.data]
+    assert shown == list(slider.steps[2].args[0]["visible"])  # the traces on screen are that step's
+    assert figure.layout.title.text == slider.steps[2].args[1]["title.text"]
 
 
 def test_live_explorer_redraws_and_reads_out_the_local_hessian():

@@ -14,8 +14,13 @@ import sys
 #: command name -> (module defining add_arguments/main, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("sharpness.train", "train one run (data set, arch, control, seed) into runs/..."),
+    "evaluate": ("sharpness.evaluate", "measure finished runs (sharpness, calibration, corruption) into metrics.json"),
+    "sweep": ("sharpness.sweep", "run a grid (datasets x archs x controls x seeds x SAM rhos), k runs per GPU, then evaluate"),
     "cpu-study": ("sharpness.cpu_study", "the real CIFAR-10 study on a CPU (6 controls x seeds), resumable from results/"),
-    "sweep": ("sharpness.sweep", "run a grid (datasets x archs x controls x seeds x SAM rhos) on Ray, then evaluate"),
+    "campaign": ("sharpness.campaign", "the paper-scale study on one GPU machine, in slices that stop before --deadline"),
+    "campaign-import": ("sharpness.campaign_import", "unpack a campaign archive into results/ with its provenance"),
+    "fit": ("sharpness.fit", "the toy-function study: small MLPs fit the toy functions, sharpness at target losses"),
+    "landscape": ("sharpness.landscape", "51 x 51 loss surfaces of trained runs into results/landscapes"),
 }
 
 

@@ -6,8 +6,10 @@
   chapters display figures the ordinary way and live notebooks keep plotly's own renderer.
 - `prepare`: copies plotly.js from the installed plotly package into the book's `_static` (no CDN), and
   MathJax from the npm registry where npm is available (else pages load MathJax from its CDN).
-- `setup`: a Sphinx extension (listed in `_config.yml`) pointing pages at that local MathJax when present.
-- `check`: fails when a chapter's figures did not reach its HTML page.
+- `setup`: a Sphinx extension (listed in `_config.yml`) pointing pages at that local MathJax when present,
+  and loading plotly.js only on pages that draw a figure.
+- `check`: fails when a chapter's figures did not reach its HTML page, or when any page would request
+  a URL that is not local (a CDN script, stylesheet, font or image).
 
 Usage: python -m sharpness.book prepare | check BUILD_DIR
 """
@@ -103,9 +105,20 @@ def _use_local_mathjax(app, config) -> None:
         config.mathjax_path = MATHJAX_ENTRY
 
 
+PLOTLY_JS = "plotly.min.js"
+
+
+def _plotly_where_drawn(app, pagename, templatename, context, doctree) -> None:
+    """Load plotly.js (3.5 MB) only on pages whose body holds a plotly figure."""
+    if 'class="plotly-graph-div"' in context.get("body", ""):
+        app.add_js_file(PLOTLY_JS, priority=100)  # called here, Sphinx adds it to this page only
+
+
 def setup(app):
-    """Sphinx extension: typeset with the book's own copy of MathJax when `prepare` shipped one."""
+    """Sphinx extension: typeset with the book's own copy of MathJax when `prepare` shipped one; plotly.js
+    on the pages that draw figures, before any require.js, so it defines the global `Plotly`."""
     app.connect("config-inited", _use_local_mathjax)
+    app.connect("html-page-context", _plotly_where_drawn)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
@@ -124,8 +137,24 @@ def rendered_figures(page: Path) -> int:
     return page.read_text(encoding="utf-8").count('class="plotly-graph-div"')
 
 
+# Tags whose URL the browser fetches when the page loads (links to other sites are not fetched).
+FETCHED = re.compile(
+    r"<(?:script|img|iframe|source|audio|video|embed)\b[^>]*?\ssrc=[\"']([^\"']+)[\"']"
+    r"|<link\b[^>]*?\shref=[\"']([^\"']+)[\"']", re.IGNORECASE)
+CSS_URL = re.compile(r"url\(\s*[\"']?([^\"')]+)", re.IGNORECASE)
+
+
+def remote_requests(page: Path) -> list[str]:
+    """URLs a built page would fetch from elsewhere: script/img/iframe sources, <link> targets (styles,
+    icons, preloads) and url(...) in inline styles, when absolute (http:, https:, or protocol-relative)."""
+    text = page.read_text(encoding="utf-8")
+    urls = [a or b for a, b in FETCHED.findall(text)] + CSS_URL.findall(text)
+    return sorted({url for url in urls if re.match(r"^(?:[a-z][a-z0-9+.-]*:)?//", url.strip(), re.IGNORECASE)})
+
+
 def check(build_dir: Path, book_dir: Path = ROOT / "book") -> list[str]:
-    """Problems found: pages missing figures, plotly.js not shipped or not loaded."""
+    """Problems found: pages missing figures, plotly.js not shipped or not loaded, and any page that
+    would fetch something that is not local (`remote_requests`)."""
     html_dir = build_dir / "html" if (build_dir / "html").is_dir() else build_dir
     problems = []
     if not (html_dir / "_static" / "plotly.min.js").is_file():
@@ -143,8 +172,13 @@ def check(build_dir: Path, book_dir: Path = ROOT / "book") -> list[str]:
         found = rendered_figures(page)
         if found < expected:
             problems.append(f"{page.relative_to(html_dir)}: {found} plotly figures, expected {expected}")
-        if "plotly.min.js" not in page.read_text(encoding="utf-8"):
-            problems.append(f"{page.relative_to(html_dir)} does not load plotly.min.js")
+        if PLOTLY_JS not in page.read_text(encoding="utf-8"):
+            problems.append(f"{page.relative_to(html_dir)} does not load {PLOTLY_JS}")
+    for page in sorted(html_dir.rglob("*.html")):
+        if "_static" in page.relative_to(html_dir).parts:
+            continue
+        for url in remote_requests(page):
+            problems.append(f"{page.relative_to(html_dir)} requests a URL that is not local: {url}")
     return problems
 
 
@@ -157,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["check"] and len(argv) == 2:
         problems = check(Path(argv[1]))
         for problem in problems:
-            print("MISSING FIGURE:", problem, file=sys.stderr)
+            print("BOOK CHECK:", problem, file=sys.stderr)
         if not problems:
-            print("book check: every chapter's figures are in the HTML")
+            print("book check: every chapter's figures are in the HTML, and no page requests a remote URL")
         return 1 if problems else 0
     print(__doc__, file=sys.stderr)
     return 2

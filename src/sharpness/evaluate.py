@@ -410,3 +410,37 @@ def disagreement_by_control(results: Sequence[dict]) -> pd.DataFrame:
         if len(dirs) >= 2
     ]
     return pd.DataFrame(rows, columns=["dataset", "arch", "control", "seeds", "prediction_disagreement"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line: `python -m sharpness evaluate RUN_DIR_OR_RUNS_ROOT ...` (no papermill needed)
+# ----------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run_dirs", nargs="+", help="finished runs, or runs folders (every finished run below them)")
+    parser.add_argument("--measures", nargs="+", default=list(DEFAULT_MEASURES), help=f"any of {', '.join(MEASURES)}")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the run's training batch size")
+    parser.add_argument("--max-train-samples", type=int, default=None, help="cut the train-set measures' images")
+    parser.add_argument("--sam-draws", type=int, default=100)
+    parser.add_argument("--hessian-iterations", type=int, default=20)
+    parser.add_argument("--corruption-images", type=int, default=None, help="test images per corruption (default: all)")
+    parser.add_argument("--cifar-c-dir", default=None, help="CIFAR-10-C/100-C .npy files (default: generate corruptions)")
+    parser.add_argument("--overwrite", action="store_true", help="recompute measures already in metrics.json")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args) -> int:
+    options = {key: getattr(args, key) for key in (
+        "measures", "device", "batch_size", "max_train_samples", "sam_draws", "hessian_iterations",
+        "corruption_images", "cifar_c_dir", "overwrite")}  # fmt: skip
+    results = evaluate_runs(args.run_dirs, **options, progress=not args.no_progress)
+    if not results:
+        raise FileNotFoundError(f"no finished run under {' '.join(args.run_dirs)}: train first (python -m sharpness train ...)")
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(summary_table(results).to_string(index=False))
+        disagreement = disagreement_by_control(results)
+        if len(disagreement):
+            print(disagreement.to_string(index=False))
+    return 0

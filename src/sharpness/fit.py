@@ -583,11 +583,13 @@ def rank_agreement(result: FitResult, measure: str = "top_eigenvalue", analytic:
     return pd.DataFrame(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """python -m sharpness.fit --preset quick|medium|full [--epochs N ...] --out DIR"""
-    import argparse
+def unfitted_functions(result: FitResult) -> list[str]:
+    """Functions that no seed of a run brought to any of its target losses."""
+    reached = result.at_targets().groupby("function", sort=False)["reached"].sum()
+    return [name for name, count in reached.items() if count == 0]
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
+
+def add_arguments(parser) -> None:
     parser.add_argument("--preset", default="quick", choices=list(PRESETS))
     parser.add_argument("--out", required=True, help="directory for records.csv and provenance.json")
     parser.add_argument("--epochs", type=int)
@@ -595,7 +597,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--points", type=int, help="train and test points")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="CPU threads (1 avoids contention on a shared machine)")
-    args = parser.parse_args(argv)
+
+
+def main(args=None) -> int:
+    """python -m sharpness fit --preset quick|medium|full [--epochs N ...] --out DIR"""
+    import argparse
+
+    if not isinstance(args, argparse.Namespace):
+        parser = argparse.ArgumentParser(description=main.__doc__)
+        add_arguments(parser)
+        args = parser.parse_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides: dict = {"device": args.device}

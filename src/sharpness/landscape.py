@@ -608,11 +608,9 @@ def interpolation_of_runs(
 # --------------------------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """python -m sharpness.landscape --runs-dir runs --dataset cifar10 --arch resnet18 --seed 0 [...]"""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .controls import CONTROLS
 
-    parser = argparse.ArgumentParser(description="Loss surfaces of trained runs, stored as JSON with provenance.")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--dataset", default="cifar10")
     parser.add_argument("--arch", default="resnet18")
@@ -628,7 +626,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interpolate", nargs=2, metavar=("CONTROL_A", "CONTROL_B"), default=("baseline", "aug_sam"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=str(STORED_SURFACES))
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
+    """python -m sharpness landscape --runs-dir runs --dataset cifar10 --arch resnet18 --seed 0 [...]"""
+    from .controls import CONTROLS
+
+    if not isinstance(args, argparse.Namespace):
+        parser = argparse.ArgumentParser(description="Loss surfaces of trained runs, stored as JSON with provenance.")
+        add_arguments(parser)
+        args = parser.parse_args(args)
     for control in [*args.controls, *args.interpolate]:
         _choose(control, CONTROLS, "control")
     run_dir = lambda control: Path(args.runs_dir) / args.dataset / args.arch / control / f"seed{args.seed}"  # noqa: E731

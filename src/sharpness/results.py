@@ -129,6 +129,8 @@ def run_record(run_dir: Path) -> dict:
         "seed": int(config["seed"]),
         "rho": float(config.get("rho", 0.05)) if sam else np.nan,
         "epochs": config.get("epochs"),
+        "batch_size": config.get("batch_size"),
+        "lr": config.get("lr"),
         "status": summary.get("status", "finished"),
         "evaluated": metrics_path.is_file(),
         "run_dir": str(run_dir),
@@ -289,14 +291,31 @@ def wilcoxon_table(runs: pd.DataFrame, metrics=None, baseline: str = "baseline")
     return pd.DataFrame(rows)
 
 
-def format_mean_sem(mean: float, sem: float, digits: int = 3) -> str:
-    """'0.720 ± 0.002' with `digits` significant figures for both, or '—' where there is no figure."""
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+def format_mean_sem(mean: float, sem: float) -> str:
+    """Compact 'mean ± SEM': the SEM to two significant digits (one where the second is 0) and the mean
+    to the same decimal place ('0.825 ± 0.078', '2903 ± 89', '4.05e-06 ± 2.2e-07'); '—' where there
+    is no figure.
+
+    Without an SEM (or with SEM 0) the mean keeps three significant digits.
+    """
+    if _missing(mean):
         return "—"
-    text = f"{mean:.{digits}g}"
-    if sem is None or (isinstance(sem, float) and math.isnan(sem)):
-        return text
-    return f"{text} ± {sem:.{digits}g}"
+    if _missing(sem) or sem == 0:
+        return f"{mean:.3g}" + ("" if _missing(sem) else " ± 0")
+    sem_exponent = math.floor(math.log10(abs(sem)))
+    decimals = 1 - sem_exponent  # two significant digits of the SEM...
+    if math.isclose(round(sem, decimals), round(sem, decimals - 1)):
+        decimals -= 1  # ...but no invented trailing zero: 0.002 stays 0.002, not 0.0020
+    if decimals <= 6 and (abs(mean) >= 1e-3 or mean == 0):
+        places = max(decimals, 0)
+        return f"{round(mean, decimals):.{places}f} ± {round(sem, decimals):.{places}f}"
+    mean_exponent = math.floor(math.log10(abs(mean))) if mean else sem_exponent
+    mantissa_digits = max(mean_exponent - sem_exponent + decimals + sem_exponent, 0)
+    return f"{mean:.{mantissa_digits}e} ± {sem:.{decimals + sem_exponent}e}"
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def comparison_table(
@@ -443,9 +462,22 @@ def load_history(grid_path: Path | str) -> pd.DataFrame:
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
+#: Where a grid came from, best first: a GPU campaign, the CPU study; grids without a tier come last.
+TIERS = ("gpu", "cpu")
+
+
+def grid_tier(path: Path | str) -> str | None:
+    """The `tier` in a grid summary's provenance ("gpu", "cpu"), or None where it names none."""
+    return _read_json(Path(path)).get("provenance", {}).get("tier")
+
+
 def committed_grids(results_dir: Path = RESULTS_DIR) -> list[Path]:
-    """Grid summaries committed under results/ (not the paper's reference folder, not benchmarks)."""
-    return sorted(p for p in Path(results_dir).glob("*.json") if not p.stem.startswith("bench"))
+    """Grid summaries committed under results/ and results/campaign/ (imported campaigns), best tier first
+    (see TIERS), then by name; not the paper's reference folder, not benchmarks."""
+    found = [p for folder in (Path(results_dir), Path(results_dir) / "campaign")
+             for p in folder.glob("*.json") if not p.stem.startswith("bench")]
+    rank = lambda path: TIERS.index(grid_tier(path)) if grid_tier(path) in TIERS else len(TIERS)  # noqa: E731
+    return sorted(found, key=lambda path: (rank(path), path.name))
 
 
 # --- What the study chapters show ----------------------------------------------------------------
@@ -494,8 +526,39 @@ def _provenance_sentence(provenance: dict, with_data: bool = True) -> str:
 def study_note(study) -> str:
     """Markdown naming the runs of the controls study and their provenance, with the offline caveat
     where the page trained its own small grid instead of reading a committed one."""
-    note = f"**Runs shown: {study.label}.** {_provenance_sentence(study.provenance)}"
+    note = f"**Runs shown: {study.label}** ({runs_scale(study.runs)}). {_provenance_sentence(study.provenance)}"
     return note + (f"\n\n{_OFFLINE_CONTROLS_NOTE}" if study.offline else "")
+
+
+def runs_scale(runs: pd.DataFrame) -> str:
+    """What the runs are, read from them: data, network, controls, seeds and epochs (never typed)."""
+    runs = finished_runs(runs)
+    seeds = sorted(int(s) for s in runs["seed"].unique())
+    epochs = sorted(int(e) for e in runs["epochs"].dropna().unique()) if "epochs" in runs.columns else []
+    return (f"{'/'.join(runs['dataset'].unique())}, {'/'.join(runs['arch'].unique())}: "
+            f"{runs['control'].nunique()} controls x {len(seeds)} seeds ({', '.join(map(str, seeds))}), "
+            f"{'/'.join(map(str, epochs)) or 'unrecorded'} epochs")
+
+
+def units_note() -> str:
+    """How the percent figures of the evaluation reach the tables: as fractions, like accuracy."""
+    from .evaluate import UNITS
+
+    recorded = "; ".join(f"{name.replace('_', ' ')} in {UNITS[name]}" for name in PERCENT_METRICS if name in UNITS)
+    return (f"`sharpness.evaluate` records {recorded}, as the paper prints them; every table and figure of "
+            f"the results chapters divides them by 100, so they are fractions like accuracy (a gap of 0.05 is "
+            f"5 percentage points), and the paper's figures beside them are converted the same way.")
+
+
+def wilcoxon_note(runs: pd.DataFrame) -> str:
+    """The paired test's resolution with the seeds actually paired: n and the smallest attainable p, 2^-n."""
+    pvalues = wilcoxon_table(finished_runs(runs))
+    counts = sorted(pvalues["n"].unique()) if len(pvalues) else [0]
+    n = int(min(counts))
+    smallest = f"{2.0 ** -n:.3g}" if n else "undefined"
+    seeds = f"n = {n}" if len(counts) == 1 else f"n = {n} to {int(max(counts))}"
+    return (f"Here {seeds} seeds are paired, so the smallest possible p-value is $2^{{-{n}}}$ = {smallest}"
+            + (": the tests can show a direction but never significance at 0.05." if n and 2.0 ** -n > 0.05 else "."))
 
 
 def sam_rho_runs(study) -> pd.DataFrame:
@@ -515,6 +578,24 @@ def rho_note(study) -> str:
 def paper_rho_sweep(paper: pd.DataFrame) -> pd.DataFrame:
     """The paper's SAM-on-baseline rows (ResNet-18, CIFAR-10), the only setting its rho sweep prints."""
     return paper[(paper["control"] == "baseline_sam") & (paper["dataset"] == "cifar10") & (paper["arch"] == "resnet18")]
+
+
+def rho_paper_sentence(paper_sweep: pd.DataFrame, low: float = 0.05, high: float = 0.25) -> str:
+    """What the paper's printed sweep says between two radii, computed from its figures: each metric's
+    value at `low` and `high`, sharpness as a fold change."""
+    by_rho = paper_sweep.pivot_table(index="metric", columns="rho", values="mean")
+    if not {low, high} <= set(by_rho.columns):
+        return f"The paper prints no figures for both rho = {low:g} and rho = {high:g}."
+    parts = []
+    for metric, row in by_rho[[low, high]].dropna().iterrows():
+        name = MEASURE_NAMES.get(metric, metric.replace("_", " ").replace("ece", "ECE"))
+        if metric in SHARPNESS_METRICS:
+            parts.append(f"{name} x{row[high] / row[low]:.0f}")
+        else:
+            parts.append(f"{name} {row[low]:.3g} → {row[high]:.3g}")
+    return (f"In the paper's figures, going from rho = {low:g} to rho = {high:g}: " + "; ".join(parts)
+            + ". Where accuracy rises and calibration error falls while the sharpness measures grow, the larger "
+              "radius finds a better function at a *sharper* minimum.")
 
 
 def rho_table(long: pd.DataFrame, metrics) -> pd.DataFrame:
@@ -544,7 +625,7 @@ def comparison_tables(study, paper: pd.DataFrame, summary: pd.DataFrame | None =
         for kind, metrics in (("The learned function", FUNCTION_METRICS), ("Sharpness", beside_paper_sharpness(summary))):
             table = comparison_table(summary, paper, dataset, arch, metrics=[m for m in metrics if m in present],
                                      paper_dataset=paper_dataset, paper_arch=paper_arch)
-            tables.append((f"{kind}: {caption}", table))
+            tables.append((f"{kind}: {caption}. {CONTROL_LEGEND}", narrow_layout(table)))
     return tables
 
 
@@ -608,6 +689,23 @@ def clean_data_sentence(check: pd.DataFrame) -> str:
         f"{row['control']}, {row['measure']}: sharper on {'augmented' if row['sharper than baseline (augmented)'] else 'clean'} data only"
         for _, row in flips.iterrows())
     return f"{text}; it flips in {len(flips)} ({listed})."
+
+
+# Short column headers for the six controls, and the legend that explains them.
+CONTROL_SHORT = {"baseline": "base", "baseline_sam": "base+S", "aug": "aug", "aug_sam": "aug+S", "wd": "wd", "wd_sam": "wd+S"}
+CONTROL_LEGEND = "Columns: base = baseline, aug = augmentation, wd = weight decay, +S = with SAM (rho 0.05)"
+METRIC_SHORT = {"test_accuracy": "test acc.", "test_ece": "ECE", "corruption_accuracy": "corruption acc.",
+                "prediction_disagreement": "disagreement", "generalisation_gap": "gen. gap",
+                "fisher_rao_norm": "Fisher-Rao", "sam_sharpness": "SAM-sharpness", "relative_flatness": "rel. flatness",
+                "relative_flatness_paper": "rel. flatness (paper's way)"}
+
+
+def narrow_layout(table: pd.DataFrame) -> pd.DataFrame:
+    """A `comparison_table` turned on its side: one row per (metric, ours/paper), one short-named column
+    per control, so six columns fit a narrow page instead of two per metric."""
+    turned = table.T.rename(columns=CONTROL_SHORT).rename(index=METRIC_SHORT, level="metric")
+    turned.columns.name = None
+    return turned
 
 
 def wilcoxon_pvalues(runs: pd.DataFrame) -> pd.DataFrame:
@@ -679,6 +777,53 @@ def simpson_slopes(points: pd.DataFrame, quality: str = "test_accuracy", measure
         within = {f"within {arch}": decade_slope(block[measure], block[quality]) for arch, block in points.groupby("arch")}
         rows.append({"sharpness measure": measure, **within, "pooled": decade_slope(points[measure], points[quality])})
     return pd.DataFrame(rows)
+
+
+# A pooled slope smaller than this share of the smallest within-architecture slope counts as vanished.
+VANISHING_SHARE = 0.25
+MEASURE_NAMES = {"fisher_rao_norm": "Fisher-Rao norm", "sam_sharpness": "SAM-sharpness", "relative_flatness": "relative flatness"}
+
+
+SIMPSON_PHRASES = {"reverses": "reverses", "nearly vanishes": "nearly vanishes", "weakens": "is weaker but keeps its sign",
+                   "keeps its sign": "keeps its sign and strength"}
+
+
+def simpson_finding(within: list[float], pooled: float) -> str:
+    """What pooling does to a trend: 'reverses', 'nearly vanishes', 'weakens', 'keeps its sign' (or
+    'mixed within' when the architectures disagree), from the slopes alone."""
+    within = [w for w in within if not np.isnan(w)]
+    if not within or np.isnan(pooled):
+        return "no slope"
+    signs = {np.sign(w) for w in within}
+    if len(signs) > 1:
+        return "mixed within"
+    smallest = min(abs(w) for w in within)
+    if abs(pooled) < VANISHING_SHARE * smallest:
+        return "nearly vanishes"
+    if np.sign(pooled) != signs.pop():
+        return "reverses"
+    return "weakens" if abs(pooled) < smallest else "keeps its sign"
+
+
+def simpson_sentence(points: pd.DataFrame, quality: str = "test_accuracy", measures=SHARPNESS_METRICS) -> str:
+    """One sentence per sharpness measure saying, from `simpson_slopes`, whether pooling over
+    architectures reverses, removes, weakens or keeps the within-architecture trend of `quality`."""
+    sentences = []
+    for row in simpson_slopes(points, quality, measures).to_dict("records"):
+        measure, pooled = row.pop("sharpness measure"), row.pop("pooled")
+        within = list(row.values())
+        finding = simpson_finding(within, pooled)
+        name, label = MEASURE_NAMES.get(measure, measure), quality.replace("_", " ")
+        span = f"{min(within):+.3f} to {max(within):+.3f}"
+        if finding == "no slope":
+            sentences.append(f"{name}: no slope to compare")
+        elif finding == "mixed within":
+            sentences.append(f"{name}: the architectures disagree in sign ({span} per decade; pooled {pooled:+.3f})")
+        else:
+            sentences.append(f"{name}: {label} rises with sharpness within every architecture ({span} per decade)"
+                             if min(within) > 0 else f"{name}: {label} falls with sharpness within every architecture ({span} per decade)")
+            sentences[-1] += f"; pooled over architectures the trend {SIMPSON_PHRASES[finding]} ({pooled:+.3f})"
+    return "; ".join(sentences) + "."
 
 
 def grid_benchmark_note(path: Path | str = BENCH_GRID_JSON) -> str:

@@ -1,8 +1,10 @@
-"""Run the paper's grid (datasets x archs x controls x seeds, plus SAM rho values) on Ray.
+"""Run the paper's grid (datasets x archs x controls x seeds, plus SAM rho values), k runs per GPU.
 
 One training process cannot keep an H100 busy (it is launch-bound: 22-26k img/s for one ResNet-18 run,
-87k in total for 4 concurrent runs, 118k for 8), so each run is a Ray task holding a fraction of a GPU.
-Ray runs locally by default (`ray.init()`) or joins a cluster by address. A run is trained (a papermill
+87k in total for 4 concurrent runs, 118k for 8), so runs share a GPU. Three backends, one interface
+(`run_configs(..., backend=...)`): "ray" (each run a Ray task holding 1/k of a GPU; local Ray or a
+cluster by address), "local" (k worker processes per GPU of this machine, no Ray: what a bare GPU
+machine has) and "serial" (one after another in this process). A run is trained (a papermill
 execution of notebooks/train.ipynb where papermill is importable, else `sharpness.train.train`) and then
 evaluated (`sharpness.evaluate.evaluate_run`). Finished runs (summary.json + metrics.json) are skipped;
 a failed run leaves `sweep_failure.json` with its traceback and is retried only on request.
@@ -14,10 +16,13 @@ From a shell: `python -m sharpness sweep --controls all --seeds 0 1 2 --epochs 1
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import dataclasses
 import itertools
 import json
+import multiprocessing
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -34,6 +39,7 @@ from .threads import single_cpu_thread
 DEFAULT_RHO = 0.05
 PAPER_RHOS = (0.5, 0.25, 0.05, 0.025, 0.005, 0.0025)
 FAILURE_FILE = "sweep_failure.json"
+BACKENDS = ("ray", "local", "serial")
 TRAIN_NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
 # Concurrent runs per GPU: 8 gave the highest aggregate throughput measured on one H100.
 DEFAULT_RUNS_PER_GPU = 8
@@ -104,11 +110,13 @@ class SweepReport:
     completed: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)  # run dir -> error message
     pending_failed: list = field(default_factory=list)  # failed earlier, not retried this time
+    interrupted: list = field(default_factory=list)  # stopped at the deadline, resumable
     seconds: dict = field(default_factory=dict)  # run dir -> {"train", "evaluate", "total"} wall seconds
 
     def __str__(self):
         lines = [
             f"{self.total} runs: {len(self.skipped)} already done, {len(self.completed)} completed now, "
+            f"{len(self.interrupted)} stopped at the deadline (resumable), "
             f"{len(self.failed)} failed, {len(self.pending_failed)} failed earlier (retry with retry_failed=True)"
         ]
         lines += [f"  FAILED {run_dir}: {error.splitlines()[-1] if error else ''}" for run_dir, error in self.failed.items()]
@@ -155,29 +163,42 @@ def papermill_available() -> bool:
     return TRAIN_NOTEBOOK.is_file()
 
 
-def execute_run(config, measures=None, use_papermill: bool | None = None, evaluation_options: dict | None = None) -> dict:
+def execute_run(
+    config, measures=None, use_papermill: bool | None = None, evaluation_options: dict | None = None,
+    deadline: float | None = None, reserve: float = 0.0,
+) -> dict:
     """Train (unless trained) and evaluate (unless evaluated) one run; never raises.
 
-    Returns {"run_dir", "status": "done" | "failed", "error", "seconds"}, where "seconds" splits this
-    call's wall time into "train", "evaluate" and "total" (the grid benchmark projects from them).
-    A failure also lands in the run folder, so later sweeps skip it unless asked to retry.
+    Returns {"run_dir", "status": "done" | "interrupted" | "failed", "error", "seconds"}, where
+    "seconds" splits this call's wall time into "train", "evaluate" and "total" (the grid benchmark
+    projects from them). A failure also lands in the run folder, so later sweeps skip it unless asked
+    to retry. With a `deadline` (a `time.time()` value), training stops before an epoch that would
+    overrun it and evaluation starts only with `reserve` seconds to spare: the run is "interrupted",
+    its checkpoint intact, and the next call resumes it.
     """
     run_dir = Path(config.run_dir)
     failure = run_dir / FAILURE_FILE
     seconds = {"train": 0.0, "evaluate": 0.0}
     started = time.perf_counter()
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.time() + reserve > deadline
+
     try:
         if use_papermill is None:
-            use_papermill = papermill_available()
+            use_papermill = deadline is None and papermill_available()
         failure.unlink(missing_ok=True)
-        if run_state(run_dir) in ("todo", "failed"):
+        if run_state(run_dir) in ("todo", "failed") and not out_of_time():
             if use_papermill:
                 _train_with_papermill(config)
             else:
                 from .train import train
 
-                train(config, progress=False)
+                train(config, progress=False, deadline=deadline)
             seconds["train"] = time.perf_counter() - started
+        if run_state(run_dir) in ("todo", "failed") or (run_state(run_dir) == "trained" and out_of_time()):
+            return {"run_dir": str(run_dir), "status": "interrupted", "error": None,
+                    "seconds": {**seconds, "total": time.perf_counter() - started}}
         if run_state(run_dir) == "trained":
             from .evaluate import evaluate_run
 
@@ -219,6 +240,8 @@ def _plan(configs, retry_failed: bool, report: SweepReport) -> list:
 def _record(outcome: dict, report: SweepReport, bar) -> None:
     if outcome["status"] == "done":
         report.completed.append(outcome["run_dir"])
+    elif outcome["status"] == "interrupted":
+        report.interrupted.append(outcome["run_dir"])
     else:
         report.failed[outcome["run_dir"]] = outcome["error"]
     report.seconds[outcome["run_dir"]] = outcome.get("seconds", {})
@@ -243,43 +266,95 @@ def run_sweep(
     retry_failed: bool = False,
     use_papermill: bool | None = None,
     progress: bool = True,
+    deadline: float | None = None,
+    reserve: float = 0.0,
 ) -> SweepReport:
     """Run every unfinished run of `grid`; returns a `SweepReport` (failures are reported, not raised).
 
     backend "ray": one Ray task per run, `1/runs_per_gpu` of a GPU each when CUDA is present (Ray sets
     each task's visible device); `address` joins an existing cluster, else a local Ray starts with
-    `num_cpus` CPUs. backend "serial": the runs one after another in this process (no Ray; used by
-    the book's small offline grids).
+    `num_cpus` CPUs. backend "local": `runs_per_gpu` worker processes per visible GPU (or `num_cpus`
+    workers on a CPU), no Ray. backend "serial": the runs one after another in this process (used by
+    the book's small offline grids). `deadline` and `reserve`: see `execute_run`.
     """
     device = device or _device()
     return run_configs(
         grid.configs(device=device), measures=grid.measures, evaluation_options=grid.evaluation_options, backend=backend, address=address, num_cpus=num_cpus,
         runs_per_gpu=runs_per_gpu, retry_failed=retry_failed, use_papermill=use_papermill, progress=progress,
+        deadline=deadline, reserve=reserve,
     )
 
 
 def run_configs(
     configs, *, measures=None, evaluation_options=None, backend="ray", address=None, num_cpus=None, runs_per_gpu=DEFAULT_RUNS_PER_GPU,
-    retry_failed=False, use_papermill=None, progress=True,
+    retry_failed=False, use_papermill=None, progress=True, deadline=None, reserve=0.0,
 ) -> SweepReport:
     """`run_sweep` for an explicit list of `RunConfig`s (e.g. the benchmark's mix of controls)."""
-    backends = ("ray", "serial")
-    if backend not in backends:
-        raise ValueError(f"unknown backend {backend!r}; accepted: {backends}")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; accepted: {BACKENDS}")
     if runs_per_gpu < 1:
         raise ValueError(f"runs_per_gpu must be >= 1, got {runs_per_gpu}")
     report = SweepReport(total=len(configs))
     todo = _plan(configs, retry_failed, report)
+    run_arguments = (measures, use_papermill, evaluation_options, deadline, reserve)
     bar = tqdm(total=len(configs), initial=len(report.skipped), desc="runs done", unit="run", disable=not (progress and todo))
     try:
         if backend == "serial":
             for config in todo:
-                _record(execute_run(config, measures, use_papermill, evaluation_options), report, bar)
+                _record(execute_run(config, *run_arguments), report, bar)
+        elif todo and backend == "local":
+            _run_locally(todo, run_arguments, num_cpus, runs_per_gpu, report, bar)
         elif todo:
-            _run_on_ray(todo, (measures, use_papermill, evaluation_options), address, num_cpus, runs_per_gpu, report, bar)
+            _run_on_ray(todo, run_arguments, address, num_cpus, runs_per_gpu, report, bar)
     finally:
         bar.close()
     return report
+
+
+def _start_worker(threads: int) -> None:
+    """Initialiser of a local worker: a fixed share of the CPU's threads (k workers must not oversubscribe it)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_locally(todo, run_arguments, num_cpus, runs_per_gpu, report, bar) -> None:
+    """`runs_per_gpu` worker processes per visible GPU (runs dealt to the GPUs in turn), or `num_cpus`
+    (default: all cores) workers when the runs are on the CPU. Spawned, not forked: a forked CUDA
+    context is unusable. Runs stop themselves before the deadline (`execute_run`); a worker still busy
+    when it has passed (a long evaluation) is terminated: every file it writes is atomic, so its run is
+    left trained-not-evaluated or at its last checkpoint, and the next call picks it up from there."""
+    import torch
+
+    deadline = run_arguments[3]
+    gpus = torch.cuda.device_count() if any(str(config.device).startswith("cuda") for config in todo) else 0
+    if gpus > 1:
+        todo = [dataclasses.replace(config, device=f"cuda:{index % gpus}") if str(config.device) == "cuda" else config
+                for index, config in enumerate(todo)]
+    workers = min(runs_per_gpu * gpus if gpus else (num_cpus or os.cpu_count() or 1), len(todo))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    children_before = set(multiprocessing.active_children())
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_start_worker, initargs=(threads,))
+    pending = {pool.submit(execute_run, config, *run_arguments): config for config in todo}
+    try:
+        timeout = None if deadline is None else max(0.0, deadline - time.time())
+        for future in concurrent.futures.as_completed(pending, timeout=timeout):
+            config = pending.pop(future)
+            try:
+                outcome = future.result()
+            except Exception:  # the worker process itself died (e.g. out of memory)
+                outcome = {"run_dir": str(config.run_dir), "status": "failed", "error": traceback.format_exc()}
+                _write_failure(config.run_dir, outcome["error"])
+            _record(outcome, report, bar)
+    except concurrent.futures.TimeoutError:  # the pool's workers, including any still starting up
+        for worker in set(multiprocessing.active_children()) - children_before:
+            worker.terminate()
+        for config in pending.values():
+            _record({"run_dir": str(config.run_dir), "status": "interrupted", "error": None}, report, bar)
+        pending.clear()
+    finally:
+        pool.shutdown(wait=not pending, cancel_futures=True)
 
 
 def _run_on_ray(todo, run_arguments, address, num_cpus, runs_per_gpu, report, bar) -> None:
@@ -381,15 +456,17 @@ class Study:
         seeds = self.runs[self.runs["status"] == "finished"].groupby(["control", "rho"], dropna=False)["seed"].nunique()
         low, high = (int(seeds.min()), int(seeds.max())) if len(seeds) else (0, 0)
         seed_count = f"{low} seed{'s' * (high != 1)}" if low == high else f"{low}-{high} seeds"
-        if self.provenance.get("tier") == "cpu":
+        if str(settings.get("command", "")).endswith("cpu-study"):
             from .cpu_study import network_label
 
             return f"real CIFAR-10, {network_label()}, CPU, {seed_count}"
-        return f"{'/'.join(settings.get('datasets', []))}, {'/'.join(settings.get('archs', []))}, committed grid, {seed_count}"
+        tier = {"gpu": " (GPU campaign)", "cpu": " (CPU)"}.get(self.provenance.get("tier"), "")
+        return f"{'/'.join(settings.get('datasets', []))}, {'/'.join(settings.get('archs', []))}, committed grid{tier}, {seed_count}"
 
 
 def committed_grid(study: str = "controls", results_dir: Path = results.RESULTS_DIR) -> Path | None:
-    """The committed summary of `study` under results/ (files named *_rho.json hold rho sweeps), or None."""
+    """The committed summary of `study` under results/ (files named *_rho.json hold rho sweeps), or None;
+    of several, the best tier (a GPU campaign, then the CPU study; `results.committed_grids`)."""
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r}; accepted: {STUDIES}")
     for path in results.committed_grids(results_dir):
@@ -436,7 +513,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--measures", nargs="+", default=None)
-    parser.add_argument("--backend", choices=["ray", "serial"], default="ray")
+    parser.add_argument("--backend", choices=BACKENDS, default="ray",
+                        help="ray (local Ray or --address), local (k processes per GPU, no Ray) or serial")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start Ray locally)")
     parser.add_argument("--num-cpus", type=int, default=None)
     parser.add_argument("--runs-per-gpu", type=int, default=DEFAULT_RUNS_PER_GPU)

@@ -259,12 +259,14 @@ def _check_config(config: RunConfig) -> None:
         runs.atomic_write_json(path, config.to_dict())
 
 
-def train(config: RunConfig, progress: bool = True, stop_after_epochs: int | None = None) -> dict:
+def train(config: RunConfig, progress: bool = True, stop_after_epochs: int | None = None,
+          deadline: float | None = None) -> dict:
     """Train (or resume, or skip) the run described by `config`; returns its summary.
 
     A finished run (summary.json present) is not repeated: its summary comes back with "skipped": True.
     `stop_after_epochs` ends this call early, after that many epochs, leaving a resumable checkpoint
-    (status "interrupted"; for time-limited jobs and for the resume test).
+    (status "interrupted"; for time-limited jobs and for the resume test). `deadline` (a `time.time()`
+    value) does the same before an epoch that would not end in time, judged by the slowest epoch so far.
     """
     run_dir = config.run_dir
     if runs.is_finished(run_dir):
@@ -282,8 +284,12 @@ def train(config: RunConfig, progress: bool = True, stop_after_epochs: int | Non
     last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, epochs_done + stop_after_epochs)
     with tqdm(total=config.epochs, initial=epochs_done, desc=f"{config.control} seed{config.seed}", disable=not progress) as bar:
         for epoch in range(epochs_done, last_epoch):
+            if not _epoch_fits(deadline, history):
+                break
+            epoch_started = time.time()
             row = {"epoch": epoch + 1, "lr": trainer.optimizer.param_groups[0]["lr"], **trainer.train_epoch(epoch, progress)}
             row["test_loss"], row["test_accuracy"] = trainer.evaluate(trainer.data.test_images, trainer.data.test_labels)
+            row["epoch_wall_seconds"] = time.time() - epoch_started
             history.append(row)
             diverged = not torch.isfinite(torch.tensor(row["train_loss"]))
             runs.atomic_save(trainer.state(epoch + 1, history), checkpoint_path)
@@ -298,6 +304,14 @@ def train(config: RunConfig, progress: bool = True, stop_after_epochs: int | Non
     summary = _summary(config, status, history, device, time.perf_counter() - started)
     runs.atomic_write_json(run_dir / runs.SUMMARY, summary)
     return summary
+
+
+def _epoch_fits(deadline: float | None, history: list[dict]) -> bool:
+    """Whether one more epoch ends before `deadline`, judged by the slowest epoch recorded so far."""
+    if deadline is None:
+        return True
+    slowest = max((row.get("epoch_wall_seconds", row["train_seconds"]) for row in history), default=0.0)
+    return time.time() + slowest < deadline
 
 
 def _summary(config: RunConfig, status: str, history: list[dict], device: torch.device, seconds: float) -> dict:

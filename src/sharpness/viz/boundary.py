@@ -151,3 +151,26 @@ class BoundaryExplorer:
         from IPython.display import display
 
         display(self.widget())
+
+
+def bayes_accuracy(separation: float) -> float:
+    """The best test accuracy any classifier can reach on the two unit-variance Gaussian classes with
+    centres `separation` apart: Phi(separation / 2), the Bayes classifier's (the perpendicular bisector)."""
+    from scipy.stats import norm
+
+    return float(norm.cdf(separation / 2))
+
+
+def memorisation_note(result: boundary.BoundaryResult) -> str:
+    """Markdown: per separation, the networks' mean test accuracy beside the Bayes accuracy, and which
+    separations can only be fitted to 100% training accuracy by memorising overlapping classes."""
+    accuracy = result.records.groupby("separation")["test_accuracy"].mean()
+    cells = ", ".join(f"s = {s:g}: {a:.2f} (best possible {bayes_accuracy(s):.2f})" for s, a in accuracy.items())
+    overlapping = [s for s in accuracy.index if bayes_accuracy(s) < 0.9]
+    note = f"Mean test accuracy per separation, beside the Bayes classifier's: {cells}."
+    if overlapping:
+        note += (f" Where even the best classifier errs on more than a tenth of the points (s ≤ {max(overlapping):g}), "
+                 "100% training accuracy is reached only by memorising points of the overlapping classes: the "
+                 "extra sharpness at those separations comes with memorisation, so it is not evidence of sharpness "
+                 "without worse generalisation.")
+    return note

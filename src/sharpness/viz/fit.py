@@ -150,3 +150,25 @@ def ordering_figure(result: fit.FitResult, measure: str = "top_eigenvalue", anal
         title=f"Does the network's sharpness follow the function's curvature?{subtitle(settings_label(result))}",
     )
     return figure
+
+
+def findings_markdown(result: fit.FitResult, analytic: str = "max_eigenvalue") -> str:
+    """What a run shows, measure by measure: Spearman's correlation of the networks' sharpness with
+    chapter 1's curvature at each target loss (over the functions every seed reached), and which
+    functions never reached a target. Computed from `fit.rank_agreement`, so it follows the data."""
+    unfitted = fit.unfitted_functions(result)
+    named = " and ".join([", ".join(unfitted[:-1]), unfitted[-1]] if len(unfitted) > 1 else unfitted)
+    lines = [f"No seed brought {named} to any target loss, so {'they take' if len(unfitted) > 1 else 'it takes'} "
+             "no part in the comparison." if unfitted else "Every function reached at least one target loss."]
+    for measure in fit.MEASURES:
+        agreement = fit.rank_agreement(result, measure, analytic)
+        ranked = agreement.dropna(subset=["spearman"])
+        if ranked.empty:
+            lines.append(f"- **{MEASURE_LABELS[measure]}**: no target reached by at least three functions.")
+            continue
+        cells = ", ".join(f"{row.spearman:+.2f} at loss ≤ {row.target:g} ({row.functions} functions)"
+                          for row in ranked.itertuples())
+        agree = int((ranked["spearman"] >= 0.999).sum())
+        lines.append(f"- **{MEASURE_LABELS[measure]}**: {cells}; the order is exactly chapter 1's at {agree} of "
+                     f"{len(ranked)} targets.")
+    return "\n".join(lines[:1] + [""] + lines[1:])

@@ -119,6 +119,11 @@ def contour_grid(landscapes: Sequence[ControlLandscape], columns: int = 2) -> go
         )
     for annotation in figure.layout.annotations:
         annotation.font.size = 11
+    # Axis names on the outer panels: the two filter-normalised directions, in units of the weights.
+    for col in range(1, columns + 1):
+        figure.update_xaxes(title_text="a (direction 1)", title_font_size=11, row=rows, col=col)
+    for row in range(1, rows + 1):
+        figure.update_yaxes(title_text="b (direction 2)", title_font_size=11, row=row, col=1)
     figure.update_layout(
         title=dict(text="Training loss around each minimum (log colour, one scale)<br><sup>FR Fisher-Rao norm, "
                         f"RF relative flatness, SAM SAM-sharpness<br>{settings_label(landscapes, '<br>')}</sup>"),

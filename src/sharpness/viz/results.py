@@ -125,40 +125,39 @@ def simpsons_paradox(points: pd.DataFrame, x_metric: str, y_metric: str, title: 
     return figure
 
 
-def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: str, columns: int = 3) -> go.Figure:
-    """One panel per metric against SAM's rho (log axis), `columns` panels a row: our runs as mean +/- SEM
-    over seeds, the paper's figures (where it printed them) as open diamonds."""
+RHO_TICKS = (0.0025, 0.005, 0.025, 0.05, 0.25, 0.5)
+
+
+def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: str) -> go.Figure:
+    """One row per metric against SAM's rho (log axis): our runs (mean +/- SEM over seeds) on the left,
+    the paper's printed figures on the right, each on its own y axis so neither flattens the other."""
     metrics = list(metrics)
     _check_columns(ours, ["rho", *metrics])
-    rows = -(-len(metrics) // columns)
     figure = make_subplots(
-        rows=rows, cols=min(columns, len(metrics)), subplot_titles=[label(m) for m in metrics],
-        horizontal_spacing=0.08, vertical_spacing=0.18,
+        rows=len(metrics), cols=2, column_titles=["ours", "the paper's (ResNet-18, CIFAR-10)"],
+        row_titles=[label(m) for m in metrics], shared_xaxes=True, horizontal_spacing=0.1, vertical_spacing=0.05,
     )
-    for index, metric in enumerate(metrics):
-        row, col = index // columns + 1, index % columns + 1
+    for row, metric in enumerate(metrics, start=1):
         by_rho = ours.dropna(subset=["rho", metric]).groupby("rho")[metric]
         summary = pd.DataFrame({"mean": by_rho.mean(), "sem": by_rho.sem()}).reset_index()
         figure.add_scatter(
             x=summary["rho"], y=summary["mean"], error_y=dict(array=summary["sem"].fillna(0)),
-            mode="lines+markers", name="ours (mean ± SEM)", legendgroup="ours", showlegend=index == 0,
-            marker=dict(color=qualitative.Plotly[1]), row=row, col=col,
+            mode="lines+markers", name="ours (mean ± SEM)", showlegend=False,
+            marker=dict(color=qualitative.Plotly[1]), row=row, col=1,
         )
-        if paper is not None:
-            printed = paper[(paper["metric"] == metric) & paper["rho"].notna()]
-            if len(printed):
-                figure.add_scatter(
-                    x=printed["rho"], y=printed["mean"], error_y=dict(array=printed["sem"]), mode="markers",
-                    name="paper (ResNet-18, CIFAR-10)", legendgroup="paper", showlegend=False,
-                    marker=dict(symbol="diamond-open", size=11, color="black"), row=row, col=col,
-                )
-        figure.update_xaxes(type="log", title_text="rho", tickvals=[0.0025, 0.005, 0.025, 0.05, 0.25, 0.5],
-                            ticktext=["0.0025", "", "0.025", "", "0.25", ""], row=row, col=col)
-    paper_traces = [trace for trace in figure.data if trace.legendgroup == "paper"]
-    if paper_traces:
-        paper_traces[0].showlegend = True
-    figure.update_layout(title=title, height=330 * rows + 150, margin=dict(t=120),
-                         legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
+        printed = paper[(paper["metric"] == metric) & paper["rho"].notna()] if paper is not None else paper
+        if printed is not None and len(printed):
+            figure.add_scatter(
+                x=printed["rho"], y=printed["mean"], error_y=dict(array=printed["sem"]), mode="markers",
+                name="paper", showlegend=False, marker=dict(symbol="diamond-open", size=11, color="black"),
+                row=row, col=2,
+            )
+    # Log rho with every other tick labelled, so neighbouring radii (0.025 and 0.05) do not overlap.
+    figure.update_xaxes(type="log", tickvals=list(RHO_TICKS),
+                        ticktext=[f"{r:g}" if i % 2 == 1 else "" for i, r in enumerate(RHO_TICKS)])
+    figure.update_xaxes(title_text="rho", row=len(metrics))
+    figure.update_annotations(font_size=12)
+    figure.update_layout(title=title, height=190 * len(metrics) + 140, margin=dict(t=110, r=40))
     return figure
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -93,7 +94,9 @@ def function_traces(
     hover = "x=%{x:.3f}<br>y=%{y:.3f}<br>f=%{customdata:.4g}<extra></extra>"
     surface = go.Surface(
         x=xs, y=ys, z=z, surfacecolor=colour, customdata=z, colorscale="Viridis", cmin=0.0, cmax=colour_max,
-        colorbar=dict(title=colour_title, x=-0.08, len=0.8), hovertemplate=hover, name=function.label,
+        # Horizontal, under the surface: clear of the z-axis ticks at any page width.
+        colorbar=dict(title=dict(text=colour_title, side="top"), orientation="h", x=0.27, xanchor="center",
+                      y=-0.02, yanchor="top", len=0.45, thickness=12), hovertemplate=hover, name=function.label,
     )
     contour = go.Contour(
         x=xs, y=ys, z=colour, customdata=z, colorscale="Viridis", showscale=False, zmin=0.0, zmax=colour_max,
@@ -128,9 +131,9 @@ def function_traces(
     stats = toy.hessian_stats(name, minima[0], **params) if minima else None
     title = function.label
     if stats is not None:
-        title += (
-            f": at {tuple(round(c, 3) for c in minima[0])} λmax={stats.max_eigenvalue:.4g},"
-            f" trace={stats.trace:.4g}, det={stats.determinant:.4g}, κ={stats.condition_number:.4g}"
+        title += (  # a second, smaller line: long enough to be cut on a narrow page otherwise
+            f"<br><sub>at {tuple(round(c, 3) for c in minima[0])}: λmax = {stats.max_eigenvalue:.4g},"
+            f" trace = {stats.trace:.4g}, det = {stats.determinant:.4g}, κ = {stats.condition_number:.4g}</sub>"
         )
     return FunctionView(traces, log_colour, title)
 
@@ -138,22 +141,23 @@ def function_traces(
 def _two_panel_figure() -> go.Figure:
     figure = make_subplots(
         rows=1, cols=2, specs=[[{"type": "scene"}, {"type": "xy"}]], column_widths=[0.55, 0.45],
-        subplot_titles=("surface", "contours; arrows: sharpest (red) and flattest (blue) directions"),
+        subplot_titles=("surface", "contours; red: sharpest, blue: flattest"),
     )
-    figure.update_layout(height=580, margin=dict(l=10, r=10, t=120, b=10), showlegend=False)
+    figure.update_annotations(font_size=12)
+    figure.update_layout(height=600, margin=dict(l=10, r=10, t=130, b=70), showlegend=False)
     figure.update_xaxes(title_text="x", row=1, col=2)
     figure.update_yaxes(title_text="y", scaleanchor="x", row=1, col=2)
     figure.update_scenes(xaxis_title="x", yaxis_title="y", zaxis_title="f(x, y)")
     return figure
 
 
-def _add_views(figure: go.Figure, views: list[FunctionView]) -> list[list[bool]]:
-    """Add every view's traces; return, per view, the visibility mask that shows only that view."""
+def _add_views(figure: go.Figure, views: list[FunctionView], shown: int = 0) -> list[list[bool]]:
+    """Add every view's traces, view `shown` visible; return, per view, the mask that shows only it."""
     spans = []
     for index, view in enumerate(views):
         start = len(figure.data)
         for trace, column in view.traces:
-            trace.visible = index == 0
+            trace.visible = index == shown
             figure.add_trace(trace, row=1, col=column)
         spans.append((start, len(figure.data)))
     total = len(figure.data)
@@ -170,9 +174,9 @@ def explorer_figure(resolution: int = 51) -> go.Figure:
         dict(label=toy.get(name).label, method="update", args=[{"visible": mask}, {"title.text": view.title}])
         for name, view, mask in zip(names, views, masks)
     ]
-    figure.update_layout(
-        title=dict(text=views[0].title, font=dict(size=13), y=0.9, yanchor="bottom"),
-        updatemenus=[dict(buttons=buttons, direction="down", x=0.0, y=1.25, xanchor="left", yanchor="top", showactive=True)],
+    figure.update_layout(  # the title on the left, the menu on the right: neither covers the other
+        title=dict(text=views[0].title, font=dict(size=14), x=0.01, xanchor="left", y=0.97, yanchor="top"),
+        updatemenus=[dict(buttons=buttons, direction="down", x=1.0, y=1.2, xanchor="right", yanchor="top", showactive=True)],
     )
     return figure
 
@@ -192,16 +196,19 @@ def parameter_slider_figure(name: str, parameter: str, values, resolution: int =
         function_traces(name, {parameter: v}, resolution, domain, log_colour=log_colour, colour_max=colour_max)
         for v in values
     ]
+    # Open at the paper's value of the parameter (Rosenbrock b = 100, Rastrigin A = 10) where it is a step.
+    default = function.params[parameter]
+    shown = list(values).index(default) if default in values else 0
     figure = _two_panel_figure()
-    masks = _add_views(figure, views)
+    masks = _add_views(figure, views, shown)
     figure.update_scenes(zaxis=dict(range=[min(z.min() for z in heights), max(z.max() for z in heights)]))
     steps = [
         dict(label=f"{v:g}", method="update", args=[{"visible": mask}, {"title.text": view.title}])
         for v, view, mask in zip(values, views, masks)
     ]
     figure.update_layout(
-        title=dict(text=views[0].title, font=dict(size=14)),
-        sliders=[dict(steps=steps, active=0, currentvalue=dict(prefix=f"{parameter} = "), pad=dict(t=30))],
+        title=dict(text=views[shown].title, font=dict(size=14), x=0.01, xanchor="left"),
+        sliders=[dict(steps=steps, active=shown, currentvalue=dict(prefix=f"{parameter} = "), pad=dict(t=30))],
     )
     return figure
 
@@ -215,3 +222,67 @@ def curvature_versus_parameter(name: str, parameter: str, values) -> go.Figure:
     figure.update_xaxes(title_text=parameter)
     figure.update_layout(height=320, showlegend=False, title=f"{toy.get(name).label}: curvature at the minimum")
     return figure
+
+
+HESSIAN_COLUMNS = ("condition_number", "hessian_trace", "hessian_determinant", "max_eigenvalue")
+
+
+def printed_agreement(reference_csv) -> pd.DataFrame:
+    """Each figure of the paper's Tables 1-2 beside ours rounded to the decimals the paper printed:
+    one row per (minimum, statistic) with `agrees` (equal at the printed digits)."""
+    printed = pd.read_csv(reference_csv, dtype=str)
+    ours = pd.DataFrame(toy.minima_table())
+    rows = []
+    for record in printed.to_dict("records"):
+        match = ours[(ours["function"] == record["function"]) & np.isclose(ours["x"], float(record["x"]), atol=1e-4)
+                     & np.isclose(ours["y"], float(record["y"]), atol=1e-4)]
+        if match.empty:
+            continue
+        for column in HESSIAN_COLUMNS:
+            text = record[column]
+            fraction = text.split(".")[1] if "." in text else ""
+            decimals = len(fraction) if fraction.strip("0") else 0  # "157438.0" is the printed 157438
+            value = float(match[column].iloc[0])
+            rows.append({"function": record["function"], "x": float(record["x"]), "y": float(record["y"]), "statistic": column, "paper": text,
+                         "ours": value, "agrees": round(value, decimals) == round(float(text), decimals)})
+    return pd.DataFrame(rows)
+
+
+def printed_agreement_note(reference_csv) -> str:
+    """Markdown: how many of the paper's printed figures ours match at the printed digits, which do
+    not, and the largest relative difference (the paper rounds, so ours carry more digits)."""
+    table = printed_agreement(reference_csv)
+    absolute = (table["ours"] - table["paper"].astype(float)).abs()
+    relative = absolute / table["paper"].astype(float).abs()
+
+    def example(index, size):
+        row = table.loc[index]
+        return (f"{size}: {row['function']} {row['statistic'].replace('_', ' ')}, ours {row['ours']:.8g}, "
+                f"printed {row['paper'].removesuffix('.0')}")
+
+    note = (f"Rounded to the digits the paper prints, {int(table['agrees'].sum())} of {len(table)} figures agree "
+            f"with ours. The paper's figures are rounded and ours are not, so they are not identical: largest "
+            f"relative difference {example(relative.idxmax(), f'{relative.max():.1e}')}; largest absolute "
+            f"difference {example(absolute.idxmax(), f'{absolute.max():.2g}')}.")
+    differing = table[~table["agrees"]]
+    if len(differing):
+        note += " These differ at the printed digits: " + "; ".join(
+            f"{row.function} at x = {row.x:g}, {row.statistic.replace('_', ' ')}: ours {row.ours:.6g}, printed {row.paper}"
+            for row in differing.itertuples()) + "."
+    return note
+
+
+HESSIAN_HEADERS = {"condition_number": "condition no.", "hessian_trace": "trace", "hessian_determinant": "determinant",
+                   "max_eigenvalue": "λ max"}
+
+
+def hessian_comparison_table(reference_csv) -> pd.DataFrame:
+    """Tables 1-2 in a narrow layout: two rows per minimum (ours, the paper's), one short column per statistic."""
+    table = printed_agreement(reference_csv)
+    table["minimum"] = [f"{function} ({x:.3g}, {y:.3g})" for function, x, y in zip(table["function"], table["x"], table["y"])]
+    ours = table.pivot_table(index="minimum", columns="statistic", values="ours", aggfunc="first", sort=False)
+    paper = table.assign(paper=table["paper"].astype(float)).pivot_table(
+        index="minimum", columns="statistic", values="paper", aggfunc="first", sort=False)
+    both = pd.concat({"ours": ours, "paper": paper}, names=["source"]).swaplevel().sort_index(
+        level=0, sort_remaining=False, key=lambda level: level.map({m: i for i, m in enumerate(ours.index)}))
+    return both[list(HESSIAN_COLUMNS)].rename(columns=HESSIAN_HEADERS)
