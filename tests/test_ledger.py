@@ -190,3 +190,20 @@ def test_units_and_wilcoxon_notes_read_the_data():
                          for c in ("baseline", "aug") for s in (0, 1)])
     assert "n = 2 seeds" in results.wilcoxon_note(runs) and "= 0.25" in results.wilcoxon_note(runs)
     assert results.runs_scale(runs.assign(epochs=3)) == "d, a: 2 controls x 2 seeds (0, 1), 3 epochs"
+
+
+def test_appendix_f1_row_reports_the_clean_data_check(tmp_path):
+    path = write_grid(tmp_path / "cifar10_folder_cnn_mlp_cpu.json", "cifar10_folder", "cnn_mlp", seeds=(0, 1), epochs=30,
+                      tier="cpu", extra_settings={"train_images": 10000, "command": "python -m sharpness cpu-study"})
+    assert rows_by_item(ledger.ledger(results_dir=tmp_path))[
+        "Appendix F.1: sharpness of the augmentation controls on clean instead of augmented data"].status == ledger.NOT_RUN
+    document = json.loads(path.read_text())
+    for run in document["runs"]:  # on clean data aug stays sharper than the baseline (4 > 1), aug_sam does not (0.5)
+        if run["control"].startswith("aug"):
+            run["clean.relative_flatness"] = 0.5 if run["control"] == "aug_sam" else run["relative_flatness"]
+    path.write_text(json.dumps(document))
+    row = rows_by_item(ledger.ledger(results_dir=tmp_path))[
+        "Appendix F.1: sharpness of the augmentation controls on clean instead of augmented data"]
+    assert row.status == ledger.REDUCED_SCALE and row.command == "`python -m sharpness cpu-study`"
+    assert row.ours == ("The verdict 'sharper than the baseline' is the same on clean and augmented data in 1 of 2 cases; "
+                        "it flips in 1 (aug_sam, relative_flatness: sharper on augmented data only).")

@@ -170,3 +170,22 @@ def test_grid_summary_round_trip_keeps_runs_and_provenance(runs, tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="missing"):
         results.load_grid(tmp_path / "bad.json")
+
+
+def test_differences_from_paper_names_metrics_whose_majorities_differ():
+    controls = ["baseline", "baseline_sam", "aug", "aug_sam", "wd", "wd_sam"]
+
+    def frame(values_by_metric, dataset, arch):
+        return pd.DataFrame([{"dataset": dataset, "arch": arch, "control": c, "rho": 0.05 if c.endswith("sam") else np.nan,
+                              "metric": metric, "mean": values[i], "sem": np.nan, "n": 3}
+                             for metric, values in values_by_metric.items() for i, c in enumerate(controls)])
+
+    # ours: accuracy up for all 5 controls (holds); ECE up for 4 of 5 (only 1 of 5 lower: does not hold)
+    ours = frame({"test_accuracy": [0.5, 0.6, 0.6, 0.6, 0.6, 0.6], "test_ece": [0.1, 0.2, 0.2, 0.2, 0.2, 0.05]},
+                 "cifar10_folder", "cnn_mlp")
+    # the paper's: both hold for every control
+    paper = frame({"test_accuracy": [0.5, 0.6, 0.6, 0.6, 0.6, 0.6], "test_ece": [0.3, 0.2, 0.2, 0.2, 0.2, 0.2]},
+                  "cifar10", "resnet18")
+    assert results.differences_from_paper(ours, paper) == (
+        "Most of our controls move in the paper's claimed direction for 1 of 2 metrics (test_accuracy). "
+        "Ours and the paper's differ on: test_ece (1 of 5 ours, 5 of 5 the paper's).")

@@ -62,7 +62,7 @@ class CommittedGrid:
     @property
     def tier(self) -> str:
         """'gpu', 'cpu' or '' as the provenance says (older grids do not say)."""
-        return str(self.settings.get("tier", ""))
+        return str(self.provenance.get("tier") or self.settings.get("tier", ""))
 
     @property
     def real_data(self) -> bool:
@@ -77,7 +77,7 @@ class CommittedGrid:
 
     def train_images(self) -> int | None:
         """The training subset size where the settings record one (None: the whole training set)."""
-        for key in ("train_samples", "max_train_samples", "train_subset", "subset"):
+        for key in ("train_images", "train_samples", "max_train_samples", "train_subset", "subset"):
             value = self.settings.get(key, (self.settings.get("train_options") or {}).get(key))
             if value:
                 return int(value)
@@ -194,7 +194,8 @@ def central_claim_row(grids: list[CommittedGrid], paper: pd.DataFrame) -> Row:
         return Row(item, STAND_IN,
                    "the study chapters train an offline grid at build time (scikit-learn digits, small CNN, a few epochs)",
                    "not a reproduction: see the results chapter", theirs, command, "study/results")
-    grid = real[-1]
+    grid = real[0]  # the best tier (results.committed_grids: GPU campaign, then CPU study)
+    command = f"`{grid.settings['command']}`" if grid.settings.get("command") else command
     runs = results.finished_runs(grid.runs)
     dataset = runs["dataset"].iloc[0]
     status, tally = _grid_status(grid, results.paper_setting(dataset, runs["arch"].iloc[0], paper)[0], runs)
@@ -301,6 +302,8 @@ def landscape_row(results_dir: Path = RESULTS_DIR) -> Row:
                    "not a reproduction", "51 x 51 surfaces, ResNet-18", command, "study/landscapes")
     dataset, arch = surfaces[0].parts[-4], surfaces[0].parts[-3]
     real = dataset not in STAND_IN_DATASETS
+    if arch == "cnn_mlp":  # drawn by the CPU study from its seed-0 runs
+        command = "`python -m sharpness cpu-study`"
     return Row(item, REDUCED_SCALE if real else STAND_IN,
                f"{len(surfaces)} stored surfaces, {ARCH_NAMES.get(arch, arch)} on {DATASET_NAMES.get(dataset, dataset)}",
                "see the chapter", "51 x 51 surfaces, ResNet-18", command, "study/landscapes")
@@ -318,9 +321,17 @@ def simpson_row(grids: list[CommittedGrid]) -> Row:
     return Row(item, REDUCED_SCALE, grid.description(), "see the results chapter", theirs, command, "study/results")
 
 
-def appendix_f1_row() -> Row:
-    return Row("Appendix F.1", NOT_RUN, "nothing yet", "—", "not transcribed under results/reference/",
-               "—", "study/results")
+def appendix_f1_row(grids: list[CommittedGrid]) -> Row:
+    """Appendix F.1: the augmentation controls' sharpness measured again on clean training images."""
+    item = "Appendix F.1: sharpness of the augmentation controls on clean instead of augmented data"
+    theirs = "the paper's appendix repeats the measures on clean data (its figures are not transcribed under results/reference/)"
+    for grid in grids:
+        check = results.clean_data_check(grid.runs) if grid.real_data and not grid.is_rho_sweep else pd.DataFrame()
+        if len(check):
+            command = f"`{grid.settings['command']}`" if grid.settings.get("command") else "`evaluate_run(..., also_clean=True)`"
+            return Row(item, REDUCED_SCALE, grid.description(), results.clean_data_sentence(check), theirs, command, "study/results")
+    return Row(item, NOT_RUN, "no run measured on both kinds of data", "—", theirs,
+               "`python -m sharpness cpu-study` (measures aug controls on both)", "study/results")
 
 
 def ledger(results_dir: Path = RESULTS_DIR, reference_dir: Path = REFERENCE_DIR) -> list[Row]:
@@ -329,7 +340,7 @@ def ledger(results_dir: Path = RESULTS_DIR, reference_dir: Path = REFERENCE_DIR)
     paper = results.paper_results(None, path=reference_dir / "paper_results.csv")
     return [
         toy_hessian_row(reference_dir), toy_fit_row(results_dir), boundary_row(),
-        central_claim_row(grids, paper), *table_rows(grids, paper), batch_lr_row(grids), appendix_f1_row(),
+        central_claim_row(grids, paper), *table_rows(grids, paper), batch_lr_row(grids), appendix_f1_row(grids),
         rho_row(grids, paper), landscape_row(results_dir), simpson_row(grids),
     ]
 

@@ -468,7 +468,11 @@ TIERS = ("gpu", "cpu")
 
 def grid_tier(path: Path | str) -> str | None:
     """The `tier` in a grid summary's provenance ("gpu", "cpu"), or None where it names none."""
-    return _read_json(Path(path)).get("provenance", {}).get("tier")
+    try:
+        document = _read_json(Path(path))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a readable grid summary ({error}); fix or remove it") from None
+    return document.get("provenance", {}).get("tier")
 
 
 def committed_grids(results_dir: Path = RESULTS_DIR) -> list[Path]:
@@ -721,13 +725,39 @@ def claim_agreement(summary: pd.DataFrame, paper: pd.DataFrame, label: str) -> p
     def agreeing(check):
         return check.set_index("metric").apply(lambda row: f"{row['controls agreeing']} of {row['controls']}", axis=1)
 
-    ours = claim_check(summary)
-    theirs = claim_check(paper[(paper["dataset"] == "cifar10") & (paper["arch"] == "resnet18")])
+    ours, theirs = _claim_checks(summary, paper)
     return pd.DataFrame({
         "claim (vs baseline)": ours.set_index("metric")["claim"],
         f"ours ({label})": agreeing(ours),
         "paper (ResNet-18, CIFAR-10)": agreeing(theirs),
     }).rename_axis("metric")
+
+
+def _claim_checks(summary: pd.DataFrame, paper: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`claim_check` of ours and of the paper's ResNet-18 on CIFAR-10; the paper's row of a metric we
+    also compute its way (PAPER_EQUIVALENT) is repeated under our name."""
+    ours = claim_check(summary)
+    theirs = claim_check(paper[(paper["dataset"] == "cifar10") & (paper["arch"] == "resnet18")])
+    for ours_name, theirs_name in PAPER_EQUIVALENT.items():
+        if ours_name in set(ours["metric"]):
+            theirs = pd.concat([theirs, theirs[theirs["metric"] == theirs_name].assign(metric=ours_name)])
+    return ours, theirs
+
+
+def differences_from_paper(summary: pd.DataFrame, paper: pd.DataFrame) -> str:
+    """A sentence computed from the claim checks: the metrics where most of our controls go the paper's
+    way, and those where most of the paper's do but most of ours do not (or the reverse)."""
+    ours, theirs = (check.set_index("metric") for check in _claim_checks(summary, paper))
+    majority = lambda check: check["controls agreeing"] > check["controls"] / 2  # noqa: E731
+    ours_hold, paper_holds = majority(ours), majority(theirs).reindex(ours.index)
+    held = [m for m in ours.index if ours_hold[m]]
+    differ = [f"{m} ({ours.loc[m, 'controls agreeing']} of {ours.loc[m, 'controls']} ours, "
+              f"{int(theirs.loc[m, 'controls agreeing'])} of {int(theirs.loc[m, 'controls'])} the paper's)"
+              for m in ours.index if m in theirs.index and ours_hold[m] != paper_holds[m]]
+    text = (f"Most of our controls move in the paper's claimed direction for {len(held)} of {len(ours)} metrics"
+            + (f" ({', '.join(held)})" if held else "") + ".")
+    return text + (f" Ours and the paper's differ on: {'; '.join(differ)}." if differ else
+                   " Where the paper's ResNet-18 figures exist, the majorities agree on every metric.")
 
 
 def first_setting_beside_paper(study, summary: pd.DataFrame, paper: pd.DataFrame) -> dict:
