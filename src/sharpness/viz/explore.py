@@ -3,19 +3,27 @@
 Each tab builds its explorer the first time it is opened: the toy functions draw at once, a decision
 boundary trains a small network (seconds), and the landscape explorer may first train the book's
 offline runs (minutes on a CPU), so nobody waits for a tab they never open.
+
+Usage: python -m sharpness.viz.explore [--port 8866] [--no-browser]   (what `make explore` runs)
 """
 
 from __future__ import annotations
 
+import argparse
 import html
+import sys
 import traceback
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 import ipywidgets as widgets
 
 from .boundary import BoundaryExplorer
 from .landscape import LandscapeExplorer
 from .toy_widgets import ToyExplorer
+
+APP_NOTEBOOK = Path(__file__).resolve().parents[3] / "explore" / "explorers.ipynb"
+DEFAULT_PORT = 8866
 
 # Tab title -> how to build its explorer (the defaults the chapters use).
 EXPLORERS: dict[str, Callable[[], object]] = {
@@ -63,3 +71,27 @@ class ExplorerApp:
         from IPython.display import display
 
         display(self.widget())
+
+
+def voila_arguments(port: int = DEFAULT_PORT, open_browser: bool = True) -> list[str]:
+    """Voila's command line for the app: this machine only (127.0.0.1), one kernel per page."""
+    return [str(APP_NOTEBOOK), f"--port={port}", "--Voila.ip=127.0.0.1", *([] if open_browser else ["--no-browser"])]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve the live explorers (toy functions, boundaries, landscapes) with Voila.")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--no-browser", action="store_true", help="only print the address")
+    args = parser.parse_args(argv)
+    if not APP_NOTEBOOK.is_file():
+        print(f"error: {APP_NOTEBOOK} is missing; the app needs a source checkout (git clone, then make explore)",
+              file=sys.stderr)
+        return 1
+    from voila.app import main as voila_main
+
+    voila_main(voila_arguments(args.port, open_browser=not args.no_browser))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
