@@ -13,16 +13,15 @@ import argparse
 import html
 import sys
 import traceback
-from pathlib import Path
 from typing import Callable, Sequence
 
 import ipywidgets as widgets
 
+from ..paths import EXPLORER_APP
 from .boundary import BoundaryExplorer
 from .landscape import LandscapeExplorer
 from .toy_widgets import ToyExplorer
 
-APP_NOTEBOOK = Path(__file__).resolve().parents[3] / "explore" / "explorers.ipynb"
 DEFAULT_PORT = 8866
 
 # Tab title -> how to build its explorer (the defaults the chapters use).
@@ -75,7 +74,7 @@ class ExplorerApp:
 
 def voila_arguments(port: int = DEFAULT_PORT, open_browser: bool = True) -> list[str]:
     """Voila's command line for the app: this machine only (127.0.0.1), one kernel per page."""
-    return [str(APP_NOTEBOOK), f"--port={port}", "--Voila.ip=127.0.0.1", *([] if open_browser else ["--no-browser"])]
+    return [str(EXPLORER_APP), f"--port={port}", "--Voila.ip=127.0.0.1", *([] if open_browser else ["--no-browser"])]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--no-browser", action="store_true", help="only print the address")
     args = parser.parse_args(argv)
-    if not APP_NOTEBOOK.is_file():
-        print(f"error: {APP_NOTEBOOK} is missing; the app needs a source checkout (git clone, then make explore)",
+    if not EXPLORER_APP.is_file():
+        print(f"error: {EXPLORER_APP} is missing; the app needs a source checkout (git clone, then make explore)",
               file=sys.stderr)
         return 1
     from voila.app import main as voila_main
