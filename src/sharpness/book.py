@@ -8,7 +8,8 @@
   MathJax from the npm registry where npm is available (else pages load MathJax from its CDN).
 - `setup`: a Sphinx extension (listed in `_config.yml`) pointing pages at that local MathJax when present,
   and re-executing a chapter when the library code it runs has changed (`library_fingerprint`): its
-  cached outputs are dropped and Sphinx reads it again.
+  cached outputs are dropped and Sphinx reads it again. Every chapter page offers its executed notebook
+  (.ipynb) for download; launch buttons appear only when `_config.yml` names the repository.
 - `check`: fails when a chapter's figures did not reach its HTML page.
 
 Usage: python -m sharpness.book prepare | check BUILD_DIR
@@ -157,9 +158,34 @@ def _reexecute_when_library_changed(app, env, added, changed, removed) -> list[s
     return [docname for docname in stale if docname not in added | changed]
 
 
+def _launch_buttons_need_a_repository(app, config) -> None:
+    """Launch buttons point into the repository: with no `repository.url` in _config.yml, none are shown."""
+    options = config.html_theme_options
+    if not options.get("repository_url"):
+        options.pop("launch_buttons", None)
+
+
+def _offer_notebook_download(app, pagename, templatename, context, doctree) -> None:
+    """Put the chapter's executed notebook beside its source, for the theme's download menu (.ipynb).
+
+    The theme does this itself only when launch buttons are on; a reader may want the notebook anyway.
+    """
+    executed = Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
+    if not executed.is_file():
+        return
+    target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(executed, target)
+    context["ipynb_source"] = f"{pagename}.ipynb"
+
+
 def setup(app):
-    """Sphinx extension: local MathJax when `prepare` shipped one; chapters re-run when their library changed."""
+    """Sphinx extension: local MathJax when `prepare` shipped one; chapters re-run when their library
+    changed; a notebook download on every chapter; launch buttons only with a repository URL."""
     app.connect("config-inited", _use_local_mathjax)
+    app.connect("config-inited", _launch_buttons_need_a_repository)
+    # Before the theme's header buttons (priority 501) read `ipynb_source`.
+    app.connect("html-page-context", _offer_notebook_download, priority=500)
     app.connect("env-get-outdated", _reexecute_when_library_changed)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
