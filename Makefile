@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book test bench clean
+.PHONY: book test bench explore lab clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ test: $(STAMP)
 ## Run every benchmark under bench/ (each measures on the CPU here, and on the GPU where one is present).
 bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+## Serve the live explorers (toy functions, boundaries, landscapes) as one Voila app on 127.0.0.1:8866 (PORT=... to change).
+explore: $(STAMP)
+	$(PY) -m sharpness.viz.explore $(if $(PORT),--port $(PORT))
+
+## Open the chapters in JupyterLab; a chapter's .md opens as a notebook (jupytext), its live cells run there.
+LAB_DEFAULTS := $(VENV)/share/jupyter/lab/settings/overrides.json
+lab: $(STAMP)
+	$(VENV)/bin/jupytext-config --settings-file $(LAB_DEFAULTS) set-default-viewer markdown myst
+	$(VENV)/bin/jupyter lab book $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf _build

@@ -7,7 +7,10 @@
 - `prepare`: copies plotly.js from the installed plotly package into the book's `_static` (no CDN), and
   MathJax from the npm registry where npm is available (else pages load MathJax from its CDN).
 - `setup`: a Sphinx extension (listed in `_config.yml`) pointing pages at that local MathJax when present,
-  and loading plotly.js only on pages that draw a figure.
+  and loading plotly.js only on pages that draw a figure; re-executing a chapter when the library code it
+  runs has changed (`library_fingerprint`): its cached outputs are dropped and Sphinx reads it again. Every
+  chapter page offers its executed notebook (.ipynb) for download; launch buttons appear only when
+  `_config.yml` names the repository.
 - `check`: fails when a chapter's figures did not reach its HTML page, or when any page would request
   a URL that is not local (a CDN script, stylesheet, font or image).
 
@@ -16,6 +19,8 @@ Usage: python -m sharpness.book prepare | check BUILD_DIR
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +33,8 @@ import jupytext
 import plotly
 import plotly.io as pio
 from docutils import nodes
+
+from .library_fingerprint import LIBRARY_DIR, chapter_fingerprint
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
@@ -114,11 +121,85 @@ def _plotly_where_drawn(app, pagename, templatename, context, doctree) -> None:
         app.add_js_file(PLOTLY_JS, priority=100)  # called here, Sphinx adds it to this page only
 
 
+# Beside jupyter-cache's database: each chapter's library fingerprint as of its cached outputs.
+FINGERPRINTS_FILE = "sharpness-library-fingerprints.json"
+
+
+def _write_json_atomically(path: Path, data) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(partial, path)
+
+
+def stale_chapters(cache_dir: Path, chapters: dict[str, Path], library_dir: Path = LIBRARY_DIR) -> list[str]:
+    """Chapters (docname -> source) whose library fingerprint changed since their outputs were cached.
+
+    Their cache records are removed, so they execute again; the new fingerprints are recorded. A chapter
+    never fingerprinted before counts as changed (its cached outputs may predate any library edit).
+    """
+    from jupyter_cache import get_cache
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    record_file = cache_dir / FINGERPRINTS_FILE
+    recorded = json.loads(record_file.read_text(encoding="utf-8")) if record_file.is_file() else {}
+    current = {docname: chapter_fingerprint(path, library_dir) for docname, path in chapters.items()}
+    stale = sorted(docname for docname, fingerprint in current.items() if recorded.get(docname) != fingerprint)
+    if stale:
+        cache = get_cache(str(cache_dir))
+        stale_sources = {str(chapters[docname]) for docname in stale}
+        for record in cache.list_cache_records():
+            if record.uri in stale_sources:
+                cache.remove_cache(record.pk)
+    _write_json_atomically(record_file, {**recorded, **current})
+    return stale
+
+
+def _reexecute_when_library_changed(app, env, added, changed, removed) -> list[str]:
+    """Sphinx `env-get-outdated`: chapters to read (and execute) again although their text is unchanged."""
+    config = getattr(env, "mystnb_config", None)
+    if config is None or config.execution_mode != "cache":
+        return []
+    chapters = {docname: Path(env.doc2path(docname)) for docname in env.found_docs
+                if Path(env.doc2path(docname)).suffix in (".md", ".ipynb")}
+    stale = stale_chapters(Path(config.execution_cache_path), chapters)
+    if stale:
+        from sphinx.util import logging
+
+        logging.getLogger(__name__).info("library code changed: re-executing %s", ", ".join(stale))
+    return [docname for docname in stale if docname not in added | changed]
+
+
+def _launch_buttons_need_a_repository(app, config) -> None:
+    """Launch buttons point into the repository: with no `repository.url` in _config.yml, none are shown."""
+    options = config.html_theme_options
+    if not options.get("repository_url"):
+        options.pop("launch_buttons", None)
+
+
+def _offer_notebook_download(app, pagename, templatename, context, doctree) -> None:
+    """Put the chapter's executed notebook beside its source, for the theme's download menu (.ipynb).
+
+    The theme does this itself only when launch buttons are on; a reader may want the notebook anyway.
+    """
+    executed = Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
+    if not executed.is_file():
+        return
+    target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(executed, target)
+    context["ipynb_source"] = f"{pagename}.ipynb"
+
+
 def setup(app):
-    """Sphinx extension: typeset with the book's own copy of MathJax when `prepare` shipped one; plotly.js
-    on the pages that draw figures, before any require.js, so it defines the global `Plotly`."""
+    """Sphinx extension: local MathJax when `prepare` shipped one; plotly.js on the pages that draw figures,
+    before any require.js, so it defines the global `Plotly`; chapters re-run when their library changed;
+    a notebook download on every chapter; launch buttons only with a repository URL."""
     app.connect("config-inited", _use_local_mathjax)
+    app.connect("config-inited", _launch_buttons_need_a_repository)
     app.connect("html-page-context", _plotly_where_drawn)
+    # Before the theme's header buttons (priority 501) read `ipynb_source`.
+    app.connect("html-page-context", _offer_notebook_download, priority=500)
+    app.connect("env-get-outdated", _reexecute_when_library_changed)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 

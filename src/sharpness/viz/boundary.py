@@ -12,6 +12,7 @@ from scipy.special import expit
 
 from .. import boundary, fit
 from .fit import MEASURE_LABELS, subtitle
+from .live import sync_state
 
 CLASS_COLOURS = ("#1f77b4", "#d62728")
 
@@ -142,6 +143,7 @@ class BoundaryExplorer:
             for trace in boundary_traces(self.result, 0):
                 self.figure.add_trace(trace)
             self.figure.layout.title.text = network_title(self.result, 0)
+        sync_state(self.figure)
         self.readout.value = f"<small>{settings_label(self.result.config)}</small>"
 
     def widget(self) -> widgets.Widget:

@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 from scipy.stats import spearmanr
 
 from ..landscape import MEASURE_LABELS, ControlLandscape, Surface
+from .live import sync_state
 
 COLOURSCALE = "Viridis"
 LOSS_TICKS = (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000)
@@ -254,6 +255,7 @@ class LandscapeExplorer:
             self.figure.add_trace(go.Surface(x=alphas, y=betas, z=item.surface.loss, colorscale=COLOURSCALE,
                                              surfacecolor=np.log10(item.surface.loss), showscale=False))
             self.figure.layout.title.text = f"{item.control}, seed {item.seed}<br><sup>{settings_label([item], '<br>')}</sup>"
+        sync_state(self.figure)
         self.readout.value = measures_text(item)
 
     def widget(self) -> widgets.Widget:

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 
 from .. import toy
 from .toy import _two_panel_figure, function_traces, zoomed_domain
+from .live import sync_state
 
 
 class ToyExplorer:
@@ -74,6 +75,7 @@ class ToyExplorer:
             for trace, column in view.traces:
                 self.figure.add_trace(trace, row=1, col=column)
             self.figure.layout.title.text = view.title
+        sync_state(self.figure)
         self.readout.value = (
             f"<b>Hessian at ({point[0]:.3f}, {point[1]:.3f})</b>: eigenvalues "
             f"{stats.eigenvalues[0]:.4g}, {stats.eigenvalues[1]:.4g}; trace {stats.trace:.4g}; "

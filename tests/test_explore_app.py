@@ -1,0 +1,61 @@
+"""The explorer app without a browser: tabs built on first view, failures shown in place, synced figures."""
+
+import ipywidgets as widgets
+import numpy as np
+
+from sharpness import toy
+from sharpness.viz.explore import EXPLORERS, ExplorerApp, voila_arguments
+from sharpness.paths import EXPLORER_APP
+from sharpness.viz.toy_widgets import ToyExplorer
+
+
+class Stub:
+    def __init__(self, label):
+        self.label = label
+
+    def widget(self):
+        return widgets.Label(self.label)
+
+
+def test_each_tab_is_built_once_when_first_opened():
+    built = []
+
+    def builder(label):
+        return lambda: built.append(label) or Stub(label)
+
+    app = ExplorerApp({"one": builder("one"), "two": builder("two")})
+    assert built == ["one"] and app.tabs.titles == ("one", "two")
+    app.tabs.selected_index = 1
+    app.tabs.selected_index = 0
+    app.tabs.selected_index = 1
+    assert built == ["one", "two"]
+    assert app.tabs.children[1].children[0].value == "two"
+
+
+def test_a_tab_that_fails_to_build_says_why_and_the_others_still_work():
+    def broken():
+        raise RuntimeError("no offline runs in /nowhere")
+
+    app = ExplorerApp({"fine": lambda: Stub("fine"), "broken": broken})
+    app.tabs.selected_index = 1
+    (message,) = app.tabs.children[1].children
+    assert "could not start" in message.value and "no offline runs in /nowhere" in message.value
+    assert app.tabs.children[0].children[0].value == "fine"
+
+
+def test_the_app_serves_the_three_explorers_from_the_committed_notebook():
+    assert list(EXPLORERS) == ["Toy functions", "Decision boundaries", "Loss landscapes"]
+    assert EXPLORER_APP.is_file() and "ExplorerApp()" in EXPLORER_APP.read_text()
+    assert voila_arguments(9000, open_browser=False) == [str(EXPLORER_APP), "--port=9000", "--Voila.ip=127.0.0.1", "--no-browser"]
+
+
+def test_a_redrawn_figure_is_what_a_page_loaded_afterwards_draws():
+    # Voila's page connects after the notebook ran: it draws the widget's synced state, not the edits.
+    explorer = ToyExplorer("rosenbrock", resolution=7)
+    explorer.parameter.value = 20.0
+    synced = explorer.figure._widget_data
+    assert [t["type"] for t in synced] == [t.type for t in explorer.figure.data]
+    surface = next(t for t in synced if t["type"] == "surface")
+    x, y = np.asarray(surface["x"]), np.asarray(surface["y"])
+    np.testing.assert_allclose(np.asarray(surface["z"]), (1 - x[None, :]) ** 2 + 20.0 * (y[:, None] - x[None, :] ** 2) ** 2)
+    assert explorer.figure._widget_layout["title"]["text"].startswith(toy.get("rosenbrock").label)

@@ -1,0 +1,127 @@
+"""The live explorer app in a real browser: Voila serves it, headless Chromium moves a slider.
+
+Skipped, with the reason, where Playwright's python package or a Chromium binary is missing
+(`.ci/run` installs Debian's chromium; set CHROMIUM=/path/to/chrome to use another).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sharpness import toy
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python package) is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("CHROMIUM") or next(
+    (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), None
+)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)"),
+]
+PAGE_TIMEOUT_S = 90  # the Voila kernel imports torch and draws the first tab before the page shows it
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    """The app served by the same command `make explore` runs, on a free port; stopped afterwards."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sharpness.viz.explore", f"--port={port}", "--no-browser"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    try:
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"voila exited with {server.returncode}: {server.stderr.read()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"voila did not answer on {url} within {PAGE_TIMEOUT_S} s")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page.goto(app_url, timeout=PAGE_TIMEOUT_S * 1000)
+        page.wait_for_function(
+            "() => { const g = document.querySelector('.js-plotly-plot'); return g && g.data && g.data.length > 0; }",
+            timeout=PAGE_TIMEOUT_S * 1000,
+        )
+        yield page
+        browser.close()
+
+
+def drag_slider(page, label: str, fraction: float) -> float:
+    """Drag the handle of the slider named `label` to `fraction` of its track; returns the value it reads out."""
+    slider = page.locator(".widget-slider", has_text=label)
+    track, handle = slider.locator(".noUi-target").bounding_box(), slider.locator(".noUi-handle").bounding_box()
+    y = handle["y"] + handle["height"] / 2
+    page.mouse.move(handle["x"] + handle["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(track["x"] + track["width"] * fraction, y, steps=8)
+    page.mouse.up()
+    return float(slider.locator(".widget-readout").inner_text().replace("\N{MINUS SIGN}", "-"))
+
+
+def surface_in_page(page) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, y and z of the toy tab's surface trace, as the browser holds them."""
+    x, y, z = page.evaluate(
+        "() => { const t = document.querySelector('.js-plotly-plot').data.find(t => t.type === 'surface');"
+        " return [Array.from(t.x), Array.from(t.y), Array.from(t.z, row => Array.from(row))]; }"
+    )
+    return np.asarray(x), np.asarray(y), np.asarray(z)
+
+
+def rosenbrock_hessian(x: float, y: float, b: float, a: float = 1.0) -> np.ndarray:
+    """By hand: f = (a - x)^2 + b (y - x^2)^2."""
+    return np.array([[2 - 4 * b * (y - x**2) + 8 * b * x**2, -4 * b * x], [-4 * b * x, 2 * b]])
+
+
+def test_moving_the_parameter_slider_redraws_the_surface_the_library_computes(page):
+    x, y, z = surface_in_page(page)
+    np.testing.assert_allclose(z, (1 - x[None, :]) ** 2 + 100 * (y[:, None] - x[None, :] ** 2) ** 2, rtol=1e-9)
+
+    b = drag_slider(page, "b", 0.15)
+    assert b != 100.0, "the drag did not move the slider"
+    expected = (1 - x[None, :]) ** 2 + b * (y[:, None] - x[None, :] ** 2) ** 2
+    deadline = time.monotonic() + 30
+    while not np.allclose(surface_in_page(page)[2], expected, rtol=1e-9):
+        assert time.monotonic() < deadline, f"the surface was not redrawn for b = {b} within 30 s of moving the slider"
+        time.sleep(0.25)
+
+    # The read-out gives the Hessian at the point (1, 1): the library's numbers, which match the hand formula.
+    stats = toy.hessian_stats("rosenbrock", (1.0, 1.0), b=b)
+    np.testing.assert_allclose(stats.eigenvalues, np.linalg.eigvalsh(rosenbrock_hessian(1.0, 1.0, b)), rtol=1e-9)
+    page.locator(".widget-html-content", has_text=f"trace {stats.trace:.4g};").wait_for(timeout=10_000)

@@ -1,0 +1,98 @@
+"""A chapter re-executes exactly when a library module it can reach has changed."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_cache import get_cache
+from jupyter_cache.base import CacheBundleIn
+
+from sharpness.book import FINGERPRINTS_FILE, stale_chapters
+from sharpness.library_fingerprint import (
+    chapter_fingerprint, dependencies, executed_code, imported_modules, library_modules,
+)
+
+CHAPTER = """---
+jupytext:
+  text_representation: {extension: .md, format_name: myst}
+kernelspec: {name: python3, display_name: Python 3}
+---
+
+```{code-cell} ipython3
+%matplotlib inline
+from sharpness import top
+```
+
+```{code-cell} ipython3
+:tags: [skip-execution]
+
+from sharpness.viz.unused import Explorer
+```
+"""
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A tiny `sharpness` package: top imports helper inside a function, viz.unused is only in a skipped cell."""
+    library = tmp_path / "sharpness"
+    (library / "viz").mkdir(parents=True)
+    files = {
+        "__init__.py": "",
+        "top.py": "def f():\n    from .helper import g\n    return g()\n",
+        "helper.py": "from . import constants\ndef g():\n    return constants.K\n",
+        "constants.py": "K = 1\n",
+        "viz/__init__.py": "",
+        "viz/unused.py": "from ..top import f\n",
+    }
+    for name, text in files.items():
+        (library / name).write_text(text)
+    chapter = tmp_path / "chapter.md"
+    chapter.write_text(CHAPTER)
+    return library, chapter
+
+
+def test_relative_imports_resolve_against_the_importing_module():
+    assert imported_modules("from .toy import grid", "sharpness.viz.toy_widgets") == {"sharpness.viz.toy", "sharpness.viz.toy.grid"}
+    assert imported_modules("from .. import toy", "sharpness.viz.boundary") == {"sharpness", "sharpness.toy"}
+    assert imported_modules("from . import live", "sharpness.viz", is_package=True) == {"sharpness.viz", "sharpness.viz.live"}
+    assert imported_modules("import numpy as np, sharpness.toy") == {"numpy", "sharpness.toy"}
+
+
+def test_dependencies_follow_function_level_imports_and_skip_unexecuted_cells(project):
+    library, chapter = project
+    assert "skip-execution" not in executed_code(chapter) and "Explorer" not in executed_code(chapter)
+    assert "%matplotlib" not in executed_code(chapter)
+    used = dependencies(imported_modules(executed_code(chapter)), library_modules(library))
+    assert used == {"sharpness", "sharpness.top", "sharpness.helper", "sharpness.constants"}
+
+
+def test_fingerprint_changes_only_with_modules_the_chapter_reaches(project):
+    library, chapter = project
+    before = chapter_fingerprint(chapter, library)
+    (library / "viz" / "unused.py").write_text("from ..top import f  # edited\n")
+    assert chapter_fingerprint(chapter, library) == before
+    (library / "constants.py").write_text("K = 2\n")  # two imports away, inside a function
+    assert chapter_fingerprint(chapter, library) != before
+
+
+def test_stale_chapters_drop_their_cached_outputs_once_per_change(project, tmp_path):
+    library, chapter = project
+    cache_dir = tmp_path / "cache"
+    cache = get_cache(str(cache_dir))
+    executed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("from sharpness import top")])
+    executed.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+
+    def cache_outputs():
+        cache.cache_notebook_bundle(CacheBundleIn(executed, str(chapter)), check_validity=False, overwrite=True)
+
+    cache_outputs()
+    # Never fingerprinted: its outputs may predate a library edit, so it runs again.
+    assert stale_chapters(cache_dir, {"chapter": chapter}, library) == ["chapter"]
+    assert cache.list_cache_records() == []
+    assert (cache_dir / FINGERPRINTS_FILE).is_file()
+    cache_outputs()
+    assert stale_chapters(cache_dir, {"chapter": chapter}, library) == []
+    assert len(cache.list_cache_records()) == 1  # unchanged library: the cached outputs are kept
+    (library / "helper.py").write_text("from . import constants\ndef g():\n    return constants.K + 1\n")
+    assert stale_chapters(cache_dir, {"chapter": chapter}, library) == ["chapter"]
+    assert cache.list_cache_records() == []
