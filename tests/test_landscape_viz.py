@@ -105,5 +105,13 @@ def test_source_note_says_whether_the_surfaces_are_the_offline_stand_in():
     stored[0].source = "results/landscapes/digits/simple_cnn/seed0/baseline.json"
     assert figures.source_note(offline).startswith("**Surfaces shown: digits, simple_cnn, seed 0; 5x5 grid")
     assert "**not** the paper's" in figures.source_note(offline)
-    assert "computed on a GPU and stored" in figures.source_note(stored)
+    assert "computed on test from the trained runs and stored" in figures.source_note(stored)  # the provenance's device
     assert "**not** the paper's" not in figures.source_note(stored)
+
+
+def test_the_cpu_study_surfaces_are_named_as_the_real_study():
+    from sharpness import cpu_study
+
+    item = bowl("baseline", 1.0)
+    item.dataset, item.arch = cpu_study.PROTOCOL["dataset"], cpu_study.PROTOCOL["arch"]
+    assert figures.settings_label([item]).startswith("real CIFAR-10, CNN-MLP (156k parameters), CPU study, seed 0;")

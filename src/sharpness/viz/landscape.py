@@ -28,10 +28,19 @@ def settings_label(landscapes: Sequence[ControlLandscape], separator: str = "; "
     p = first.surface.provenance
     resolution = "x".join(map(str, p.get("resolution", [])))
     return (
-        f"{first.dataset}, {first.arch}, seed {first.seed}; {resolution} grid on {p.get('span')}, "
+        f"{setting_name(first.dataset, first.arch)}, seed {first.seed}; {resolution} grid on {p.get('span')}, "
         f"directions seed {p.get('directions_seed')}{separator}{p.get('subset_size')} training images, eval mode, "
         f"{p.get('device', '?')}"
     )
+
+
+def setting_name(dataset: str, arch: str) -> str:
+    """How titles name the runs: the CPU study by its description, anything else by data set and arch."""
+    from sharpness import cpu_study
+
+    if (dataset, arch) == (cpu_study.PROTOCOL["dataset"], cpu_study.PROTOCOL["arch"]):
+        return f"real CIFAR-10, {cpu_study.network_label()}, CPU study"
+    return f"{dataset}, {arch}"
 
 
 def visual_rise(surface: Surface) -> float:
@@ -51,8 +60,9 @@ OFFLINE_SURFACES_NOTE = (
 def source_note(landscapes: Sequence[ControlLandscape]) -> str:
     """Markdown: which surfaces are shown, and whether they are stored GPU ones or the offline stand-in."""
     stored = landscapes[0].source != "offline runs"
-    origin = ("They were computed on a GPU and stored under `results/landscapes/` with their provenance."
-              if stored else OFFLINE_SURFACES_NOTE)
+    device = landscapes[0].surface.provenance.get("device", "an unrecorded device")
+    origin = (f"They were computed on {device} from the trained runs and stored under `results/landscapes/` "
+              "with their provenance." if stored else OFFLINE_SURFACES_NOTE)
     return f"**Surfaces shown: {settings_label(landscapes)}.** {origin}"
 
 
