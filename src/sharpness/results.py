@@ -472,7 +472,8 @@ def grid_tier(path: Path | str) -> str | None:
         document = _read_json(Path(path))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not a readable grid summary ({error}); fix or remove it") from None
-    return document.get("provenance", {}).get("tier")
+    origin = document.get("provenance", {})
+    return origin.get("tier") or origin.get("settings", {}).get("tier")  # grids of the first CPU-study code kept it in settings
 
 
 def committed_grids(results_dir: Path = RESULTS_DIR) -> list[Path]:
