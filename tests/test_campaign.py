@@ -82,7 +82,7 @@ def test_a_tiny_campaign_stops_at_its_deadline_resumes_packs_one_archive_and_com
     campaign_import.import_archive(archive, results_dir)
     assert len(results.load_grid(grid_file)[0]) == 12
     study = sweep.load_study("controls", results_dir=results_dir)
-    assert not study.offline and study.provenance["tier"] == "cpu" and "CPU study" in study.label
+    assert not study.offline and study.provenance["tier"] == "cpu" and "committed grid (CPU)" in study.label
 
 
 def write_grid(path, tier):
