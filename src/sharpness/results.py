@@ -731,7 +731,7 @@ def claim_agreement(summary: pd.DataFrame, paper: pd.DataFrame, label: str) -> p
         "claim (vs baseline)": ours.set_index("metric")["claim"],
         f"ours ({label})": agreeing(ours),
         "paper (ResNet-18, CIFAR-10)": agreeing(theirs),
-    }).rename_axis("metric")
+    }).rename_axis("metric").fillna("—")
 
 
 def _claim_checks(summary: pd.DataFrame, paper: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
