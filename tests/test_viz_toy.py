@@ -75,6 +75,19 @@ def test_live_explorer_redraws_and_reads_out_the_local_hessian():
     assert (arrow.x[0], arrow.y[0]) == (0.5, 1.0)  # arrows now start at the chosen point
 
 
+def test_typed_point_moves_the_point_and_bad_text_gets_a_message():
+    explorer = ToyExplorer("rosenbrock", resolution=11)
+    explorer.typed_point.value = "0.5, 1"
+    assert (explorer.x.value, explorer.y.value) == (0.5, 1.0) and explorer.message.value == ""
+    assert explorer.stats.trace == pytest.approx(toy.hessian_stats("rosenbrock", (0.5, 1.0), b=100.0).trace)
+    x_min, x_max, _, _ = toy.get("rosenbrock").domain
+    for text, says in (("abc", "could not read 'abc' as a point"), ("1, 2, 3", "could not read"),
+                       ("nan, 1", "not a finite point"), (f"{x_max + 1}, 1", "outside this function's domain")):
+        explorer.typed_point.value = text
+        assert says in explorer.message.value, text
+        assert (explorer.x.value, explorer.y.value) == (0.5, 1.0)  # the point stays where it was
+
+
 def test_live_explorer_switches_function_and_resets_controls():
     explorer = ToyExplorer("rosenbrock", resolution=11)
     explorer.zoom.value = 10.0

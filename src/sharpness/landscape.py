@@ -571,7 +571,7 @@ def control_landscapes(
             replace(
                 landscape_of_run(
                     run_dirs[control], resolution=resolution, subset=subset, sam_draws=sam_draws,
-                    directions_seed=directions_seed, progress=False, **evaluation,
+                    directions_seed=directions_seed, progress=progress, **evaluation,
                 ),
                 source="offline runs",
             )

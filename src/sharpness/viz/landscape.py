@@ -242,6 +242,7 @@ class LandscapeExplorer:
         self.seed = widgets.Dropdown(options=list(seeds), description="seed")
         self.resolution = widgets.Dropdown(options=list(resolutions), description="resolution")
         self.readout = widgets.HTML()
+        self.progress = widgets.Output()  # the computation's progress bars (tqdm draws widgets here)
         self.figure = go.FigureWidget()
         self.figure.update_layout(height=520, scene=dict(xaxis_title="a", yaxis_title="b", zaxis_title="loss"))
         self._cache: dict[tuple, ControlLandscape] = {}
@@ -253,7 +254,10 @@ class LandscapeExplorer:
     def current(self) -> ControlLandscape:
         key = (self.control.value, self.seed.value, self.resolution.value)
         if key not in self._cache:
-            self._cache[key] = self.compute(*key)
+            self.progress.clear_output()
+            with self.progress:
+                self._cache[key] = self.compute(*key)
+            self.progress.clear_output()
         return self._cache[key]
 
     def _redraw(self, change=None):
@@ -269,7 +273,7 @@ class LandscapeExplorer:
         self.readout.value = measures_text(item)
 
     def widget(self) -> widgets.Widget:
-        return widgets.VBox([widgets.HBox([self.control, self.seed, self.resolution]), self.readout, self.figure])
+        return widgets.VBox([widgets.HBox([self.control, self.seed, self.resolution]), self.readout, self.progress, self.figure])
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -280,4 +284,4 @@ class LandscapeExplorer:
 def _offline_landscape(control: str, seed: int, resolution: int) -> ControlLandscape:
     from ..landscape import control_landscapes
 
-    return control_landscapes(seed, controls=[control], resolution=resolution, use_stored=False, progress=False)[0]
+    return control_landscapes(seed, controls=[control], resolution=resolution, use_stored=False, progress=True)[0]

@@ -6,6 +6,8 @@ Sliders pick the function, its parameter, the zoom and a point; the figure is re
 
 from __future__ import annotations
 
+import math
+
 import ipywidgets as widgets
 import plotly.graph_objects as go
 
@@ -27,12 +29,15 @@ class ToyExplorer:
         self.zoom = widgets.FloatLogSlider(value=1.0, base=10, min=0, max=2, description="zoom", continuous_update=False)
         self.x = widgets.FloatSlider(description="point x", step=0.01, continuous_update=False)
         self.y = widgets.FloatSlider(description="point y", step=0.01, continuous_update=False)
+        self.typed_point = widgets.Text(placeholder="x, y  (Enter)", description="go to", continuous_update=False)
+        self.message = widgets.HTML()
         self.readout = widgets.HTML()
         self.figure = go.FigureWidget(_two_panel_figure())
         self._updating = False
         self.function.observe(self._on_function, names="value")
         for control in (self.parameter, self.zoom, self.x, self.y):
             control.observe(self._redraw, names="value")
+        self.typed_point.observe(self._on_typed_point, names="value")
         self._on_function()
 
     @property
@@ -63,6 +68,39 @@ class ToyExplorer:
             self._updating = False
         self._redraw()
 
+    def _on_typed_point(self, change=None):
+        """Move the point to what was typed; a value that cannot be used gets a message, never a traceback."""
+        text = self.typed_point.value.strip()
+        if not text:
+            return
+        try:
+            x, y = self.go_to(text)
+        except ValueError as error:
+            self.message.value = f"<span style='color:#b00'>{error}</span>"
+            return
+        self.message.value = ""
+        self._updating = True
+        try:
+            self.x.value, self.y.value = x, y
+        finally:
+            self._updating = False
+        self._redraw()  # once, also when only one coordinate changed
+
+    def go_to(self, text: str) -> tuple[float, float]:
+        """The point (x, y) that `text` names, checked against the function's domain."""
+        parts = [part.strip() for part in text.replace(";", ",").split(",")]
+        try:
+            x, y = (float(part) for part in parts)
+        except ValueError:
+            raise ValueError(f"could not read {text!r} as a point: type two numbers, e.g. 1, 1") from None
+        if not all(map(math.isfinite, (x, y))):
+            raise ValueError(f"{text!r} is not a finite point: type two finite numbers, e.g. 1, 1")
+        x_min, x_max, y_min, y_max = toy.get(self.function.value).domain
+        if not (x_min <= x <= x_max and y_min <= y <= y_max):
+            raise ValueError(f"({x:g}, {y:g}) lies outside this function's domain "
+                             f"x in [{x_min:g}, {x_max:g}], y in [{y_min:g}, {y_max:g}]: pick a point inside it")
+        return x, y
+
     def _redraw(self, change=None):
         if self._updating:
             return
@@ -84,7 +122,8 @@ class ToyExplorer:
         self.stats = stats
 
     def widget(self) -> widgets.Widget:
-        controls = widgets.HBox([widgets.VBox([self.function, self.parameter, self.zoom]), widgets.VBox([self.x, self.y])])
+        controls = widgets.HBox([widgets.VBox([self.function, self.parameter, self.zoom]),
+                                 widgets.VBox([self.x, self.y, self.typed_point, self.message])])
         return widgets.VBox([controls, self.readout, self.figure])
 
     def _ipython_display_(self):
