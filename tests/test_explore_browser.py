@@ -124,4 +124,4 @@ def test_moving_the_parameter_slider_redraws_the_surface_the_library_computes(pa
     # The read-out gives the Hessian at the point (1, 1): the library's numbers, which match the hand formula.
     stats = toy.hessian_stats("rosenbrock", (1.0, 1.0), b=b)
     np.testing.assert_allclose(stats.eigenvalues, np.linalg.eigvalsh(rosenbrock_hessian(1.0, 1.0, b)), rtol=1e-9)
-    page.locator(".widget-html-content", has_text=f"trace {stats.trace:.4g};").wait_for(timeout=10_000)
+    page.locator(".widget-html-content", has_text=f"trace {stats.trace:.4g};").wait_for(timeout=PAGE_TIMEOUT_S * 1000)
