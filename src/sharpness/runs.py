@@ -16,6 +16,11 @@ from typing import Any, Callable, Iterable
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
 
 
+def run_dir(runs_dir: str | os.PathLike, dataset: str, arch: str, control: str, seed: int) -> Path:
+    """Where a run lives: runs_dir/<dataset>/<arch>/<control>/seed<k>."""
+    return Path(runs_dir) / dataset / arch / control / f"seed{seed}"
+
+
 def _atomic(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

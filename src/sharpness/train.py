@@ -90,7 +90,7 @@ class RunConfig:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.runs_dir) / self.dataset / self.arch / self.control / f"seed{self.seed}"
+        return runs.run_dir(self.runs_dir, self.dataset, self.arch, self.control, self.seed)
 
     @property
     def schedule(self) -> str:
