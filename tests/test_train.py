@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 
 import pytest
 import torch
@@ -83,7 +84,11 @@ def test_run_files_and_a_finished_run_is_skipped(tmp_path):
     summary = train(config, progress=False)
     run_dir = tmp_path / "digits" / "simple_cnn" / "baseline" / "seed0"
     assert config.run_dir == run_dir
-    assert {p.name for p in run_dir.iterdir()} == {"config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"}
+    files = {p.name: p.stat().st_mode & 0o777 for p in run_dir.iterdir()}
+    assert files.keys() == {"config.json", "metrics.jsonl", "checkpoint.pt", "summary.json", ".lock"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert set(files.values()) == {0o666 & ~umask}  # as any program's files, not mkstemp's 0600
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert summary["status"] == "finished" and summary["test_accuracy"] == rows[-1]["test_accuracy"]

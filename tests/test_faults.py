@@ -1,0 +1,167 @@
+"""Faults and bad input (issue 14): kills at the worst moment, rejected settings, stale caches, divergence,
+two trainers on one run. Each case is reproduced as a user meets it (in a subprocess where that is how)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sharpness import runs
+from sharpness.__main__ import main as cli
+from sharpness.train import RunConfig, train
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+# A second or two per run: 64 digits, batch 32, one epoch.
+TINY = ["--dataset", "digits", "--max-train-samples", "64", "--max-test-samples", "32", "--batch-size", "32",
+        "--device", "cpu", "--threads", "1", "--no-progress"]
+TINY_CONFIG = dict(dataset="digits", max_train_samples=64, max_test_samples=32, batch_size=32, device="cpu")
+
+
+def python(code: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def sharpness_command(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess | subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "sharpness", *args]
+    if kwargs.pop("background", False):
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+# --- case 2: a kill between the last checkpoint and metrics.jsonl ------------------------------------
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_kill_after_the_last_checkpoint_is_repaired_by_the_rerun(tmp_path, epochs):
+    killed = python(f"""
+        import os, signal
+        from sharpness import runs, train
+        real_write = runs.atomic_write_jsonl
+        def write_then_maybe_die(path, rows):
+            if len(rows) == {epochs}:  # the final checkpoint is on disk; die before its metric row is
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_write(path, rows)
+        runs.atomic_write_jsonl = write_then_maybe_die
+        train.train(train.RunConfig(epochs={epochs}, **{TINY_CONFIG!r}), progress=False)
+    """, cwd=tmp_path)
+    assert killed.returncode == -9, killed.stderr
+    config = RunConfig(epochs=epochs, runs_dir=str(tmp_path / "runs"), **TINY_CONFIG)
+    assert len(runs.read_jsonl(config.run_dir / runs.METRICS)) == epochs - 1  # the damage the kill did
+
+    summary = train(config, progress=False)
+    history = torch.load(config.run_dir / runs.CHECKPOINT, weights_only=True)["history"]
+    assert summary["status"] == "finished" and summary["epochs_completed"] == epochs
+    assert runs.read_jsonl(config.run_dir / runs.METRICS) == json.loads(json.dumps(history))
+    assert [row["epoch"] for row in history] == list(range(1, epochs + 1))
+
+
+# --- case 3: a rejected setting leaves nothing behind --------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [["--max-train-samples", "0"], ["--lr", "1e300"], ["--stop-after-epochs", "-1"],
+                                 ["--device", "bogus"], ["--epochs", "0"]])
+def test_a_rejected_setting_writes_nothing_and_the_corrected_command_runs(tmp_path, capsys, bad):
+    quick = ["train", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), *TINY]
+    with pytest.raises(SystemExit) as exit_info:
+        cli([*quick, *bad])
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and bad[0][2:].replace("-", "_") in message and "Traceback" not in message
+    assert not (tmp_path / "runs").exists()
+    assert cli(quick) == 0
+    assert "status=finished" in capsys.readouterr().out
+
+
+def test_cuda_without_a_gpu_is_refused_before_anything_is_written(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit):
+        cli(["train", "--runs-dir", str(tmp_path / "runs"), *TINY, "--device", "cuda"])
+    message = capsys.readouterr().err
+    assert "'cuda'" in message and "--device cpu" in message and not (tmp_path / "runs").exists()
+
+
+# --- case 4: the folder cache follows the folder's contents ---------------------------------------------
+
+
+def _write_png(image, path: Path):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
+
+
+def test_folder_cache_notices_added_and_replaced_images(tmp_path):
+    from sharpness.data import load_dataset
+
+    digits = load_dataset("digits")
+    for split, count in (("train", 3), ("test", 2)):
+        for c in range(2):
+            for i in range(count):
+                _write_png(digits.train_images[10 * c + i], tmp_path / split / f"class{c}" / f"{i}.png")
+    first = load_dataset("cifar10_folder", tmp_path)
+    assert len(first.train_labels) == 6
+    _write_png(digits.train_images[50], tmp_path / "train" / "class1" / "extra.png")
+    added = load_dataset("cifar10_folder", tmp_path)
+    assert len(added.train_labels) == 7 and torch.equal(added.train_images[-1], digits.train_images[50])
+    _write_png(digits.train_images[60], tmp_path / "train" / "class0" / "0.png")  # same name, other picture
+    os.utime(tmp_path / "train" / "class0" / "0.png", ns=(time.time_ns() + 10**9,) * 2)
+    replaced = load_dataset("cifar10_folder", tmp_path)
+    assert torch.equal(replaced.train_images[0], digits.train_images[60])
+    (tmp_path / "test" / "class2").mkdir()
+    (tmp_path / "train" / "class2").mkdir()
+    for split in ("train", "test"):
+        _write_png(digits.train_images[70], tmp_path / split / "class2" / "0.png")
+    assert load_dataset("cifar10_folder", tmp_path).num_classes == 3
+
+
+# --- case 5: divergence as a user sees it --------------------------------------------------------------
+
+
+def test_a_huge_learning_rate_is_recorded_as_divergence_with_its_reason(tmp_path, capsys):
+    assert cli(["train", "--epochs", "3", "--lr", "1e9", "--runs-dir", str(tmp_path / "runs"), *TINY]) == 0
+    printed = capsys.readouterr().out
+    run_dir = RunConfig(runs_dir=str(tmp_path / "runs"), **TINY_CONFIG).run_dir
+    summary = runs.read_json(run_dir / runs.SUMMARY)
+    assert summary["status"] == "diverged" and summary["epochs_completed"] == 1
+    loss = summary["train_loss"]
+    assert not (math.isfinite(loss) and loss <= 10 * math.log(10))  # ten times a uniform guess's loss
+    assert "diverged" in printed and "ln(10)" in summary["diverged_reason"] and summary["diverged_reason"] in printed
+
+
+def test_an_ordinary_run_is_not_called_diverged(tmp_path):
+    summary = train(RunConfig(epochs=2, runs_dir=str(tmp_path / "runs"), **TINY_CONFIG), progress=False)
+    assert summary["status"] == "finished" and "diverged_reason" not in summary
+
+
+# --- case 8: two trainers on one run directory ---------------------------------------------------------
+
+
+def test_a_second_identical_train_command_is_refused_while_the_first_runs(tmp_path):
+    command = ["train", "--epochs", "200", "--runs-dir", "runs", *TINY]
+    first = sharpness_command(*command, cwd=tmp_path, background=True)
+    try:
+        metrics = RunConfig(runs_dir=str(tmp_path / "runs"), **TINY_CONFIG).run_dir / runs.METRICS
+        deadline = time.monotonic() + 120
+        while not metrics.is_file():  # the first is training
+            assert first.poll() is None and time.monotonic() < deadline, first.stdout.read() if first.stdout else ""
+            time.sleep(0.2)
+        second = sharpness_command(*command, cwd=tmp_path)
+        assert second.returncode != 0 and "another process" in second.stderr and "Traceback" not in second.stderr
+        assert first.poll() is None  # the first was not disturbed
+    finally:
+        first.kill()
+        first.wait()
+    resumed = sharpness_command(*command[:2], "2", *command[3:], cwd=tmp_path)  # the lock dies with its holder
+    assert resumed.returncode != 0 and "other settings" in resumed.stderr  # epochs differ: refused, not locked
+    again = sharpness_command(*command, "--stop-after-epochs", "1", cwd=tmp_path)
+    assert again.returncode == 0 and "status=interrupted" in again.stdout, again.stderr
