@@ -165,3 +165,21 @@ def test_a_second_identical_train_command_is_refused_while_the_first_runs(tmp_pa
     assert resumed.returncode != 0 and "other settings" in resumed.stderr  # epochs differ: refused, not locked
     again = sharpness_command(*command, "--stop-after-epochs", "1", cwd=tmp_path)
     assert again.returncode == 0 and "status=interrupted" in again.stdout, again.stderr
+
+
+def test_a_truncated_jpeg_is_named(tmp_path):
+    from PIL import Image
+
+    from sharpness.data import load_dataset
+
+    digits = load_dataset("digits")
+    for split in ("train", "test"):
+        for c in range(2):
+            folder = tmp_path / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(digits.train_images[4 * c + i].permute(1, 2, 0).numpy()).save(folder / f"{i}.jpg")
+    broken = tmp_path / "train" / "class1" / "1.jpg"
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    with pytest.raises(ValueError, match=f"cannot decode the image {broken} .*replace it"):
+        load_dataset("cifar10_folder", tmp_path)
