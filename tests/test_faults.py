@@ -183,3 +183,29 @@ def test_a_truncated_jpeg_is_named(tmp_path):
     broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
     with pytest.raises(ValueError, match=f"cannot decode the image {broken} .*replace it"):
         load_dataset("cifar10_folder", tmp_path)
+
+
+# --- case 6: the sweep checks options first and never hides a failure ------------------------------------
+
+
+def test_failure_reason_skips_the_blank_lines_a_traceback_may_end_with():
+    from sharpness.sweep import SweepReport
+
+    report = SweepReport(total=1, failed={"runs/a": "Traceback (most recent call last):\n  ...\nValueError: boom\n\n  \n"})
+    assert "FAILED runs/a: ValueError: boom" in str(report)
+
+
+def test_sweep_checks_options_before_training_and_fails_while_any_run_has_failed(tmp_path, capsys):
+    sweep = ["sweep", "--controls", "baseline", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"),
+             "--backend", "serial", "--no-papermill", "--device", "cpu"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli([*sweep, "--measures", "test_accuracy", "bogus"])
+    assert exit_info.value.code == 2 and "unknown measures ['bogus']" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing trained
+
+    failing = [*sweep, "--measures", "test_accuracy", "--datasets", "cifar10_folder", "--data-dir", str(tmp_path / "no-data")]
+    assert cli(failing) == 1
+    assert "no-data" in capsys.readouterr().out.split("FAILED", 1)[1]  # the reason, not an empty string
+    assert cli(failing) == 1  # still failed (not retried): the exit status says so
+    printed = capsys.readouterr().out
+    assert "1 failed earlier" in printed and "no-data" in printed.split("FAILED EARLIER", 1)[1]

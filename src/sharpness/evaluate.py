@@ -205,6 +205,26 @@ def _read_metrics(run_dir: Path) -> dict:
     return runs.read_json(path) if path.is_file() else {}
 
 
+def check_measures(measures: Sequence[str]) -> None:
+    """Raise ValueError naming any of `measures` that is not one of MEASURES (before any work is done)."""
+    if isinstance(measures, str):
+        raise ValueError(f"measures must be a list of names, got the string {measures!r}")
+    unknown = [name for name in measures if name not in MEASURES]
+    if unknown:
+        raise ValueError(f"unknown measures {unknown}; accepted: {', '.join(MEASURES)}")
+
+
+def check_evaluation_options(options: dict) -> None:
+    """Raise ValueError naming any key of `options` that `evaluate_run` does not take as a keyword."""
+    import inspect
+
+    accepted = [name for name, parameter in inspect.signature(evaluate_run).parameters.items()
+                if parameter.kind == parameter.KEYWORD_ONLY and name != "progress"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown evaluation options {unknown}; accepted: {', '.join(accepted)}")
+
+
 def evaluate_run(
     run_dir: str | Path,
     measures: Sequence[str] = DEFAULT_MEASURES,
@@ -226,9 +246,7 @@ def evaluate_run(
     Measures already in metrics.json are skipped unless `overwrite`. `max_train_samples` limits the
     training images the train-set measures see (quick looks; the paper used the full set).
     """
-    unknown = [name for name in measures if name not in MEASURES]
-    if unknown:
-        raise ValueError(f"unknown measures {unknown}; accepted: {', '.join(MEASURES)}")
+    check_measures(measures)
     run_dir = Path(run_dir)
     device = resolve_device(device)
     model, config, data = load_run(run_dir, device)

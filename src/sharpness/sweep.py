@@ -111,8 +111,29 @@ class SweepReport:
             f"{self.total} runs: {len(self.skipped)} already done, {len(self.completed)} completed now, "
             f"{len(self.failed)} failed, {len(self.pending_failed)} failed earlier (retry with retry_failed=True)"
         ]
-        lines += [f"  FAILED {run_dir}: {error.splitlines()[-1] if error else ''}" for run_dir, error in self.failed.items()]
+        lines += [f"  FAILED {run_dir}: {failure_reason(error)}" for run_dir, error in self.failed.items()]
+        lines += [f"  FAILED EARLIER {run_dir}: {failure_reason(_read_failure(run_dir))}" for run_dir in self.pending_failed]
         return "\n".join(lines)
+
+    @property
+    def ok(self) -> bool:
+        """True when no run of the grid has failed, now or in an earlier sweep."""
+        return not (self.failed or self.pending_failed)
+
+
+def failure_reason(error: str | None) -> str:
+    """The line that says why: the last non-blank line of a traceback (some end in blank lines)."""
+    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "no reason recorded"
+
+
+def _read_failure(run_dir) -> str | None:
+    from .runs import RunFileError, read_json
+
+    try:
+        return read_json(Path(run_dir) / FAILURE_FILE).get("error")
+    except RunFileError as error:
+        return str(error)
 
 
 def run_state(run_dir: Path) -> str:
@@ -268,6 +289,15 @@ def run_configs(
         raise ValueError(f"unknown backend {backend!r}; accepted: {backends}")
     if runs_per_gpu < 1:
         raise ValueError(f"runs_per_gpu must be >= 1, got {runs_per_gpu}")
+    from .evaluate import check_evaluation_options, check_measures
+
+    if measures is not None:
+        check_measures(measures)
+    check_evaluation_options(evaluation_options or {})
+    from .train import resolve_device
+
+    for device in {str(config.device) for config in configs}:
+        resolve_device(device)  # e.g. cuda asked for on a machine without one: say so before any run starts
     report = SweepReport(total=len(configs))
     todo = _plan(configs, retry_failed, report)
     bar = tqdm(total=len(configs), initial=len(report.skipped), desc="runs done", unit="run", disable=not (progress and todo))
@@ -471,7 +501,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         data = args.data_note or f"{', '.join(args.datasets)} (data dir: {args.data_dir or 'default'})"
         path = results.save_grid(grid_runs(grid), args.results, settings=settings, data=data)
         print(f"grid summary written to {path}")
-    return 1 if report.failed else 0
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":
