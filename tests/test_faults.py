@@ -209,3 +209,31 @@ def test_sweep_checks_options_before_training_and_fails_while_any_run_has_failed
     assert cli(failing) == 1  # still failed (not retried): the exit status says so
     printed = capsys.readouterr().out
     assert "1 failed earlier" in printed and "no-data" in printed.split("FAILED EARLIER", 1)[1]
+
+
+# --- case 7: evaluating runs that cannot be evaluated --------------------------------------------------
+
+
+def test_evaluating_only_unfinished_runs_says_which_and_why_and_fails(tmp_path, capsys):
+    import papermill
+
+    from sharpness import evaluate
+    from sharpness.paths import REPO_ROOT
+
+    runs_dir = tmp_path / "runs"
+    unfinished = RunConfig(epochs=2, runs_dir=str(runs_dir), **TINY_CONFIG)
+    assert train(unfinished, progress=False, stop_after_epochs=1)["status"] == "interrupted"
+    with pytest.raises(ValueError, match="nothing to evaluate") as error:
+        evaluate.evaluate_runs(runs_dir, device="cpu", measures=("test_accuracy",))
+    assert f"{unfinished.run_dir}: not finished training" in str(error.value)
+    with pytest.raises(papermill.PapermillExecutionError, match="nothing to evaluate"):  # the notebook fails too
+        papermill.execute_notebook(str(REPO_ROOT / "notebooks" / "evaluate.ipynb"), str(tmp_path / "out.ipynb"),
+                                   kernel_name="python3", progress_bar=False,
+                                   parameters=dict(run_dirs=str(runs_dir), device="cpu", measures="test_accuracy"))
+
+    finished = RunConfig(control="wd", epochs=1, runs_dir=str(runs_dir), **TINY_CONFIG)
+    train(finished, progress=False)
+    capsys.readouterr()
+    results = evaluate.evaluate_runs(runs_dir, device="cpu", measures=("test_accuracy",))
+    assert [result["run_dir"] for result in results] == [str(finished.run_dir)]
+    assert f"skipping {unfinished.run_dir}: not finished training" in capsys.readouterr().out

@@ -59,7 +59,7 @@ def predict(model: nn.Module, batches, progress: bool = True, desc: str = "predi
     """Logits and labels over `batches` in eval mode, gathered on the CPU."""
     logits, labels = [], []
     with sharpness_measures.evaluation_mode(model), torch.no_grad():
-        for x, y in sharpness_measures._passes(batches, model, desc, progress):
+        for x, y in sharpness_measures.passes(batches, model, desc, progress):
             logits.append(model(x).float().cpu())
             labels.append(y.cpu())
     return torch.cat(logits), torch.cat(labels)
@@ -278,7 +278,7 @@ def evaluate_run(
     one_pass = {"fisher_rao_norm", "relative_flatness", "relative_flatness_paper"} & set(todo)
     if one_pass:  # one forward pass serves the Fisher-Rao formula and both relative flatness values
         result = timed("train_pass", lambda: sharpness_measures.classifier_pass(model, train_batches, progress=progress, desc="train set"))
-        weight = sharpness_measures._resolve_classifier(model, None).weight.detach()
+        weight = sharpness_measures.resolve_classifier(model, None).weight.detach()
         metrics["fisher_rao_norm"] = sharpness_measures.fisher_rao_from_logits(result.logits, result.labels, count_weight_layers(model))
         metrics["relative_flatness"] = sharpness_measures.relative_flatness_from_pass(result, weight)
         metrics["relative_flatness_paper"] = sharpness_measures.relative_flatness_from_pass(result, weight, paper_compatible=True)
@@ -312,7 +312,7 @@ def evaluate_run(
         settings={
             "device": str(device), "batch_size": batch_size, "train_images": len(train_labels),
             "train_set": "one fixed augmented copy" if get_control(config.control).augment else "clean",
-            "sam_draws": sam_draws, "sam_rho": 0.005, "hessian_iterations": hessian_iterations, "seed": seed,
+            "sam_draws": sam_draws, "sam_rho": sharpness_measures.SAM_SHARPNESS_RHO, "hessian_iterations": hessian_iterations, "seed": seed,
             "fisher_rao_layers": count_weight_layers(model),
         },  # fmt: skip
     )
@@ -326,28 +326,46 @@ def evaluate_run(
 
 
 def resolve_run_dirs(run_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Run directories from one run, a list of runs, or a runs root (every finished run below it)."""
+    """Run directories from one run, a list of runs, or a runs root (every run below it, finished or not)."""
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
     found: list[Path] = []
     for entry in map(Path, run_dirs):
-        if runs.is_finished(entry):
+        if (entry / runs.CONFIG).is_file():
             found.append(entry)
         elif entry.is_dir():
-            found.extend(runs.find_runs(entry))
+            found.extend(runs.find_runs(entry, finished_only=False))
         else:
-            raise FileNotFoundError(f"{entry} is neither a finished run (with summary.json) nor a runs folder")
+            raise FileNotFoundError(f"{entry} is neither a run directory (with config.json) nor a runs folder")
     return found
 
 
+def why_not_evaluable(run_dir: Path) -> str | None:
+    """Why `run_dir` cannot be evaluated (unfinished or diverged), or None when it can."""
+    if not runs.is_finished(run_dir):
+        return f"not finished training (no {runs.SUMMARY}): train it to the end first"
+    summary = runs.read_json(run_dir / runs.SUMMARY, f"delete it; the next train command writes it again from {runs.CHECKPOINT}")
+    if summary.get("status") != "finished":
+        return f"training {summary.get('status')} ({summary.get('diverged_reason', 'no reason recorded')})"
+    return None
+
+
 def evaluate_runs(run_dirs, **options) -> list[dict]:
-    """`evaluate_run` on each finished, non-diverged run; diverged runs are reported and skipped."""
-    results = []
+    """`evaluate_run` on each finished, non-diverged run; the others are printed with the reason and skipped.
+
+    Raises ValueError, listing every run found and why it was skipped, when there was nothing to evaluate.
+    """
+    results, skipped = [], []
     for run_dir in resolve_run_dirs(run_dirs):
-        if runs.read_json(run_dir / runs.SUMMARY).get("status") != "finished":
-            print(f"skipping {run_dir}: training diverged")
+        reason = why_not_evaluable(run_dir)
+        if reason:
+            skipped.append(f"{run_dir}: {reason}")
+            print(f"skipping {skipped[-1]}")
             continue
         results.append({"run_dir": str(run_dir), **evaluate_run(run_dir, **options)})
+    if not results:
+        found = "; ".join(skipped) if skipped else "no run directories (with config.json) found"
+        raise ValueError(f"nothing to evaluate in {run_dirs}: {found}")
     return results
 
 
