@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .controls import SAM_RHO
 from .paths import REFERENCE_DIR, RESULTS_DIR
 from .provenance import git_commit
 
@@ -79,7 +80,7 @@ def paper_results(source: str | None = "arxiv", path: Path = REFERENCE_CSV) -> p
     table["rho"] = pd.to_numeric(swept["rho"]).where(swept["rho"].notna(), np.nan)
     table["control"] = swept["control"].where(swept["control"].notna(), table["control"])
     is_sam = table["control"].str.endswith("sam")
-    table.loc[is_sam & table["rho"].isna(), "rho"] = 0.05
+    table.loc[is_sam & table["rho"].isna(), "rho"] = SAM_RHO
     return table.reset_index(drop=True)
 
 
@@ -113,7 +114,7 @@ def run_record(run_dir: Path) -> dict:
         "arch": config["arch"],
         "control": config["control"],
         "seed": int(config["seed"]),
-        "rho": float(config.get("rho", 0.05)) if sam else np.nan,
+        "rho": float(config.get("rho", SAM_RHO)) if sam else np.nan,
         "epochs": config.get("epochs"),
         "status": summary.get("status", "finished"),
         "evaluated": metrics_path.is_file(),
@@ -172,7 +173,7 @@ def run_history(run_dir: Path) -> pd.DataFrame:
     history = pd.DataFrame(read_jsonl(Path(run_dir) / "metrics.jsonl"))
     for key in ("dataset", "arch", "control", "seed"):
         history[key] = config[key]
-    history["rho"] = float(config.get("rho", 0.05)) if str(config["control"]).endswith("sam") else np.nan
+    history["rho"] = float(config.get("rho", SAM_RHO)) if str(config["control"]).endswith("sam") else np.nan
     return history
 
 
@@ -280,7 +281,7 @@ def comparison_table(
     metrics=None,
     paper_dataset: str | None = None,
     paper_arch: str | None = None,
-    rho: float | None = 0.05,
+    rho: float | None = SAM_RHO,
 ) -> pd.DataFrame:
     """Controls x metrics, each cell 'ours' and 'paper' as 'mean ± SEM' strings (two column levels).
 
@@ -340,7 +341,7 @@ def claim_check(summary: pd.DataFrame, baseline: str = "baseline") -> pd.DataFra
         if metric not in CLAIM_DIRECTION or baseline not in set(block["control"]):
             continue
         base = block.loc[block["control"] == baseline, "mean"].iloc[0]
-        others = block[(block["control"] != baseline) & (block["rho"].isna() | np.isclose(block["rho"].fillna(0.05), 0.05))]
+        others = block[(block["control"] != baseline) & (block["rho"].isna() | np.isclose(block["rho"].fillna(SAM_RHO), SAM_RHO))]
         sign = 1 if CLAIM_DIRECTION[metric] == "greater" else -1
         agree = int((sign * (others["mean"] - base) > 0).sum())
         rows.append({"dataset": dataset, "arch": arch, "metric": metric, "claim": f"{CLAIM_DIRECTION[metric]} than baseline",
@@ -544,7 +545,7 @@ def first_setting_beside_paper(study, summary: pd.DataFrame, paper: pd.DataFrame
     dataset, arch = dataset_arch_pairs(study.runs)[0]
     paper_dataset, paper_arch, _ = paper_setting(dataset, arch, paper)
     paper_rows = paper[(paper["dataset"] == paper_dataset) & (paper["arch"] == paper_arch)
-                       & (paper["rho"].isna() | (paper["rho"] == 0.05))]
+                       & (paper["rho"].isna() | (paper["rho"] == SAM_RHO))]
     return {
         "ours": summary[(summary["dataset"] == dataset) & (summary["arch"] == arch)],
         "paper": paper_rows,

@@ -28,10 +28,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import results
+from .controls import SAM_RHO
 from .paths import REPO_ROOT, RUNS_DIR
 from .threads import single_cpu_thread
 
-DEFAULT_RHO = 0.05
+DEFAULT_RHO = SAM_RHO
 PAPER_RHOS = (0.5, 0.25, 0.05, 0.025, 0.005, 0.0025)
 FAILURE_FILE = "sweep_failure.json"
 TRAIN_NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
