@@ -14,10 +14,9 @@ From a shell: `python -m sharpness sweep --controls all --seeds 0 1 2 --epochs 1
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import itertools
-import json
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import results
+from . import runs as runs_on_disk
 from .controls import SAM_RHO
 from .paths import REPO_ROOT, RUNS_DIR
 from .threads import single_cpu_thread
@@ -35,6 +35,7 @@ from .threads import single_cpu_thread
 DEFAULT_RHO = SAM_RHO
 PAPER_RHOS = (0.5, 0.25, 0.05, 0.025, 0.005, 0.0025)
 FAILURE_FILE = "sweep_failure.json"
+EXECUTED_NOTEBOOK = "train.out.ipynb"
 TRAIN_NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
 # Concurrent runs per GPU: 8 gave the highest aggregate throughput measured on one H100.
 DEFAULT_RUNS_PER_GPU = 8
@@ -142,7 +143,7 @@ def run_state(run_dir: Path) -> str:
     run_dir = Path(run_dir)
     summary = run_dir / "summary.json"
     if summary.is_file():
-        status = json.loads(summary.read_text(encoding="utf-8")).get("status", "finished")
+        status = runs_on_disk.read_json(summary, "delete it; the next sweep finishes the run again from its checkpoint").get("status", "finished")
         if status != "finished" or (run_dir / "metrics.json").is_file():
             return "done"
         return "trained"
@@ -164,9 +165,12 @@ def _train_with_papermill(config) -> None:
         values["threads"] = torch.get_num_threads()  # the kernel uses this process's CPU threads
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        str(TRAIN_NOTEBOOK), str(run_dir / "train.out.ipynb"), parameters=values, progress_bar=False, cwd=str(REPO_ROOT)
-    )
+    partial = run_dir / f"{EXECUTED_NOTEBOOK}.partial"  # papermill rewrites its output after every cell
+    try:
+        papermill.execute_notebook(str(TRAIN_NOTEBOOK), str(partial), parameters=values, progress_bar=False, cwd=str(REPO_ROOT))
+    finally:  # whole, and kept when the run failed (it shows where)
+        if partial.is_file():
+            os.replace(partial, run_dir / EXECUTED_NOTEBOOK)
 
 
 def papermill_available() -> bool:
@@ -379,21 +383,6 @@ def offline_grid(
     )
 
 
-@contextlib.contextmanager
-def exclusive(lock_path: Path):
-    """Hold an exclusive lock on `lock_path`: book builds running side by side train a shared offline
-    grid once, the later ones waiting and then finding it finished."""
-    import fcntl
-
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 @dataclass
 class Study:
     """Per-run rows of one study, where they came from, and whether they are the offline stand-in."""
@@ -433,7 +422,8 @@ def load_study(
         return Study(runs, results.load_history(path), origin, offline=False)
     grid = grid or offline_grid(study)
     # In this process (no notebook kernel per run), on one CPU thread: the cheapest way on a shared CPU.
-    with exclusive(Path(grid.runs_dir) / ".sweep.lock"), single_cpu_thread():
+    # Book builds side by side train the shared offline grid once; the later ones wait, then find it finished.
+    with runs_on_disk.locked(Path(grid.runs_dir) / ".sweep.lock"), single_cpu_thread():
         report = run_sweep(grid, backend="serial", device="cpu", use_papermill=False, progress=progress)
     if report.failed:
         raise RuntimeError(f"offline grid failed:\n{report}")
