@@ -10,7 +10,7 @@ import torch
 import sharpness.train as train_module
 from sharpness.__main__ import main as cli
 from sharpness.controls import CONTROLS
-from sharpness.train import RunConfig, _Trainer, load_run, prepare_data, train
+from sharpness.train import RunConfig, _Trainer, epoch_order, load_run, prepare_data, train
 
 # A few seconds per run on a shared CPU: 128 digits, batch 32, 1-2 epochs.
 QUICK = dict(dataset="digits", arch="simple_cnn", max_train_samples=128, max_test_samples=64, batch_size=32,
@@ -50,6 +50,27 @@ def test_matched_seeds_same_start_and_same_order_for_every_control(tmp_path, mon
     assert len({tuple(seen[0, c]) for c in CONTROLS}) == 1 and len(seen[0, "aug_sam"]) == 2
     assert seen[0, "baseline"][0] != seen[0, "baseline"][1]  # a new order each epoch
     assert starts[0, "baseline"] != starts[1, "baseline"] and seen[0, "baseline"] != seen[1, "baseline"]
+
+
+def test_training_visits_the_images_in_epoch_order_for_every_control(tmp_path, monkeypatch):
+    """The labels of the batches training really draws are labels[epoch_order(seed, epoch)], augmentation or not."""
+    visited = []
+    original = train_module.batches
+
+    def recording_batches(images, labels, batch_size, *, shuffle_generator=None, **kwargs):
+        for x, y in original(images, labels, batch_size, shuffle_generator=shuffle_generator, **kwargs):
+            if shuffle_generator is not None:  # training, not evaluation
+                visited.append(y.clone())
+            yield x, y
+
+    monkeypatch.setattr(train_module, "batches", recording_batches)
+    for control in ("baseline", "aug_sam"):
+        visited.clear()
+        config = RunConfig(control=control, epochs=2, runs_dir=str(tmp_path), **{**QUICK, "max_train_samples": 64})
+        train(config, progress=False)
+        labels = prepare_data(config).train_labels
+        expected = torch.cat([labels[epoch_order(config.seed, epoch, len(labels))] for epoch in range(2)])
+        assert torch.equal(torch.cat(visited), expected), control
 
 
 def test_controls_really_train_differently(tmp_path):

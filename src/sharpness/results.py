@@ -656,13 +656,17 @@ def initial_weight_differences(seeds=(0, 1), **setting) -> pd.DataFrame:
 
 
 def epoch_order_checks(count: int, epochs: int = 3) -> dict[str, bool]:
-    """Whether `sharpness.train.epoch_order` of `count` images repeats for the same (seed, epoch)
-    over the first `epochs` epochs ("deterministic"), and differs between seeds 0 and 1 ("seeds_differ")."""
+    """Properties of `sharpness.train.epoch_order` (the order training visits images in, for every control:
+    tests/test_train.py checks that against the batches training draws) over `count` images:
+    every image exactly once per epoch ("permutation"), a new order each epoch ("epochs_differ") and
+    other orders for seed 1 than for seed 0 ("seeds_differ")."""
     import torch
 
     from .train import epoch_order
 
+    orders = [epoch_order(0, epoch, count) for epoch in range(epochs)]
     return {
-        "deterministic": all(torch.equal(epoch_order(0, epoch, count), epoch_order(0, epoch, count)) for epoch in range(epochs)),
-        "seeds_differ": not torch.equal(epoch_order(0, 0, count), epoch_order(1, 0, count)),
+        "permutation": all(torch.equal(order.sort().values, torch.arange(count)) for order in orders),
+        "epochs_differ": all(not torch.equal(a, b) for a, b in zip(orders, orders[1:])),
+        "seeds_differ": not torch.equal(orders[0], epoch_order(1, 0, count)),
     }
