@@ -174,3 +174,16 @@ def test_subset_is_a_fixed_spread_sample(digits):
     assert len(grouped.subset(max_train=100).train_labels.unique()) == 10
     with pytest.raises(ValueError, match="positive"):
         digits.subset(max_train=0)
+
+
+def test_dataloader_path_augments_each_image_by_the_papers_crop_and_flip(digits):
+    from augmentation_checks import is_crop_or_mirror
+
+    from sharpness.data import textbook_batches
+
+    images, labels = digits.train_images[:48], digits.train_labels[:48]
+    loader = textbook_batches(images, labels, 16, data=digits, augment=True, num_workers=0)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (digits.mean, digits.std))
+    seen = torch.cat([((x * std + mean) * 255).round().to(torch.uint8) for x, _ in loader])  # back to pixels
+    assert all(is_crop_or_mirror(got, original) for got, original in zip(seen, images))
+    assert sum(not torch.equal(got, original) for got, original in zip(seen, images)) > 24  # augmentation is on

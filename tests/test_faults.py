@@ -237,3 +237,75 @@ def test_evaluating_only_unfinished_runs_says_which_and_why_and_fails(tmp_path, 
     results = evaluate.evaluate_runs(runs_dir, device="cpu", measures=("test_accuracy",))
     assert [result["run_dir"] for result in results] == [str(finished.run_dir)]
     assert f"skipping {unfinished.run_dir}: not finished training" in capsys.readouterr().out
+
+
+# --- errors that name the file and the fix ------------------------------------------------------------
+
+
+def test_damaged_checkpoint_config_and_summary_are_named_with_the_fix(tmp_path, capsys):
+    from sharpness.train import load_run
+
+    two_epochs = ["train", "--epochs", "2", "--runs-dir", str(tmp_path / "runs"), *TINY]
+    run_dir = RunConfig(runs_dir=str(tmp_path / "runs"), **TINY_CONFIG).run_dir
+    assert cli([*two_epochs, "--stop-after-epochs", "1"]) == 0
+    checkpoint, config = run_dir / runs.CHECKPOINT, run_dir / runs.CONFIG
+    good_checkpoint, good_config = checkpoint.read_bytes(), config.read_text()
+
+    def refused(fix: str, path: Path):
+        with pytest.raises(SystemExit) as exit_info:
+            cli(two_epochs)
+        message = capsys.readouterr().err
+        assert exit_info.value.code == 2 and str(path) in message and fix in message and "Traceback" not in message
+
+    for damage in (b"", good_checkpoint[: len(good_checkpoint) // 2]):  # empty, truncated
+        checkpoint.write_bytes(damage)
+        refused("delete it to train the run from the start", checkpoint)
+        with pytest.raises(runs.RunFileError, match=f"{checkpoint} is damaged.*train the run again"):
+            load_run(run_dir)  # what evaluate does
+    checkpoint.write_bytes(good_checkpoint)
+    for damage in ("{garbage", "[1, 2]", '{"control": "baseline", "seed": "zero"}'):  # not JSON, not an object, wrong type
+        config.write_text(damage)
+        refused(f"delete the run directory {run_dir}", config)
+    config.write_text(good_config)
+    assert cli(two_epochs) == 0 and "status=finished" in capsys.readouterr().out
+    (run_dir / runs.SUMMARY).write_text('{"status": "finis')
+    refused("delete it, and the next train command writes it again", run_dir / runs.SUMMARY)
+
+
+def test_a_full_disk_is_named_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "summary.json"
+    runs.atomic_write_json(path, {"old": 1})
+
+    def no_space(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runs.os, "fsync", no_space)
+    with pytest.raises(runs.RunFileError, match=f"cannot write {path}: No space left on device; .*free space"):
+        runs.atomic_write_json(path, {"new": 2})
+    assert runs.read_json(path) == {"old": 1} and list(tmp_path.iterdir()) == [path]  # no temporary file left
+
+
+def test_an_unwritable_run_directory_is_noticed_before_an_epoch_is_spent(tmp_path, monkeypatch):
+    """As root (CI) a read-only folder stays writable, so the refusal mkstemp would raise is injected."""
+    import sharpness.train as train_module
+
+    config = RunConfig(epochs=1, runs_dir=str(tmp_path / "runs"), **TINY_CONFIG)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(runs.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(train_module._Trainer, "train_epoch", lambda *args: pytest.fail("an epoch was spent"))
+    with pytest.raises(runs.RunFileError, match=f"cannot write {config.run_dir / runs.CONFIG}: Permission denied; make"):
+        train(config, progress=False)
+
+
+def test_leftover_temporary_files_of_a_kill_are_removed(tmp_path):
+    config = RunConfig(epochs=2, runs_dir=str(tmp_path / "runs"), **TINY_CONFIG)
+    train(config, progress=False, stop_after_epochs=1)
+    leftover = config.run_dir / ".checkpoint.pt.k1ll3d_x.tmp"  # as a kill inside atomic_save leaves it
+    leftover.write_bytes(b"half a checkpoint")
+    train(config, progress=False)
+    assert not leftover.exists()

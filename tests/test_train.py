@@ -182,3 +182,27 @@ def test_cli_trains_and_reports_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli(["train", "--arch", "lenet", "--runs-dir", str(tmp_path)])
     assert exit_info.value.code == 2 and "unknown arch 'lenet'" in capsys.readouterr().err
+
+
+def test_cosine_schedule_follows_the_formula_and_resumes_exactly(tmp_path, monkeypatch):
+    """CIFAR-100's schedule (lr_e = lr0 (1 + cos(pi e / T)) / 2, T = epochs), here on digits, across a resume."""
+    import math
+
+    from sharpness.controls import Hyperparameters
+
+    cosine = Hyperparameters(lr=0.05, schedule="cosine", epochs=4, batch_size=32)
+    monkeypatch.setattr(train_module, "hyperparameters", lambda dataset: cosine)
+    whole = RunConfig(control="wd_sam", runs_dir=str(tmp_path / "whole"), **{**QUICK, "max_train_samples": 64})
+    split = RunConfig(control="wd_sam", runs_dir=str(tmp_path / "split"), **{**QUICK, "max_train_samples": 64})
+    assert whole.schedule == "cosine" and whole.epochs == 4
+    train(whole, progress=False)
+    assert train(split, progress=False, stop_after_epochs=1)["status"] == "interrupted"
+    assert train(split, progress=False, stop_after_epochs=2)["status"] == "interrupted"
+    train(split, progress=False)
+    expected = [0.05 * (1 + math.cos(math.pi * epoch / 4)) / 2 for epoch in range(4)]
+    for config in (whole, split):
+        rows = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [row["lr"] for row in rows] == pytest.approx(expected, rel=1e-12)
+    a, b = (torch.load(c.run_dir / "checkpoint.pt", weights_only=True) for c in (whole, split))
+    assert digest(a["model"].values()) == digest(b["model"].values())
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 4
