@@ -321,40 +321,47 @@ def train(config: RunConfig, progress: bool = True, stop_after_epochs: int | Non
     data = prepare_data(config)
     trainer = _Trainer(config, data, device)
     with runs.locked(run_dir / runs.LOCK, wait=False):
-        if runs.is_finished(run_dir):  # another process finished it while this one loaded the data
-            return _finished_summary(run_dir)
-        runs.remove_leftovers(run_dir)
-        if not (run_dir / runs.CONFIG).is_file():
-            runs.atomic_write_json(run_dir / runs.CONFIG, config.to_dict())
-        epochs_done, history = 0, []
-        checkpoint_path = run_dir / runs.CHECKPOINT
-        if checkpoint_path.is_file():
-            fix = "delete it to train the run from the start (the result is the same, bit for bit on CPU)"
-            epochs_done, history = trainer.load_state(runs.load_checkpoint(checkpoint_path, fix, map_location=device))
-        runs.atomic_write_jsonl(run_dir / runs.METRICS, history)  # the checkpoint's history is the record (a kill may
-        # have come between a checkpoint and its metric rows); writing now also proves the folder writable
-        started, status, reason = time.perf_counter(), "finished", None
-        last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, epochs_done + stop_after_epochs)
-        with tqdm(total=config.epochs, initial=epochs_done, desc=f"{config.control} seed{config.seed}", disable=not progress) as bar:
-            for epoch in range(epochs_done, last_epoch):
-                row = {"epoch": epoch + 1, "lr": trainer.optimizer.param_groups[0]["lr"], **trainer.train_epoch(epoch, progress)}
-                row["test_loss"], row["test_accuracy"] = trainer.evaluate(trainer.data.test_images, trainer.data.test_labels)
-                history.append(row)
-                runs.atomic_save(trainer.state(epoch + 1, history), checkpoint_path)
-                runs.atomic_write_jsonl(run_dir / runs.METRICS, history)
-                bar.update()
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_accuracy']:.3f}")
-                reason = divergence(row["train_loss"], data.num_classes)
-                if reason:
-                    status = "diverged"
-                    break
-        if status == "finished" and len(history) < config.epochs:
-            return {"status": "interrupted", "epochs_completed": len(history), "run_dir": str(run_dir)}
-        summary = _summary(config, status, history, device, time.perf_counter() - started)
-        if reason:
-            summary["diverged_reason"] = reason
-        runs.atomic_write_json(run_dir / runs.SUMMARY, summary)
-        return summary
+        return _train_locked(config, trainer, device, progress, stop_after_epochs)
+
+
+def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, progress: bool,
+                  stop_after_epochs: int | None) -> dict:
+    """The rest of `train`, while this process holds the run directory's lock."""
+    run_dir = config.run_dir
+    if runs.is_finished(run_dir):  # another process finished it while this one loaded the data
+        return _finished_summary(run_dir)
+    runs.remove_leftovers(run_dir)
+    if not (run_dir / runs.CONFIG).is_file():
+        runs.atomic_write_json(run_dir / runs.CONFIG, config.to_dict())
+    epochs_done, history = 0, []
+    checkpoint_path = run_dir / runs.CHECKPOINT
+    if checkpoint_path.is_file():
+        fix = "delete it to train the run from the start (the result is the same, bit for bit on CPU)"
+        epochs_done, history = trainer.load_state(runs.load_checkpoint(checkpoint_path, fix, map_location=device))
+    runs.atomic_write_jsonl(run_dir / runs.METRICS, history)  # the checkpoint's history is the record (a kill may
+    # have come between a checkpoint and its metric rows); writing now also proves the folder writable
+    started, status, reason = time.perf_counter(), "finished", None
+    last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, epochs_done + stop_after_epochs)
+    with tqdm(total=config.epochs, initial=epochs_done, desc=f"{config.control} seed{config.seed}", disable=not progress) as bar:
+        for epoch in range(epochs_done, last_epoch):
+            row = {"epoch": epoch + 1, "lr": trainer.optimizer.param_groups[0]["lr"], **trainer.train_epoch(epoch, progress)}
+            row["test_loss"], row["test_accuracy"] = trainer.evaluate(trainer.data.test_images, trainer.data.test_labels)
+            history.append(row)
+            runs.atomic_save(trainer.state(epoch + 1, history), checkpoint_path)
+            runs.atomic_write_jsonl(run_dir / runs.METRICS, history)
+            bar.update()
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_accuracy']:.3f}")
+            reason = divergence(row["train_loss"], trainer.data.num_classes)
+            if reason:
+                status = "diverged"
+                break
+    if status == "finished" and len(history) < config.epochs:
+        return {"status": "interrupted", "epochs_completed": len(history), "run_dir": str(run_dir)}
+    summary = _summary(config, status, history, device, time.perf_counter() - started)
+    if reason:
+        summary["diverged_reason"] = reason
+    runs.atomic_write_json(run_dir / runs.SUMMARY, summary)
+    return summary
 
 
 def _summary(config: RunConfig, status: str, history: list[dict], device: torch.device, seconds: float) -> dict:
