@@ -174,3 +174,36 @@ def test_subset_is_a_fixed_spread_sample(digits):
     assert len(grouped.subset(max_train=100).train_labels.unique()) == 10
     with pytest.raises(ValueError, match="positive"):
         digits.subset(max_train=0)
+
+
+def test_dataloader_path_augments_each_image_by_the_papers_crop_and_flip(digits):
+    from augmentation_checks import is_crop_or_mirror
+
+    from sharpness.data import textbook_batches
+
+    images, labels = digits.train_images[:48], digits.train_labels[:48]
+    loader = textbook_batches(images, labels, 16, data=digits, augment=True, num_workers=0)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (digits.mean, digits.std))
+    seen = torch.cat([((x * std + mean) * 255).round().to(torch.uint8) for x, _ in loader])  # back to pixels
+    assert all(is_crop_or_mirror(got, original) for got, original in zip(seen, images))
+    assert sum(not torch.equal(got, original) for got, original in zip(seen, images)) > 24  # augmentation is on
+
+
+def test_tiny_imagenet_crop_boxes_are_distributed_like_torchvisions():
+    """Area fraction and aspect ratio of the boxes against torchvision's own RandomResizedCrop(64) draws."""
+    from scipy import stats
+    from torchvision.transforms import v2
+
+    from sharpness.data import augmentation_for
+
+    reference = v2.RandomResizedCrop(64)
+    ours = augmentation_for("tiny_imagenet", torch.Generator().manual_seed(0))
+    assert (tuple(ours.scale), tuple(ours.ratio)) == (tuple(reference.scale), tuple(reference.ratio))
+    torch.manual_seed(0)
+    image = torch.zeros(3, 64, 64)
+    theirs = [reference.make_params([image]) for _ in range(3000)]
+    their_boxes = [(p["width"] * p["height"] / 4096, p["width"] / p["height"]) for p in theirs]
+    our_boxes = [((r - l) * (b - t) / 4096, (r - l) / (b - t)) for l, t, r, b in (ours._box(64, 64) for _ in range(3000))]
+    for column in (0, 1):
+        result = stats.ks_2samp([box[column] for box in our_boxes], [box[column] for box in their_boxes])
+        assert result.pvalue > 1e-3, (column, result)

@@ -154,3 +154,22 @@ def test_evaluate_notebook_writes_metrics_and_shows_a_summary(finished_run, tmp_
     assert {"test_accuracy", "test_ece"} <= set(metrics)
     outputs = [o for cell in json.loads(output.read_text())["cells"] for o in cell.get("outputs", [])]
     assert any("test_accuracy" in str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+
+
+def test_aug_controls_are_measured_on_one_fixed_augmented_copy_and_others_on_clean_data():
+    from augmentation_checks import is_crop_or_mirror
+
+    from sharpness.data import load_dataset
+    from sharpness.train import RunConfig
+
+    data = load_dataset("digits").subset(40, 8)
+    for control in ("aug", "aug_sam"):
+        images, labels = evaluate.measurement_images(data, RunConfig(control=control))
+        assert torch.equal(labels, data.train_labels)
+        assert all(is_crop_or_mirror(got, clean) for got, clean in zip(images, data.train_images))
+        assert sum(not torch.equal(got, clean) for got, clean in zip(images, data.train_images)) > 20
+        again, _ = evaluate.measurement_images(data, RunConfig(control=control))
+        assert torch.equal(again, images)  # the same copy for every measure and every pass
+    for control in ("baseline", "wd_sam"):
+        images, labels = evaluate.measurement_images(data, RunConfig(control=control))
+        assert torch.equal(images, data.train_images) and torch.equal(labels, data.train_labels)

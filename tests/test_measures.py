@@ -235,6 +235,34 @@ def test_sam_sharpness_perturbs_bn_running_statistics():
     assert measures.sam_sharpness(net, batches, draws=3, progress=False) > 0
 
 
+def test_sam_sharpness_is_the_papers_definition_draw_by_draw():
+    """One draw by hand from DESIGN.md's definition: N(0,1) * rho / sqrt(P) added to every floating state-dict
+    tensor (weights, biases, BN running mean and variance; not the integer batch counter), P counting
+    parameters only, loss in eval mode, score |L(theta + delta) - L(theta)| / rho."""
+    from torch.func import functional_call
+
+    net, (x, y, batches) = bn_net(), data(classes=4)
+    net.train()  # the measure must switch to eval mode itself
+    rho, seed = 0.01, 7
+    state = net.state_dict()
+    parameter_count = sum(p.numel() for p in net.parameters())
+    assert parameter_count == 5 * 6 + 6 + 6 + 6 + 6 * 4 + 4  # Linear, BN affine, Linear: buffers not counted
+    generator = torch.Generator().manual_seed(seed)
+    moved = {name: tensor + torch.randn(tensor.shape, generator=generator).double() * rho / math.sqrt(parameter_count)
+             if tensor.is_floating_point() else tensor for name, tensor in state.items()}
+    assert not torch.equal(moved["1.running_var"], state["1.running_var"])
+    assert torch.equal(moved["1.num_batches_tracked"], state["1.num_batches_tracked"])
+
+    def loss(values):
+        net.eval()
+        with torch.no_grad():
+            return float(torch.nn.functional.cross_entropy(functional_call(net, values, (x,)), y))
+
+    expected = abs(loss(moved) - loss(state)) / rho
+    net.train()
+    assert measures.sam_sharpness(net, batches, rho=rho, draws=1, seed=seed, progress=False) == pytest.approx(expected, rel=1e-9)
+
+
 def test_sam_sharpness_rejects_bad_rho():
     net, (_, _, batches) = relu_net(), data()
     with pytest.raises(ValueError, match="rho"):

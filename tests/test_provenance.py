@@ -1,19 +1,34 @@
-"""The commit recorded in every result's provenance."""
+"""The commit recorded in every result's provenance, checked on a repository made here (so the expected
+commit and the changed file are known by construction, not recomputed with the code's own commands)."""
 
 import re
 import subprocess
 
 import sharpness.provenance as provenance
-from sharpness.paths import REPO_ROOT
 
 
-def test_commit_is_the_repositorys_head_and_marks_changed_files():
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-    assert re.fullmatch(r"[0-9a-f]{40}", head)
-    assert provenance.git_commit() == head
-    changed = subprocess.run(["git", "status", "--porcelain", "--", "README.md"], cwd=REPO_ROOT,
-                             capture_output=True, text=True).stdout.strip()
-    assert provenance.git_commit(REPO_ROOT / "README.md") == head + ("+dirty" if changed else "")
+def make_repository(folder):
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder, check=True,
+                              capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    (folder / "kept.txt").write_text("a\n")
+    (folder / "edited.txt").write_text("b\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    first = (folder / ".git" / "refs" / "heads").rglob("*").__next__().read_text().strip()  # what HEAD names
+    return first
+
+
+def test_commit_is_head_and_marks_only_a_changed_file(tmp_path, monkeypatch):
+    commit = make_repository(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40}", commit)
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    assert provenance.git_commit() == commit
+    (tmp_path / "edited.txt").write_text("changed\n")
+    assert provenance.git_commit(tmp_path / "edited.txt") == commit + "+dirty"
+    assert provenance.git_commit(tmp_path / "kept.txt") == commit
 
 
 def test_commit_is_unknown_outside_a_repository(tmp_path, monkeypatch):

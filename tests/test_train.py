@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch
 import sharpness.train as train_module
 from sharpness.__main__ import main as cli
 from sharpness.controls import CONTROLS
-from sharpness.train import RunConfig, _Trainer, load_run, prepare_data, train
+from sharpness.train import RunConfig, _Trainer, epoch_order, load_run, prepare_data, train
 
 # A few seconds per run on a shared CPU: 128 digits, batch 32, 1-2 epochs.
 QUICK = dict(dataset="digits", arch="simple_cnn", max_train_samples=128, max_test_samples=64, batch_size=32,
@@ -51,6 +52,27 @@ def test_matched_seeds_same_start_and_same_order_for_every_control(tmp_path, mon
     assert starts[0, "baseline"] != starts[1, "baseline"] and seen[0, "baseline"] != seen[1, "baseline"]
 
 
+def test_training_visits_the_images_in_epoch_order_for_every_control(tmp_path, monkeypatch):
+    """The labels of the batches training really draws are labels[epoch_order(seed, epoch)], augmentation or not."""
+    visited = []
+    original = train_module.batches
+
+    def recording_batches(images, labels, batch_size, *, shuffle_generator=None, **kwargs):
+        for x, y in original(images, labels, batch_size, shuffle_generator=shuffle_generator, **kwargs):
+            if shuffle_generator is not None:  # training, not evaluation
+                visited.append(y.clone())
+            yield x, y
+
+    monkeypatch.setattr(train_module, "batches", recording_batches)
+    for control in ("baseline", "aug_sam"):
+        visited.clear()
+        config = RunConfig(control=control, epochs=2, runs_dir=str(tmp_path), **{**QUICK, "max_train_samples": 64})
+        train(config, progress=False)
+        labels = prepare_data(config).train_labels
+        expected = torch.cat([labels[epoch_order(config.seed, epoch, len(labels))] for epoch in range(2)])
+        assert torch.equal(torch.cat(visited), expected), control
+
+
 def test_controls_really_train_differently(tmp_path):
     finals = {}
     for control in ("baseline", "aug", "wd", "baseline_sam"):
@@ -83,7 +105,11 @@ def test_run_files_and_a_finished_run_is_skipped(tmp_path):
     summary = train(config, progress=False)
     run_dir = tmp_path / "digits" / "simple_cnn" / "baseline" / "seed0"
     assert config.run_dir == run_dir
-    assert {p.name for p in run_dir.iterdir()} == {"config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"}
+    files = {p.name: p.stat().st_mode & 0o777 for p in run_dir.iterdir()}
+    assert files.keys() == {"config.json", "metrics.jsonl", "checkpoint.pt", "summary.json", ".lock"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert set(files.values()) == {0o666 & ~umask}  # as any program's files, not mkstemp's 0600
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert summary["status"] == "finished" and summary["test_accuracy"] == rows[-1]["test_accuracy"]
@@ -156,3 +182,27 @@ def test_cli_trains_and_reports_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli(["train", "--arch", "lenet", "--runs-dir", str(tmp_path)])
     assert exit_info.value.code == 2 and "unknown arch 'lenet'" in capsys.readouterr().err
+
+
+def test_cosine_schedule_follows_the_formula_and_resumes_exactly(tmp_path, monkeypatch):
+    """CIFAR-100's schedule (lr_e = lr0 (1 + cos(pi e / T)) / 2, T = epochs), here on digits, across a resume."""
+    import math
+
+    from sharpness.controls import Hyperparameters
+
+    cosine = Hyperparameters(lr=0.05, schedule="cosine", epochs=4, batch_size=32)
+    monkeypatch.setattr(train_module, "hyperparameters", lambda dataset: cosine)
+    whole = RunConfig(control="wd_sam", runs_dir=str(tmp_path / "whole"), **{**QUICK, "max_train_samples": 64})
+    split = RunConfig(control="wd_sam", runs_dir=str(tmp_path / "split"), **{**QUICK, "max_train_samples": 64})
+    assert whole.schedule == "cosine" and whole.epochs == 4
+    train(whole, progress=False)
+    assert train(split, progress=False, stop_after_epochs=1)["status"] == "interrupted"
+    assert train(split, progress=False, stop_after_epochs=2)["status"] == "interrupted"
+    train(split, progress=False)
+    expected = [0.05 * (1 + math.cos(math.pi * epoch / 4)) / 2 for epoch in range(4)]
+    for config in (whole, split):
+        rows = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [row["lr"] for row in rows] == pytest.approx(expected, rel=1e-12)
+    a, b = (torch.load(c.run_dir / "checkpoint.pt", weights_only=True) for c in (whole, split))
+    assert digest(a["model"].values()) == digest(b["model"].values())
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 4

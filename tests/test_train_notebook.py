@@ -104,3 +104,16 @@ def test_notebook_declares_every_run_setting():
 
     declared = set(papermill.inspect_notebook(str(SOURCE)))
     assert {f.name for f in dataclasses.fields(RunConfig)} <= declared
+
+
+def test_piped_source_with_a_rejected_parameter_is_restored_byte_for_byte(tmp_path):
+    """The issue's case: papermill writes over the source, then the parameters are rejected (the run fails)."""
+    (tmp_path / "notebooks").mkdir()
+    notebook = tmp_path / "notebooks" / "train.ipynb"
+    shutil.copy(SOURCE, notebook)
+    result = subprocess.run("cat notebooks/train.ipynb | papermill notebooks/train.ipynb -p control bogus > /dev/null",
+                            shell=True, cwd=tmp_path, capture_output=True, timeout=300,
+                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert result.returncode != 0 and b"unknown control 'bogus'" in result.stderr
+    assert wait_for(lambda: notebook.read_bytes() == SOURCE.read_bytes(), seconds=60), "source notebook left modified"
+    assert not (tmp_path / "runs").exists()

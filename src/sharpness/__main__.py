@@ -39,9 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
+    from .runs import RunFileError
+
     try:
         return importlib.import_module(COMMANDS[args.command][0]).main(args) or 0
-    except (ValueError, FileNotFoundError) as error:  # bad input or missing data: one clear line
+    except (ValueError, FileNotFoundError, RunFileError) as error:  # bad input, missing data, damaged files: one line
         parser.exit(2, f"error: {error}\n")
 
 

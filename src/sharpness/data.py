@@ -12,6 +12,7 @@ and the same augmentations on CPU and GPU, and the order of batches never depend
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -25,7 +26,8 @@ Tensor = torch.Tensor
 Augment = Callable[[Tensor], Tensor]
 
 DATASETS = ("digits", "cifar10", "cifar100", "cifar10_folder", "tiny_imagenet")
-CACHE_VERSION = 2  # bump when what a decoded folder data set holds changes (stale caches are then ignored)
+CACHE_VERSION = 3  # bump when what a decoded folder data set holds changes (stale caches are then ignored)
+CACHE_PREFIX = ".sharpness-cache-v"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 #: Where data sets are looked for when no `data_dir` is given (override with $SHARPNESS_DATA).
@@ -210,8 +212,12 @@ def _decode_all(paths: Sequence[str], desc: str) -> Tensor:
     from tqdm.auto import tqdm
 
     def decode(path: str) -> np.ndarray:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image.convert("RGB"))
+        except (OSError, ValueError) as error:  # truncated, empty or not an image
+            raise ValueError(f"cannot decode the image {path} ({error}): replace it with a good copy or delete it, "
+                             "then load the data set again") from None
 
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:  # Pillow decodes without the GIL
         arrays = list(tqdm(pool.map(decode, paths, chunksize=256), total=len(paths), desc=desc, leave=False))
@@ -271,17 +277,38 @@ def _load_tiny_imagenet(root: Path) -> ImageData:
     return replace(data, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
+def folder_fingerprint(root: Path) -> str:
+    """A hash of the path, size and modification time of every file below `root` (caches aside): it changes
+    when an image or class is added, removed or rewritten."""
+    digest = hashlib.sha256()
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        for name in sorted(files):
+            if not name.startswith(CACHE_PREFIX):
+                path = Path(folder, name)
+                stat = path.stat()
+                digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def _cached(root: Path, build: Callable[[], ImageData]) -> ImageData:
-    """Decode a folder of image files once; later loads read one tensor file written beside it."""
-    cache = root / f".sharpness-cache-v{CACHE_VERSION}.pt"
+    """Decode a folder of image files once; later loads read one tensor file written beside it, as long as
+    the folder's files are the ones it was made from (else, or if it is damaged, it is made again)."""
+    from .runs import RunFileError, atomic_save
+
+    cache = root / f"{CACHE_PREFIX}{CACHE_VERSION}.pt"
+    fingerprint = folder_fingerprint(root)
     if cache.is_file():
-        return ImageData(**torch.load(cache, weights_only=True))
+        try:
+            stored = torch.load(cache, weights_only=True)
+        except Exception:  # damaged (e.g. a full disk when it was written by hand): decode again
+            stored = {}
+        if stored.pop("fingerprint", None) == fingerprint:
+            return ImageData(**stored)
     data = build()
     try:
-        from .runs import atomic_save
-
-        atomic_save(vars(data), cache)
-    except OSError:  # a read-only data folder: decoding again next time is only slower
+        atomic_save({**vars(data), "fingerprint": fingerprint}, cache)
+    except RunFileError:  # a read-only data folder: decoding again next time is only slower
         pass
     return data
 

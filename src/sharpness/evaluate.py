@@ -59,7 +59,7 @@ def predict(model: nn.Module, batches, progress: bool = True, desc: str = "predi
     """Logits and labels over `batches` in eval mode, gathered on the CPU."""
     logits, labels = [], []
     with sharpness_measures.evaluation_mode(model), torch.no_grad():
-        for x, y in sharpness_measures._passes(batches, model, desc, progress):
+        for x, y in sharpness_measures.passes(batches, model, desc, progress):
             logits.append(model(x).float().cpu())
             labels.append(y.cpu())
     return torch.cat(logits), torch.cat(labels)
@@ -232,7 +232,7 @@ def sharpness_of(
     train_batches = batches_of(images, labels)
     if {"fisher_rao_norm", "relative_flatness", "relative_flatness_paper"} & set(todo):
         result = timed(f"{prefix}train_pass", lambda: sharpness_measures.classifier_pass(model, train_batches, progress=progress, desc="train set"))
-        weight = sharpness_measures._resolve_classifier(model, None).weight.detach()
+        weight = sharpness_measures.resolve_classifier(model, None).weight.detach()
         values["fisher_rao_norm"] = sharpness_measures.fisher_rao_from_logits(result.logits, result.labels, count_weight_layers(model))
         values["relative_flatness"] = sharpness_measures.relative_flatness_from_pass(result, weight)
         values["relative_flatness_paper"] = sharpness_measures.relative_flatness_from_pass(result, weight, paper_compatible=True)
@@ -254,6 +254,26 @@ def sharpness_of(
 def _read_metrics(run_dir: Path) -> dict:
     path = run_dir / METRICS_FILE
     return runs.read_json(path) if path.is_file() else {}
+
+
+def check_measures(measures: Sequence[str]) -> None:
+    """Raise ValueError naming any of `measures` that is not one of MEASURES (before any work is done)."""
+    if isinstance(measures, str):
+        raise ValueError(f"measures must be a list of names, got the string {measures!r}")
+    unknown = [name for name in measures if name not in MEASURES]
+    if unknown:
+        raise ValueError(f"unknown measures {unknown}; accepted: {', '.join(MEASURES)}")
+
+
+def check_evaluation_options(options: dict) -> None:
+    """Raise ValueError naming any key of `options` that `evaluate_run` does not take as a keyword."""
+    import inspect
+
+    accepted = [name for name, parameter in inspect.signature(evaluate_run).parameters.items()
+                if parameter.kind == parameter.KEYWORD_ONLY and name != "progress"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown evaluation options {unknown}; accepted: {', '.join(accepted)}")
 
 
 def evaluate_run(
@@ -282,9 +302,7 @@ def evaluate_run(
     `also_clean`: for augmentation controls, the sharpness measures again on the clean training images,
     stored under "clean" (the paper's Appendix F.1 check that the trends survive).
     """
-    unknown = [name for name in measures if name not in MEASURES]
-    if unknown:
-        raise ValueError(f"unknown measures {unknown}; accepted: {', '.join(MEASURES)}")
+    check_measures(measures)
     run_dir = Path(run_dir)
     device = resolve_device(device)
     model, config, data = load_run(run_dir, device)
@@ -357,28 +375,46 @@ def evaluate_run(
 
 
 def resolve_run_dirs(run_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Run directories from one run, a list of runs, or a runs root (every finished run below it)."""
+    """Run directories from one run, a list of runs, or a runs root (every run below it, finished or not)."""
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
     found: list[Path] = []
     for entry in map(Path, run_dirs):
-        if runs.is_finished(entry):
+        if (entry / runs.CONFIG).is_file():
             found.append(entry)
         elif entry.is_dir():
-            found.extend(runs.find_runs(entry))
+            found.extend(runs.find_runs(entry, finished_only=False))
         else:
-            raise FileNotFoundError(f"{entry} is neither a finished run (with summary.json) nor a runs folder")
+            raise FileNotFoundError(f"{entry} is neither a run directory (with config.json) nor a runs folder")
     return found
 
 
+def why_not_evaluable(run_dir: Path) -> str | None:
+    """Why `run_dir` cannot be evaluated (unfinished or diverged), or None when it can."""
+    if not runs.is_finished(run_dir):
+        return f"not finished training (no {runs.SUMMARY}): train it to the end first"
+    summary = runs.read_json(run_dir / runs.SUMMARY, f"delete it; the next train command writes it again from {runs.CHECKPOINT}")
+    if summary.get("status") != "finished":
+        return f"training {summary.get('status')} ({summary.get('diverged_reason', 'no reason recorded')})"
+    return None
+
+
 def evaluate_runs(run_dirs, **options) -> list[dict]:
-    """`evaluate_run` on each finished, non-diverged run; diverged runs are reported and skipped."""
-    results = []
+    """`evaluate_run` on each finished, non-diverged run; the others are printed with the reason and skipped.
+
+    Raises ValueError, listing every run found and why it was skipped, when there was nothing to evaluate.
+    """
+    results, skipped = [], []
     for run_dir in resolve_run_dirs(run_dirs):
-        if runs.read_json(run_dir / runs.SUMMARY).get("status") != "finished":
-            print(f"skipping {run_dir}: training diverged")
+        reason = why_not_evaluable(run_dir)
+        if reason:
+            skipped.append(f"{run_dir}: {reason}")
+            print(f"skipping {skipped[-1]}")
             continue
         results.append({"run_dir": str(run_dir), **evaluate_run(run_dir, **options)})
+    if not results:
+        found = "; ".join(skipped) if skipped else "no run directories (with config.json) found"
+        raise ValueError(f"nothing to evaluate in {run_dirs}: {found}")
     return results
 
 

@@ -18,10 +18,10 @@ import argparse
 import json
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
+from .measures import evaluation_mode
 from .paths import RESULTS_DIR
 
 ONE_DIM_OPTIONS = ("zero", "random", "weights")
@@ -143,17 +144,6 @@ DEFAULT_METHOD = {"cuda": "vmap"}  # any other device: "loop"
 DEFAULT_CHUNK_SIZE = {"cuda": 16}  # any other device: 4
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Evaluate in eval mode (BN running statistics, no dropout), restoring the training flag after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
 def _moving_tensors(base: dict[str, torch.Tensor], directions: Sequence[Direction]) -> dict[str, torch.Tensor]:
     """For each tensor some direction moves, the directions stacked on a leading axis (n_dirs, *shape)."""
     for direction in directions:
@@ -220,7 +210,7 @@ def evaluate_points(
     correct = torch.zeros(points, dtype=torch.float64, device=device)
     step = chunk_size if method == "vmap" else 1
     autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
-    with eval_mode(model), torch.no_grad(), autocast:
+    with evaluation_mode(model), torch.no_grad(), autocast:
         for start in tqdm(range(0, points, step), desc=f"landscape ({method})", disable=not progress, leave=False):
             chunk = coefficients[start : start + step]
             states = {name: base[name] + torch.tensordot(chunk.to(d.dtype), d, dims=1) for name, d in moving.items()}

@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 
 from .threads import single_cpu_thread
 
+SAM_SHARPNESS_RHO = 0.005  # the radius of the authors' SAM-sharpness measure (not SAM's training rho)
+
 if TYPE_CHECKING:
     import pandas
 
@@ -51,7 +53,7 @@ def iterate_batches(batches) -> Iterator[tuple[Tensor, Tensor]]:
     return iter(batches)
 
 
-def _passes(batches, model: nn.Module, desc: str, progress: bool):
+def passes(batches, model: nn.Module, desc: str, progress: bool):
     """Iterate once over the batches, moved to the model's device, with a progress bar."""
     device = model_device(model)
     total = len(batches) if hasattr(batches, "__len__") else None
@@ -104,7 +106,7 @@ def fisher_rao_norm(model: nn.Module, batches, num_layers: int | None = None, pr
         num_layers = count_weight_layers(model)
     square_sum, count = 0.0, 0
     with evaluation_mode(model), torch.no_grad():
-        for x, y in _passes(batches, model, "Fisher-Rao norm", progress):
+        for x, y in passes(batches, model, "Fisher-Rao norm", progress):
             square_sum += float(fisher_rao_terms(model(x), y).square().sum())
             count += len(y)
     return (num_layers + 1) * math.sqrt(square_sum / count)
@@ -129,7 +131,7 @@ def fisher_rao_norm_exact(model: nn.Module, batches, progress: bool = True) -> f
     """sqrt(mean_i <theta, grad l_i>^2) exactly, valid with biases and BN (which break the formula)."""
     square_sum, count = 0.0, 0
     with evaluation_mode(model), torch.no_grad():
-        for x, y in _passes(batches, model, "Fisher-Rao norm (exact)", progress):
+        for x, y in passes(batches, model, "Fisher-Rao norm (exact)", progress):
             square_sum += float(parameter_directional_losses(model, x, y).double().square().sum())
             count += len(y)
     return math.sqrt(square_sum / count)
@@ -150,7 +152,7 @@ class ClassifierPass:
     batch_sizes: list[int]
 
 
-def _resolve_classifier(model: nn.Module, layer: nn.Linear | None) -> nn.Linear:
+def resolve_classifier(model: nn.Module, layer: nn.Linear | None) -> nn.Linear:
     if layer is None:
         from sharpness.models import classifier_layer
 
@@ -166,7 +168,7 @@ def classifier_batches(model: nn.Module, batches, layer: nn.Linear, desc: str, p
     handle = layer.register_forward_hook(lambda module, inputs, output: caught.append(inputs[0].detach()))
     try:
         with evaluation_mode(model), torch.no_grad():
-            for x, y in _passes(batches, model, desc, progress):
+            for x, y in passes(batches, model, desc, progress):
                 logits = model(x)
                 features = caught.pop()
                 if features.dim() != 2:
@@ -180,7 +182,7 @@ def classifier_pass(
     model: nn.Module, batches, layer: nn.Linear | None = None, progress: bool = True, desc: str = "forward pass"
 ) -> ClassifierPass:
     """Run the model once over the data and keep the classifier inputs, logits, labels and batch sizes."""
-    features, logits, labels = zip(*classifier_batches(model, batches, _resolve_classifier(model, layer), desc, progress))
+    features, logits, labels = zip(*classifier_batches(model, batches, resolve_classifier(model, layer), desc, progress))
     return ClassifierPass(torch.cat(features), torch.cat(logits), torch.cat(labels), [len(y) for y in labels])
 
 
@@ -225,7 +227,7 @@ def relative_flatness(
     classifier weight W; for softmax cross-entropy this is mean_i ||phi_i||^2 (sum_s p_is ||w_s||^2 -
     ||W^T p_i||^2). `layer` defaults to `sharpness.models.classifier_layer(model)`.
     """
-    layer = _resolve_classifier(model, layer)
+    layer = resolve_classifier(model, layer)
     if not paper_compatible:  # stream: nothing kept but two running sums
         total, count = 0.0, 0
         for features, logits, y in classifier_batches(model, batches, layer, "relative flatness", progress):
@@ -238,13 +240,13 @@ def relative_flatness(
 
 def classifier_hessian(model: nn.Module, batches, layer: nn.Linear | None = None) -> Tensor:
     """Exact Hessian (C*m x C*m) of the mean loss in the classifier weight, by double backward (small layers)."""
-    layer = _resolve_classifier(model, layer)
+    layer = resolve_classifier(model, layer)
     weight = layer.weight
     size = weight.numel()
     hessian = torch.zeros(size, size, dtype=torch.float64, device=weight.device)
     count = 0
     with evaluation_mode(model):
-        for x, y in _passes(batches, model, "classifier Hessian", progress=False):
+        for x, y in passes(batches, model, "classifier Hessian", progress=False):
             loss = F.cross_entropy(model(x), y, reduction="sum")
             (gradient,) = torch.autograd.grad(loss, weight, create_graph=True)
             gradient = gradient.reshape(-1)
@@ -257,7 +259,7 @@ def classifier_hessian(model: nn.Module, batches, layer: nn.Linear | None = None
 
 def relative_flatness_reference(model: nn.Module, batches, layer: nn.Linear | None = None) -> float:
     """Kappa from the exact autograd Hessian: the slow, independent check of `relative_flatness`."""
-    layer = _resolve_classifier(model, layer)
+    layer = resolve_classifier(model, layer)
     classes, width = layer.weight.shape
     blocks = classifier_hessian(model, batches, layer).reshape(classes, width, classes, width)
     block_traces = torch.einsum("sjtj->st", blocks)
@@ -278,7 +280,7 @@ def mean_loss(model: nn.Module, batches, progress: bool = False) -> float:
     """
     total, count = 0.0, 0
     with torch.no_grad():
-        for x, y in _passes(batches, model, "loss", progress):
+        for x, y in passes(batches, model, "loss", progress):
             total += float(F.cross_entropy(model(x).double(), y, reduction="sum"))
             count += len(y)
     return total / count
@@ -330,7 +332,7 @@ def hessian_vector_product(model: nn.Module, batches, vector: list[Tensor], prog
     params = [p for p in model.parameters() if p.requires_grad]
     product = [torch.zeros_like(p) for p in params]
     count = 0
-    for x, y in _passes(batches, model, "Hessian-vector product", progress):
+    for x, y in passes(batches, model, "Hessian-vector product", progress):
         loss = F.cross_entropy(model(x), y, reduction="sum")
         gradients = torch.autograd.grad(loss, params, create_graph=True)
         pieces = torch.autograd.grad(gradients, params, grad_outputs=vector)

@@ -8,11 +8,14 @@ measured on this project (tests/test_train_notebook.py):
   anything runs; a pipe carrying the notebook (`cat nb | papermill nb ...`) runs it and writes the
   executed notebook OVER the source file (from before the first cell runs until the end).
 
-The notebook writes its own run directory in every mode that runs. `keep_executed_notebook` adds
-the rest: when papermill writes the executed notebook to a file, a small detached process waits for
-papermill to exit, copies that file into the run directory as train.ipynb and, if the file was the
-source notebook itself, restores the source (the executed copy with papermill's injected cell,
-outputs and run metadata stripped: byte for byte the committed notebook).
+The notebook writes its own run directory in every mode that runs. `keep_executed_notebook`, called
+in the first cell after the parameters (before anything that can fail, parameter checks included),
+adds the rest: when papermill writes the executed notebook to a file, a small detached process waits
+for papermill to exit, whether it succeeded, failed or was killed, copies that file into the run
+directory as train.ipynb and, if the file was the source notebook itself, restores the source (papermill's
+first write with the injected cell and run metadata stripped: byte for byte the committed notebook).
+Only the kernel can learn papermill's paths (from /proc) and only a process outliving papermill can
+restore after its last write, hence the watcher.
 """
 
 from __future__ import annotations
@@ -59,8 +62,11 @@ def _papermill_output(argv: list[str], cwd: Path) -> tuple[Path, bool] | None:
 
 
 def keep_executed_notebook(run_dir: str | os.PathLike) -> str:
-    """Call from the notebook: arrange for the executed notebook to land in `run_dir` (and protect the source).
+    """Call from the notebook's first cell after the parameters, before anything can fail: arrange for
+    the executed notebook to land in `run_dir` (if the run creates it) and protect the source.
 
+    The source restore is computed now, from papermill's first write (complete before any cell runs),
+    and handed to the watcher, so a papermill killed halfway through a later write cannot spoil it.
     Returns a one-line description of what papermill is doing, for the notebook to print.
     """
     parent = _papermill_parent()
@@ -71,14 +77,21 @@ def keep_executed_notebook(run_dir: str | os.PathLike) -> str:
     if found is None:
         return "papermill writes the executed notebook to stdout; the run directory holds everything else"
     output, overwrites_source = found
+    source = _as_committed(output.read_text()) if overwrites_source else ""
     command = [sys.executable, "-m", "sharpness.papermill_guard", str(pid), str(output), str(Path(run_dir).resolve())]
-    if overwrites_source:
-        command.append("--restore-source")
-    subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, cwd=cwd)
+    watcher = subprocess.Popen(command, start_new_session=True, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=cwd)
+    with watcher.stdin:  # the watcher reads the source to restore ("" for none), then waits for papermill
+        watcher.stdin.write(source.encode())
     if overwrites_source:
         return f"papermill is writing over the source {output}: it will be restored, and the executed copy kept in {run_dir}"
     return f"the executed notebook {output} will be copied into {run_dir}"
+
+
+def _as_committed(executed: str) -> str:
+    """The text of the source notebook an executed (or merely parameterised) copy came from."""
+    source = nbformat.writes(strip_execution(nbformat.reads(executed, as_version=4)))
+    return source if source.endswith("\n") else source + "\n"  # as nbformat.write
 
 
 def strip_execution(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -97,19 +110,19 @@ def strip_execution(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return notebook
 
 
-def _wait_then_keep(pid: int, output: Path, run_dir: Path, restore_source: bool, timeout_s: float = 7 * 24 * 3600) -> None:
+def _wait_then_keep(pid: int, output: Path, run_dir: Path, source: str, timeout_s: float = 7 * 24 * 3600) -> None:
+    """After papermill `pid` exits: copy its output into `run_dir` (if the run made one), restore `source`."""
+    from .runs import atomic_write_text
+
     deadline = time.monotonic() + timeout_s
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    from .runs import atomic_write_text
-
-    executed = output.read_text()
-    if run_dir.is_dir() and output.parent.resolve() != run_dir.resolve():
+    executed = output.read_text() if output.is_file() else None
+    if source:
+        atomic_write_text(output, source)
+    if executed is not None and run_dir.is_dir() and output.parent.resolve() != run_dir.resolve():
         atomic_write_text(run_dir / EXECUTED_NAME, executed)
-    if restore_source:
-        source = nbformat.writes(strip_execution(nbformat.reads(executed, as_version=4)))
-        atomic_write_text(output, source if source.endswith("\n") else source + "\n")  # as nbformat.write
 
 
 if __name__ == "__main__":
-    _wait_then_keep(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), "--restore-source" in sys.argv[4:])
+    _wait_then_keep(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.stdin.read())

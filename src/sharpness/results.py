@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .controls import SAM_RHO
 from .paths import REFERENCE_DIR, RESULTS_DIR
 from .provenance import git_commit
 
@@ -93,7 +94,7 @@ def paper_results(source: str | None = "arxiv", path: Path = REFERENCE_CSV) -> p
     table["rho"] = pd.to_numeric(swept["rho"]).where(swept["rho"].notna(), np.nan)
     table["control"] = swept["control"].where(swept["control"].notna(), table["control"])
     is_sam = table["control"].str.endswith("sam")
-    table.loc[is_sam & table["rho"].isna(), "rho"] = 0.05
+    table.loc[is_sam & table["rho"].isna(), "rho"] = SAM_RHO
     return table.reset_index(drop=True)
 
 
@@ -127,7 +128,7 @@ def run_record(run_dir: Path) -> dict:
         "arch": config["arch"],
         "control": config["control"],
         "seed": int(config["seed"]),
-        "rho": float(config.get("rho", 0.05)) if sam else np.nan,
+        "rho": float(config.get("rho", SAM_RHO)) if sam else np.nan,
         "epochs": config.get("epochs"),
         "batch_size": config.get("batch_size"),
         "lr": config.get("lr"),
@@ -201,7 +202,7 @@ def run_history(run_dir: Path) -> pd.DataFrame:
     history = pd.DataFrame(read_jsonl(Path(run_dir) / "metrics.jsonl"))
     for key in ("dataset", "arch", "control", "seed"):
         history[key] = config[key]
-    history["rho"] = float(config.get("rho", 0.05)) if str(config["control"]).endswith("sam") else np.nan
+    history["rho"] = float(config.get("rho", SAM_RHO)) if str(config["control"]).endswith("sam") else np.nan
     return history
 
 
@@ -326,7 +327,7 @@ def comparison_table(
     metrics=None,
     paper_dataset: str | None = None,
     paper_arch: str | None = None,
-    rho: float | None = 0.05,
+    rho: float | None = SAM_RHO,
 ) -> pd.DataFrame:
     """Controls x metrics, each cell 'ours' and 'paper' as 'mean ± SEM' strings (two column levels).
 
@@ -389,7 +390,7 @@ def claim_check(summary: pd.DataFrame, baseline: str = "baseline") -> pd.DataFra
         if metric not in CLAIM_DIRECTION or baseline not in set(block["control"]):
             continue
         base = block.loc[block["control"] == baseline, "mean"].iloc[0]
-        others = block[(block["control"] != baseline) & (block["rho"].isna() | np.isclose(block["rho"].fillna(0.05), 0.05))]
+        others = block[(block["control"] != baseline) & (block["rho"].isna() | np.isclose(block["rho"].fillna(SAM_RHO), SAM_RHO))]
         sign = 1 if CLAIM_DIRECTION[metric] == "greater" else -1
         agree = int((sign * (others["mean"] - base) > 0).sum())
         rows.append({"dataset": dataset, "arch": arch, "metric": metric, "claim": f"{CLAIM_DIRECTION[metric]} than baseline",
@@ -767,7 +768,7 @@ def first_setting_beside_paper(study, summary: pd.DataFrame, paper: pd.DataFrame
     dataset, arch = dataset_arch_pairs(study.runs)[0]
     paper_dataset, paper_arch, _ = paper_setting(dataset, arch, paper)
     paper_rows = paper[(paper["dataset"] == paper_dataset) & (paper["arch"] == paper_arch)
-                       & (paper["rho"].isna() | (paper["rho"] == 0.05))]
+                       & (paper["rho"].isna() | (paper["rho"] == SAM_RHO))]
     return {
         "ours": summary[(summary["dataset"] == dataset) & (summary["arch"] == arch)],
         "paper": paper_rows,
@@ -925,13 +926,17 @@ def initial_weight_differences(seeds=(0, 1), **setting) -> pd.DataFrame:
 
 
 def epoch_order_checks(count: int, epochs: int = 3) -> dict[str, bool]:
-    """Whether `sharpness.train.epoch_order` of `count` images repeats for the same (seed, epoch)
-    over the first `epochs` epochs ("deterministic"), and differs between seeds 0 and 1 ("seeds_differ")."""
+    """Properties of `sharpness.train.epoch_order` (the order training visits images in, for every control:
+    tests/test_train.py checks that against the batches training draws) over `count` images:
+    every image exactly once per epoch ("permutation"), a new order each epoch ("epochs_differ") and
+    other orders for seed 1 than for seed 0 ("seeds_differ")."""
     import torch
 
     from .train import epoch_order
 
+    orders = [epoch_order(0, epoch, count) for epoch in range(epochs)]
     return {
-        "deterministic": all(torch.equal(epoch_order(0, epoch, count), epoch_order(0, epoch, count)) for epoch in range(epochs)),
-        "seeds_differ": not torch.equal(epoch_order(0, 0, count), epoch_order(1, 0, count)),
+        "permutation": all(torch.equal(order.sort().values, torch.arange(count)) for order in orders),
+        "epochs_differ": all(not torch.equal(a, b) for a, b in zip(orders, orders[1:])),
+        "seeds_differ": not torch.equal(orders[0], epoch_order(1, 0, count)),
     }

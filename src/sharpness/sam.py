@@ -14,11 +14,13 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .controls import SAM_RHO
+
 
 class SAM:
     """Wrap `base_optimizer`: call `first_step()` after the first backward, `second_step()` after the second."""
 
-    def __init__(self, base_optimizer: torch.optim.Optimizer, rho: float = 0.05):
+    def __init__(self, base_optimizer: torch.optim.Optimizer, rho: float = SAM_RHO):
         if not rho > 0:
             raise ValueError(f"rho must be positive, got {rho!r}")
         self.base_optimizer, self.rho = base_optimizer, rho

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import dataclasses
 import itertools
-import json
 import multiprocessing
 import os
 import time
@@ -33,13 +31,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import results
+from . import runs as runs_on_disk
+from .controls import SAM_RHO
 from .paths import REPO_ROOT, RUNS_DIR
 from .threads import single_cpu_thread
 
-DEFAULT_RHO = 0.05
+DEFAULT_RHO = SAM_RHO
 PAPER_RHOS = (0.5, 0.25, 0.05, 0.025, 0.005, 0.0025)
 FAILURE_FILE = "sweep_failure.json"
 BACKENDS = ("ray", "local", "serial")
+EXECUTED_NOTEBOOK = "train.out.ipynb"
 TRAIN_NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
 # Concurrent runs per GPU: 8 gave the highest aggregate throughput measured on one H100.
 DEFAULT_RUNS_PER_GPU = 8
@@ -119,8 +120,29 @@ class SweepReport:
             f"{len(self.interrupted)} stopped at the deadline (resumable), "
             f"{len(self.failed)} failed, {len(self.pending_failed)} failed earlier (retry with retry_failed=True)"
         ]
-        lines += [f"  FAILED {run_dir}: {error.splitlines()[-1] if error else ''}" for run_dir, error in self.failed.items()]
+        lines += [f"  FAILED {run_dir}: {failure_reason(error)}" for run_dir, error in self.failed.items()]
+        lines += [f"  FAILED EARLIER {run_dir}: {failure_reason(_read_failure(run_dir))}" for run_dir in self.pending_failed]
         return "\n".join(lines)
+
+    @property
+    def ok(self) -> bool:
+        """True when no run of the grid has failed, now or in an earlier sweep."""
+        return not (self.failed or self.pending_failed)
+
+
+def failure_reason(error: str | None) -> str:
+    """The line that says why: the last non-blank line of a traceback (some end in blank lines)."""
+    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "no reason recorded"
+
+
+def _read_failure(run_dir) -> str | None:
+    from .runs import RunFileError, read_json
+
+    try:
+        return read_json(Path(run_dir) / FAILURE_FILE).get("error")
+    except RunFileError as error:
+        return str(error)
 
 
 def run_state(run_dir: Path) -> str:
@@ -128,7 +150,7 @@ def run_state(run_dir: Path) -> str:
     run_dir = Path(run_dir)
     summary = run_dir / "summary.json"
     if summary.is_file():
-        status = json.loads(summary.read_text(encoding="utf-8")).get("status", "finished")
+        status = runs_on_disk.read_json(summary, "delete it; the next sweep finishes the run again from its checkpoint").get("status", "finished")
         if status != "finished" or (run_dir / "metrics.json").is_file():
             return "done"
         return "trained"
@@ -150,9 +172,12 @@ def _train_with_papermill(config) -> None:
         values["threads"] = torch.get_num_threads()  # the kernel uses this process's CPU threads
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        str(TRAIN_NOTEBOOK), str(run_dir / "train.out.ipynb"), parameters=values, progress_bar=False, cwd=str(REPO_ROOT)
-    )
+    partial = run_dir / f"{EXECUTED_NOTEBOOK}.partial"  # papermill rewrites its output after every cell
+    try:
+        papermill.execute_notebook(str(TRAIN_NOTEBOOK), str(partial), parameters=values, progress_bar=False, cwd=str(REPO_ROOT))
+    finally:  # whole, and kept when the run failed (it shows where)
+        if partial.is_file():
+            os.replace(partial, run_dir / EXECUTED_NOTEBOOK)
 
 
 def papermill_available() -> bool:
@@ -294,6 +319,15 @@ def run_configs(
         raise ValueError(f"unknown backend {backend!r}; accepted: {BACKENDS}")
     if runs_per_gpu < 1:
         raise ValueError(f"runs_per_gpu must be >= 1, got {runs_per_gpu}")
+    from .evaluate import check_evaluation_options, check_measures
+
+    if measures is not None:
+        check_measures(measures)
+    check_evaluation_options(evaluation_options or {})
+    from .train import resolve_device
+
+    for device in {str(config.device) for config in configs}:
+        resolve_device(device)  # e.g. cuda asked for on a machine without one: say so before any run starts
     report = SweepReport(total=len(configs))
     todo = _plan(configs, retry_failed, report)
     run_arguments = (measures, use_papermill, evaluation_options, deadline, reserve)
@@ -423,21 +457,6 @@ def offline_grid(
     )
 
 
-@contextlib.contextmanager
-def exclusive(lock_path: Path):
-    """Hold an exclusive lock on `lock_path`: book builds running side by side train a shared offline
-    grid once, the later ones waiting and then finding it finished."""
-    import fcntl
-
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 @dataclass
 class Study:
     """Per-run rows of one study, where they came from, and whether they are the offline stand-in."""
@@ -486,7 +505,8 @@ def load_study(
         return Study(runs, results.load_history(path), origin, offline=False)
     grid = grid or offline_grid(study)
     # In this process (no notebook kernel per run), on one CPU thread: the cheapest way on a shared CPU.
-    with exclusive(Path(grid.runs_dir) / ".sweep.lock"), single_cpu_thread():
+    # Book builds side by side train the shared offline grid once; the later ones wait, then find it finished.
+    with runs_on_disk.locked(Path(grid.runs_dir) / ".sweep.lock"), single_cpu_thread():
         report = run_sweep(grid, backend="serial", device="cpu", use_papermill=False, progress=progress)
     if report.failed:
         raise RuntimeError(f"offline grid failed:\n{report}")
@@ -556,7 +576,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         data = args.data_note or f"{', '.join(args.datasets)} (data dir: {args.data_dir or 'default'})"
         path = results.save_grid(grid_runs(grid), args.results, settings=settings, data=data)
         print(f"grid summary written to {path}")
-    return 1 if report.failed else 0
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -26,12 +27,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import runs
-from .controls import CONTROLS, get_control, hyperparameters
+from .controls import CONTROLS, SAM_RHO, get_control, hyperparameters
 from .data import DATASETS, ImageData, augmentation_for, batches, load_dataset, textbook_batches
 from .models import ARCHS, build_model
 from .sam import SAM, frozen_batchnorm_stats
 
 LOADERS = ("resident", "dataloader")
+# A run has diverged when its mean training loss is not finite or exceeds this many times ln(C), the loss of a
+# uniform guess over C classes (where every freshly initialised or re-headed network starts).
+DIVERGENCE_FACTOR = 10
+_LARGEST_RATE = torch.finfo(torch.float32).max  # SGD applies lr and rho in float32
 PRECISIONS = ("auto", "bf16", "fp32")
 # Fields that may differ when a run is resumed (where things are, not what is trained).
 _LOCATION_FIELDS = ("data_dir", "runs_dir", "device", "download", "pretrained_weights")
@@ -76,21 +81,25 @@ class RunConfig:
         self.epochs = study.epochs if self.epochs is None else self.epochs
         self.lr = study.lr if self.lr is None else float(self.lr)
         self.batch_size = study.batch_size if self.batch_size is None else self.batch_size
-        self.rho = 0.05 if self.rho is None else float(self.rho)
+        self.rho = SAM_RHO if self.rho is None else float(self.rho)
         for name in ("epochs", "batch_size", "seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
                 raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} integer, got {value!r}")
         for name in ("lr", "rho"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+            if not 0 < getattr(self, name) <= _LARGEST_RATE:
+                raise ValueError(f"{name} must be a positive number below {_LARGEST_RATE:.3g} (float32), got {getattr(self, name)!r}")
+        for name in ("max_train_samples", "max_test_samples"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None (all images), got {value!r}")
         if self.data_dir is not None:
             self.data_dir = str(self.data_dir)
         self.runs_dir = str(self.runs_dir)
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.runs_dir) / self.dataset / self.arch / self.control / f"seed{self.seed}"
+        return runs.run_dir(self.runs_dir, self.dataset, self.arch, self.control, self.seed)
 
     @property
     def schedule(self) -> str:
@@ -128,10 +137,30 @@ def initial_model(config: RunConfig, num_classes: int, image_size: int) -> nn.Mo
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """ "auto" -> cuda when available, else cpu; anything else as torch understands it."""
+    """ "auto" -> cuda when available, else cpu; anything else as torch understands it, if this machine has it."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:<index>") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} asked for, but torch sees no CUDA GPU here: use --device cpu (or auto)")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s): "
+                         "use cuda:0 ... or auto")
+    return resolved
+
+
+def divergence(train_loss: float, num_classes: int) -> str | None:
+    """Why an epoch's mean training loss says the run diverged (see DIVERGENCE_FACTOR), or None."""
+    limit = DIVERGENCE_FACTOR * math.log(num_classes)
+    if not math.isfinite(train_loss):
+        return f"training loss became {train_loss}"
+    if train_loss > limit:
+        return (f"training loss {train_loss:.4g} exceeds {DIVERGENCE_FACTOR} x ln({num_classes}) = {limit:.3g}, "
+                f"{DIVERGENCE_FACTOR} times that of a uniform guess")
+    return None
 
 
 def prepare_data(config: RunConfig) -> ImageData:
@@ -245,18 +274,31 @@ class _Trainer:
         return state["epochs_done"], state["history"]
 
 
+def stored_config(run_dir: str | Path, fix: str) -> RunConfig:
+    """The config.json of a run directory; a damaged or invalid one raises runs.RunFileError ending in `fix`."""
+    path = Path(run_dir) / runs.CONFIG
+    values = runs.read_json(path, fix)
+    try:
+        return RunConfig.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise runs.RunFileError(f"{path} does not hold valid run settings ({error}): {fix}") from error
+
+
 def _check_config(config: RunConfig) -> None:
-    """Write config.json for a new run; refuse to resume a run directory trained with other settings."""
-    path = config.run_dir / runs.CONFIG
-    if path.is_file():
-        stored = RunConfig.from_dict(runs.read_json(path)).what_is_trained()
-        wanted = config.what_is_trained()
-        if stored != wanted:
-            differences = {k: (stored.get(k), wanted.get(k)) for k in wanted if stored.get(k) != wanted.get(k)}
-            raise ValueError(f"{config.run_dir} holds a run with other settings (stored, requested): {differences}; "
-                             "use another runs_dir or delete that run directory")
-    else:
-        runs.atomic_write_json(path, config.to_dict())
+    """Refuse to resume a run directory trained with other settings (reads only)."""
+    if not (config.run_dir / runs.CONFIG).is_file():
+        return
+    stored = stored_config(config.run_dir, f"delete the run directory {config.run_dir} to train the run again").what_is_trained()
+    wanted = config.what_is_trained()
+    if stored != wanted:
+        differences = {k: (stored.get(k), wanted.get(k)) for k in wanted if stored.get(k) != wanted.get(k)}
+        raise ValueError(f"{config.run_dir} holds a run with other settings (stored, requested): {differences}; "
+                         "use another runs_dir or delete that run directory")
+
+
+def _finished_summary(run_dir: Path) -> dict:
+    fix = f"delete it, and the next train command writes it again from {runs.CHECKPOINT}"
+    return {**runs.read_json(run_dir / runs.SUMMARY, fix), "skipped": True}
 
 
 def train(config: RunConfig, progress: bool = True, stop_after_epochs: int | None = None,
@@ -267,20 +309,40 @@ def train(config: RunConfig, progress: bool = True, stop_after_epochs: int | Non
     `stop_after_epochs` ends this call early, after that many epochs, leaving a resumable checkpoint
     (status "interrupted"; for time-limited jobs and for the resume test). `deadline` (a `time.time()`
     value) does the same before an epoch that would not end in time, judged by the slowest epoch so far.
+    Everything that can be checked (settings, device, data) is checked before the run directory is
+    touched; while training, the run directory is locked (a second trainer is refused with runs.RunBusyError).
     """
+    if stop_after_epochs is not None and (not isinstance(stop_after_epochs, int) or isinstance(stop_after_epochs, bool)
+                                          or stop_after_epochs < 1):
+        raise ValueError(f"stop_after_epochs must be a positive integer (or None: train to the end), got {stop_after_epochs!r}")
     run_dir = config.run_dir
-    if runs.is_finished(run_dir):
-        _check_config(config)
-        return {**runs.read_json(run_dir / runs.SUMMARY), "skipped": True}
-    _check_config(config)
     device = resolve_device(config.device)
+    _check_config(config)
+    if runs.is_finished(run_dir):
+        return _finished_summary(run_dir)
     data = prepare_data(config)
     trainer = _Trainer(config, data, device)
+    with runs.locked(run_dir / runs.LOCK, wait=False):
+        return _train_locked(config, trainer, device, progress, stop_after_epochs, deadline)
+
+
+def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, progress: bool,
+                  stop_after_epochs: int | None, deadline: float | None) -> dict:
+    """The rest of `train`, while this process holds the run directory's lock."""
+    run_dir = config.run_dir
+    if runs.is_finished(run_dir):  # another process finished it while this one loaded the data
+        return _finished_summary(run_dir)
+    runs.remove_leftovers(run_dir)
+    if not (run_dir / runs.CONFIG).is_file():
+        runs.atomic_write_json(run_dir / runs.CONFIG, config.to_dict())
     epochs_done, history = 0, []
     checkpoint_path = run_dir / runs.CHECKPOINT
     if checkpoint_path.is_file():
-        epochs_done, history = trainer.load_state(torch.load(checkpoint_path, map_location=device, weights_only=True))
-    started, status = time.perf_counter(), "finished"
+        fix = "delete it to train the run from the start (the result is the same, bit for bit on CPU)"
+        epochs_done, history = trainer.load_state(runs.load_checkpoint(checkpoint_path, fix, map_location=device))
+    runs.atomic_write_jsonl(run_dir / runs.METRICS, history)  # the checkpoint's history is the record (a kill may
+    # have come between a checkpoint and its metric rows); writing now also proves the folder writable
+    started, status, reason = time.perf_counter(), "finished", None
     last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, epochs_done + stop_after_epochs)
     with tqdm(total=config.epochs, initial=epochs_done, desc=f"{config.control} seed{config.seed}", disable=not progress) as bar:
         for epoch in range(epochs_done, last_epoch):
@@ -291,17 +353,19 @@ def train(config: RunConfig, progress: bool = True, stop_after_epochs: int | Non
             row["test_loss"], row["test_accuracy"] = trainer.evaluate(trainer.data.test_images, trainer.data.test_labels)
             row["epoch_wall_seconds"] = time.time() - epoch_started
             history.append(row)
-            diverged = not torch.isfinite(torch.tensor(row["train_loss"]))
             runs.atomic_save(trainer.state(epoch + 1, history), checkpoint_path)
             runs.atomic_write_jsonl(run_dir / runs.METRICS, history)
             bar.update()
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_accuracy']:.3f}")
-            if diverged:
+            reason = divergence(row["train_loss"], trainer.data.num_classes)
+            if reason:
                 status = "diverged"
                 break
     if status == "finished" and len(history) < config.epochs:
         return {"status": "interrupted", "epochs_completed": len(history), "run_dir": str(run_dir)}
     summary = _summary(config, status, history, device, time.perf_counter() - started)
+    if reason:
+        summary["diverged_reason"] = reason
     runs.atomic_write_json(run_dir / runs.SUMMARY, summary)
     return summary
 
@@ -343,12 +407,13 @@ def load_run(
     checkpoint = run_dir / runs.CHECKPOINT
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no {runs.CHECKPOINT} in {run_dir}: train the run first (python -m sharpness train ...)")
-    config = RunConfig.from_dict(runs.read_json(run_dir / runs.CONFIG))
+    fix = f"delete the run directory {run_dir} and train the run again (python -m sharpness train ...)"
+    config = stored_config(run_dir, fix)
     if data_dir is not None:
         config.data_dir = str(data_dir)
     data = prepare_data(config)
     model = build_model(config.arch, data.num_classes, data.image_size, pretrained=False)
-    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
+    model.load_state_dict(runs.load_checkpoint(checkpoint, fix)["model"])
     return model.to(resolve_device(device)).eval(), config, data
 
 
@@ -387,5 +452,6 @@ def main(args: argparse.Namespace) -> int:
     summary = train(config, progress=not args.no_progress, stop_after_epochs=args.stop_after_epochs)
     shown = {k: summary.get(k) for k in ("status", "epochs_completed", "train_accuracy", "test_accuracy", "images_per_second")}
     print(f"{config.run_dir}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-          + (" (already finished, skipped)" if summary.get("skipped") else ""))
+          + (" (already finished, skipped)" if summary.get("skipped") else "")
+          + (f"\ndiverged: {summary['diverged_reason']}" if summary.get("diverged_reason") else ""))
     return 0
