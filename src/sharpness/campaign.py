@@ -176,7 +176,9 @@ class Campaign:
         keys = getattr(self, "_committed_keys", None)
         if keys is None:
             keys = self._committed_keys = set()
-            for path in sorted((self.results_dir / CAMPAIGN_RESULTS).rglob("*.json")):
+            home = self.results_dir / CAMPAIGN_RESULTS
+            # the grid summaries only: bench/ and imports/ hold other records (bench rows have no seed)
+            for path in sorted([*home.glob("*.json"), *(home / "batch_lr").glob("*.json")]):
                 document = json.loads(path.read_text())
                 for row in document.get("runs", []) if isinstance(document, dict) else []:
                     keys.add(run_key(row))
