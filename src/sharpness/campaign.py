@@ -159,30 +159,29 @@ class Campaign:
             train_options={"max_train_samples": train_samples or s.train_samples, "max_test_samples": test_samples or s.test_samples},
         )  # fmt: skip
 
-    def run_grids(self, grids, reserve: float, measures=None) -> tuple[str, object]:
-        """Train and evaluate every unfinished run of `grids`, k per GPU, until the deadline."""
+    def run_grids(self, grids, reserve: float, measures=None, summary: str | None = None) -> tuple[str, object]:
+        """Train and evaluate every unfinished run of `grids`, k per GPU, until the deadline; runs already
+        imported into the summary named `summary` (as `save_grid` names it) are not redone."""
         from .sweep import run_configs
 
         configs = [config for grid in grids for config in grid.configs(device=self.device)]
-        configs = [config for config in configs if not self.committed(config)]
+        if summary is not None:
+            imported = self.imported_keys(summary)
+            configs = [config for config in configs if run_key(config_row(config)) not in imported]
         report = run_configs(configs, measures=measures, evaluation_options=grids[0].evaluation_options, backend="local",
                              runs_per_gpu=self.settings.runs_per_gpu, deadline=self.deadline, reserve=reserve, progress=False)
         self.log(str(report))
         status = "failed" if report.failed or report.pending_failed else "stopped at the deadline" if report.interrupted else "done"
         return status, report
 
-    def committed(self, config) -> bool:
-        """Whether `config`'s run is already in an imported grid under results/campaign/ (then it is not redone)."""
-        keys = getattr(self, "_committed_keys", None)
-        if keys is None:
-            keys = self._committed_keys = set()
-            home = self.results_dir / CAMPAIGN_RESULTS
-            # the grid summaries only: bench/ and imports/ hold other records (bench rows have no seed)
-            for path in sorted([*home.glob("*.json"), *(home / "batch_lr").glob("*.json")]):
-                document = json.loads(path.read_text())
-                for row in document.get("runs", []) if isinstance(document, dict) else []:
-                    keys.add(run_key(row))
-        return run_key(config_row(config)) in keys
+    def imported_keys(self, summary: str) -> set:
+        """The runs of one imported summary under results/campaign/ (`summary` as `save_grid` names it: the
+        same run in another summary, e.g. the default batch and lr in the grid and in the sweep, counts
+        for each)."""
+        path = self.results_dir / CAMPAIGN_RESULTS / summary.removeprefix("grid/")
+        if not path.is_file():
+            return set()
+        return {run_key(row) for row in json.loads(path.read_text()).get("runs", [])}
 
     def save_grid(self, grids, name: str) -> Path | None:
         """Write the grids' finished runs as one grid summary (and their test predictions) into staging."""
@@ -333,8 +332,9 @@ def grid(campaign: Campaign) -> str:
     """The six controls x seeds at the paper's protocol, seeds in order, each run trained and evaluated."""
     s = campaign.settings
     grids = [campaign.grid(campaign.work / "runs", (seed,)) for seed in s.seeds]  # seed order: whole seeds first
-    status, _ = campaign.run_grids(grids, reserve=s.evaluation_reserve)
-    campaign.save_grid(grids, f"grid/{s.dataset}_{s.arch}.json")
+    name = f"grid/{s.dataset}_{s.arch}.json"
+    status, _ = campaign.run_grids(grids, reserve=s.evaluation_reserve, summary=name)
+    campaign.save_grid(grids, name)
     return status
 
 
@@ -378,8 +378,9 @@ def batch_lr(campaign: Campaign) -> str:
     grids = [campaign.grid(campaign.work / "batch_lr" / f"b{batch}_lr{lr:g}", s.sweep_seeds, controls=s.sweep_controls,
                            batch_size=batch, lr=lr)
              for batch in s.sweep_batches for lr in s.sweep_lrs]
-    status, _ = campaign.run_grids(grids, reserve=s.evaluation_reserve)
-    campaign.save_grid(grids, f"batch_lr/{s.dataset}_{s.arch}.json")
+    name = f"batch_lr/{s.dataset}_{s.arch}.json"
+    status, _ = campaign.run_grids(grids, reserve=s.evaluation_reserve, summary=name)
+    campaign.save_grid(grids, name)
     return status
 
 
