@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from sharpness.progress import tqdm
 
 from . import fit
 

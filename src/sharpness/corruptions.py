@@ -474,7 +474,7 @@ def write_cifar_c(
     import os
     from pathlib import Path
 
-    from tqdm.auto import tqdm
+    from sharpness.progress import tqdm
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -269,7 +269,7 @@ def prepare_data(data_dir: str | Path | None, progress: bool = True) -> None:
 def run_study(seeds=DEFAULT_SEEDS, *, workers: int = 2, data_dir=None, runs_dir=DEFAULT_RUNS_DIR,
               landscapes: bool = True, rho_sweep: bool = True, progress: bool = True) -> int:
     """Train, evaluate and commit every run not yet under results/; returns the number of failures."""
-    from tqdm.auto import tqdm
+    from sharpness.progress import tqdm
 
     todo = plan(seeds, data_dir=data_dir, runs_dir=runs_dir, landscapes=landscapes, rho_sweep=rho_sweep)
     print(f"CPU study: {len(todo)} tasks to do with {workers} workers; finished runs go to {STUDY_DIR}")

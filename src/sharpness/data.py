@@ -209,7 +209,7 @@ def _decode_all(paths: Sequence[str], desc: str) -> Tensor:
     """Decode image files (with Pillow) to one uint8 (N, 3, H, W) tensor; all must share one size."""
     import numpy as np
     from PIL import Image
-    from tqdm.auto import tqdm
+    from sharpness.progress import tqdm
 
     def decode(path: str) -> np.ndarray:
         try:

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassCalibrationError
-from tqdm.auto import tqdm
+from sharpness.progress import tqdm
 
 from sharpness import corruptions as corruption_ops
 from sharpness import measures as sharpness_measures

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from sharpness.progress import tqdm
 
 from . import toy
 from .provenance import git_commit

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
-from tqdm.auto import tqdm
+from sharpness.progress import tqdm
 
 from .measures import evaluation_mode
 from .paths import RESULTS_DIR

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from sharpness.progress import tqdm
 
 from .threads import single_cpu_thread
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
+from sharpness.progress import tqdm
 
 from . import results
 from . import runs as runs_on_disk

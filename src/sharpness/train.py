@@ -24,7 +24,7 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from sharpness.progress import tqdm
 
 from . import runs
 from .controls import CONTROLS, SAM_RHO, get_control, hyperparameters
