@@ -703,7 +703,8 @@ CONTROL_LEGEND = "Columns: base = baseline, aug = augmentation, wd = weight deca
 METRIC_SHORT = {"test_accuracy": "test acc.", "test_ece": "ECE", "corruption_accuracy": "corruption acc.",
                 "prediction_disagreement": "disagreement", "generalisation_gap": "gen. gap",
                 "fisher_rao_norm": "Fisher-Rao", "sam_sharpness": "SAM-sharpness", "relative_flatness": "rel. flatness",
-                "relative_flatness_paper": "rel. flatness (paper's way)"}
+                "relative_flatness_paper": "rel. flatness (paper's way)", "fisher_rao_norm_exact": "Fisher-Rao (exact)",
+                "hessian_top_eigenvalue": "Hessian top eig.", "hessian_trace": "Hessian trace"}
 
 
 def narrow_layout(table: pd.DataFrame) -> pd.DataFrame:
