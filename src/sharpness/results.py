@@ -223,6 +223,11 @@ def _metric_columns(runs: pd.DataFrame, metrics) -> list[str]:
     return list(metrics)
 
 
+def standard_error(values) -> float:
+    """Sample standard deviation / sqrt(n); NaN for a single value (no spread to estimate)."""
+    return stats.sem(values) if len(values) > 1 else np.nan
+
+
 def summarise(runs: pd.DataFrame, metrics=None, finished_only: bool = True) -> pd.DataFrame:
     """Mean, SEM (sample std / sqrt(n)) and seed count per (dataset, arch, control, rho) and metric.
 
@@ -236,7 +241,7 @@ def summarise(runs: pd.DataFrame, metrics=None, finished_only: bool = True) -> p
         subset=["value"]
     )
     grouped = long.groupby([*GROUP_KEYS, "metric"], dropna=False, sort=False)["value"]
-    table = grouped.agg(mean="mean", sem=lambda v: stats.sem(v) if len(v) > 1 else np.nan, n="count").reset_index()
+    table = grouped.agg(mean="mean", sem=standard_error, n="count").reset_index()
     # A run's disagreement is shared with the runs it is paired with: not independent, so no SEM.
     table.loc[table["metric"] == "prediction_disagreement", "sem"] = np.nan
     return table
@@ -673,9 +678,9 @@ def clean_data_check(runs: pd.DataFrame, baseline: str = "baseline") -> pd.DataF
             augmented, clean = block[metric], block[column]
             rows.append({
                 "measure": metric, "control": control, "seeds": len(block),
-                "baseline": format_mean_sem(base.mean(), stats.sem(base) if len(base) > 1 else np.nan),
-                "augmented data": format_mean_sem(augmented.mean(), stats.sem(augmented) if len(block) > 1 else np.nan),
-                "clean data": format_mean_sem(clean.mean(), stats.sem(clean) if len(block) > 1 else np.nan),
+                "baseline": format_mean_sem(base.mean(), standard_error(base)),
+                "augmented data": format_mean_sem(augmented.mean(), standard_error(augmented)),
+                "clean data": format_mean_sem(clean.mean(), standard_error(clean)),
                 "sharper than baseline (augmented)": bool(augmented.mean() > base.mean()),
                 "sharper than baseline (clean)": bool(clean.mean() > base.mean()),
             })
