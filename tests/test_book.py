@@ -102,6 +102,26 @@ def test_links_and_local_files_are_not_remote_requests(tmp_path):
     assert book.remote_requests(page) == []
 
 
+def test_check_fails_when_a_page_carries_an_inline_script_twice(built_book):
+    root, html = built_book
+    page = f'<script src="_static/plotly.min.js"></script>{_figure_div() * 2}'
+    (html / "book" / "chapter.html").write_text(page)
+    twice = '<script>const THEBE_JS_URL = "x";</script><script>var once = 1;</script>'
+    (html / "index.html").write_text(f'<html><head>{twice}<script>const THEBE_JS_URL = "x";</script></head></html>')
+    assert book.check(root / "_build", root / "book") == [
+        'index.html carries this inline script twice: const THEBE_JS_URL = "x";']
+
+
+def test_each_script_stays_on_the_page_once():
+    """Sphinx 7.4 hands a page the same inline script named None and named '': the page gets one."""
+    from sphinx.builders.html._assets import _JavaScript
+    scripts = [_JavaScript("doctools.js", priority=200), _JavaScript(None, priority=500, body="const A = 1"),
+               _JavaScript("", priority=500, body="const A = 1"), _JavaScript("", priority=500, body="const B = 2")]
+    context = {"script_files": scripts}
+    book._one_copy_of_each_script(None, "page", "page.html", context, None)
+    assert [s.attributes.get("body") for s in context["script_files"]] == [None, "const A = 1", "const B = 2"]
+
+
 def test_plotly_mime_output_renders_to_a_drawable_div():
     figure = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
     data = SimpleNamespace(mime_type=book.PLOTLY_MIME, content=json.loads(figure.to_json()))

@@ -75,10 +75,20 @@ def test_rho_table_largest_radius_first_with_dashes_for_missing_figures():
     long = pd.DataFrame({"rho": [0.05, 0.25, 0.05], "metric": ["test_accuracy", "test_accuracy", "test_ece"],
                          "mean": [0.79, 0.84, 0.11], "sem": [0.01, np.nan, 0.002]})
     table = results.rho_table(long, ["test_ece", "fisher_rao_norm", "test_accuracy"])
-    assert list(table.index) == ["0.25", "0.05"]
-    assert list(table.columns) == ["test_ece", "test_accuracy"]  # no fisher_rao_norm figures at all
-    assert table.loc["0.25"].tolist() == ["—", "0.84"]
-    assert table.loc["0.05"].tolist() == ["0.110 ± 0.002", "0.79 ± 0.01"]
+    assert list(table.columns) == ["0.25", "0.05"]
+    assert list(table.index) == ["ECE", "test acc."]  # no fisher_rao_norm figures at all
+    assert table["0.25"].tolist() == ["—", "0.84"]
+    assert table["0.05"].tolist() == ["0.110 ± 0.002", "0.79 ± 0.01"]
+
+
+def test_clean_data_table_short_names_and_yes_no_verdicts():
+    runs = pd.DataFrame({"control": ["baseline", "baseline", "aug_sam", "aug_sam"], "seed": [0, 1, 0, 1], "status": "finished",
+                         "fisher_rao_norm": [1.0, 2.0, 4.0, 6.0], "clean.fisher_rao_norm": [np.nan, np.nan, 1.0, 1.2]})
+    table = results.clean_data_table(results.clean_data_check(runs))
+    row = table.iloc[0]
+    assert (row["measure"], row["control"], row["sharper (augmented)"], row["sharper (clean)"]) == (
+        "Fisher-Rao", "aug+S", "yes", "no")  # 5 > 1.5 on augmented images, 1.1 < 1.5 on clean ones
+    assert row["augmented"] == "5 ± 1" and row["clean"] == "1.1 ± 0.1"
 
 
 def test_grid_benchmark_note_with_and_without_a_measurement(tmp_path):

@@ -190,6 +190,19 @@ def _offer_notebook_download(app, pagename, templatename, context, doctree) -> N
     context["ipynb_source"] = f"{pagename}.ipynb"
 
 
+def _one_copy_of_each_script(app, pagename, templatename, context, doctree) -> None:
+    """Drop repeated scripts from a page. Sphinx 7.4 keeps an inline script that an extension adds after the
+    builder started (sphinx-thebe's `const THEBE_JS_URL`, togglebutton's selector) twice, once named None
+    and once '', and the second `const` stops the page's script with "already declared"."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (str(script.filename or ""), tuple(sorted(script.attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
 def setup(app):
     """Sphinx extension: local MathJax when `prepare` shipped one; plotly.js on the pages that draw figures,
     before any require.js, so it defines the global `Plotly`; chapters re-run when their library changed;
@@ -197,6 +210,7 @@ def setup(app):
     app.connect("config-inited", _use_local_mathjax)
     app.connect("config-inited", _launch_buttons_need_a_repository)
     app.connect("html-page-context", _plotly_where_drawn)
+    app.connect("html-page-context", _one_copy_of_each_script, priority=900)  # after every script is added
     # Before the theme's header buttons (priority 501) read `ipynb_source`.
     app.connect("html-page-context", _offer_notebook_download, priority=500)
     app.connect("env-get-outdated", _reexecute_when_library_changed)
@@ -222,6 +236,7 @@ def rendered_figures(page: Path) -> int:
 FETCHED = re.compile(
     r"<(?:script|img|iframe|source|audio|video|embed)\b[^>]*?\ssrc=[\"']([^\"']+)[\"']"
     r"|<link\b[^>]*?\shref=[\"']([^\"']+)[\"']", re.IGNORECASE)
+INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 CSS_URL = re.compile(r"url\(\s*[\"']?([^\"')]+)", re.IGNORECASE)
 
 
@@ -233,9 +248,15 @@ def remote_requests(page: Path) -> list[str]:
     return sorted({url for url in urls if re.match(r"^(?:[a-z][a-z0-9+.-]*:)?//", url.strip(), re.IGNORECASE)})
 
 
+def repeated_scripts(page: Path) -> list[str]:
+    """Inline scripts a page carries more than once (a repeated `const` throws when the page loads)."""
+    bodies = INLINE_SCRIPT.findall(page.read_text(encoding="utf-8"))
+    return sorted({body.strip()[:60] for body in bodies if bodies.count(body) > 1})
+
+
 def check(build_dir: Path, book_dir: Path = ROOT / "book") -> list[str]:
     """Problems found: pages missing figures, plotly.js not shipped or not loaded, and any page that
-    would fetch something that is not local (`remote_requests`)."""
+    would fetch something that is not local (`remote_requests`) or carries an inline script twice."""
     html_dir = build_dir / "html" if (build_dir / "html").is_dir() else build_dir
     problems = []
     if not (html_dir / "_static" / "plotly.min.js").is_file():
@@ -260,6 +281,8 @@ def check(build_dir: Path, book_dir: Path = ROOT / "book") -> list[str]:
             continue
         for url in remote_requests(page):
             problems.append(f"{page.relative_to(html_dir)} requests a URL that is not local: {url}")
+        for script in repeated_scripts(page):
+            problems.append(f"{page.relative_to(html_dir)} carries this inline script twice: {script}")
     return problems
 
 

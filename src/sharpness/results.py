@@ -609,13 +609,26 @@ def rho_paper_sentence(paper_sweep: pd.DataFrame, low: float = 0.05, high: float
               "radius finds a better function at a *sharper* minimum.")
 
 
+# Short column headers for the six controls, and the legend that explains them.
+CONTROL_SHORT = {"baseline": "base", "baseline_sam": "base+S", "aug": "aug", "aug_sam": "aug+S", "wd": "wd", "wd_sam": "wd+S"}
+CONTROL_LEGEND = "Columns: base = baseline, aug = augmentation, wd = weight decay, +S = with SAM (rho 0.05)"
+METRIC_SHORT = {"test_accuracy": "test acc.", "test_ece": "ECE", "corruption_accuracy": "corruption acc.",
+                "prediction_disagreement": "disagreement", "generalisation_gap": "gen. gap",
+                "fisher_rao_norm": "Fisher-Rao", "sam_sharpness": "SAM-sharpness", "relative_flatness": "rel. flatness",
+                "relative_flatness_paper": "rel. flatness (paper's way)", "fisher_rao_norm_exact": "Fisher-Rao (exact)",
+                "hessian_top_eigenvalue": "Hessian top eig.", "hessian_trace": "Hessian trace"}
+
+
 def rho_table(long: pd.DataFrame, metrics) -> pd.DataFrame:
-    """rho x metric table of 'mean ± SEM' strings, largest rho first; `long` as from `summarise` or
-    `paper_results`. Metrics without a figure are left out; missing cells are '—'."""
+    """metric x rho table of 'mean ± SEM' strings (short metric names, `METRIC_SHORT`), largest rho first,
+    so that a sweep of six radii fits a narrow page; `long` as from `summarise` or `paper_results`.
+    Metrics without a figure are left out; missing cells are '—'."""
     cells = long.assign(figure=[format_mean_sem(m, s) for m, s in zip(long["mean"], long["sem"])])
-    table = cells.pivot_table(index="rho", columns="metric", values="figure", aggfunc="first")
-    table = table.reindex(columns=[m for m in metrics if m in table.columns]).fillna("—")
-    return table.sort_index(ascending=False).rename(index=lambda rho: f"{rho:g}")
+    table = cells.pivot_table(index="metric", columns="rho", values="figure", aggfunc="first")
+    table = table.reindex(index=[m for m in metrics if m in table.index]).fillna("—")
+    table = table.sort_index(axis=1, ascending=False).rename(columns=lambda rho: f"{rho:g}", index=METRIC_SHORT)
+    table.columns.name, table.index.name = "rho", None
+    return table
 
 
 def dataset_arch_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
@@ -687,6 +700,19 @@ def clean_data_check(runs: pd.DataFrame, baseline: str = "baseline") -> pd.DataF
     return pd.DataFrame(rows)
 
 
+CLEAN_CHECK_HEADERS = {"augmented data": "augmented", "clean data": "clean",
+                       "sharper than baseline (augmented)": "sharper (augmented)",
+                       "sharper than baseline (clean)": "sharper (clean)"}
+
+
+def clean_data_table(check: pd.DataFrame) -> pd.DataFrame:
+    """`clean_data_check` for the page: short measure, control and column names, yes/no verdicts."""
+    table = check.replace({"measure": METRIC_SHORT, "control": CONTROL_SHORT}).rename(columns=CLEAN_CHECK_HEADERS)
+    for column in ("sharper (augmented)", "sharper (clean)"):
+        table[column] = table[column].map({True: "yes", False: "no"})
+    return table
+
+
 def clean_data_sentence(check: pd.DataFrame) -> str:
     """One sentence computed from `clean_data_check`: in how many (control, measure) cases the verdict
     'sharper than the baseline' is the same on clean as on augmented data, and which ones flip."""
@@ -700,16 +726,6 @@ def clean_data_sentence(check: pd.DataFrame) -> str:
         f"{row['control']}, {row['measure']}: sharper on {'augmented' if row['sharper than baseline (augmented)'] else 'clean'} data only"
         for _, row in flips.iterrows())
     return f"{text}; it flips in {len(flips)} ({listed})."
-
-
-# Short column headers for the six controls, and the legend that explains them.
-CONTROL_SHORT = {"baseline": "base", "baseline_sam": "base+S", "aug": "aug", "aug_sam": "aug+S", "wd": "wd", "wd_sam": "wd+S"}
-CONTROL_LEGEND = "Columns: base = baseline, aug = augmentation, wd = weight decay, +S = with SAM (rho 0.05)"
-METRIC_SHORT = {"test_accuracy": "test acc.", "test_ece": "ECE", "corruption_accuracy": "corruption acc.",
-                "prediction_disagreement": "disagreement", "generalisation_gap": "gen. gap",
-                "fisher_rao_norm": "Fisher-Rao", "sam_sharpness": "SAM-sharpness", "relative_flatness": "rel. flatness",
-                "relative_flatness_paper": "rel. flatness (paper's way)", "fisher_rao_norm_exact": "Fisher-Rao (exact)",
-                "hessian_top_eigenvalue": "Hessian top eig.", "hessian_trace": "Hessian trace"}
 
 
 def narrow_layout(table: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,11 @@ MEASURE_LABELS = {
     "fisher_rao": "Fisher-Rao norm (homogeneous form)",
     "fisher_rao_exact": "Fisher-Rao norm (exact ⟨θ, ∇ℓᵢ⟩)",
 }
+# Column headers for tables of these measures, short enough that a table fits the page, and their legend.
+MEASURE_SHORT = {"top_eigenvalue": "λ max", "hessian_trace": "trace", "fisher_rao": "FR",
+                 "fisher_rao_exact": "FR exact", "train_loss": "train loss", "test_accuracy": "test acc."}
+MEASURE_LEGEND = ("λ max = Hessian top eigenvalue, trace = Hessian trace (Hutchinson), FR = Fisher-Rao norm "
+                  "(homogeneous form), FR exact = Fisher-Rao norm from ⟨θ, ∇ℓᵢ⟩")
 COLOURS = dict(zip(toy.FUNCTIONS, plotly.colors.qualitative.D3))
 
 

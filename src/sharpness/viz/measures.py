@@ -58,7 +58,7 @@ def corruption_gallery(images: torch.Tensor, source: str, names: Sequence[str] =
     figure.update_yaxes(tickvals=[(r + 0.5) * height / rows for r in range(rows)], ticktext=list(names), showgrid=False)
     figure.update_layout(
         title=f"Generated corruptions, CIFAR severity constants, seed {seed}<br><sup>{source}</sup>",
-        height=90 + rows * 62, width=170 + columns * 110, margin=dict(l=130, r=10, t=110, b=70),
+        height=90 + rows * 62, width=130 + columns * 95, margin=dict(l=120, r=10, t=110, b=70),  # fits 736 px
         sliders=[{
             "currentvalue": {"prefix": "image "},
             "steps": [{"label": str(i), "method": "restyle", "args": [{"source": [uri]}]}
