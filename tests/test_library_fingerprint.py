@@ -96,3 +96,25 @@ def test_stale_chapters_drop_their_cached_outputs_once_per_change(project, tmp_p
     (library / "helper.py").write_text("from . import constants\ndef g():\n    return constants.K + 1\n")
     assert stale_chapters(cache_dir, {"chapter": chapter}, library) == ["chapter"]
     assert cache.list_cache_records() == []
+
+
+def test_committed_results_count_only_for_chapters_that_reach_the_results_paths(project, tmp_path):
+    library, chapter = project
+    results = tmp_path / "results"
+    (results / "grid").mkdir(parents=True)
+    (results / "grid" / "summary.json").write_text('{"runs": 18}')
+    before = chapter_fingerprint(chapter, library, results)
+    (results / "grid" / "summary.json").write_text('{"runs": 20}')
+    assert chapter_fingerprint(chapter, library, results) == before  # this chapter never opens results/
+
+    (library / "paths.py").write_text("RESULTS_DIR = 'results'\n")
+    (library / "constants.py").write_text("from . import paths\nK = 1\n")
+    reads_results = chapter_fingerprint(chapter, library, results)
+    assert chapter_fingerprint(chapter, library, results) == reads_results
+    (results / "grid" / "seed3").mkdir()
+    (results / "grid" / "seed3" / "summary.json").write_text("{}")  # a newly committed run
+    after_new_run = chapter_fingerprint(chapter, library, results)
+    assert after_new_run != reads_results
+    (results / "grid" / "summary.json").write_text('{"runs": 21}')  # a rewritten grid summary
+    assert chapter_fingerprint(chapter, library, results) != after_new_run
+

@@ -8,7 +8,8 @@
   MathJax from the npm registry where npm is available (else pages load MathJax from its CDN).
 - `setup`: a Sphinx extension (listed in `_config.yml`) pointing pages at that local MathJax when present,
   and loading plotly.js only on pages that draw a figure; re-executing a chapter when the library code it
-  runs has changed (`library_fingerprint`): its cached outputs are dropped and Sphinx reads it again. Every
+  runs, or the committed results it reads, have changed (`library_fingerprint`): its cached outputs are
+  dropped and Sphinx reads it again. Every
   chapter page offers its executed notebook (.ipynb) for download; launch buttons appear only when
   `_config.yml` names the repository.
 - `check`: fails when a chapter's figures did not reach its HTML page, or when any page would request
@@ -35,6 +36,7 @@ import plotly.io as pio
 from docutils import nodes
 
 from .library_fingerprint import LIBRARY_DIR, chapter_fingerprint
+from .paths import RESULTS_DIR
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
@@ -131,8 +133,10 @@ def _write_json_atomically(path: Path, data) -> None:
     os.replace(partial, path)
 
 
-def stale_chapters(cache_dir: Path, chapters: dict[str, Path], library_dir: Path = LIBRARY_DIR) -> list[str]:
-    """Chapters (docname -> source) whose library fingerprint changed since their outputs were cached.
+def stale_chapters(cache_dir: Path, chapters: dict[str, Path], library_dir: Path = LIBRARY_DIR,
+                   results_dir: Path | None = RESULTS_DIR) -> list[str]:
+    """Chapters (docname -> source) whose library fingerprint (with the committed results they read)
+    changed since their outputs were cached.
 
     Their cache records are removed, so they execute again; the new fingerprints are recorded. A chapter
     never fingerprinted before counts as changed (its cached outputs may predate any library edit).
@@ -142,7 +146,7 @@ def stale_chapters(cache_dir: Path, chapters: dict[str, Path], library_dir: Path
     cache_dir.mkdir(parents=True, exist_ok=True)
     record_file = cache_dir / FINGERPRINTS_FILE
     recorded = json.loads(record_file.read_text(encoding="utf-8")) if record_file.is_file() else {}
-    current = {docname: chapter_fingerprint(path, library_dir) for docname, path in chapters.items()}
+    current = {docname: chapter_fingerprint(path, library_dir, results_dir) for docname, path in chapters.items()}
     stale = sorted(docname for docname, fingerprint in current.items() if recorded.get(docname) != fingerprint)
     if stale:
         cache = get_cache(str(cache_dir))

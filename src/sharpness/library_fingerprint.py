@@ -4,7 +4,9 @@ The build's execution cache keys a chapter on its own code only; a chapter that 
 `sharpness.viz.toy` would keep showing old outputs after that module changed. A chapter's fingerprint
 hashes every `sharpness` module its executed cells import, followed through the library's own imports
 (function-level imports included, parent packages too), so only the chapters that can see an edit
-are run again.
+are run again. A chapter that reaches `sharpness.paths` (the one place that names `results/`) reads
+committed results, so its fingerprint also hashes every file under `results/`: committing a finished
+run re-executes the pages that show it, and the ledger.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jupytext
 
 PACKAGE = "sharpness"
 LIBRARY_DIR = Path(__file__).resolve().parent
+RESULTS_MODULE = f"{PACKAGE}.paths"  # names RESULTS_DIR: a chapter reaching it reads committed results
 
 
 def library_modules(library_dir: Path = LIBRARY_DIR) -> dict[str, Path]:
@@ -70,11 +73,15 @@ def executed_code(chapter: Path) -> str:
     return "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
 
 
-def chapter_fingerprint(chapter: Path, library_dir: Path = LIBRARY_DIR) -> str:
-    """sha256 over the names and bytes of the library modules the chapter's executed cells reach."""
+def chapter_fingerprint(chapter: Path, library_dir: Path = LIBRARY_DIR, results_dir: Path | None = None) -> str:
+    """sha256 over the names and bytes of the library modules the chapter's executed cells reach, and,
+    where one of them is `RESULTS_MODULE`, of the files under `results_dir` (when given)."""
     modules = library_modules(library_dir)
     used = dependencies(imported_modules(executed_code(chapter)), modules)
     digest = hashlib.sha256()
     for name in sorted(used):
         digest.update(name.encode() + b"\0" + modules[name].read_bytes() + b"\0")
+    if results_dir is not None and RESULTS_MODULE in used and results_dir.is_dir():
+        for path in sorted(p for p in results_dir.rglob("*") if p.is_file()):
+            digest.update(path.relative_to(results_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
