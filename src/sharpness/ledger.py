@@ -227,9 +227,17 @@ def rho_row(grids: list[CommittedGrid], paper: pd.DataFrame) -> Row:
         return Row(item, STAND_IN, "the chapter trains an offline sweep at build time (digits, small CNN)",
                    "not a reproduction", theirs, command, "study/rho")
     grid = sweeps[-1]
+    command = f"`{grid.settings['command']}`" if grid.settings.get("command") else command
     radii = sorted(grid.runs["rho"].dropna().unique(), reverse=True)
+    ours = f"radii {', '.join(f'{r:g}' for r in radii)}"
+    history = results.load_history(grid.path)
+    if len(history):
+        learning = results.learning_check(history[history["control"] == "baseline_sam"])
+        stuck = sorted(learning.loc[~learning["learned"], "rho"].unique(), reverse=True)
+        if stuck:
+            ours += f"; SAM did not train the network at rho {', '.join(f'{r:g}' for r in stuck)}"
     status = (PAPER_SCALE if grid.at_paper_scale(grid.runs["dataset"].iloc[0]) else REDUCED_SCALE) if grid.real_data else STAND_IN
-    return Row(item, status, grid.description(), f"radii {', '.join(f'{r:g}' for r in radii)}", theirs, command, "study/rho")
+    return Row(item, status, grid.description(), ours, theirs, command, "study/rho")
 
 
 # --- the toy chapters --------------------------------------------------------------------------

@@ -591,6 +591,72 @@ def paper_rho_sweep(paper: pd.DataFrame) -> pd.DataFrame:
     return paper[(paper["control"] == "baseline_sam") & (paper["dataset"] == "cifar10") & (paper["arch"] == "resnet18")]
 
 
+#: A run learned when its training loss fell by at least this fraction from the first epoch to the last.
+LEARNED_LOSS_DROP = 0.1
+RUN_KEYS = ["dataset", "arch", "control", "rho", "seed"]
+
+
+def learning_check(history: pd.DataFrame) -> pd.DataFrame:
+    """Per run: training loss and accuracy at the first and last epoch, and whether the run learned
+    (loss down by `LEARNED_LOSS_DROP` or more). A run that did not learn sits near its initialisation:
+    its sharpness describes no minimum."""
+    keys = [k for k in RUN_KEYS if k in history.columns]
+    ordered = history.sort_values("epoch").groupby(keys, dropna=False)
+    first, last = ordered.first(), ordered.last()
+    check = pd.DataFrame({
+        "epochs": last["epoch"], "first_train_loss": first["train_loss"], "last_train_loss": last["train_loss"],
+        "last_train_accuracy": last["train_accuracy"],
+    })
+    check["learned"] = check["last_train_loss"] <= (1 - LEARNED_LOSS_DROP) * check["first_train_loss"]
+    return check.reset_index()
+
+
+def _trend(values: pd.Series) -> str:
+    """'rises', 'falls' or 'is not monotone' over an ordered series."""
+    steps = np.sign(np.diff(values.to_numpy()))
+    if (steps > 0).all():
+        return "rises"
+    if (steps < 0).all():
+        return "falls"
+    return "is not monotone"
+
+
+def rho_findings(sam_runs: pd.DataFrame, checked: pd.DataFrame, metrics) -> str:
+    """Markdown computed from our sweep: the radii at which SAM did not train the network (`checked`, a
+    `learning_check` of the sweep's runs), then, over the runs that did train, how each metric moves
+    from the smallest radius to the largest."""
+    failed = checked[~checked["learned"]]
+    lines = []
+    if len(failed):
+        radii = sorted(failed["rho"].unique())
+        runs_at = {r: int((checked["rho"] == r).sum()) for r in radii}
+        lines.append(
+            f"**At rho = {', '.join(f'{r:g}' for r in radii)} SAM did not train this network**: in "
+            f"{len(failed)} of {sum(runs_at.values())} runs there the training loss after {int(failed['epochs'].max())} "
+            f"epochs is {failed['last_train_loss'].min():.3f}–{failed['last_train_loss'].max():.3f}, within "
+            f"{LEARNED_LOSS_DROP:.0%} of where it started ({failed['first_train_loss'].min():.3f}–"
+            f"{failed['first_train_loss'].max():.3f}), and the training accuracy "
+            f"{failed['last_train_accuracy'].min():.2f}–{failed['last_train_accuracy'].max():.2f}. Those points "
+            "measure a network near its initialisation, not a minimum: the figure draws them as grey crosses "
+            "and the trends below leave them out.")
+    learned_runs = sam_runs
+    if len(failed):
+        bad = set(map(tuple, failed[RUN_KEYS].itertuples(index=False, name=None)))
+        learned_runs = sam_runs[[tuple(row) not in bad for row in sam_runs[RUN_KEYS].itertuples(index=False, name=None)]]
+    means = learned_runs.groupby("rho")[[m for m in metrics if m in learned_runs.columns]].mean().sort_index()
+    if len(means) < 2:
+        lines.append("Fewer than two radii trained, so there is no trend to read.")
+        return "\n\n".join(lines)
+    seeds = learned_runs.groupby("rho")["seed"].nunique()
+    low, high = means.index[0], means.index[-1]
+    parts = [f"{MEASURE_NAMES.get(m, m.replace('_', ' ').replace('test ece', 'ECE'))} {_trend(means[m])} "
+             f"({means.loc[low, m]:.3g} → {means.loc[high, m]:.3g})" for m in means.columns]
+    lines.append(
+        f"Over the radii that trained (rho = {', '.join(f'{r:g}' for r in means.index)}; "
+        f"{seeds.min()}–{seeds.max()} seeds each), from rho = {low:g} to {high:g}: " + "; ".join(parts) + ".")
+    return "\n\n".join(lines)
+
+
 def rho_paper_sentence(paper_sweep: pd.DataFrame, low: float = 0.05, high: float = 0.25) -> str:
     """What the paper's printed sweep says between two radii, computed from its figures: each metric's
     value at `low` and `high`, sharpness as a fold change."""

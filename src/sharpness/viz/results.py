@@ -128,11 +128,16 @@ def simpsons_paradox(points: pd.DataFrame, x_metric: str, y_metric: str, title: 
 RHO_TICKS = (0.0025, 0.005, 0.025, 0.05, 0.25, 0.5)
 
 
-def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: str) -> go.Figure:
+def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: str,
+              did_not_learn: pd.DataFrame | None = None) -> go.Figure:
     """One row per metric against SAM's rho (log axis): our runs (mean +/- SEM over seeds) on the left,
-    the paper's printed figures on the right, each on its own y axis so neither flattens the other."""
+    the paper's printed figures on the right, each on its own y axis so neither flattens the other.
+    Runs listed in `did_not_learn` (rho, seed; see `results.learning_check`) are grey crosses, off the line."""
     metrics = list(metrics)
     _check_columns(ours, ["rho", *metrics])
+    failed_runs = set() if did_not_learn is None else set(zip(did_not_learn["rho"], did_not_learn["seed"]))
+    failed = pd.Series([run in failed_runs for run in zip(ours["rho"], ours["seed"])], index=ours.index, dtype=bool)
+    ours, stuck = ours[~failed], ours[failed]
     figure = make_subplots(
         rows=len(metrics), cols=2, column_titles=["ours", "the paper's (ResNet-18, CIFAR-10)"],
         row_titles=[label(m) for m in metrics], shared_xaxes=True, horizontal_spacing=0.1, vertical_spacing=0.05,
@@ -145,6 +150,12 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
             mode="lines+markers", name="ours (mean ± SEM)", showlegend=False,
             marker=dict(color=qualitative.Plotly[1]), row=row, col=1,
         )
+        if len(stuck):
+            figure.add_scatter(
+                x=stuck["rho"], y=stuck[metric], mode="markers", name="did not learn", showlegend=row == 1,
+                marker=dict(symbol="x", size=9, color="grey"), hovertemplate="rho %{x}: did not learn<extra></extra>",
+                row=row, col=1,
+            )
         printed = paper[(paper["metric"] == metric) & paper["rho"].notna()] if paper is not None else paper
         if printed is not None and len(printed):
             figure.add_scatter(
