@@ -132,7 +132,7 @@ def function_traces(
     title = function.label
     if stats is not None:
         title += (  # a second, smaller line: long enough to be cut on a narrow page otherwise
-            f"<br><sub>at {tuple(round(c, 3) for c in minima[0])}: λmax = {stats.max_eigenvalue:.4g},"
+            f"<br><sub>at the minimum {tuple(round(c, 3) for c in minima[0])}: λmax = {stats.max_eigenvalue:.4g},"
             f" trace = {stats.trace:.4g}, det = {stats.determinant:.4g}, κ = {stats.condition_number:.4g}</sub>"
         )
     return FunctionView(traces, log_colour, title)
