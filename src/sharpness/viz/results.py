@@ -152,7 +152,7 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
         )
         if len(stuck):
             figure.add_scatter(
-                x=stuck["rho"], y=stuck[metric], mode="markers", name="did not learn", showlegend=row == 1,
+                x=stuck["rho"], y=stuck[metric], mode="markers", name="did not learn", showlegend=False,
                 marker=dict(symbol="x", size=9, color="grey"), hovertemplate="rho %{x}: did not learn<extra></extra>",
                 row=row, col=1,
             )
@@ -168,7 +168,10 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
                         ticktext=[f"{r:g}" if i % 2 == 1 else "" for i, r in enumerate(RHO_TICKS)])
     figure.update_xaxes(title_text="rho", row=len(metrics))
     figure.update_annotations(font_size=12)
-    figure.update_layout(title=title, height=190 * len(metrics) + 140, margin=dict(t=110, r=40))
+    if len(stuck):
+        title += "<br><sup>grey crosses: runs that did not learn, left out of the line</sup>"
+    # The right margin holds the row titles (metric names), written sideways beside the paper's panels.
+    figure.update_layout(title=title, height=190 * len(metrics) + 150, margin=dict(t=130, r=70))
     return figure
 
 
