@@ -41,13 +41,13 @@ def test_rho_sweep_plots_mean_and_sem_over_seeds():
     assert np.allclose(ours.error_y.array, [0.05, 0.15])  # sample std / sqrt(2)
 
 
-def test_rho_sweep_draws_runs_that_did_not_learn_apart_from_the_mean():
+def test_rho_sweep_draws_runs_away_from_a_minimum_apart_from_the_mean():
     runs = pd.DataFrame({"rho": [0.05, 0.05, 0.5, 0.5], "seed": [0, 1, 0, 1], "test_accuracy": [0.7, 0.8, 0.1, 0.9]})
     stuck = pd.DataFrame({"rho": [0.5], "seed": [0]})
-    figure = figures.rho_sweep(runs, None, ["test_accuracy"], title="t", did_not_learn=stuck)
+    figure = figures.rho_sweep(runs, None, ["test_accuracy"], title="t", not_at_minimum=stuck)
     line, crosses = figure.data[0], figure.data[1]
     assert list(line.x) == [0.05, 0.5] and np.allclose(line.y, [0.75, 0.9])  # 0.1 (seed 0 at 0.5) left out
-    assert crosses.name == "did not learn" and list(crosses.x) == [0.5] and list(crosses.y) == [0.1]
+    assert crosses.name == "no minimum" and list(crosses.x) == [0.5] and list(crosses.y) == [0.1]
 
 
 def test_sharpness_vs_evaluation_has_a_point_per_run_and_a_mean_per_control():

@@ -232,10 +232,11 @@ def rho_row(grids: list[CommittedGrid], paper: pd.DataFrame) -> Row:
     ours = f"radii {', '.join(f'{r:g}' for r in radii)}"
     history = results.load_history(grid.path)
     if len(history):
-        learning = results.learning_check(history[history["control"] == "baseline_sam"])
-        stuck = sorted(learning.loc[~learning["learned"], "rho"].unique(), reverse=True)
+        checked = results.minimum_check(history[history["control"] == "baseline_sam"])
+        stuck = sorted(checked.loc[~checked["at_minimum"], "rho"].unique(), reverse=True)
         if stuck:
-            ours += f"; SAM did not train the network at rho {', '.join(f'{r:g}' for r in stuck)}"
+            ours += (f"; no minimum (train accuracy < {results.MINIMUM_TRAIN_ACCURACY:.0%}) in some or all runs "
+                     f"at rho {', '.join(f'{r:g}' for r in stuck)}")
     status = (PAPER_SCALE if grid.at_paper_scale(grid.runs["dataset"].iloc[0]) else REDUCED_SCALE) if grid.real_data else STAND_IN
     return Row(item, status, grid.description(), ours, theirs, command, "study/rho")
 

@@ -129,13 +129,13 @@ RHO_TICKS = (0.0025, 0.005, 0.025, 0.05, 0.25, 0.5)
 
 
 def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: str,
-              did_not_learn: pd.DataFrame | None = None) -> go.Figure:
+              not_at_minimum: pd.DataFrame | None = None) -> go.Figure:
     """One row per metric against SAM's rho (log axis): our runs (mean +/- SEM over seeds) on the left,
     the paper's printed figures on the right, each on its own y axis so neither flattens the other.
-    Runs listed in `did_not_learn` (rho, seed; see `results.learning_check`) are grey crosses, off the line."""
+    Runs listed in `not_at_minimum` (rho, seed; see `results.minimum_check`) are grey crosses, off the line."""
     metrics = list(metrics)
     _check_columns(ours, ["rho", *metrics])
-    failed_runs = set() if did_not_learn is None else set(zip(did_not_learn["rho"], did_not_learn["seed"]))
+    failed_runs = set() if not_at_minimum is None else set(zip(not_at_minimum["rho"], not_at_minimum["seed"]))
     failed = pd.Series([run in failed_runs for run in zip(ours["rho"], ours["seed"])], index=ours.index, dtype=bool)
     ours, stuck = ours[~failed], ours[failed]
     figure = make_subplots(
@@ -152,8 +152,8 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
         )
         if len(stuck):
             figure.add_scatter(
-                x=stuck["rho"], y=stuck[metric], mode="markers", name="did not learn", showlegend=False,
-                marker=dict(symbol="x", size=9, color="grey"), hovertemplate="rho %{x}: did not learn<extra></extra>",
+                x=stuck["rho"], y=stuck[metric], mode="markers", name="no minimum", showlegend=False,
+                marker=dict(symbol="x", size=9, color="grey"), hovertemplate="rho %{x}: did not reach a minimum<extra></extra>",
                 row=row, col=1,
             )
         printed = paper[(paper["metric"] == metric) & paper["rho"].notna()] if paper is not None else paper
@@ -169,7 +169,7 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
     figure.update_xaxes(title_text="rho", row=len(metrics))
     figure.update_annotations(font_size=12)
     if len(stuck):
-        title += "<br><sup>grey crosses: runs that did not learn, left out of the line</sup>"
+        title += "<br><sup>grey crosses: runs that did not reach a minimum, left out of the line</sup>"
     # The right margin holds the row titles (metric names), written sideways beside the paper's panels.
     figure.update_layout(title=title, height=190 * len(metrics) + 150, margin=dict(t=130, r=70))
     return figure
