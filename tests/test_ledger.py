@@ -102,7 +102,8 @@ def test_claim_tally_by_hand():
 
 def test_rho_sweep_file_fills_the_rho_row(tmp_path):
     runs = [{"dataset": "cifar10_folder", "arch": "resnet18", "control": "baseline_sam", "seed": 0, "epochs": 30,
-             "status": "finished", "rho": rho, "test_accuracy": 0.8} for rho in (0.5, 0.05, 0.005)]
+             "status": "finished", "rho": rho, "test_accuracy": accuracy}
+            for rho, accuracy in ((0.5, 0.1), (0.05, 0.8), (0.005, 0.78))]
     (tmp_path / "cifar10_folder_resnet18_rho.json").write_text(
         json.dumps({"provenance": {"machine": "m", "date": "2026", "settings": {"tier": "gpu"}}, "runs": runs}))
     row = rows_by_item(ledger.ledger(results_dir=tmp_path))["SAM radius sweep: rho in {0.5, 0.25, 0.05, 0.025, 0.005, 0.0025}"]
@@ -116,7 +117,9 @@ def test_rho_sweep_file_fills_the_rho_row(tmp_path):
                             for epoch, accuracy in zip((1, 30), accuracies)])
     history.to_csv(results.history_path(tmp_path / "cifar10_folder_resnet18_rho.json"), index=False)
     row = rows_by_item(ledger.ledger(results_dir=tmp_path))["SAM radius sweep: rho in {0.5, 0.25, 0.05, 0.025, 0.005, 0.0025}"]
-    assert row.ours == "radii 0.5, 0.05, 0.005; no minimum (train accuracy < 95%) in some or all runs at rho 0.5"
+    # the trend leaves rho 0.5 out: 0.78 -> 0.80 from 0.005 to 0.05 is the paper's way
+    assert row.ours == ("radii 0.5, 0.05, 0.005; rho 0.005 → 0.05: 1 of 1 metrics move the paper's way; "
+                        "no minimum (train accuracy < 95%) in some or all runs at rho 0.5")
 
 
 def test_toy_hessian_row_checks_the_papers_tables(tmp_path):

@@ -234,6 +234,12 @@ def rho_row(grids: list[CommittedGrid], paper: pd.DataFrame) -> Row:
     if len(history):
         checked = results.minimum_check(history[history["control"] == "baseline_sam"])
         stuck = sorted(checked.loc[~checked["at_minimum"], "rho"].unique(), reverse=True)
+        kept = results.runs_at_minimum(grid.runs[grid.runs["control"] == "baseline_sam"], checked)
+        means = kept.groupby("rho")[[m for m in results.RHO_METRICS if m in kept.columns]].mean().sort_index()
+        if len(means) >= 2:
+            moved = results.moves_the_papers_way(means)
+            ours += (f"; rho {means.index[0]:g} → {means.index[-1]:g}: {sum(moved.values())} of {len(moved)} "
+                     "metrics move the paper's way")
         if stuck:
             ours += (f"; no minimum (train accuracy < {results.MINIMUM_TRAIN_ACCURACY:.0%}) in some or all runs "
                      f"at rho {', '.join(f'{r:g}' for r in stuck)}")

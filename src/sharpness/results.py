@@ -630,6 +630,20 @@ def _name(metric: str) -> str:
     return MEASURE_NAMES.get(metric, metric.replace("_", " ").replace("test ece", "ECE"))
 
 
+def runs_at_minimum(runs: pd.DataFrame, checked: pd.DataFrame) -> pd.DataFrame:
+    """The runs that `checked` (a `minimum_check`) does not list as away from a minimum."""
+    away = set(checked.loc[~checked["at_minimum"], RUN_KEYS].itertuples(index=False, name=None))
+    return runs[[run not in away for run in runs[RUN_KEYS].itertuples(index=False, name=None)]]
+
+
+def moves_the_papers_way(means: pd.DataFrame) -> dict[str, bool]:
+    """Per metric with a claim: does it move in the claimed direction (`CLAIM_DIRECTION`) from the first
+    row of `means` (rho x metric, sorted) to the last?"""
+    low, high = means.index[0], means.index[-1]
+    return {m: bool((means.loc[high, m] > means.loc[low, m]) == (CLAIM_DIRECTION[m] == "greater"))
+            for m in means.columns if m in CLAIM_DIRECTION}
+
+
 def rho_findings(sam_runs: pd.DataFrame, checked: pd.DataFrame, metrics) -> str:
     """Markdown computed from our sweep: the radii at which SAM did not bring the network to a minimum
     (`checked`, a `minimum_check` of the sweep's runs); then, over the runs that reached one, how each
@@ -647,8 +661,7 @@ def rho_findings(sam_runs: pd.DataFrame, checked: pd.DataFrame, metrics) -> str:
             f"training loss {_span(failed['last_train_loss'])}, from {_span(failed['first_train_loss'])} after "
             "the first epoch. Their sharpness describes no minimum: the figure draws them as grey crosses and "
             "the trends below leave them out.")
-    bad = set(failed[RUN_KEYS].itertuples(index=False, name=None))
-    kept = sam_runs[[run not in bad for run in sam_runs[RUN_KEYS].itertuples(index=False, name=None)]]
+    kept = runs_at_minimum(sam_runs, checked)
     means = kept.groupby("rho")[[m for m in metrics if m in kept.columns]].mean().sort_index()
     if len(means) < 2:
         lines.append("Fewer than two radii reached a minimum, so there is no trend to read.")
@@ -660,10 +673,9 @@ def rho_findings(sam_runs: pd.DataFrame, checked: pd.DataFrame, metrics) -> str:
     lines.append(
         f"Over the radii whose runs reached a minimum (rho = {', '.join(f'{r:g}' for r in means.index)}; "
         f"{seed_count} seeds each), from rho = {low:g} to {high:g}: " + "; ".join(parts) + ".")
-    claimed = [m for m in means.columns if m in CLAIM_DIRECTION]
-    moved = {m: (means.loc[high, m] > means.loc[low, m]) == (CLAIM_DIRECTION[m] == "greater") for m in claimed}
-    with_paper = [_name(m) for m in claimed if moved[m]]
-    against = [_name(m) for m in claimed if not moved[m]]
+    moved = moves_the_papers_way(means)
+    with_paper = [_name(m) for m, agrees in moved.items() if agrees]
+    against = [_name(m) for m, agrees in moved.items() if not agrees]
     lines.append(
         f"Comparing only those two radii, the larger one moves the paper's way (more accurate, better calibrated, "
         f"sharper) for {', '.join(with_paper) or 'none'}; the other way for {', '.join(against) or 'none'}. "
