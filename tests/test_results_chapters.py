@@ -123,7 +123,7 @@ def test_clean_data_table_short_names_and_yes_no_verdicts():
                          "fisher_rao_norm": [1.0, 2.0, 4.0, 6.0], "clean.fisher_rao_norm": [np.nan, np.nan, 1.0, 1.2]})
     table = results.clean_data_table(results.clean_data_check(runs))
     row = table.iloc[0]
-    assert (row["measure"], row["control"], row["sharper (augmented)"], row["sharper (clean)"]) == (
+    assert (row["measure"], row["control"], row["sharper (aug.)"], row["sharper (clean)"]) == (
         "Fisher-Rao", "aug+S", "yes", "no")  # 5 > 1.5 on augmented images, 1.1 < 1.5 on clean ones
     assert row["augmented"] == "5 ± 1" and row["clean"] == "1.1 ± 0.1"
 

@@ -707,7 +707,7 @@ CONTROL_LEGEND = "Columns: base = baseline, aug = augmentation, wd = weight deca
 METRIC_SHORT = {"test_accuracy": "test acc.", "test_ece": "ECE", "corruption_accuracy": "corruption acc.",
                 "prediction_disagreement": "disagreement", "generalisation_gap": "gen. gap",
                 "fisher_rao_norm": "Fisher-Rao", "sam_sharpness": "SAM-sharpness", "relative_flatness": "rel. flatness",
-                "relative_flatness_paper": "rel. flatness (paper's way)", "fisher_rao_norm_exact": "Fisher-Rao (exact)",
+                "relative_flatness_paper": "rel. flat. (paper's)", "fisher_rao_norm_exact": "Fisher-Rao (exact)",
                 "hessian_top_eigenvalue": "Hessian top eig.", "hessian_trace": "Hessian trace"}
 
 
@@ -793,14 +793,14 @@ def clean_data_check(runs: pd.DataFrame, baseline: str = "baseline") -> pd.DataF
 
 
 CLEAN_CHECK_HEADERS = {"augmented data": "augmented", "clean data": "clean",
-                       "sharper than baseline (augmented)": "sharper (augmented)",
+                       "sharper than baseline (augmented)": "sharper (aug.)",
                        "sharper than baseline (clean)": "sharper (clean)"}
 
 
 def clean_data_table(check: pd.DataFrame) -> pd.DataFrame:
     """`clean_data_check` for the page: short measure, control and column names, yes/no verdicts."""
     table = check.replace({"measure": METRIC_SHORT, "control": CONTROL_SHORT}).rename(columns=CLEAN_CHECK_HEADERS)
-    for column in ("sharper (augmented)", "sharper (clean)"):
+    for column in ("sharper (aug.)", "sharper (clean)"):
         table[column] = table[column].map({True: "yes", False: "no"})
     return table
 
