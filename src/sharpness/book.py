@@ -9,9 +9,8 @@
 - `setup`: a Sphinx extension (listed in `_config.yml`) pointing pages at that local MathJax when present,
   and loading plotly.js only on pages that draw a figure; re-executing a chapter when the library code it
   runs, or the committed results it reads, have changed (`library_fingerprint`): its cached outputs are
-  dropped and Sphinx reads it again. Every
-  chapter page offers its executed notebook (.ipynb) for download; launch buttons appear only when
-  `_config.yml` names the repository.
+  dropped and Sphinx reads it again. Every chapter page offers its executed notebook (.ipynb) for
+  download; launch buttons appear only when `_config.yml` names the repository; each script appears once.
 - `check`: fails when a chapter's figures did not reach its HTML page, or when any page would request
   a URL that is not local (a CDN script, stylesheet, font or image).
 

@@ -72,6 +72,10 @@ class CommittedGrid:
         column = self.runs["epochs"] if "epochs" in self.runs.columns else pd.Series([self.settings.get("epochs")])
         return sorted({int(e) for e in column.dropna()})
 
+    def command(self, default: str) -> str:
+        """The command that made the grid, as its settings record it, else `default`."""
+        return f"`{self.settings['command']}`" if self.settings.get("command") else default
+
     def seeds(self) -> list[int]:
         return sorted({int(s) for s in self.runs["seed"].dropna()})
 
@@ -195,7 +199,7 @@ def central_claim_row(grids: list[CommittedGrid], paper: pd.DataFrame) -> Row:
                    "the study chapters train an offline grid at build time (scikit-learn digits, small CNN, a few epochs)",
                    "not a reproduction: see the results chapter", theirs, command, "study/results")
     grid = real[0]  # the best tier (results.committed_grids: GPU campaign, then CPU study)
-    command = f"`{grid.settings['command']}`" if grid.settings.get("command") else command
+    command = grid.command(default=command)
     runs = results.finished_runs(grid.runs)
     dataset = runs["dataset"].iloc[0]
     status, tally = _grid_status(grid, results.paper_setting(dataset, runs["arch"].iloc[0], paper)[0], runs)
@@ -227,7 +231,7 @@ def rho_row(grids: list[CommittedGrid], paper: pd.DataFrame) -> Row:
         return Row(item, STAND_IN, "the chapter trains an offline sweep at build time (digits, small CNN)",
                    "not a reproduction", theirs, command, "study/rho")
     grid = sweeps[-1]
-    command = f"`{grid.settings['command']}`" if grid.settings.get("command") else command
+    command = grid.command(default=command)
     radii = sorted(grid.runs["rho"].dropna().unique(), reverse=True)
     ours = f"radii {', '.join(f'{r:g}' for r in radii)}"
     history = results.load_history(grid.path)
@@ -235,7 +239,7 @@ def rho_row(grids: list[CommittedGrid], paper: pd.DataFrame) -> Row:
         checked = results.minimum_check(history[history["control"] == "baseline_sam"])
         stuck = sorted(checked.loc[~checked["at_minimum"], "rho"].unique(), reverse=True)
         kept = results.runs_at_minimum(grid.runs[grid.runs["control"] == "baseline_sam"], checked)
-        means = kept.groupby("rho")[[m for m in results.RHO_METRICS if m in kept.columns]].mean().sort_index()
+        means = results.rho_means(kept, results.RHO_METRICS)
         if len(means) >= 2:
             moved = results.moves_the_papers_way(means)
             ours += (f"; rho {means.index[0]:g} → {means.index[-1]:g}: {sum(moved.values())} of {len(moved)} "

@@ -593,7 +593,7 @@ def paper_rho_sweep(paper: pd.DataFrame) -> pd.DataFrame:
 
 #: A run has reached a minimum when its final training accuracy is at least this (the study's bar).
 MINIMUM_TRAIN_ACCURACY = 0.95
-RUN_KEYS = ["dataset", "arch", "control", "rho", "seed"]
+RUN_KEYS = [*GROUP_KEYS, "seed"]
 
 
 def minimum_check(history: pd.DataFrame) -> pd.DataFrame:
@@ -626,14 +626,20 @@ def _span(values: pd.Series, digits: int = 2) -> str:
     return low if low == high else f"{low}–{high}"
 
 
-def _name(metric: str) -> str:
-    return MEASURE_NAMES.get(metric, metric.replace("_", " ").replace("test ece", "ECE"))
+def metric_name(metric: str) -> str:
+    """A metric's name in a sentence ("Fisher-Rao norm", "test ECE")."""
+    return MEASURE_NAMES.get(metric, metric.replace("_", " ").replace("ece", "ECE"))
 
 
 def runs_at_minimum(runs: pd.DataFrame, checked: pd.DataFrame) -> pd.DataFrame:
     """The runs that `checked` (a `minimum_check`) does not list as away from a minimum."""
     away = set(checked.loc[~checked["at_minimum"], RUN_KEYS].itertuples(index=False, name=None))
     return runs[[run not in away for run in runs[RUN_KEYS].itertuples(index=False, name=None)]]
+
+
+def rho_means(runs: pd.DataFrame, metrics) -> pd.DataFrame:
+    """rho x metric means over seeds (the metrics `runs` carries), smallest radius first."""
+    return runs.groupby("rho")[[m for m in metrics if m in runs.columns]].mean().sort_index()
 
 
 def moves_the_papers_way(means: pd.DataFrame) -> dict[str, bool]:
@@ -662,20 +668,20 @@ def rho_findings(sam_runs: pd.DataFrame, checked: pd.DataFrame, metrics) -> str:
             "the first epoch. Their sharpness describes no minimum: the figure draws them as grey crosses and "
             "the trends below leave them out.")
     kept = runs_at_minimum(sam_runs, checked)
-    means = kept.groupby("rho")[[m for m in metrics if m in kept.columns]].mean().sort_index()
+    means = rho_means(kept, metrics)
     if len(means) < 2:
         lines.append("Fewer than two radii reached a minimum, so there is no trend to read.")
         return "\n\n".join(lines)
     seeds = kept.groupby("rho")["seed"].nunique()
     seed_count = str(seeds.min()) if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
     low, high = means.index[0], means.index[-1]
-    parts = [f"{_name(m)} {_trend(means[m])} ({means.loc[low, m]:.3g} → {means.loc[high, m]:.3g})" for m in means.columns]
+    parts = [f"{metric_name(m)} {_trend(means[m])} ({means.loc[low, m]:.3g} → {means.loc[high, m]:.3g})" for m in means.columns]
     lines.append(
         f"Over the radii whose runs reached a minimum (rho = {', '.join(f'{r:g}' for r in means.index)}; "
         f"{seed_count} seeds each), from rho = {low:g} to {high:g}: " + "; ".join(parts) + ".")
     moved = moves_the_papers_way(means)
-    with_paper = [_name(m) for m, agrees in moved.items() if agrees]
-    against = [_name(m) for m, agrees in moved.items() if not agrees]
+    with_paper = [metric_name(m) for m, agrees in moved.items() if agrees]
+    against = [metric_name(m) for m, agrees in moved.items() if not agrees]
     lines.append(
         f"Comparing only those two radii, the larger one moves the paper's way (more accurate, better calibrated, "
         f"sharper) for {', '.join(with_paper) or 'none'}; the other way for {', '.join(against) or 'none'}. "
@@ -691,7 +697,7 @@ def rho_paper_sentence(paper_sweep: pd.DataFrame, low: float = 0.05, high: float
         return f"The paper prints no figures for both rho = {low:g} and rho = {high:g}."
     parts = []
     for metric, row in by_rho[[low, high]].dropna().iterrows():
-        name = MEASURE_NAMES.get(metric, metric.replace("_", " ").replace("ece", "ECE"))
+        name = metric_name(metric)
         if metric in SHARPNESS_METRICS:
             parts.append(f"{name} x{row[high] / row[low]:.0f}")
         else:
