@@ -28,6 +28,7 @@ from sharpness.data import augmentation_for
 from sharpness.data import batches as data_batches
 from sharpness.models import count_weight_layers
 from sharpness.paths import DATA_DIR
+from sharpness.provenance import code_version
 from sharpness.train import derived_generator, load_run, resolve_device
 
 Tensor = torch.Tensor
@@ -236,6 +237,8 @@ def sharpness_of(
         values["fisher_rao_norm"] = sharpness_measures.fisher_rao_from_logits(result.logits, result.labels, count_weight_layers(model))
         values["relative_flatness"] = sharpness_measures.relative_flatness_from_pass(result, weight)
         values["relative_flatness_paper"] = sharpness_measures.relative_flatness_from_pass(result, weight, paper_compatible=True)
+        if not prefix:
+            values["measured_set"] = measured_set_diagnostics(result)
         del result
     subset = fixed_subset(len(labels), slow_samples, seed)
     slow_batches = batches_of(images[subset], labels[subset])
@@ -249,6 +252,24 @@ def sharpness_of(
         if name in slow:
             values[name] = timed(f"{prefix}{name}", slow[name])
     return values
+
+
+def measured_set_diagnostics(result: sharpness_measures.ClassifierPass) -> dict:
+    """Whether the measured weights are a minimum of the measured loss, and whether the network still computes.
+
+    Accuracy and mean cross-entropy on the very images the sharpness measures see (the fixed augmented copy
+    for augmentation controls), which the minimum criterion reads; the share of classifier inputs (hidden
+    units) that are zero on every image (dead ReLUs: what a too-large SAM radius leaves) and the spread of
+    the logits over images (near 0: a constant predictor). All from the pass the measures already made.
+    """
+    logits, labels, features = result.logits.double(), result.labels, result.features
+    return {
+        "accuracy": accuracy(logits, labels),
+        "loss": float(torch.nn.functional.cross_entropy(logits, labels)),
+        "images": len(labels),
+        "dead_unit_fraction": float((features.abs().amax(dim=0) == 0).double().mean()),
+        "logit_spread": float(logits.std(dim=0).mean()),
+    }
 
 
 def _read_metrics(run_dir: Path) -> dict:
@@ -355,6 +376,7 @@ def evaluate_run(
     slow_count = len(train_labels) if slow_samples is None else min(slow_samples, len(train_labels))
     metrics.update(
         run=config.to_dict(),
+        code=code_version(),
         seconds=timings,
         units=UNITS,
         settings={

@@ -21,3 +21,9 @@ def git_commit(dirty_if_changed: Path | None = None) -> str:
         return commit
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def code_version() -> dict:
+    """The commit a run or measurement was made with, and whether the library differed from it (dirty)."""
+    commit = git_commit(dirty_if_changed=REPO_ROOT / "src")
+    return {"commit": commit.removesuffix("+dirty"), "dirty": commit.endswith("+dirty")}
