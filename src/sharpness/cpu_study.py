@@ -16,6 +16,7 @@ The protocol is fixed here, in one place (`PROTOCOL`), and written into every su
 from __future__ import annotations
 
 import argparse
+import functools
 import concurrent.futures
 import json
 import multiprocessing
@@ -42,20 +43,20 @@ from .sweep import DEFAULT_RHO, PAPER_RHOS, Grid, execute_run
 PROTOCOL = {
     "dataset": "cifar10_folder",
     "arch": "cnn_mlp_wide",
-    "train_images": 1_000,  # a fixed random subset of the 50k (the same for every run)
+    "train_images": 800,  # a fixed random subset of the 50k (the same for every run)
     "test_images": 10_000,  # the whole test set
-    "epochs": 100,
+    "epochs": 120,
     "batch_size": 128,
     "lr": 1e-2,
     "lr_schedule": "cosine",  # annealed to 0 over the run
     "monitor_test_images": 1_000,  # the per-epoch test curve; the end-of-run evaluation uses all 10,000
-    "slow_measure_images": 1_000,  # SAM-sharpness (K = 100, rho 0.005) and the Hessian measures
+    "slow_measure_images": 500,  # SAM-sharpness (K = 100, rho 0.005) and the Hessian measures
     "sam_draws": 100,
     "hessian_iterations": 20,
     "corruptions": len(ALL_CORRUPTIONS),  # 15 standard + 4 extra, 5 severities, CIFAR constants
-    "corruption_images": 1_000,  # a fixed random subset of the test set, corrupted once for all runs
+    "corruption_images": 500,  # a fixed random subset of the test set, corrupted once for all runs
     "landscape_resolution": 31,
-    "landscape_images": 1_000,
+    "landscape_images": 500,
 }
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 RHO_SEEDS = 3  # seeds of the rho sweep (the paper's five other radii), after every control of every seed
@@ -73,6 +74,29 @@ SURFACES_DIR = RESULTS_DIR / "landscapes"
 DATA_NOTE = ("real CIFAR-10 (the JPEG pack of ../shared/data, quality 75, ImageFolder), "
              f"{PROTOCOL['train_images']:,} fixed training images, the full 10,000-image test set")
 COPIED_FILES = (runs.CONFIG, runs.SUMMARY, runs.METRICS, "metrics.json")
+
+
+@functools.lru_cache(maxsize=None)
+def sam_rho_scale(arch: str = PROTOCOL["arch"], reference: str = "resnet18") -> float:
+    """||theta_0|| of `arch` over that of the paper's ResNet-18 (seed 0, parameters SAM perturbs), to 2 significant
+    figures: the factor that gives the paper's SAM radii the same size relative to the weights on our network.
+
+    SAM's ascent step has length rho whatever the network, so rho = 0.25 moves cnn_mlp's weights by 1.8% of
+    their norm and ResNet-18's by 0.22%; at the paper's absolute radii 0.25 and 0.5 the small network's hidden
+    units die within a few steps (the committed 30-epoch rho sweep). Scaling the radius keeps the paper's
+    relative step; run folders and result rows keep the paper's rho, the config records the scale.
+    """
+    import torch
+
+    from .models import build_model
+
+    def weight_norm(name: str) -> float:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_model(name, 10, pretrained=False)
+        return float(torch.sqrt(sum(p.detach().double().square().sum() for p in model.parameters())))
+
+    return float(f"{weight_norm(arch) / weight_norm(reference):.2g}")
 
 
 def network_label() -> str:
@@ -95,9 +119,10 @@ def protocol_table():
         "hessian_iterations": "power-iteration steps / Hutchinson draws", "corruptions": "corruptions (x 5 severities)",
         "corruption_images": "test images per corruption and severity", "landscape_resolution": "loss surface grid (per axis)",
         "landscape_images": "training images per surface point",
+        "sam_rho_scale": "SAM radius = the paper's rho x this (||theta_0|| ours / ResNet-18's)",
     }  # fmt: skip
-    values = {**PROTOCOL, "arch": f"{PROTOCOL['arch']}: {network_label()}"}
-    return pd.DataFrame({"setting": [described[key] for key in PROTOCOL], "value": [values[key] for key in PROTOCOL]})
+    values = {**PROTOCOL, "arch": f"{PROTOCOL['arch']}: {network_label()}", "sam_rho_scale": sam_rho_scale()}
+    return pd.DataFrame({"setting": [described[key] for key in values], "value": list(values.values())})
 
 
 def _evaluation_options() -> dict:
@@ -122,7 +147,8 @@ def grid(seeds=DEFAULT_SEEDS, data_dir: str | Path | None = None, runs_dir: str 
         runs_dir=runs_dir, data_dir=data_dir, batch_size=PROTOCOL["batch_size"], lr=PROTOCOL["lr"],
         measures=RHO_MEASURES if rho_sweep else MEASURES,
         train_options={"max_train_samples": PROTOCOL["train_images"], "channels_last": True,
-                       "lr_schedule": PROTOCOL["lr_schedule"], "monitor_test_images": PROTOCOL["monitor_test_images"]},
+                       "lr_schedule": PROTOCOL["lr_schedule"], "monitor_test_images": PROTOCOL["monitor_test_images"],
+                       "rho_scale": sam_rho_scale()},
         evaluation_options=_evaluation_options(),
     )  # fmt: skip
 
@@ -158,7 +184,7 @@ def copy_to_results(run_dir: Path, target: Path) -> None:
 def write_grids(seeds=DEFAULT_SEEDS) -> list[Path]:
     """Rewrite the grid summaries the book reads from the runs under STUDY_DIR: the controls study
     (GRID_FILE) and the rho sweep (RHO_GRID_FILE: SAM on the baseline at every radius, 0.05 included)."""
-    settings = {**PROTOCOL, "seeds_planned": list(seeds), "datasets": [PROTOCOL["dataset"]],
+    settings = {**PROTOCOL, "sam_rho_scale": sam_rho_scale(), "seeds_planned": list(seeds), "datasets": [PROTOCOL["dataset"]],
                 "archs": [PROTOCOL["arch"]], "command": "python -m sharpness cpu-study"}
     written = []
     controls_runs = [path for path in runs.find_runs(STUDY_DIR) if _is_this_protocol(path)]

@@ -24,12 +24,11 @@ from sharpness import corruptions as corruption_ops
 from sharpness import measures as sharpness_measures
 from sharpness import runs
 from sharpness.controls import get_control
-from sharpness.data import augmentation_for
 from sharpness.data import batches as data_batches
 from sharpness.models import count_weight_layers
 from sharpness.paths import DATA_DIR
 from sharpness.provenance import code_version
-from sharpness.train import derived_generator, load_run, resolve_device
+from sharpness.train import derived_generator, load_run, measurement_images, resolve_device
 
 Tensor = torch.Tensor
 
@@ -186,20 +185,6 @@ def corruption_accuracy(
 # ----------------------------------------------------------------------------------------------
 # One run, end to end
 # ----------------------------------------------------------------------------------------------
-
-
-def measurement_images(data, config, seed: int = 0, clean: bool = False) -> tuple[Tensor, Tensor]:
-    """Training images the sharpness measures see: as trained on, so one fixed augmented copy for aug runs
-    (the paper's choice), or the clean images with `clean=True` (the paper's Appendix F.1 check).
-
-    A fixed copy (rather than fresh augmentations per pass) keeps L(theta) and L(theta + delta) of
-    SAM-sharpness, and the passes of power iteration, on the same inputs.
-    """
-    images, labels = data.train_images, data.train_labels
-    if get_control(config.control).augment and not clean:
-        augment = augmentation_for(config.dataset, derived_generator(seed, "measure-augmentation"))
-        images = torch.cat([augment(chunk) for chunk in images.split(4096)])
-    return images, labels
 
 
 def fixed_subset(count: int, size: int | None, seed: int = 0) -> Tensor | slice:
