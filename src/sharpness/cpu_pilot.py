@@ -20,24 +20,26 @@ from .paths import RESULTS_DIR, RUNS_DIR
 PILOT_FILE = RESULTS_DIR / "cpu_study_pilot.json"
 DEFAULT_RUNS_DIR = RUNS_DIR / "cpu_pilot"
 PILOT_CONTROLS = ("aug", "aug_sam")
-# (arch, training images, epochs, schedule): the old protocol first, then the levers tried in turn.
+# (arch, training images, epochs, schedule, SAM radius scale): the old protocol first, then the levers in turn.
 CANDIDATES = (
-    ("cnn_mlp", 10_000, 30, "constant"),
-    ("cnn_mlp", 5_000, 40, "cosine"),
-    ("cnn_mlp_h1024", 2_000, 60, "cosine"),
-    ("cnn_mlp", 2_000, 100, "cosine"),
-    ("cnn_mlp_wide", 1_000, 100, "cosine"),
+    ("cnn_mlp", 5_000, 40, "cosine", 1.0),
+    ("cnn_mlp", 2_000, 100, "cosine", 1.0),
+    ("cnn_mlp_h1024", 2_000, 60, "cosine", 1.0),
+    ("cnn_mlp_wide", 1_000, 100, "cosine", 1.0),
+    ("cnn_mlp_wide", 1_000, 100, "cosine", 0.18),
+    ("cnn_mlp_wide", 800, 120, "cosine", 0.18),
 )
 SHARED = {"dataset": "cifar10_folder", "seed": 0, "lr": 1e-2, "batch_size": 128, "channels_last": True,
           "monitor_test_images": 1_000, "device": "cpu"}
 
 
-def candidate_config(arch: str, images: int, epochs: int, schedule: str, control: str, runs_dir, data_dir=None):
+def candidate_config(arch: str, images: int, epochs: int, schedule: str, rho_scale: float, control: str, runs_dir,
+                     data_dir=None):
     from .train import RunConfig
 
-    folder = Path(runs_dir) / f"{arch}_{images}_{epochs}_{schedule}"
+    folder = Path(runs_dir) / f"{arch}_{images}_{epochs}_{schedule}_rho-scale{rho_scale:g}"
     return RunConfig(arch=arch, control=control, epochs=epochs, max_train_samples=images, lr_schedule=schedule,
-                     runs_dir=str(folder), data_dir=data_dir, **SHARED)
+                     rho_scale=rho_scale, runs_dir=str(folder), data_dir=data_dir, **SHARED)
 
 
 def measure(run_dir: Path) -> dict:
@@ -60,6 +62,7 @@ def measure(run_dir: Path) -> dict:
         "arch": config.arch, "parameters": sum(p.numel() for p in build_model(config.arch, 10).parameters()),
         "train_images": config.max_train_samples, "epochs": config.epochs, "epochs_done": len(history),
         "lr_schedule": config.lr_schedule, "control": config.control,
+        "sam_radius": config.rho * config.rho_scale if config.control.endswith("sam") else None,
         "measured_set_accuracy": diagnostics["accuracy"], "measured_set_loss": diagnostics["loss"],
         "loss_drop_last_5_epochs": (losses[-6] - losses[-1]) / losses[-6] if len(losses) >= 6 else None,
         "test_accuracy_monitored": history[-1]["test_accuracy"],
@@ -69,21 +72,20 @@ def measure(run_dir: Path) -> dict:
 
 
 def run_pilot(runs_dir=DEFAULT_RUNS_DIR, data_dir=None, candidates=CANDIDATES, train_missing: bool = True) -> Path:
-    """Train (when asked) and measure every candidate's pilot runs, then write PILOT_FILE."""
+    """Train (when asked) every candidate's pilot runs, then measure every run found under `runs_dir` (runs
+    stopped early are recorded with the epochs they did) and write PILOT_FILE."""
+    from .provenance import code_version
     from .train import train
 
-    rows = []
-    for candidate in candidates:
+    for candidate in candidates if train_missing else ():
         for control in PILOT_CONTROLS:
             config = candidate_config(*candidate, control, runs_dir, data_dir)
-            if train_missing and not runs.is_finished(config.run_dir):
+            if not runs.is_finished(config.run_dir):
                 started = time.perf_counter()
                 train(config, progress=False)
                 print(f"pilot {candidate} {control}: trained in {time.perf_counter() - started:.0f} s")
-            if (config.run_dir / runs.CHECKPOINT).is_file():
-                rows.append(measure(config.run_dir))
-    from .provenance import code_version
-
+    found = [path.parent for path in sorted(Path(runs_dir).glob(f"**/{runs.CHECKPOINT}"))]
+    rows = [measure(path) for path in found]
     document = {"provenance": {"command": "python -m sharpness cpu-pilot", "code": code_version(),
                                "settings": SHARED, "date": time.strftime("%Y-%m-%d")}, "runs": rows}
     return runs.atomic_write_json(PILOT_FILE, document)
