@@ -181,3 +181,23 @@ def pilot_finding(pilot, protocol: dict) -> str:
         parts.append(f"Under the chosen setting, {', '.join(f'{r.control} reached {r.measured_set_accuracy:.1%}' for r in chosen.itertuples())} "
                      f"on the measured images ({'a minimum' if chosen['reached_minimum'].all() else 'NOT all at a minimum'}).")
     return " ".join(parts)
+
+
+def probe_table(pilot):
+    """The radius probes: SAM at the paper's largest radii, absolute and relative, after PROBE_EPOCHS epochs."""
+    probes = pilot[pilot["control"].eq("baseline_sam") & pilot["epochs_done"].eq(PROBE_EPOCHS)]
+    columns = {"sam_radius": "SAM radius applied", "relative_radius": "radius / ||theta_0||",
+               "dead_unit_fraction": "hidden units dead", "logit_spread": "logit spread (std over images)",
+               "measured_set_accuracy": f"train accuracy after {PROBE_EPOCHS} epochs"}
+    return probes[list(columns)].rename(columns=columns).sort_values("SAM radius applied", ascending=False)
+
+
+def probe_finding(pilot) -> str:
+    """What the radius probes show, read from them: which radii leave the network computing."""
+    probes = pilot[pilot["control"].eq("baseline_sam") & pilot["epochs_done"].eq(PROBE_EPOCHS)]
+    if probes.empty:
+        return "No radius probe is committed (python -m sharpness cpu-pilot runs them)."
+    lines = [f"radius {r.sam_radius:.4g} ({r.relative_radius:.2%} of the initial weight norm): {r.dead_unit_fraction:.0%} "
+             f"of the hidden units dead, logit spread {r.logit_spread:.2f}, train accuracy {r.measured_set_accuracy:.1%}"
+             for r in probes.sort_values("sam_radius", ascending=False).itertuples()]
+    return f"After {PROBE_EPOCHS} epochs of SAM on the baseline: " + "; ".join(lines) + "."

@@ -213,7 +213,10 @@ def _is_this_protocol(run_dir: Path) -> bool:
 def _worker_init() -> None:
     import torch
 
+    from .provenance import code_version
+
     torch.set_num_threads(1)  # one thread per process is fastest for a small network on a shared CPU
+    code_version()  # the commit this worker's code was loaded from, recorded in every run it makes
 
 
 def _train_and_evaluate(config, measures, evaluation_options) -> dict:
