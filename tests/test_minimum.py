@@ -60,3 +60,19 @@ def test_rho_scale_multiplies_the_sam_radius(tmp_path):
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
     with pytest.raises(ValueError, match="rho_scale"):
         RunConfig(rho_scale=0.0, **common)
+
+
+def test_every_committed_run_of_the_controls_grid_reached_a_minimum():
+    """The CPU study's claim rests on this: read the committed histories and measured accuracies, judge each run."""
+    from sharpness import cpu_study, runs
+
+    folders = [path for path in runs.find_runs(cpu_study.STUDY_DIR / cpu_study.PROTOCOL["dataset"]) if cpu_study._is_this_protocol(path)]
+    assert folders, f"no committed run of the CPU study's protocol under {cpu_study.STUDY_DIR}"
+    verdicts = {}
+    for folder in folders:
+        metrics = runs.read_json(folder / "metrics.json")
+        verdicts[str(folder.relative_to(cpu_study.STUDY_DIR))] = minimum.reached_minimum(
+            runs.read_jsonl(folder / runs.METRICS), metrics["measured_set"]["accuracy"])
+    missed = {name: reason for name, (ok, reason) in verdicts.items() if not ok}
+    assert not missed, f"runs not at a minimum: {missed}"
+    assert all("measured loss" in reason for _, reason in verdicts.values())  # judged on the deterministic loss
