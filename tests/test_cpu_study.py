@@ -36,19 +36,32 @@ def study(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_plan_puts_first_seeds_then_surfaces_then_rho_sweep_then_the_rest(study, monkeypatch):
-    monkeypatch.setattr(cpu_study, "FIRST_SEEDS", 2)
+def test_plan_puts_whole_seeds_first_then_surfaces_then_rho_sweep(study, monkeypatch):
+    monkeypatch.setattr(cpu_study, "RHO_SEEDS", 2)
     tasks = cpu_study.plan((0, 1, 5), data_dir=study / "pack", runs_dir=study / "runs")
     kinds = [(t.kind, t.config.seed, t.config.control, t.config.rho) for t in tasks]
-    first = [(k, s, c) for k, s, c, _ in kinds[:12]]
-    assert first == [("run", s, c) for s in (0, 1) for c in CONTROLS]
-    assert kinds[12:18] == [("landscape", 0, c, 0.05) for c in CONTROLS]
-    assert kinds[18][:2] == ("interpolation", 0)
+    assert [(k, s, c) for k, s, c, _ in kinds[:18]] == [("run", s, c) for s in (0, 1, 5) for c in CONTROLS]
+    assert kinds[18:24] == [("landscape", 0, c, 0.05) for c in CONTROLS]
+    assert kinds[24][:2] == ("interpolation", 0)
     other_rhos = [rho for rho in PAPER_RHOS if rho != 0.05]
-    assert kinds[19:29] == [("run", s, "baseline_sam", rho) for s in (0, 1) for rho in other_rhos]
-    assert [(k, s, c) for k, s, c, _ in kinds[29:]] == [("run", 5, c) for c in CONTROLS]
+    assert kinds[25:] == [("run", s, "baseline_sam", rho) for s in (0, 1) for rho in other_rhos]
     # the rho runs keep the measures of the rho chapter; the controls get every measure
-    assert tasks[19].grid.measures == cpu_study.RHO_MEASURES and "hessian_trace" in tasks[0].grid.measures
+    assert tasks[25].grid.measures == cpu_study.RHO_MEASURES and "hessian_trace" in tasks[0].grid.measures
+    # every run carries the protocol's schedule and the SAM radius scale (the paper's rho relative to ||theta_0||)
+    assert {(t.config.lr_schedule, t.config.rho_scale) for t in tasks} == {("cosine", cpu_study.sam_rho_scale())}
+
+
+def test_sam_radius_scale_is_the_ratio_of_initial_weight_norms():
+    """Against an independent count: the parameter norms of freshly built networks (seed 0)."""
+    from sharpness.models import build_model
+
+    def norm(arch):
+        torch.manual_seed(0)
+        return torch.sqrt(sum((p.detach().double() ** 2).sum() for p in build_model(arch, 10).parameters())).item()
+
+    ratio = norm(cpu_study.PROTOCOL["arch"]) / norm("resnet18")
+    assert cpu_study.sam_rho_scale() == pytest.approx(ratio, rel=0.03)  # two significant figures
+    assert 0.05 < cpu_study.sam_rho_scale() < 0.5  # ResNet-18 is the far larger network
 
 
 def test_a_study_lands_under_results_and_resumes_from_there_alone(study):

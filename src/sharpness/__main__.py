@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("sharpness.evaluate", "measure finished runs (sharpness, calibration, corruption) into metrics.json"),
     "sweep": ("sharpness.sweep", "run a grid (datasets x archs x controls x seeds x SAM rhos), k runs per GPU, then evaluate"),
     "cpu-study": ("sharpness.cpu_study", "the real CIFAR-10 study on a CPU (6 controls x seeds), resumable from results/"),
+    "cpu-pilot": ("sharpness.cpu_pilot", "the pilot behind the CPU study's protocol: which settings reach a minimum"),
     "campaign": ("sharpness.campaign", "the paper-scale study on one GPU machine, in slices that stop before --deadline"),
     "campaign-import": ("sharpness.campaign_import", "unpack a campaign archive into results/ with its provenance"),
     "fit": ("sharpness.fit", "the toy-function study: small MLPs fit the toy functions, sharpness at target losses"),

@@ -24,11 +24,11 @@ from sharpness import corruptions as corruption_ops
 from sharpness import measures as sharpness_measures
 from sharpness import runs
 from sharpness.controls import get_control
-from sharpness.data import augmentation_for
 from sharpness.data import batches as data_batches
 from sharpness.models import count_weight_layers
 from sharpness.paths import DATA_DIR
-from sharpness.train import derived_generator, load_run, resolve_device
+from sharpness.provenance import code_version
+from sharpness.train import derived_generator, load_run, measurement_images, resolve_device
 
 Tensor = torch.Tensor
 
@@ -187,20 +187,6 @@ def corruption_accuracy(
 # ----------------------------------------------------------------------------------------------
 
 
-def measurement_images(data, config, seed: int = 0, clean: bool = False) -> tuple[Tensor, Tensor]:
-    """Training images the sharpness measures see: as trained on, so one fixed augmented copy for aug runs
-    (the paper's choice), or the clean images with `clean=True` (the paper's Appendix F.1 check).
-
-    A fixed copy (rather than fresh augmentations per pass) keeps L(theta) and L(theta + delta) of
-    SAM-sharpness, and the passes of power iteration, on the same inputs.
-    """
-    images, labels = data.train_images, data.train_labels
-    if get_control(config.control).augment and not clean:
-        augment = augmentation_for(config.dataset, derived_generator(seed, "measure-augmentation"))
-        images = torch.cat([augment(chunk) for chunk in images.split(4096)])
-    return images, labels
-
-
 def fixed_subset(count: int, size: int | None, seed: int = 0) -> Tensor | slice:
     """Indices of a fixed random `size` of `count` items (all of them for None or size >= count).
 
@@ -236,6 +222,8 @@ def sharpness_of(
         values["fisher_rao_norm"] = sharpness_measures.fisher_rao_from_logits(result.logits, result.labels, count_weight_layers(model))
         values["relative_flatness"] = sharpness_measures.relative_flatness_from_pass(result, weight)
         values["relative_flatness_paper"] = sharpness_measures.relative_flatness_from_pass(result, weight, paper_compatible=True)
+        if not prefix:
+            values["measured_set"] = measured_set_diagnostics(result)
         del result
     subset = fixed_subset(len(labels), slow_samples, seed)
     slow_batches = batches_of(images[subset], labels[subset])
@@ -249,6 +237,24 @@ def sharpness_of(
         if name in slow:
             values[name] = timed(f"{prefix}{name}", slow[name])
     return values
+
+
+def measured_set_diagnostics(result: sharpness_measures.ClassifierPass) -> dict:
+    """Whether the measured weights are a minimum of the measured loss, and whether the network still computes.
+
+    Accuracy and mean cross-entropy on the very images the sharpness measures see (the fixed augmented copy
+    for augmentation controls), which the minimum criterion reads; the share of classifier inputs (hidden
+    units) that are zero on every image (dead ReLUs: what a too-large SAM radius leaves) and the spread of
+    the logits over images (near 0: a constant predictor). All from the pass the measures already made.
+    """
+    logits, labels, features = result.logits.double(), result.labels, result.features
+    return {
+        "accuracy": accuracy(logits, labels),
+        "loss": float(torch.nn.functional.cross_entropy(logits, labels)),
+        "images": len(labels),
+        "dead_unit_fraction": float((features.abs().amax(dim=0) == 0).double().mean()),
+        "logit_spread": float(logits.std(dim=0).mean()),
+    }
 
 
 def _read_metrics(run_dir: Path) -> dict:
@@ -355,6 +361,7 @@ def evaluate_run(
     slow_count = len(train_labels) if slow_samples is None else min(slow_samples, len(train_labels))
     metrics.update(
         run=config.to_dict(),
+        code=code_version(),
         seconds=timings,
         units=UNITS,
         settings={

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ARCHS = ("resnet18", "vgg19", "vgg19_bn", "vit", "simple_cnn", "cnn_mlp", "resnet18_imagenet", "vgg19_bn_imagenet")
+ARCHS = ("resnet18", "vgg19", "vgg19_bn", "vit", "simple_cnn", "cnn_mlp", "cnn_mlp_wide", "cnn_mlp_h1024", "resnet18_imagenet", "vgg19_bn_imagenet")
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
 
 
@@ -54,6 +54,10 @@ def build_model(
         return SimpleCNN(num_classes)
     if arch == "cnn_mlp":
         return CnnMlp(num_classes, image_size=image_size)
+    if arch == "cnn_mlp_h1024":
+        return CnnMlp(num_classes, image_size=image_size, hidden=1024)
+    if arch == "cnn_mlp_wide":
+        return CnnMlp(num_classes, image_size=image_size, widths=(32, 64, 128), hidden=256)
     return _imagenet_model(arch, num_classes, pretrained, pretrained_weights)
 
 

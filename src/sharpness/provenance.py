@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 
@@ -21,3 +22,14 @@ def git_commit(dirty_if_changed: Path | None = None) -> str:
         return commit
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict:
+    """The commit a run or measurement was made with, and whether the library differed from it (dirty).
+
+    Read once per process, at its first call (the study's workers call it as they start): commits made while
+    a long study runs must not be credited to runs whose code was loaded before them.
+    """
+    commit = git_commit(dirty_if_changed=REPO_ROOT / "src")
+    return {"commit": commit.removesuffix("+dirty"), "dirty": commit.endswith("+dirty")}

@@ -30,6 +30,8 @@ from . import runs
 from .controls import CONTROLS, SAM_RHO, get_control, hyperparameters
 from .data import DATASETS, ImageData, augmentation_for, batches, load_dataset, textbook_batches
 from .models import ARCHS, build_model
+from .minimum import PLATEAU_EPOCHS
+from .provenance import code_version
 from .sam import SAM, frozen_batchnorm_stats
 
 LOADERS = ("resident", "dataloader")
@@ -38,6 +40,7 @@ LOADERS = ("resident", "dataloader")
 DIVERGENCE_FACTOR = 10
 _LARGEST_RATE = torch.finfo(torch.float32).max  # SGD applies lr and rho in float32
 PRECISIONS = ("auto", "bf16", "fp32")
+SCHEDULES = ("constant", "cosine")
 # Fields that may differ when a run is resumed (where things are, not what is trained).
 _LOCATION_FIELDS = ("data_dir", "runs_dir", "device", "download", "pretrained_weights")
 
@@ -70,6 +73,9 @@ class RunConfig:
     channels_last: bool | None = None
     pretrained_weights: str | None = None
     download: bool = False
+    lr_schedule: str | None = None  # None: the data set's ("constant" or "cosine"; see controls.hyperparameters)
+    monitor_test_images: int | None = None  # per-epoch test loss/accuracy on a fixed random subset (None: all)
+    rho_scale: float = 1.0  # SAM's radius is rho x rho_scale (the CPU study matches the paper's radii relative to ||theta_0||)
 
     def __post_init__(self):
         for value, name, choices in ((self.dataset, "dataset", DATASETS), (self.arch, "arch", ARCHS),
@@ -86,10 +92,13 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
                 raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} integer, got {value!r}")
-        for name in ("lr", "rho"):
+        self.rho_scale = float(self.rho_scale)
+        for name in ("lr", "rho", "rho_scale"):
             if not 0 < getattr(self, name) <= _LARGEST_RATE:
                 raise ValueError(f"{name} must be a positive number below {_LARGEST_RATE:.3g} (float32), got {getattr(self, name)!r}")
-        for name in ("max_train_samples", "max_test_samples"):
+        if self.lr_schedule not in (None, *SCHEDULES):
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(SCHEDULES)} (or None: the data set's)")
+        for name in ("max_train_samples", "max_test_samples", "monitor_test_images"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{name} must be a positive integer or None (all images), got {value!r}")
@@ -103,7 +112,7 @@ class RunConfig:
 
     @property
     def schedule(self) -> str:
-        return hyperparameters(self.dataset).schedule
+        return self.lr_schedule or hyperparameters(self.dataset).schedule
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,6 +136,21 @@ def derived_generator(seed: int, purpose: str, epoch: int = 0) -> torch.Generato
 def epoch_order(seed: int, epoch: int, count: int) -> torch.Tensor:
     """The order in which epoch `epoch` visits `count` training images (identical for every control)."""
     return torch.randperm(count, generator=derived_generator(seed, "order", epoch))
+
+
+def measurement_images(data: ImageData, config: RunConfig, seed: int = 0, clean: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training images the sharpness measures see: as trained on, so one fixed augmented copy for aug runs
+    (the paper's choice), or the clean images with `clean=True` (the paper's Appendix F.1 check).
+
+    A fixed copy (rather than fresh augmentations per pass) keeps L(theta) and L(theta + delta) of
+    SAM-sharpness, and the passes of power iteration, on the same inputs; training reads its loss on the same
+    copy over its last epochs, for the minimum criterion (`sharpness.minimum`).
+    """
+    images, labels = data.train_images, data.train_labels
+    if get_control(config.control).augment and not clean:
+        augment = augmentation_for(config.dataset, derived_generator(seed, "measure-augmentation"))
+        images = torch.cat([augment(chunk) for chunk in images.split(4096)])
+    return images, labels
 
 
 def initial_model(config: RunConfig, num_classes: int, image_size: int) -> nn.Module:
@@ -183,7 +207,7 @@ class _Trainer:
         self.model = initial_model(config, data.num_classes, data.image_size).to(device, memory_format=memory_format)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=hyperparameters(config.dataset).momentum,
                                          weight_decay=self.control.weight_decay)
-        self.sam = SAM(self.optimizer, rho=config.rho) if self.control.sam else None
+        self.sam = SAM(self.optimizer, rho=config.rho * config.rho_scale) if self.control.sam else None
         self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
                           if config.schedule == "cosine" else None)
         self.data = data.to(device) if config.loader == "resident" else data
@@ -243,6 +267,15 @@ class _Trainer:
             self.scheduler.step()
         return {"train_loss": loss_sum / count, "train_accuracy": correct / count, "train_seconds": seconds,
                 "images_per_second": count / seconds}
+
+    def monitored_test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The test images the per-epoch curve is drawn on: all, or a fixed random `monitor_test_images` of them
+        (the same for every run; the end-of-run evaluation always uses the whole test set)."""
+        images, labels, size = self.data.test_images, self.data.test_labels, self.config.monitor_test_images
+        if size is None or size >= len(labels):
+            return images, labels
+        chosen = torch.randperm(len(labels), generator=derived_generator(0, "monitored-test-subset"))[:size].sort().values
+        return images[chosen.to(images.device)], labels[chosen.to(labels.device)]
 
     @torch.no_grad()
     def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -350,7 +383,9 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
                 break
             epoch_started = time.time()
             row = {"epoch": epoch + 1, "lr": trainer.optimizer.param_groups[0]["lr"], **trainer.train_epoch(epoch, progress)}
-            row["test_loss"], row["test_accuracy"] = trainer.evaluate(trainer.data.test_images, trainer.data.test_labels)
+            row["test_loss"], row["test_accuracy"] = trainer.evaluate(*trainer.monitored_test_set())
+            if epoch >= config.epochs - PLATEAU_EPOCHS - 1:  # the minimum criterion reads these (sharpness.minimum)
+                row["measured_loss"], row["measured_accuracy"] = trainer.evaluate(*measurement_images(trainer.data, config))
             row["epoch_wall_seconds"] = time.time() - epoch_started
             history.append(row)
             runs.atomic_save(trainer.state(epoch + 1, history), checkpoint_path)
@@ -391,6 +426,7 @@ def _summary(config: RunConfig, status: str, history: list[dict], device: torch.
         "wall_seconds_this_call": seconds,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         "torch": torch.__version__,
+        "code": code_version(),
         "config": config.to_dict(),
         "run_dir": str(config.run_dir),
     }

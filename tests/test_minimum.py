@@ -1,0 +1,78 @@
+"""sharpness.minimum and what training records for it: hand-made histories, and a real tiny run."""
+
+import pytest
+import torch
+
+from sharpness import minimum
+from sharpness.train import RunConfig, measurement_images, train, load_run
+
+
+def history(losses, key="measured_loss"):
+    return [{"epoch": i + 1, "train_loss": loss, key: loss} for i, loss in enumerate(losses)]
+
+
+def test_a_run_at_a_plateau_with_high_accuracy_reached_a_minimum():
+    ok, reason = minimum.reached_minimum(history([2.0, 1.0, 0.50, 0.50, 0.499, 0.498, 0.497, 0.496]), 0.97)
+    assert ok and "0.8%" in reason  # (0.50 - 0.496) / 0.50, by hand
+
+
+def test_low_accuracy_or_a_falling_loss_or_a_short_history_is_no_minimum():
+    assert minimum.reached_minimum(history([1.0] * 8), 0.949)[0] is False
+    ok, reason = minimum.reached_minimum(history([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]), 0.99)
+    assert not ok and "still falling" in reason and "55.6%" in reason  # (0.9 - 0.4) / 0.9: epoch 2 to epoch 7
+    assert minimum.reached_minimum(history([0.1] * 5), 0.99) == (False, "history too short (5 epochs) to judge the loss")
+    assert minimum.reached_minimum(history([0.1] * 8), None)[0] is False
+
+
+def test_older_runs_without_the_measured_loss_are_judged_on_the_training_loss_and_say_so():
+    rows = [{"epoch": i + 1, "train_loss": loss} for i, loss in enumerate([1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])]
+    ok, reason = minimum.reached_minimum(rows, 0.99)
+    assert ok and "train loss" in reason
+
+
+def test_training_records_the_measured_loss_over_the_final_epochs(tmp_path):
+    config = RunConfig(dataset="digits", arch="simple_cnn", control="aug", epochs=7, max_train_samples=64,
+                       max_test_samples=40, monitor_test_images=16, runs_dir=str(tmp_path), device="cpu", lr_schedule="cosine")
+    train(config, progress=False)
+    rows = [__import__("json").loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert ["measured_loss" in row for row in rows] == [False] + [True] * 6  # the last PLATEAU_EPOCHS + 1 epochs
+    assert rows[-1]["lr"] < rows[0]["lr"]  # the cosine schedule anneals
+    # the recorded value is the loss of the final weights on the fixed augmented copy (an independent forward pass)
+    model, config, data = load_run(config.run_dir)
+    images, labels = measurement_images(data, config)
+    from sharpness.data import batches
+
+    with torch.no_grad():
+        losses = [torch.nn.functional.cross_entropy(model(x), y, reduction="sum") for x, y in batches(images, labels, 16, data=data)]
+    assert rows[-1]["measured_loss"] == pytest.approx(float(sum(losses)) / len(labels), rel=1e-5)
+
+
+def test_rho_scale_multiplies_the_sam_radius(tmp_path):
+    """SAM at rho 0.1 x scale 0.5 takes exactly the steps of SAM at rho 0.05 x scale 1."""
+    common = dict(dataset="digits", arch="simple_cnn", control="baseline_sam", epochs=1, max_train_samples=64,
+                  max_test_samples=20, device="cpu")
+    a = RunConfig(rho=0.1, rho_scale=0.5, runs_dir=str(tmp_path / "a"), **common)
+    b = RunConfig(rho=0.05, rho_scale=1.0, runs_dir=str(tmp_path / "b"), **common)
+    c = RunConfig(rho=0.1, rho_scale=1.0, runs_dir=str(tmp_path / "c"), **common)
+    for config in (a, b, c):
+        train(config, progress=False)
+    weights = [torch.cat([p.flatten() for p in load_run(x.run_dir)[0].parameters()]) for x in (a, b, c)]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+    with pytest.raises(ValueError, match="rho_scale"):
+        RunConfig(rho_scale=0.0, **common)
+
+
+def test_every_committed_run_of_the_controls_grid_reached_a_minimum():
+    """The CPU study's claim rests on this: read the committed histories and measured accuracies, judge each run."""
+    from sharpness import cpu_study, runs
+
+    folders = [path for path in runs.find_runs(cpu_study.STUDY_DIR / cpu_study.PROTOCOL["dataset"]) if cpu_study._is_this_protocol(path)]
+    assert folders, f"no committed run of the CPU study's protocol under {cpu_study.STUDY_DIR}"
+    verdicts = {}
+    for folder in folders:
+        metrics = runs.read_json(folder / "metrics.json")
+        verdicts[str(folder.relative_to(cpu_study.STUDY_DIR))] = minimum.reached_minimum(
+            runs.read_jsonl(folder / runs.METRICS), metrics["measured_set"]["accuracy"])
+    missed = {name: reason for name, (ok, reason) in verdicts.items() if not ok}
+    assert not missed, f"runs not at a minimum: {missed}"
+    assert all("measured loss" in reason for _, reason in verdicts.values())  # judged on the deterministic loss
