@@ -66,7 +66,8 @@ def test_every_committed_run_of_the_controls_grid_reached_a_minimum():
     """The CPU study's claim rests on this: read the committed histories and measured accuracies, judge each run."""
     from sharpness import cpu_study, runs
 
-    folders = [path for path in runs.find_runs(cpu_study.STUDY_DIR / cpu_study.PROTOCOL["dataset"]) if cpu_study._is_this_protocol(path)]
+    folders = [path for path in runs.find_runs(cpu_study.STUDY_DIR) if cpu_study._is_this_protocol(path)
+               and not path.relative_to(cpu_study.STUDY_DIR).parts[0].startswith("rho")]  # the controls, not the rho sweep
     assert folders, f"no committed run of the CPU study's protocol under {cpu_study.STUDY_DIR}"
     verdicts = {}
     for folder in folders:
