@@ -30,7 +30,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from sharpness.progress import tqdm
 
-from .measures import evaluation_mode
+from .measures import EVALUATION_BATCH_SIZE, evaluation_mode, in_memory_format, to_channels_last
 from .paths import RESULTS_DIR
 
 ONE_DIM_OPTIONS = ("zero", "random", "weights")
@@ -169,7 +169,7 @@ def evaluate_points(
     labels: torch.Tensor,
     *,
     base: dict[str, torch.Tensor] | None = None,
-    batch_size: int = 512,
+    batch_size: int = EVALUATION_BATCH_SIZE,
     chunk_size: int | None = None,
     method: str = "auto",
     autocast_dtype: torch.dtype | None = None,
@@ -181,7 +181,8 @@ def evaluate_points(
     base: theta_0 (defaults to the model's own parameters and buffers). method: "vmap" evaluates
     chunk_size grid points per forward pass, "loop" one; "auto" picks by device (DEFAULT_METHOD).
     autocast_dtype (e.g. torch.bfloat16) runs the forward passes under autocast; the default keeps
-    float32, since a landscape's detail near the minimum is small.
+    float32, since a landscape's detail near the minimum is small. The "loop" method feeds images
+    channels_last (x2.7 faster on a CPU with batch 128, issue 25; the values move by float rounding).
     """
     method = _choose(method, METHODS, "method")
     device = next(model.parameters()).device
@@ -200,6 +201,8 @@ def evaluate_points(
     moving = _moving_tensors(base, directions)
     fixed = {name: tensor for name, tensor in base.items() if name not in moving}
     images, labels = images.to(device), labels.to(device)
+    if method == "loop":
+        images = in_memory_format(images, torch.channels_last)
 
     def logits_of(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(model, (state, fixed), (x,))
@@ -479,7 +482,7 @@ def landscape_of_run(
         model, images, labels, resolution=resolution, span=span, seed=directions_seed, provenance=provenance,
         progress=progress, **evaluation,
     )
-    measures = invariant_measures(model, images, labels, sam_draws=sam_draws)
+    measures = invariant_measures(to_channels_last(model), images, labels, sam_draws=sam_draws)  # faster, same values
     surface.provenance["measures"] = f"on the same {len(images)} training images; SAM-sharpness with {sam_draws} draws"
     return ControlLandscape(config.dataset, config.arch, config.control, config.seed, surface, measures)
 
@@ -611,7 +614,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subset", type=int, default=10_000, help="training images per point (0: all)")
     parser.add_argument("--directions-seed", type=int, default=0)
     parser.add_argument("--sam-draws", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=EVALUATION_BATCH_SIZE)
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--interpolate", nargs=2, metavar=("CONTROL_A", "CONTROL_B"), default=("baseline", "aug_sam"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

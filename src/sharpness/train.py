@@ -29,6 +29,7 @@ from sharpness.progress import tqdm
 from . import runs
 from .controls import CONTROLS, SAM_RHO, get_control, hyperparameters
 from .data import DATASETS, ImageData, augmentation_for, batches, load_dataset, textbook_batches
+from .measures import EVALUATION_BATCH_SIZE
 from .models import ARCHS, build_model
 from .minimum import PLATEAU_EPOCHS
 from .provenance import code_version
@@ -279,10 +280,10 @@ class _Trainer:
 
     @torch.no_grad()
     def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy in eval mode."""
+        """Mean cross-entropy and accuracy in eval mode, in batches of EVALUATION_BATCH_SIZE."""
         self.model.eval()
         totals = torch.zeros(2, device=self.device, dtype=torch.float64)
-        for x, y in batches(images, labels, 1024, data=self.data, device=self.device):
+        for x, y in batches(images, labels, EVALUATION_BATCH_SIZE, data=self.data, device=self.device):
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             loss, logits = self.loss(x, y)
