@@ -205,6 +205,10 @@ SHARPNESS_MEASURES = (
 )  # fmt: skip
 
 
+# Appendix F.1 re-measures the paper's three measures on the clean training images (not the Hessian extras).
+CLEAN_REMEASURED = ("fisher_rao_norm", "relative_flatness", "relative_flatness_paper", "sam_sharpness")
+
+
 def sharpness_of(
     model: nn.Module, batches_of: Callable, images: Tensor, labels: Tensor, todo: Sequence[str], timed: Callable,
     *, slow_samples: int | None, sam_draws: int, hessian_iterations: int, seed: int, progress: bool, prefix: str = "",
@@ -319,7 +323,7 @@ def evaluate_run(
     metrics = _read_metrics(run_dir)
     todo = [name for name in measures if overwrite or name not in metrics]
     augmented = get_control(config.control).augment
-    clean_todo = [name for name in measures if name in SHARPNESS_MEASURES and augmented and also_clean
+    clean_todo = [name for name in measures if name in CLEAN_REMEASURED and augmented and also_clean
                   and (overwrite or name not in metrics.get("clean", {}))]
     timings = dict(metrics.get("seconds", {}))
     batch_size = batch_size or config.batch_size
