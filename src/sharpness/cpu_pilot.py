@@ -179,8 +179,8 @@ def pilot_finding(pilot, protocol: dict) -> str:
     over = [name(r) for r in finished.itertuples() if r.measured_set_accuracy >= MIN_ACCURACY]
     under = [name(r) for r in finished.itertuples() if r.measured_set_accuracy < MIN_ACCURACY]
     stopped = tried[tried["epochs_done"].lt(tried["epochs"])]
-    parts = [f"The pilot ran {len(tried)} augmentation runs; {len(stopped)} were stopped early, once their accuracy on the "
-             f"measured images had flattened far below {MIN_ACCURACY:.0%} (best {stopped['measured_set_accuracy'].max():.1%})."
+    parts = [f"The pilot ran {len(tried)} augmentation runs; {len(stopped)} were stopped early to spend the CPU on more "
+             f"promising candidates (their accuracy on the measured images then: at most {stopped['measured_set_accuracy'].max():.1%})."
              if len(stopped) else f"The pilot ran {len(tried)} augmentation runs."]
     if under:
         parts.append(f"Run to the end but under the bar: {'; '.join(under)}.")
