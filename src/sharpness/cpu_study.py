@@ -385,3 +385,59 @@ def main(args: argparse.Namespace) -> int:
     print(f"CPU study: {failures} task(s) failed; {time.perf_counter() - started:.0f} s this invocation; "
           f"grid summary: {GRID_FILE}")
     return 1 if failures else 0
+
+
+# --- what "matched seeds" guarantees across machines ----------------------------------------------
+
+RERUN_FILE = RESULTS_DIR / "reproducibility" / "baseline_seed0_onednn_off.json"
+
+
+def kernel_rerun(seed: int = 0, control: str = "baseline", data_dir=None, runs_dir=RUNS_DIR / "kernel_rerun") -> Path:
+    """Train one committed run again with oneDNN off (other CPU kernels: what another machine changes) and store
+    its test predictions; `rerun_disagreement` compares them with the committed run's."""
+    import torch
+
+    from .data import batches
+    from .evaluate import predict
+    from .provenance import code_version
+    from .train import load_run, train
+
+    torch.backends.mkldnn.enabled = False
+    config = next(c for c in grid((seed,), data_dir, runs_dir).configs("cpu") if c.control == control)
+    train(config, progress=False)
+    model, config, data = load_run(config.run_dir)
+    logits, _ = predict(model, lambda: batches(data.test_images, data.test_labels, 128, data=data), progress=False)
+    document = {"provenance": {"what": f"the CPU study's {control} seed {seed}, trained again on the same machine and packages "
+                                       "with oneDNN switched off (torch.backends.mkldnn.enabled = False): other CPU kernels",
+                               "command": "python -c 'from sharpness.cpu_study import kernel_rerun; kernel_rerun()'",
+                               "code": code_version(), "date": time.strftime("%Y-%m-%d"), "config": config.to_dict()},
+                "test_predictions": logits.argmax(1).tolist()}
+    return runs.atomic_write_json(RERUN_FILE, document)
+
+
+def rerun_disagreement(path: Path = RERUN_FILE) -> dict | None:
+    """Share of test images on which the kernel re-run and the committed run disagree, beside the mean
+    disagreement between the committed seeds of the same control (None when no re-run is committed)."""
+    import itertools
+
+    import numpy as np
+
+    if not Path(path).is_file():
+        return None
+    rerun = runs.read_json(path)
+    config = rerun["provenance"]["config"]
+    folder = STUDY_DIR / config["dataset"] / config["arch"] / config["control"]
+
+    def top1(file: Path) -> np.ndarray:
+        values = np.asarray(json.loads(file.read_text()))
+        return values.argmax(axis=1) if values.ndim == 2 else values
+
+    seeds = {p.parent.name: top1(p) for p in sorted(folder.glob(f"seed*/{results.PREDICTIONS_JSON}"))}
+    ours = seeds.get(f"seed{config['seed']}")
+    if ours is None:
+        return None
+    pairs = list(itertools.combinations(seeds.values(), 2))
+    return {"control": config["control"], "seed": config["seed"],
+            "rerun": float(np.mean(np.asarray(rerun["test_predictions"]) != ours)),
+            "between_seeds": float(np.mean([np.mean(a != b) for a, b in pairs])) if pairs else None,
+            "seeds": len(seeds)}
