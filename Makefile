@@ -31,7 +31,7 @@ bench: $(STAMP)
 
 ## Serve the live explorers (toy functions, boundaries, landscapes) as one Voila app on 127.0.0.1:8866 (PORT=... to change).
 explore: $(STAMP)
-	$(PY) -m sharpness.viz.explore $(if $(PORT),--port $(PORT))
+	$(PY) -m sharpness.book.figures.explore $(if $(PORT),--port $(PORT))
 
 ## Open the chapters in JupyterLab; a chapter's .md opens as a notebook (jupytext), its live cells run there.
 LAB_DEFAULTS := $(VENV)/share/jupyter/lab/settings/overrides.json

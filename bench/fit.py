@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from sharpness import fit, toy
+from sharpness.toys import fit, toy
 
 
 def synchronise(device: torch.device) -> None:

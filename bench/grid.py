@@ -27,11 +27,12 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from sharpness import results, runs, sweep
-from sharpness.controls import CONTROLS, get_control
-from sharpness.models import build_model
-from sharpness.paths import RESULTS_DIR
-from sharpness.train import RunConfig
+from sharpness.core import runs
+from sharpness.core.paths import RESULTS_DIR
+from sharpness.studies import store, sweep
+from sharpness.training.controls import CONTROLS, get_control
+from sharpness.training.models import build_model
+from sharpness.training.train import RunConfig
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, matched on the device name.
 BF16_PEAK = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
     device_name = torch.cuda.get_device_name(0) if cuda else "CPU"
     probe = RunConfig(dataset=args.dataset, arch=args.arch, data_dir=args.data_dir, runs_dir="unused",
                       max_train_samples=args.train_samples)
-    from sharpness.train import prepare_data
+    from sharpness.training.train import prepare_data
 
     data = prepare_data(probe)
     train_images = len(data.train_images)
@@ -167,7 +168,7 @@ def main(argv=None) -> int:
     best = min(rows, key=lambda row: row["projected_grid_minutes"])
     print(f"best: k={best['runs_in_parallel']}, projected grid {best['projected_grid_minutes']:,.0f} min (goal: 60 min on one H100)")
     settings = {key: value for key, value in vars(args).items() if key not in ("save", "json")}
-    document = {"provenance": results.provenance(settings, data=f"{args.dataset} ({args.data_dir})"),
+    document = {"provenance": store.provenance(settings, data=f"{args.dataset} ({args.data_dir})"),
                 "device": device_name, "bf16_peak_flops": peak, "rows": rows, "best": best}
     for path in [RESULTS_DIR / "bench_grid.json"] * args.save + [args.json] * bool(args.json):
         runs.atomic_write_json(path, document)

@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from sharpness import landscape
-from sharpness.models import build_model
+from sharpness.measuring import landscape
+from sharpness.training.models import build_model
 
 SURFACE_POINTS = 51 * 51
 

@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from sharpness import measures
-from sharpness.data import ImageData, batches
-from sharpness.models import build_model
+from sharpness.measuring import measures
+from sharpness.training.data import ImageData, batches
+from sharpness.training.models import build_model
 
 FULL_TRAIN = 50_000
 PAPER_SAM_DRAWS = 100
@@ -33,7 +33,7 @@ def synchronise(device: torch.device) -> None:
 
 def cifar_like(count: int, real: bool, data_dir: str | None = None) -> ImageData:
     if real:
-        from sharpness.data import load_dataset
+        from sharpness.training.data import load_dataset
 
         return load_dataset("cifar10_folder", data_dir).subset(count, 16)
     generator = torch.Generator().manual_seed(0)
@@ -105,8 +105,8 @@ def main(argv=None) -> None:
         rows.append({"measure": label, "seconds": seconds, "passes": seconds / forward, "seconds_at_50k_paper_setting": scaled})
         print(f"{label:36s} {seconds:9.2f} {seconds / forward:7.2f} {scaled:27.0f} s", flush=True)
     if args.json:
-        from sharpness.results import provenance
-        from sharpness.runs import atomic_write_json
+        from sharpness.core.runs import atomic_write_json
+        from sharpness.studies.store import provenance
 
         settings = {key: value for key, value in vars(args).items() if key != "json"}
         document = {"provenance": provenance(settings, data=f"{args.images} {data.name} images"), "device": name,

@@ -2,7 +2,7 @@
 
 Each control trains a fresh run in a temporary runs folder for --epochs epochs; the figure is the
 mean of the per-epoch images/s after the first epoch (warm-up: kernel selection, caches), as
-`sharpness.train` records it (device synchronised at both ends of each epoch). Baseline is also run
+`sharpness.training.train` records it (device synchronised at both ends of each epoch). Baseline is also run
 through the textbook DataLoader path for comparison.
 
     python bench/train_throughput.py          # CPU here: digits, simple_cnn, 512 images, 1 thread
@@ -21,10 +21,10 @@ import tempfile
 
 import torch
 
-from sharpness.controls import CONTROLS
-from sharpness.results import provenance
-from sharpness.runs import METRICS, atomic_write_json, read_jsonl
-from sharpness.train import RunConfig, resolve_device, train
+from sharpness.core.runs import METRICS, atomic_write_json, read_jsonl
+from sharpness.studies.store import provenance
+from sharpness.training.controls import CONTROLS
+from sharpness.training.train import RunConfig, resolve_device, train
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,10 +45,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="channels_last memory format (default: on for CUDA only)")
     parser.add_argument("--preset", choices=["cpu-study"], default=None,
-                        help="cpu-study: the settings of `python -m sharpness cpu-study` (sharpness.cpu_study.PROTOCOL)")
+                        help="cpu-study: the settings of `python -m sharpness cpu-study` (sharpness.studies.registry.PROTOCOL)")
     args = parser.parse_args()
     if args.preset == "cpu-study":
-        from sharpness.cpu_study import PROTOCOL
+        from sharpness.studies.registry import PROTOCOL
 
         args.dataset, args.arch, args.batch_size = PROTOCOL["dataset"], PROTOCOL["arch"], PROTOCOL["batch_size"]
         args.max_train_samples, args.channels_last, args.textbook = 2_000, True, False

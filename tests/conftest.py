@@ -2,7 +2,7 @@
 
 import pytest
 
-from sharpness.threads import single_cpu_thread
+from sharpness.core.threads import single_cpu_thread
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import plotly.graph_objects as go
 import pytest
 
-from sharpness import book
-from sharpness.viz import show
+from sharpness.book import build as book
+from sharpness.book.figures import show
 
 CHAPTER = """---
 jupytext:

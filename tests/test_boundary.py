@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from sharpness import boundary, fit
-from sharpness.viz import boundary as boundary_figures
+from sharpness.book.figures import boundary as boundary_figures
+from sharpness.toys import boundary, fit
 
 FAST = dict(separations=(0.5, 4.0), seeds=(0,), points_per_class=20, test_points_per_class=50, sizes=(2, 16, 16, 1),
             max_epochs=2000, measures=fit.MeasureSettings(power_iterations=10, hutchinson_samples=4))

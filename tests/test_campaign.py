@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from sharpness import campaign, campaign_import, results, runs, sweep
 from sharpness.__main__ import main as cli
-from sharpness.train import RunConfig, train
+from sharpness.core import runs
+from sharpness.studies import campaign, campaign_import, registry, store, sweep
+from sharpness.training.train import RunConfig, train
 
 
 def tiny_config(runs_dir, **overrides) -> RunConfig:
@@ -70,7 +71,7 @@ def test_a_tiny_campaign_stops_at_its_deadline_resumes_packs_one_archive_and_com
     results_dir = tmp_path / "results"
     campaign_import.import_archive(archive, results_dir)
     grid_file = results_dir / "campaign" / "digits_simple_cnn.json"
-    frame, provenance = results.load_grid(grid_file)
+    frame, provenance = store.load_grid(grid_file)
     assert len(frame) == 12 and set(frame["seed"]) == {0, 1} and (frame["status"] == "finished").all()
     assert provenance["tier"] == "cpu" and provenance["campaign"]["commit"] == "abc123"
     # Disagreement of a control's two seeds, recomputed at import from the shipped predictions, by hand:
@@ -80,7 +81,7 @@ def test_a_tiny_campaign_stops_at_its_deadline_resumes_packs_one_archive_and_com
     assert row["prediction_disagreement"] == pytest.approx(float(np.mean(a != b)))
     # Importing the same archive again adds nothing; a third slice finds every run committed and redoes none.
     campaign_import.import_archive(archive, results_dir)
-    assert len(results.load_grid(grid_file)[0]) == 12
+    assert len(store.load_grid(grid_file)[0]) == 12
     study = sweep.load_study("controls", results_dir=results_dir)
     assert not study.offline and study.provenance["tier"] == "cpu" and "committed grid (CPU)" in study.label
 
@@ -97,8 +98,8 @@ def test_committed_grids_rank_gpu_before_cpu_before_untiered(tmp_path):
     cpu = write_grid(tmp_path / "b_cpu_study.json", "cpu")
     gpu = write_grid(tmp_path / "campaign" / "z_resnet.json", "gpu")
     write_grid(tmp_path / "bench_grid.json", "gpu")  # benchmarks are never grids
-    assert results.committed_grids(tmp_path) == [gpu, cpu, untiered]
-    assert sweep.committed_grid("controls", tmp_path) == gpu
+    assert registry.committed_grids(tmp_path) == [gpu, cpu, untiered]
+    assert registry.committed_grid("controls", tmp_path) == gpu
 
 
 def test_import_refuses_what_is_not_a_campaign_archive(tmp_path):
@@ -117,7 +118,11 @@ def test_the_campaign_commands_import_nothing_the_gpu_machine_lacks():
 
     code = (
         "import sys\n"
-        "from sharpness import campaign, campaign_import, sweep, evaluate, fit, landscape, train, results\n"
+        "from sharpness.studies import campaign, campaign_import, store, sweep\n"
+        "from sharpness.measuring import evaluate, landscape\n"
+        "from sharpness.toys import fit\n"
+        "from sharpness.training import train\n"
+        "from sharpness.book import stats\n"
         "from sharpness.__main__ import build_parser\n"
         "for command in ('campaign', 'campaign-import', 'evaluate', 'fit', 'landscape', 'sweep', 'train'):\n"
         "    build_parser(command)\n"

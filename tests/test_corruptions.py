@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sharpness import corruptions
+from sharpness.measuring import corruptions
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +98,9 @@ def test_pixelate_matches_pil_box_resizing(images, severity):
 
 
 def test_example_images_fall_back_to_photo_thumbnails_without_the_pack(monkeypatch, tmp_path):
-    import sharpness.data
+    import sharpness.training.data
 
-    monkeypatch.setattr(sharpness.data, "default_data_dir", lambda name: tmp_path / "absent")
+    monkeypatch.setattr(sharpness.training.data, "default_data_dir", lambda name: tmp_path / "absent")
     images, source = corruptions.example_images(4)
     assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
     assert "sample photographs" in source

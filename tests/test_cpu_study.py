@@ -1,4 +1,4 @@
-"""sharpness.cpu_study: the order of the work, what lands under results/, and resuming from it alone."""
+"""sharpness.studies.cpu_study: the order of the work, what lands under results/, and resuming from it alone."""
 
 import json
 import shutil
@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from sharpness import cpu_study, results
-from sharpness.controls import CONTROLS
-from sharpness.data import load_dataset
-from sharpness.sweep import PAPER_RHOS
+from sharpness.studies import cpu_study, registry, store
+from sharpness.studies.registry import PAPER_RHOS
+from sharpness.training.controls import CONTROLS
+from sharpness.training.data import load_dataset
 
 
 @pytest.fixture
@@ -25,10 +25,10 @@ def study(tmp_path, monkeypatch):
             folder.mkdir(parents=True)
             for i, index in enumerate(torch.nonzero(labels == c).flatten()[:per_class]):
                 Image.fromarray(images[index].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
-    monkeypatch.setitem(cpu_study.PROTOCOL, "train_images", 64)
+    monkeypatch.setitem(registry.PROTOCOL, "train_images", 64)
     for key, value in dict(epochs=1, slow_measure_images=16, sam_draws=2, hessian_iterations=1, corruption_images=20,
                            landscape_resolution=3, landscape_images=16).items():
-        monkeypatch.setitem(cpu_study.PROTOCOL, key, value)
+        monkeypatch.setitem(registry.PROTOCOL, key, value)
     for name in ("STUDY_DIR", "CORRUPTED_DIR", "SURFACES_DIR"):
         monkeypatch.setattr(cpu_study, name, tmp_path / name.lower())
     monkeypatch.setattr(cpu_study, "GRID_FILE", tmp_path / "grid.json")
@@ -53,13 +53,13 @@ def test_plan_puts_whole_seeds_first_then_surfaces_then_rho_sweep(study, monkeyp
 
 def test_sam_radius_scale_is_the_ratio_of_initial_weight_norms():
     """Against an independent count: the parameter norms of freshly built networks (seed 0)."""
-    from sharpness.models import build_model
+    from sharpness.training.models import build_model
 
     def norm(arch):
         torch.manual_seed(0)
         return torch.sqrt(sum((p.detach().double() ** 2).sum() for p in build_model(arch, 10).parameters())).item()
 
-    ratio = norm(cpu_study.PROTOCOL["arch"]) / norm("resnet18")
+    ratio = norm(registry.PROTOCOL["arch"]) / norm("resnet18")
     assert cpu_study.sam_rho_scale() == pytest.approx(ratio, rel=0.03)  # two significant figures
     assert 0.05 < cpu_study.sam_rho_scale() < 0.5  # ResNet-18 is the far larger network
 
@@ -75,7 +75,7 @@ def test_a_study_lands_under_results_and_resumes_from_there_alone(study):
         assert {"config.json", "summary.json", "metrics.json", "metrics.jsonl", "test_predictions.json"} <= names
         assert not any(name.endswith(".pt") for name in names)  # no checkpoint, no tensors in git
         assert len(json.loads((folder / "test_predictions.json").read_text())) == 30  # 3 test images x 10 classes
-    grid, provenance = results.load_grid(cpu_study.GRID_FILE)
+    grid, provenance = store.load_grid(cpu_study.GRID_FILE)
     assert provenance["tier"] == "cpu" and provenance["settings"]["epochs"] == 1
     assert sorted(grid["control"]) == sorted(CONTROLS)
     augmented = grid["control"].str.startswith("aug")
@@ -94,10 +94,10 @@ def test_disagreement_is_computed_from_committed_predictions(tmp_path):
     for seed, predictions in enumerate(([0, 1, 2, 3], [0, 1, 2, 0], [1, 1, 2, 0])):
         folder = tmp_path / f"seed{seed}"
         folder.mkdir()
-        (folder / results.PREDICTIONS_JSON).write_text(json.dumps(predictions))
+        (folder / store.PREDICTIONS_JSON).write_text(json.dumps(predictions))
         rows.append({"dataset": "d", "arch": "a", "control": "baseline", "rho": float("nan"), "seed": seed,
                      "run_dir": str(folder)})
-    with_disagreement = results.add_disagreement(pd.DataFrame(rows))
+    with_disagreement = store.add_disagreement(pd.DataFrame(rows))
     # pairs by hand: (0,1) differ at 1 of 4, (0,2) at 2 of 4, (1,2) at 1 of 4
     assert with_disagreement["prediction_disagreement"].tolist() == pytest.approx([3 / 8, 2 / 8, 3 / 8])
     assert with_disagreement["prediction_disagreement"].mean() == pytest.approx((1 + 2 + 1) / 4 / 3)

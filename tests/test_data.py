@@ -1,4 +1,4 @@
-"""sharpness.data: loaders against the files they read, augmentation against torchvision's per-image ops."""
+"""sharpness.training.data: loaders against the files they read, augmentation against torchvision's per-image ops."""
 
 from pathlib import Path
 
@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from sharpness.data import (
-    DATASETS, RandomCropFlip, RandomResizedCropFlip, batches, load_dataset, textbook_batches,
+from sharpness.training.data import (
+    DATASETS, RandomCropFlip, RandomResizedCropFlip, batches, load_dataset, textbook_batches
 )
 
 
@@ -179,7 +179,7 @@ def test_subset_is_a_fixed_spread_sample(digits):
 def test_dataloader_path_augments_each_image_by_the_papers_crop_and_flip(digits):
     from augmentation_checks import is_crop_or_mirror
 
-    from sharpness.data import textbook_batches
+    from sharpness.training.data import textbook_batches
 
     images, labels = digits.train_images[:48], digits.train_labels[:48]
     loader = textbook_batches(images, labels, 16, data=digits, augment=True, num_workers=0)
@@ -194,7 +194,7 @@ def test_tiny_imagenet_crop_boxes_are_distributed_like_torchvisions():
     from scipy import stats
     from torchvision.transforms import v2
 
-    from sharpness.data import augmentation_for
+    from sharpness.training.data import augmentation_for
 
     reference = v2.RandomResizedCrop(64)
     ours = augmentation_for("tiny_imagenet", torch.Generator().manual_seed(0))

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from sharpness import evaluate, measures
-from sharpness.data import ImageData, batches as data_batches
+from sharpness.measuring import evaluate, measures
+from sharpness.training.data import ImageData
+from sharpness.training.data import batches as data_batches
 
 
 def test_accuracy_from_indices_and_scores():
@@ -91,7 +92,7 @@ def test_generated_corruption_accuracy_is_deterministic():
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    from sharpness.train import RunConfig, train
+    from sharpness.training.train import RunConfig, train
 
     config = RunConfig(dataset="digits", arch="simple_cnn", control="aug", seed=0, epochs=1, device="cpu",
                        runs_dir=str(tmp_path_factory.mktemp("runs")), max_train_samples=96, max_test_samples=64)  # fmt: skip
@@ -100,7 +101,7 @@ def finished_run(tmp_path_factory):
 
 
 def test_evaluate_run_writes_metrics_consistent_with_training_and_measures(finished_run):
-    from sharpness.train import load_run
+    from sharpness.training.train import load_run
 
     config, summary = finished_run
     metrics = evaluate.evaluate_run(config.run_dir, device="cpu", sam_draws=2, corruptions=("fog",),
@@ -141,7 +142,7 @@ def test_evaluate_run_skips_measures_already_written(finished_run):
 def test_evaluate_notebook_writes_metrics_and_shows_a_summary(finished_run, tmp_path):
     import papermill
 
-    from sharpness.paths import REPO_ROOT
+    from sharpness.core.paths import REPO_ROOT
 
     config, _ = finished_run
     (config.run_dir / evaluate.METRICS_FILE).unlink(missing_ok=True)
@@ -159,8 +160,8 @@ def test_evaluate_notebook_writes_metrics_and_shows_a_summary(finished_run, tmp_
 def test_aug_controls_are_measured_on_one_fixed_augmented_copy_and_others_on_clean_data():
     from augmentation_checks import is_crop_or_mirror
 
-    from sharpness.data import load_dataset
-    from sharpness.train import RunConfig
+    from sharpness.training.data import load_dataset
+    from sharpness.training.train import RunConfig
 
     data = load_dataset("digits").subset(40, 8)
     for control in ("aug", "aug_sam"):

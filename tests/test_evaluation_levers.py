@@ -15,9 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sharpness import evaluate, landscape, measures
-from sharpness.models import build_model
-from sharpness.train import RunConfig, _Trainer, prepare_data, train
+from sharpness.measuring import evaluate, landscape, measures
+from sharpness.training.models import build_model
+from sharpness.training.train import RunConfig, _Trainer, prepare_data, train
 
 # Stated tolerances (relative). Forward-only measures: float32 rounding of a different convolution
 # kernel, ~1e-7 per logit. SAM-sharpness is a mean of loss *differences* of ~1e-5, so the same rounding

@@ -3,10 +3,10 @@
 import ipywidgets as widgets
 import numpy as np
 
-from sharpness import toy
-from sharpness.viz.explore import EXPLORERS, ExplorerApp, voila_arguments
-from sharpness.paths import EXPLORER_APP
-from sharpness.viz.toy_widgets import ToyExplorer
+from sharpness.book.figures.explore import EXPLORERS, ExplorerApp, voila_arguments
+from sharpness.book.figures.toy_widgets import ToyExplorer
+from sharpness.core.paths import EXPLORER_APP
+from sharpness.toys import toy
 
 
 class Stub:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sharpness import toy
+from sharpness.toys import toy
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python package) is not installed")
 
@@ -44,7 +44,7 @@ def app_url():
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     server = subprocess.Popen(
-        [sys.executable, "-m", "sharpness.viz.explore", f"--port={port}", "--no-browser"],
+        [sys.executable, "-m", "sharpness.book.figures.explore", f"--port={port}", "--no-browser"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     url = f"http://127.0.0.1:{port}/"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sharpness import runs
 from sharpness.__main__ import main as cli
-from sharpness.train import RunConfig, train
+from sharpness.core import runs
+from sharpness.training.train import RunConfig, train
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # A second or two per run: 64 digits, batch 32, one epoch.
@@ -45,7 +45,8 @@ def sharpness_command(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedPr
 def test_kill_after_the_last_checkpoint_is_repaired_by_the_rerun(tmp_path, epochs):
     killed = python(f"""
         import os, signal
-        from sharpness import runs, train
+        from sharpness.core import runs
+        from sharpness.training import train
         real_write = runs.atomic_write_jsonl
         def write_then_maybe_die(path, rows):
             if len(rows) == {epochs}:  # the final checkpoint is on disk; die before its metric row is
@@ -101,7 +102,7 @@ def _write_png(image, path: Path):
 
 
 def test_folder_cache_notices_added_and_replaced_images(tmp_path):
-    from sharpness.data import load_dataset
+    from sharpness.training.data import load_dataset
 
     digits = load_dataset("digits")
     for split, count in (("train", 3), ("test", 2)):
@@ -170,7 +171,7 @@ def test_a_second_identical_train_command_is_refused_while_the_first_runs(tmp_pa
 def test_a_truncated_jpeg_is_named(tmp_path):
     from PIL import Image
 
-    from sharpness.data import load_dataset
+    from sharpness.training.data import load_dataset
 
     digits = load_dataset("digits")
     for split in ("train", "test"):
@@ -189,7 +190,7 @@ def test_a_truncated_jpeg_is_named(tmp_path):
 
 
 def test_failure_reason_skips_the_blank_lines_a_traceback_may_end_with():
-    from sharpness.sweep import SweepReport
+    from sharpness.studies.sweep import SweepReport
 
     report = SweepReport(total=1, failed={"runs/a": "Traceback (most recent call last):\n  ...\nValueError: boom\n\n  \n"})
     assert "FAILED runs/a: ValueError: boom" in str(report)
@@ -217,8 +218,8 @@ def test_sweep_checks_options_before_training_and_fails_while_any_run_has_failed
 def test_evaluating_only_unfinished_runs_says_which_and_why_and_fails(tmp_path, capsys):
     import papermill
 
-    from sharpness import evaluate
-    from sharpness.paths import REPO_ROOT
+    from sharpness.core.paths import REPO_ROOT
+    from sharpness.measuring import evaluate
 
     runs_dir = tmp_path / "runs"
     unfinished = RunConfig(epochs=2, runs_dir=str(runs_dir), **TINY_CONFIG)
@@ -243,7 +244,7 @@ def test_evaluating_only_unfinished_runs_says_which_and_why_and_fails(tmp_path, 
 
 
 def test_damaged_checkpoint_config_and_summary_are_named_with_the_fix(tmp_path, capsys):
-    from sharpness.train import load_run
+    from sharpness.training.train import load_run
 
     two_epochs = ["train", "--epochs", "2", "--runs-dir", str(tmp_path / "runs"), *TINY]
     run_dir = RunConfig(runs_dir=str(tmp_path / "runs"), **TINY_CONFIG).run_dir
@@ -289,7 +290,7 @@ def test_a_full_disk_is_named_and_keeps_the_old_file(tmp_path, monkeypatch):
 
 def test_an_unwritable_run_directory_is_noticed_before_an_epoch_is_spent(tmp_path, monkeypatch):
     """As root (CI) a read-only folder stays writable, so the refusal mkstemp would raise is injected."""
-    import sharpness.train as train_module
+    import sharpness.training.train as train_module
 
     config = RunConfig(epochs=1, runs_dir=str(tmp_path / "runs"), **TINY_CONFIG)
 

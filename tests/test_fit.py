@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sharpness import fit, toy
+from sharpness.toys import fit, toy
 
 TINY = (2, 5, 4, 1)  # 42 parameters: exact Hessians are cheap
 
@@ -198,7 +198,7 @@ def test_rank_agreement_is_one_for_sharpness_that_follows_the_curvature_and_minu
 
 
 def test_figures_label_their_settings_and_skip_unreached_targets():
-    from sharpness.viz import fit as fit_figures
+    from sharpness.book.figures import fit as fit_figures
 
     result = synthetic_result(lambda n: fit.analytic_curvature()[n])
     figure = fit_figures.ordering_figure(result)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from sharpness import landscape
+from sharpness.measuring import landscape
 
 
 def small_bn_net(seed: int = 0) -> nn.Module:
@@ -225,8 +225,8 @@ def test_extrapolated_interpolation_keeps_the_nearer_ends_statistics(data):
 
 
 def test_command_line_stores_surfaces_that_the_chapter_finds(tmp_path, capsys):
-    """Train one tiny run, then `python -m sharpness.landscape` stores its surface, measures and provenance."""
-    from sharpness.train import RunConfig, load_run, train
+    """Train one tiny run, then `python -m sharpness.measuring.landscape` stores its surface, measures and provenance."""
+    from sharpness.training.train import RunConfig, load_run, train
 
     config = RunConfig(dataset="digits", arch="simple_cnn", control="baseline", seed=0, epochs=1,
                        max_train_samples=64, max_test_samples=32, runs_dir=str(tmp_path / "runs"), device="cpu")

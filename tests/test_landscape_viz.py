@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sharpness.landscape import ControlLandscape, Surface
-from sharpness.viz import landscape as figures
+from sharpness.book.figures import landscape as figures
+from sharpness.measuring.landscape import ControlLandscape, Surface
 
 AXIS = np.linspace(-1, 1, 5)
 
@@ -110,8 +110,8 @@ def test_source_note_says_whether_the_surfaces_are_the_offline_stand_in():
 
 
 def test_the_cpu_study_surfaces_are_named_as_the_real_study():
-    from sharpness import cpu_study
+    from sharpness.studies import registry
 
     item = bowl("baseline", 1.0)
-    item.dataset, item.arch = cpu_study.PROTOCOL["dataset"], cpu_study.PROTOCOL["arch"]
+    item.dataset, item.arch = registry.PROTOCOL["dataset"], registry.PROTOCOL["arch"]
     assert figures.settings_label([item]).startswith("real CIFAR-10, CNN-MLP (156k parameters), CPU study, seed 0;")

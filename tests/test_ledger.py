@@ -9,16 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sharpness import ledger, results
-from sharpness.controls import CONTROLS
-from sharpness.paths import REFERENCE_DIR
+from sharpness.book import ledger, prose, stats
+from sharpness.core.paths import REFERENCE_DIR
+from sharpness.studies import store
+from sharpness.training.controls import CONTROLS
 
 SHARPER = {"baseline": 1.0, "baseline_sam": 2.0, "aug": 4.0, "aug_sam": 8.0, "wd": 3.0, "wd_sam": 5.0}
 ACCURACY = {"baseline": 0.70, "baseline_sam": 0.75, "aug": 0.85, "aug_sam": 0.88, "wd": 0.72, "wd_sam": 0.78}
 
 
 def write_grid(path, dataset, arch, seeds, epochs, tier, claims_hold=True, extra_settings=None):
-    """A grid summary in `results.save_grid`'s format: six controls, regularised controls sharper and
+    """A grid summary in `store.save_grid`'s format: six controls, regularised controls sharper and
     more accurate than the baseline (or, with `claims_hold=False`, flatter and less accurate)."""
     sign = 1 if claims_hold else -1
     runs = [{"dataset": dataset, "arch": arch, "control": control, "seed": seed, "epochs": epochs, "status": "finished",
@@ -50,7 +51,7 @@ def test_no_results_means_stand_ins_and_nothing_run(tmp_path):
     assert central(rows).status == ledger.STAND_IN
     tables = [row for row in rows if row.item.startswith("Table:")]
     # one row per (dataset, arch) the paper tabulates
-    paper = results.paper_results(None)
+    paper = store.paper_results(None)
     assert len(tables) == len(paper[paper["rho"].isna() | (paper["rho"] == 0.05)][["dataset", "arch"]].drop_duplicates())
     assert {row.status for row in tables} == {ledger.NOT_RUN}
     assert rows_by_item(rows)["SAM radius sweep: rho in {0.5, 0.25, 0.05, 0.025, 0.005, 0.0025}"].status == ledger.STAND_IN
@@ -115,7 +116,7 @@ def test_rho_sweep_file_fills_the_rho_row(tmp_path):
                              "rho": rho, "epoch": epoch, "train_loss": 1.0, "train_accuracy": accuracy}
                             for rho, accuracies in ((0.5, (0.10, 0.11)), (0.05, (0.4, 0.99)), (0.005, (0.4, 0.98)))
                             for epoch, accuracy in zip((1, 30), accuracies)])
-    history.to_csv(results.history_path(tmp_path / "cifar10_folder_resnet18_rho.json"), index=False)
+    history.to_csv(store.history_path(tmp_path / "cifar10_folder_resnet18_rho.json"), index=False)
     row = rows_by_item(ledger.ledger(results_dir=tmp_path))["SAM radius sweep: rho in {0.5, 0.25, 0.05, 0.025, 0.005, 0.0025}"]
     # the trend leaves rho 0.5 out: 0.78 -> 0.80 from 0.005 to 0.05 is the paper's way
     assert row.ours == ("radii 0.5, 0.05, 0.005; rho 0.005 → 0.05: 1 of 1 metrics move the paper's way; "
@@ -150,17 +151,17 @@ def test_html_has_one_row_per_entry_with_links_and_code():
 # --- sentences computed from the numbers -------------------------------------------------------
 
 def test_simpson_findings_by_hand():
-    assert results.simpson_finding([0.05, 0.08], -0.007) == "nearly vanishes"  # |pooled| < 0.25 x 0.05
-    assert results.simpson_finding([0.05, 0.08], -0.03) == "reverses"
-    assert results.simpson_finding([0.05, 0.08], 0.02) == "weakens"
-    assert results.simpson_finding([0.05, 0.08], 0.06) == "keeps its sign"
-    assert results.simpson_finding([0.05, -0.08], 0.06) == "mixed within"
+    assert stats.simpson_finding([0.05, 0.08], -0.007) == "nearly vanishes"  # |pooled| < 0.25 x 0.05
+    assert stats.simpson_finding([0.05, 0.08], -0.03) == "reverses"
+    assert stats.simpson_finding([0.05, 0.08], 0.02) == "weakens"
+    assert stats.simpson_finding([0.05, 0.08], 0.06) == "keeps its sign"
+    assert stats.simpson_finding([0.05, -0.08], 0.06) == "mixed within"
 
 
 def test_simpson_sentence_on_the_papers_figures_says_what_the_slopes_say():
-    points = results.paper_control_means("workshop", dataset="cifar10")
-    slopes = results.simpson_slopes(points).set_index("sharpness measure")
-    sentence = results.simpson_sentence(points)
+    points = stats.paper_control_means("workshop", dataset="cifar10")
+    slopes = stats.simpson_slopes(points).set_index("sharpness measure")
+    sentence = prose.simpson_sentence(points)
     pooled_rf = slopes.loc["relative_flatness", "pooled"]
     assert abs(pooled_rf) < 0.01  # the paper's own figures: relative flatness pooled slope about -0.007
     assert "relative flatness: test accuracy rises with sharpness within every architecture" in sentence
@@ -169,7 +170,7 @@ def test_simpson_sentence_on_the_papers_figures_says_what_the_slopes_say():
 
 
 def test_printed_agreement_rounds_ours_to_the_printed_digits(tmp_path):
-    from sharpness.viz import toy as toy_figures
+    from sharpness.book.figures import toy as toy_figures
 
     reference = pd.read_csv(REFERENCE_DIR / "toy_hessians.csv", dtype=str)
     reference.loc[reference["function"] == "booth", "hessian_trace"] = "20.1"  # the true trace is 20
@@ -184,7 +185,7 @@ def test_printed_agreement_rounds_ours_to_the_printed_digits(tmp_path):
 
 
 def test_bayes_accuracy_of_two_gaussians_by_monte_carlo():
-    from sharpness.viz.boundary import bayes_accuracy
+    from sharpness.book.figures.boundary import bayes_accuracy
 
     generator = np.random.default_rng(0)
     separation, n = 1.0, 400_000
@@ -195,13 +196,13 @@ def test_bayes_accuracy_of_two_gaussians_by_monte_carlo():
 
 
 def test_units_and_wilcoxon_notes_read_the_data():
-    note = results.units_note()
+    note = prose.units_note()
     assert "percentage points" in note and "divides them by 100" in note
     runs = pd.DataFrame([{"dataset": "d", "arch": "a", "control": c, "seed": s, "rho": np.nan, "status": "finished",
                           "test_accuracy": 0.5 + 0.1 * (c == "aug") + 0.01 * s}
                          for c in ("baseline", "aug") for s in (0, 1)])
-    assert "n = 2 seeds" in results.wilcoxon_note(runs) and "= 0.25" in results.wilcoxon_note(runs)
-    assert results.runs_scale(runs.assign(epochs=3)) == "d, a: 2 controls x 2 seeds (0, 1), 3 epochs"
+    assert "n = 2 seeds" in prose.wilcoxon_note(runs) and "= 0.25" in prose.wilcoxon_note(runs)
+    assert prose.runs_scale(runs.assign(epochs=3)) == "d, a: 2 controls x 2 seeds (0, 1), 3 epochs"
 
 
 def test_appendix_f1_row_reports_the_clean_data_check(tmp_path):

@@ -7,8 +7,8 @@ import pytest
 from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
 
-from sharpness.book import FINGERPRINTS_FILE, stale_chapters
-from sharpness.library_fingerprint import (
+from sharpness.book.build import FINGERPRINTS_FILE, stale_chapters
+from sharpness.book.library_fingerprint import (
     chapter_fingerprint, dependencies, executed_code, imported_modules, library_modules,
 )
 
@@ -107,8 +107,9 @@ def test_committed_results_count_only_for_chapters_that_reach_the_results_paths(
     (results / "grid" / "summary.json").write_text('{"runs": 20}')
     assert chapter_fingerprint(chapter, library, results) == before  # this chapter never opens results/
 
-    (library / "paths.py").write_text("RESULTS_DIR = 'results'\n")
-    (library / "constants.py").write_text("from . import paths\nK = 1\n")
+    (library / "core").mkdir()
+    (library / "core" / "paths.py").write_text("RESULTS_DIR = 'results'\n")
+    (library / "constants.py").write_text("from .core import paths\nK = 1\n")
     reads_results = chapter_fingerprint(chapter, library, results)
     assert chapter_fingerprint(chapter, library, results) == reads_results
     (results / "grid" / "seed3").mkdir()

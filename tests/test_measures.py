@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sharpness import measures
+from sharpness.measuring import measures
 
 
 def relu_net(bias: bool = False, seed: int = 0) -> nn.Sequential:

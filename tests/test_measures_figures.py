@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sharpness import corruptions, measures
-from sharpness.viz import measures as figures
+from sharpness.book.figures import measures as figures
+from sharpness.measuring import corruptions, measures
 
 
 def test_verification_table_deterministic_rows_agree():

@@ -1,10 +1,10 @@
-"""sharpness.minimum and what training records for it: hand-made histories, and a real tiny run."""
+"""sharpness.training.minimum and what training records for it: hand-made histories, and a real tiny run."""
 
 import pytest
 import torch
 
-from sharpness import minimum
-from sharpness.train import RunConfig, measurement_images, train, load_run
+from sharpness.training import minimum
+from sharpness.training.train import RunConfig, load_run, measurement_images, train
 
 
 def history(losses, key="measured_loss"):
@@ -40,7 +40,7 @@ def test_training_records_the_measured_loss_over_the_final_epochs(tmp_path):
     # the recorded value is the loss of the final weights on the fixed augmented copy (an independent forward pass)
     model, config, data = load_run(config.run_dir)
     images, labels = measurement_images(data, config)
-    from sharpness.data import batches
+    from sharpness.training.data import batches
 
     with torch.no_grad():
         losses = [torch.nn.functional.cross_entropy(model(x), y, reduction="sum") for x, y in batches(images, labels, 16, data=data)]
@@ -64,7 +64,8 @@ def test_rho_scale_multiplies_the_sam_radius(tmp_path):
 
 def test_every_committed_run_of_the_controls_grid_reached_a_minimum():
     """The CPU study's claim rests on this: read the committed histories and measured accuracies, judge each run."""
-    from sharpness import cpu_study, runs
+    from sharpness.core import runs
+    from sharpness.studies import cpu_study
 
     folders = [path for path in runs.find_runs(cpu_study.STUDY_DIR) if cpu_study._is_this_protocol(path)
                and not path.relative_to(cpu_study.STUDY_DIR).parts[0].startswith("rho")]  # the controls, not the rho sweep

@@ -1,10 +1,10 @@
-"""sharpness.models: shapes, layer counts (the L of the Fisher-Rao norm), heads and ImageNet weights."""
+"""sharpness.training.models: shapes, layer counts (the L of the Fisher-Rao norm), heads and ImageNet weights."""
 
 import pytest
 import torch
 from torch import nn
 
-from sharpness.models import ARCHS, build_model, classifier_layer, count_weight_layers, imagenet_weights_path
+from sharpness.training.models import ARCHS, build_model, classifier_layer, count_weight_layers, imagenet_weights_path
 
 # Linear/Conv/Embedding modules per arch: DESIGN.md gives ResNet-18 21, VGG-19 18, the paper's ViT 26.
 LAYERS = {"resnet18": 21, "vgg19": 18, "vgg19_bn": 18, "vit": 26, "simple_cnn": 4, "cnn_mlp": 5}

@@ -1,8 +1,8 @@
-"""sharpness.progress: TQDM_DISABLE switches bars off even where the caller passes disable=False."""
+"""sharpness.core.progress: TQDM_DISABLE switches bars off even where the caller passes disable=False."""
 
 import pytest
 
-from sharpness.progress import switched_off, tqdm
+from sharpness.core.progress import switched_off, tqdm
 
 
 @pytest.mark.parametrize("value, off", [("", False), ("0", False), ("false", False), ("1", True), ("True", True)])

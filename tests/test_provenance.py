@@ -4,7 +4,7 @@ commit and the changed file are known by construction, not recomputed with the c
 import re
 import subprocess
 
-import sharpness.provenance as provenance
+import sharpness.core.provenance as provenance
 
 
 def make_repository(folder):

@@ -1,4 +1,4 @@
-"""sharpness.results on hand-made run folders: SEM and Wilcoxon against hand computations and scipy."""
+"""sharpness.studies.store and sharpness.book.stats on hand-made run folders: SEM and Wilcoxon against hand computations and scipy."""
 
 import json
 import math
@@ -6,9 +6,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import stats as scipy_stats
 
-from sharpness import results
+from sharpness.book import prose, stats, tables
+from sharpness.studies import store
 
 
 def write_run(root, control, seed, metrics, *, dataset="digits", arch="simple_cnn", rho=0.05, status="finished"):
@@ -28,7 +29,7 @@ def runs(tmp_path):
         for seed, value in enumerate(values):
             write_run(tmp_path, control, seed, {"test_accuracy": value, "sharpness": {"fisher_rao_norm": seed + 1.0}})
     write_run(tmp_path, "aug", 9, {"test_accuracy": 0.0}, status="diverged")
-    return results.collect_runs(tmp_path)
+    return store.collect_runs(tmp_path)
 
 
 def test_collect_runs_reads_grid_coordinates_and_nested_metrics(runs):
@@ -42,7 +43,7 @@ def test_collect_runs_reads_grid_coordinates_and_nested_metrics(runs):
 def test_summarise_mean_and_sem_match_hand_computation(tmp_path):
     for seed, value in enumerate([1.0, 2.0, 4.0]):
         write_run(tmp_path, "wd", seed, {"test_ece": value})
-    table = results.summarise(results.collect_runs(tmp_path), metrics=["test_ece"])
+    table = stats.summarise(store.collect_runs(tmp_path), metrics=["test_ece"])
     row = table.iloc[0]
     assert row["n"] == 3
     assert row["mean"] == pytest.approx(7 / 3)
@@ -51,17 +52,17 @@ def test_summarise_mean_and_sem_match_hand_computation(tmp_path):
 
 
 def test_summarise_leaves_out_diverged_runs(runs):
-    table = results.summarise(runs, metrics=["test_accuracy"])
+    table = stats.summarise(runs, metrics=["test_accuracy"])
     aug = table[table["control"] == "aug"].iloc[0]
     assert aug["n"] == 5
     assert aug["mean"] == pytest.approx(np.mean([0.71, 0.74, 0.68, 0.73, 0.78]))
-    with_diverged = results.summarise(runs, metrics=["test_accuracy"], finished_only=False)
+    with_diverged = stats.summarise(runs, metrics=["test_accuracy"], finished_only=False)
     assert with_diverged[with_diverged["control"] == "aug"].iloc[0]["n"] == 6
 
 
 def test_percent_figures_of_evaluate_become_fractions(tmp_path):
     write_run(tmp_path, "aug", 0, {"corruption_accuracy": 58.6, "generalisation_gap": 12.5, "test_accuracy": 0.9})
-    row = results.collect_runs(tmp_path).iloc[0]
+    row = store.collect_runs(tmp_path).iloc[0]
     assert row["corruption_accuracy"] == pytest.approx(0.586)
     assert row["generalisation_gap"] == pytest.approx(0.125)
     assert row["test_accuracy"] == pytest.approx(0.9)
@@ -74,7 +75,7 @@ def test_disagreement_per_run_averages_to_the_all_pairs_value(tmp_path):
         run_dir = write_run(tmp_path, "wd", seed, {"test_accuracy": 0.5})
         torch.save(torch.tensor(labels), run_dir / "test_predictions.pt")
     write_run(tmp_path, "aug", 0, {"test_accuracy": 0.5})  # a lone seed: no pair, no disagreement
-    runs = results.collect_runs(tmp_path)
+    runs = store.collect_runs(tmp_path)
     wd = runs[runs["control"] == "wd"].set_index("seed")["prediction_disagreement"]
     # pairs: (0,1) disagree on 2 of 4, (0,2) on 4 of 4, (1,2) on 2 of 4
     assert wd.to_dict() == pytest.approx({0: (0.5 + 1.0) / 2, 1: (0.5 + 0.5) / 2, 2: (1.0 + 0.5) / 2})
@@ -87,13 +88,13 @@ def test_wilcoxon_exact_p_value_matches_enumeration(runs):
     # Of the 32 equally likely sign patterns, 5 give W+ >= 12 ({1..5}, {2,3,4,5}, {1,3,4,5},
     # {1,2,4,5}, {3,4,5}), so the exact one-sided p-value is 5/32.
     finished = runs[runs["status"] == "finished"]
-    test = results.wilcoxon_vs_baseline(finished, "test_accuracy", "aug")
+    test = stats.wilcoxon_vs_baseline(finished, "test_accuracy", "aug")
     assert test["alternative"] == "greater"  # the paper's claim: regularised is more accurate
     assert test["n"] == 5
     assert test["statistic"] == pytest.approx(12)
     assert test["pvalue"] == pytest.approx(5 / 32)
-    flipped = results.wilcoxon_vs_baseline(finished, "test_accuracy", "aug", alternative="less")
-    assert flipped["pvalue"] == pytest.approx(stats.wilcoxon([0.01, 0.02, -0.03, 0.04, 0.05], alternative="less").pvalue)
+    flipped = stats.wilcoxon_vs_baseline(finished, "test_accuracy", "aug", alternative="less")
+    assert flipped["pvalue"] == pytest.approx(scipy_stats.wilcoxon([0.01, 0.02, -0.03, 0.04, 0.05], alternative="less").pvalue)
 
 
 def test_wilcoxon_pairs_by_seed_not_by_position(tmp_path):
@@ -102,23 +103,23 @@ def test_wilcoxon_pairs_by_seed_not_by_position(tmp_path):
         write_run(tmp_path, "baseline", seed, {"test_accuracy": value})
     for seed, value in [(0, 0.2), (1, 0.5), (2, 0.8)]:
         write_run(tmp_path, "aug", seed, {"test_accuracy": value})
-    test = results.wilcoxon_vs_baseline(results.collect_runs(tmp_path), "test_accuracy", "aug")
+    test = stats.wilcoxon_vs_baseline(store.collect_runs(tmp_path), "test_accuracy", "aug")
     assert test["n"] == 3
     assert test["pvalue"] == pytest.approx(1 / 8)  # all three differences positive: 2**-3
 
 
 def test_wilcoxon_rejects_bad_input(runs):
     with pytest.raises(ValueError, match="no claim direction"):
-        results.wilcoxon_vs_baseline(runs, "train_accuracy", "aug")
+        stats.wilcoxon_vs_baseline(runs, "train_accuracy", "aug")
     with pytest.raises(ValueError, match="'bigger'"):
-        results.wilcoxon_vs_baseline(runs, "test_accuracy", "aug", alternative="bigger")
+        stats.wilcoxon_vs_baseline(runs, "test_accuracy", "aug", alternative="bigger")
     mixed = pd.concat([runs, runs.assign(arch="vit")])
     with pytest.raises(ValueError, match="several archs"):
-        results.wilcoxon_vs_baseline(mixed, "test_accuracy", "aug")
+        stats.wilcoxon_vs_baseline(mixed, "test_accuracy", "aug")
 
 
 def test_paper_results_converts_percent_and_parses_the_rho_sweep():
-    paper = results.paper_results("arxiv")
+    paper = store.paper_results("arxiv")
     assert set(paper["source"]) == {"arxiv"}
     row = paper[(paper["arch"] == "resnet18") & (paper["dataset"] == "cifar10") & (paper["control"] == "baseline")]
     corruption = row[row["metric"] == "corruption_accuracy"].iloc[0]
@@ -128,18 +129,18 @@ def test_paper_results_converts_percent_and_parses_the_rho_sweep():
     assert paper.loc[paper["control"] == "aug", "rho"].isna().all()
     assert "tiny_imagenet" in set(paper["dataset"])
     with pytest.raises(ValueError, match="'arxive'"):
-        results.paper_results("arxive")
+        store.paper_results("arxive")
 
 
 def test_comparison_table_puts_ours_beside_the_paper(runs):
-    pytest.importorskip("sharpness.controls")
-    ours = results.summarise(runs)
-    table = results.comparison_table(
-        ours, results.paper_results(), "digits", "simple_cnn", metrics=["test_accuracy"],
+    pytest.importorskip("sharpness.training.controls")
+    ours = stats.summarise(runs)
+    table = tables.comparison_table(
+        ours, store.paper_results(), "digits", "simple_cnn", metrics=["test_accuracy"],
         paper_dataset="cifar10", paper_arch="resnet18",
     )
     assert table.loc["baseline", ("test_accuracy", "paper")] == "0.720 ± 0.002"
-    expected = results.format_mean_sem(np.mean([0.70, 0.72, 0.71, 0.69, 0.73]), stats.sem([0.70, 0.72, 0.71, 0.69, 0.73]))
+    expected = stats.format_mean_sem(np.mean([0.70, 0.72, 0.71, 0.69, 0.73]), scipy_stats.sem([0.70, 0.72, 0.71, 0.69, 0.73]))
     assert table.loc["baseline", ("test_accuracy", "ours")] == expected
     assert table.loc["wd", ("test_accuracy", "ours")] == "—"  # the paper has wd, we ran none
 
@@ -156,20 +157,20 @@ def test_comparison_table_puts_ours_beside_the_paper(runs):
     (float("nan"), 0.1, "—"),
 ])
 def test_format_mean_sem_by_hand(mean, sem, text):
-    assert results.format_mean_sem(mean, sem) == text
+    assert stats.format_mean_sem(mean, sem) == text
 
 
 def test_grid_summary_round_trip_keeps_runs_and_provenance(runs, tmp_path):
-    path = results.save_grid(runs, tmp_path / "grid.json", settings={"epochs": 2}, data="hand-made")
-    loaded, provenance = results.load_grid(path)
+    path = store.save_grid(runs, tmp_path / "grid.json", settings={"epochs": 2}, data="hand-made")
+    loaded, provenance = store.load_grid(path)
     assert {"machine", "commit", "data", "date", "settings"} <= set(provenance)
     assert provenance["settings"] == {"epochs": 2} and provenance["data"] == "hand-made"
     pd.testing.assert_frame_equal(
-        results.summarise(loaded), results.summarise(runs.drop(columns="run_dir")), check_dtype=False
+        stats.summarise(loaded), stats.summarise(runs.drop(columns="run_dir")), check_dtype=False
     )
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="missing"):
-        results.load_grid(tmp_path / "bad.json")
+        store.load_grid(tmp_path / "bad.json")
 
 
 def test_differences_from_paper_names_metrics_whose_majorities_differ():
@@ -186,6 +187,6 @@ def test_differences_from_paper_names_metrics_whose_majorities_differ():
     # the paper's: both hold for every control
     paper = frame({"test_accuracy": [0.5, 0.6, 0.6, 0.6, 0.6, 0.6], "test_ece": [0.3, 0.2, 0.2, 0.2, 0.2, 0.2]},
                   "cifar10", "resnet18")
-    assert results.differences_from_paper(ours, paper) == (
+    assert prose.differences_from_paper(ours, paper) == (
         "Most of our controls move in the paper's claimed direction for 1 of 2 metrics (test_accuracy). "
         "Ours and the paper's differ on: test_ece (1 of 5 ours, 5 of 5 the paper's).")

@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import stats
+from scipy import stats as scipy_stats
 
-from sharpness import controls, results
+from sharpness.book import prose, stats, tables
+from sharpness.studies import store
+from sharpness.training import controls
 
 PROVENANCE = {"machine": "box (2 CPUs, no GPU)", "commit": "0123456789abcdef", "data": "digits", "date": "2026-01-01"}
 
@@ -36,7 +38,7 @@ def test_simpson_slopes_within_and_pooled_by_hand():
         "flat_everywhere": [2.0] * 6,
         "test_accuracy": [0.5, 0.6, 0.7, 0.9, 0.95, 1.0],
     })
-    slopes = results.simpson_slopes(points, measures=("relative_flatness", "flat_everywhere")).set_index("sharpness measure")
+    slopes = stats.simpson_slopes(points, measures=("relative_flatness", "flat_everywhere")).set_index("sharpness measure")
     # Pooled: mean log x = 0, sum x*y = 0.6 + 1.4 - 1.8 - 0.95 = -0.75, sum x^2 = 10, slope -0.075.
     assert slopes.loc["relative_flatness"].to_dict() == pytest.approx({"within a": 0.1, "within b": 0.05, "pooled": -0.075})
     assert slopes.loc["flat_everywhere"].isna().all()  # one sharpness value: no slope
@@ -46,14 +48,14 @@ def test_decade_slope_matches_numpy_polyfit_on_noisy_points():
     generator = np.random.default_rng(0)
     sharpness = 10 ** generator.uniform(-1, 2, size=20)
     quality = 0.3 * np.log10(sharpness) + generator.normal(0, 0.05, size=20)
-    assert results.decade_slope(sharpness, quality) == pytest.approx(np.polyfit(np.log10(sharpness), quality, 1)[0])
-    assert results.decade_slope(sharpness, quality) == pytest.approx(stats.linregress(np.log10(sharpness), quality).slope)
+    assert stats.decade_slope(sharpness, quality) == pytest.approx(np.polyfit(np.log10(sharpness), quality, 1)[0])
+    assert stats.decade_slope(sharpness, quality) == pytest.approx(scipy_stats.linregress(np.log10(sharpness), quality).slope)
 
 
 @pytest.mark.parametrize("offline", [True, False])
 def test_study_note_names_the_runs_and_flags_the_offline_grid(offline):
     runs = run_rows({"baseline": [0.5, 0.6], "aug": [0.7, 0.8]}, epochs=3)
-    note = results.study_note(fake_study(runs, offline=offline))
+    note = prose.study_note(fake_study(runs, offline=offline))
     assert note.startswith("**Runs shown: LABEL** (digits, simple_cnn: 2 controls x 2 seeds (0, 1), 3 epochs). "
                            "Machine: box (2 CPUs, no GPU); commit `0123456789`; data: digits;")
     assert ("not** a reproduction" in note) is offline
@@ -65,10 +67,10 @@ def test_rho_note_lists_the_finished_sam_radii_and_seeds():
         "rho": [0.25, 0.05, 0.05, 0.5, np.nan], "seed": [1, 0, 1, 2, 7],
         "status": ["finished", "finished", "finished", "diverged", "finished"],
     })
-    note = results.rho_note(fake_study(runs, offline=False))
+    note = prose.rho_note(fake_study(runs, offline=False))
     assert note == ("**Runs shown: LABEL** (radii 0.05, 0.25; seeds 0, 1). Machine: box (2 CPUs, no GPU); "
                     "commit `0123456789`; date: 2026-01-01.")
-    assert "open diamonds" in results.rho_note(fake_study(runs, offline=True))
+    assert "open diamonds" in prose.rho_note(fake_study(runs, offline=True))
 
 
 def _sweep_history(final_by_run):
@@ -84,7 +86,7 @@ def _sweep_history(final_by_run):
 def test_minimum_check_uses_the_final_training_accuracy():
     history = _sweep_history({(0.05, 0): (0.02, 0.999), (0.5, 0): (2.29, 0.11), (0.5, 1): (0.4, 0.949),
                               (0.5, 2): (0.3, 0.95)})
-    check = results.minimum_check(history).set_index(["rho", "seed"])
+    check = stats.minimum_check(history).set_index(["rho", "seed"])
     assert check["at_minimum"].to_dict() == {(0.05, 0): True, (0.5, 0): False, (0.5, 1): False, (0.5, 2): True}
     assert check.loc[(0.5, 0), "last_train_loss"] == 2.29 and check.loc[(0.5, 0), "first_train_loss"] == 2.3
     assert check.loc[(0.5, 0), "epochs"] == 3
@@ -97,7 +99,7 @@ def test_rho_findings_leave_out_runs_away_from_a_minimum_and_name_the_trends():
                          "rho": [0.005, 0.005, 0.05, 0.05, 0.5, 0.5], "seed": [0, 1, 0, 1, 0, 1],
                          "test_accuracy": [0.60, 0.62, 0.64, 0.66, 0.10, 0.11],
                          "fisher_rao_norm": [2.0, 2.0, 1.0, 1.0, 0.2, 0.2]})
-    text = results.rho_findings(runs, results.minimum_check(history), ["test_accuracy", "fisher_rao_norm"])
+    text = prose.rho_findings(runs, stats.minimum_check(history), ["test_accuracy", "fisher_rao_norm"])
     first, second, third = text.split("\n\n")
     assert first.startswith("**At rho = 0.5 SAM did not bring this network to a minimum** in 2 of 2 runs: ")
     assert "training accuracy is 0.11–0.61 (the bar: 95%) and their training loss 1.07–2.30, from 2.30 after" in first
@@ -111,7 +113,7 @@ def test_rho_findings_leave_out_runs_away_from_a_minimum_and_name_the_trends():
 def test_rho_table_largest_radius_first_with_dashes_for_missing_figures():
     long = pd.DataFrame({"rho": [0.05, 0.25, 0.05], "metric": ["test_accuracy", "test_accuracy", "test_ece"],
                          "mean": [0.79, 0.84, 0.11], "sem": [0.01, np.nan, 0.002]})
-    table = results.rho_table(long, ["test_ece", "fisher_rao_norm", "test_accuracy"])
+    table = tables.rho_table(long, ["test_ece", "fisher_rao_norm", "test_accuracy"])
     assert list(table.columns) == ["0.25", "0.05"]
     assert list(table.index) == ["ECE", "test acc."]  # no fisher_rao_norm figures at all
     assert table["0.25"].tolist() == ["—", "0.84"]
@@ -121,7 +123,7 @@ def test_rho_table_largest_radius_first_with_dashes_for_missing_figures():
 def test_clean_data_table_short_names_and_yes_no_verdicts():
     runs = pd.DataFrame({"control": ["baseline", "baseline", "aug_sam", "aug_sam"], "seed": [0, 1, 0, 1], "status": "finished",
                          "fisher_rao_norm": [1.0, 2.0, 4.0, 6.0], "clean.fisher_rao_norm": [np.nan, np.nan, 1.0, 1.2]})
-    table = results.clean_data_table(results.clean_data_check(runs))
+    table = tables.clean_data_table(stats.clean_data_check(runs))
     row = table.iloc[0]
     assert (row["measure"], row["control"], row["sharper (aug.)"], row["sharper (clean)"]) == (
         "Fisher-Rao", "aug+S", "yes", "no")  # 5 > 1.5 on augmented images, 1.1 < 1.5 on clean ones
@@ -129,13 +131,13 @@ def test_clean_data_table_short_names_and_yes_no_verdicts():
 
 
 def test_grid_benchmark_note_with_and_without_a_measurement(tmp_path):
-    missing = results.grid_benchmark_note(tmp_path / "bench_grid.json")
+    missing = prose.grid_benchmark_note(tmp_path / "bench_grid.json")
     assert "`results/bench_grid.json` is absent" in missing
     bench = {"provenance": {"machine": "h100", "date": "2026-01-02"},
              "best": {"runs_in_parallel": 4, "images_per_second": 12345.6, "share_of_bf16_peak": 0.4567,
                       "projected_grid_minutes": 59.6}}
     (tmp_path / "bench_grid.json").write_text(json.dumps(bench))
-    note = results.grid_benchmark_note(tmp_path / "bench_grid.json")
+    note = prose.grid_benchmark_note(tmp_path / "bench_grid.json")
     assert note.startswith("Measured on h100 (2026-01-02): 4 concurrent runs gave 12,346 training images per second")
     assert "45.7% of the bf16 peak" in note and "60 minutes (goal: 60)" in note
 
@@ -144,8 +146,8 @@ def test_wilcoxon_pvalues_pivot_matches_scipy():
     accuracy = {"baseline": [0.70, 0.72, 0.71, 0.69], "aug": [0.71, 0.75, 0.70, 0.74]}
     runs = run_rows(accuracy)
     runs = pd.concat([runs, run_rows({"aug": [0.0]}).assign(seed=9, status="diverged")], ignore_index=True)
-    pvalues = results.wilcoxon_pvalues(runs)
-    expected = stats.wilcoxon(np.subtract(accuracy["aug"], accuracy["baseline"]), alternative="greater").pvalue
+    pvalues = stats.wilcoxon_pvalues(runs)
+    expected = scipy_stats.wilcoxon(np.subtract(accuracy["aug"], accuracy["baseline"]), alternative="greater").pvalue
     assert pvalues.loc[("digits", "simple_cnn", "aug"), "test_accuracy"] == pytest.approx(expected)
     assert list(pvalues.index) == [("digits", "simple_cnn", "aug")]
 
@@ -159,32 +161,32 @@ def test_claim_agreement_counts_controls_in_the_claimed_direction():
         "dataset": "cifar10", "arch": "resnet18", "rho": [np.nan, np.nan, 0.05],
         "control": ["baseline", "aug", "aug_sam"], "metric": "test_ece", "mean": [0.10, 0.05, 0.02], "sem": np.nan,
     })
-    table = results.claim_agreement(summary, paper, "LABEL")
+    table = stats.claim_agreement(summary, paper, "LABEL")
     assert table.loc["test_ece"].tolist() == ["less than baseline", "1 of 2", "2 of 2"]
     assert list(table.columns) == ["claim (vs baseline)", "ours (LABEL)", "paper (ResNet-18, CIFAR-10)"]
 
 
 def test_comparison_tables_one_function_and_one_sharpness_table_per_setting():
     runs = run_rows({"baseline": [0.7, 0.8], "aug": [0.9, 1.0]}, fisher_rao_norm=3.0)
-    paper = results.paper_results("arxiv")
-    tables = results.comparison_tables(fake_study(runs), paper)
-    assert [caption.split(":")[0] for caption, _ in tables] == ["The learned function", "Sharpness"]
-    assert tables[0][0].endswith("paper: resnet18 on cifar10 (a different setting: compare orderings, not values). "
-                                 + results.CONTROL_LEGEND)
-    function_metrics = list(dict.fromkeys(tables[0][1].index.get_level_values("metric")))
+    paper = store.paper_results("arxiv")
+    captioned = tables.comparison_tables(fake_study(runs), paper)
+    assert [caption.split(":")[0] for caption, _ in captioned] == ["The learned function", "Sharpness"]
+    assert captioned[0][0].endswith("paper: resnet18 on cifar10 (a different setting: compare orderings, not values). "
+                                 + prose.CONTROL_LEGEND)
+    function_metrics = list(dict.fromkeys(captioned[0][1].index.get_level_values("metric")))
     assert "test acc." in function_metrics
-    short = [results.METRIC_SHORT[m] for m in results.FUNCTION_METRICS]
+    short = [prose.METRIC_SHORT[m] for m in tables.FUNCTION_METRICS]
     assert function_metrics == [m for m in short if m in function_metrics]  # the paper's order
-    assert list(tables[0][1].columns) == list(results.CONTROL_SHORT.values())  # ours and the paper's controls, short
+    assert list(captioned[0][1].columns) == list(prose.CONTROL_SHORT.values())  # ours and the paper's controls, short
     # Mean of 0.9 and 1.0; SEM = sample std (0.1 / sqrt 2) / sqrt 2 = 0.05.
-    assert tables[0][1].loc[("test acc.", "ours"), "aug"] == "0.95 ± 0.05"
+    assert captioned[0][1].loc[("test acc.", "ours"), "aug"] == "0.95 ± 0.05"
 
 
 def test_first_setting_beside_paper_takes_sam_at_the_paper_radius():
     runs = run_rows({"baseline": [0.7, 0.8]})
-    summary = results.summarise(runs)
-    paper = results.paper_results("arxiv")
-    shown = results.first_setting_beside_paper(fake_study(runs), summary, paper)
+    summary = stats.summarise(runs)
+    paper = store.paper_results("arxiv")
+    shown = stats.first_setting_beside_paper(fake_study(runs), summary, paper)
     assert shown["setting"] == ("digits", "simple_cnn") and shown["paper_setting"] == ("cifar10", "resnet18")
     assert shown["metrics"] == ["test_accuracy"]
     assert set(shown["paper"]["rho"].dropna()) <= {0.05}
@@ -193,18 +195,18 @@ def test_first_setting_beside_paper_takes_sam_at_the_paper_radius():
 
 
 def test_controls_and_hyperparameter_tables_list_every_control_and_data_set():
-    table = results.controls_table().set_index("control")
+    table = tables.controls_table().set_index("control")
     assert list(table.index) == list(controls.CONTROLS)
     assert table.loc["wd_sam"].tolist() == [False, True, controls.get_control("wd_sam").weight_decay]
-    hyper = results.hyperparameter_table(("digits",))
+    hyper = tables.hyperparameter_table(("digits",))
     assert hyper.iloc[0]["data set"] == "digits" and len(hyper) == 1
 
 
 def test_seeds_pair_controls_and_differ_from_each_other():
-    differences = results.initial_weight_differences(seeds=(0, 1))
+    differences = stats.initial_weight_differences(seeds=(0, 1))
     per_control = differences[differences["seed"] != "0 vs 1"]
     assert len(per_control) == 2 * (len(controls.CONTROLS) - 1)
     assert (per_control["max |initial weight difference|"] == 0).all()
     assert differences.iloc[-1]["max |initial weight difference|"] > 0
-    assert results.epoch_order_checks(count=50) == {"permutation": True, "epochs_differ": True, "seeds_differ": True}
-    assert torch.equal(results.initial_weights("aug", 3), results.initial_weights("wd_sam", 3))
+    assert stats.epoch_order_checks(count=50) == {"permutation": True, "epochs_differ": True, "seeds_differ": True}
+    assert torch.equal(stats.initial_weights("aug", 3), stats.initial_weights("wd_sam", 3))

@@ -1,10 +1,10 @@
-"""sharpness.viz.results: the figures plot what the data say (checked against numpy/pandas directly)."""
+"""sharpness.book.figures.results: the figures plot what the data say (checked against numpy/pandas directly)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from sharpness.viz import results as figures
+from sharpness.book.figures import results as figures
 
 
 def control_runs():

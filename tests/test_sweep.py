@@ -1,10 +1,10 @@
-"""sharpness.sweep: a tiny grid on a local Ray (CPU, digits), skipping finished runs, reporting failures."""
+"""sharpness.studies.sweep: a tiny grid on a local Ray (CPU, digits), skipping finished runs, reporting failures."""
 
 import json
 
 import pytest
 
-from sharpness import results, sweep
+from sharpness.studies import registry, store, sweep
 
 pytestmark = pytest.mark.slow
 CHEAP_MEASURES = ("test_accuracy", "test_ece")
@@ -15,7 +15,7 @@ def tiny_grid(runs_dir, **changes):
         datasets=("digits",), archs=("simple_cnn",), controls=("baseline", "baseline_sam"), seeds=(0,),
         epochs=1, runs_dir=runs_dir, measures=CHEAP_MEASURES, train_options={"max_train_samples": 256},
     )
-    return sweep.Grid(**{**settings, **changes})
+    return registry.Grid(**{**settings, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_rerun_skips_finished_runs_without_touching_them(swept):
 
 
 def test_grid_expands_rho_only_for_sam_controls(tmp_path):
-    grid = sweep.Grid(controls=None, seeds=(0, 1), rhos=(0.05, 0.5), runs_dir=tmp_path)
+    grid = registry.Grid(controls=None, seeds=(0, 1), rhos=(0.05, 0.5), runs_dir=tmp_path)
     configs = grid.configs()
     # 3 plain controls x 2 seeds + 3 SAM controls x 2 seeds x 2 rhos
     assert len(configs) == 3 * 2 + 3 * 2 * 2
@@ -68,7 +68,7 @@ def test_grid_expands_rho_only_for_sam_controls(tmp_path):
 
 
 def test_command_line_radii():
-    assert sweep.parse_rhos(["paper"]) == sweep.PAPER_RHOS
+    assert sweep.parse_rhos(["paper"]) == registry.PAPER_RHOS
     assert sweep.parse_rhos(["0.5", "0.05"]) == (0.5, 0.05)
     with pytest.raises(ValueError, match="'big'"):
         sweep.parse_rhos(["big"])
@@ -76,11 +76,11 @@ def test_command_line_radii():
 
 def test_grid_rejects_unknown_controls_and_rhos(tmp_path):
     with pytest.raises(ValueError, match="'sgd'"):
-        sweep.Grid(controls=("sgd",), runs_dir=tmp_path)
+        registry.Grid(controls=("sgd",), runs_dir=tmp_path)
     with pytest.raises(ValueError, match="positive"):
-        sweep.Grid(rhos=(0.0,), runs_dir=tmp_path)
+        registry.Grid(rhos=(0.0,), runs_dir=tmp_path)
     with pytest.raises(ValueError, match="'dask'"):
-        sweep.run_sweep(sweep.Grid(runs_dir=tmp_path), backend="dask")
+        sweep.run_sweep(registry.Grid(runs_dir=tmp_path), backend="dask")
 
 
 def test_failures_are_reported_kept_and_retried_only_on_request(tmp_path):
@@ -108,15 +108,15 @@ def test_cli_reports_and_writes_a_grid_summary_with_provenance(swept, tmp_path, 
     ])
     assert code == 0
     assert "2 already done" in capsys.readouterr().out
-    runs, provenance = results.load_grid(summary)
+    runs, provenance = store.load_grid(summary)
     assert len(runs) == 2 and provenance["settings"]["epochs"] == 1
 
 
 def test_chapters_read_committed_grids_before_training_offline(swept, tmp_path):
     grid, _, _, _ = swept
     runs = sweep.grid_runs(grid)
-    results.save_grid(runs, tmp_path / "digits_simple_cnn.json", settings={"epochs": 1}, data="digits")
-    results.save_grid(runs[runs["control"] == "baseline_sam"], tmp_path / "digits_simple_cnn_rho.json",
+    store.save_grid(runs, tmp_path / "digits_simple_cnn.json", settings={"epochs": 1}, data="digits")
+    store.save_grid(runs[runs["control"] == "baseline_sam"], tmp_path / "digits_simple_cnn_rho.json",
                       settings={"rhos": [0.05]}, data="digits")
     (tmp_path / "bench_grid.json").write_text("{}")  # a benchmark file is not a grid
     controls = sweep.load_study("controls", results_dir=tmp_path)
@@ -127,8 +127,8 @@ def test_chapters_read_committed_grids_before_training_offline(swept, tmp_path):
 
 
 def test_offline_rho_grid_sweeps_sam_on_the_baseline():
-    configs = sweep.offline_grid("rho", seeds=(0, 1)).configs()
-    assert {(c.control, c.rho) for c in configs} == {("baseline_sam", rho) for rho in sweep.PAPER_RHOS}
-    assert len(configs) == len(sweep.PAPER_RHOS) * 2
+    configs = registry.offline_grid("rho", seeds=(0, 1)).configs()
+    assert {(c.control, c.rho) for c in configs} == {("baseline_sam", rho) for rho in registry.PAPER_RHOS}
+    assert len(configs) == len(registry.PAPER_RHOS) * 2
     with pytest.raises(ValueError, match="'landscape'"):
-        sweep.offline_grid("landscape")
+        registry.offline_grid("landscape")

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from sharpness import toy
-from sharpness.paths import REFERENCE_DIR
+from sharpness.core.paths import REFERENCE_DIR
+from sharpness.toys import toy
 
 REFERENCE = pd.read_csv(REFERENCE_DIR / "toy_hessians.csv", dtype=str)
 COLUMNS = ("condition_number", "hessian_trace", "hessian_determinant", "max_eigenvalue")

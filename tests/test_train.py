@@ -1,4 +1,4 @@
-"""sharpness.train: matched seeds, exact resume, skipping, divergence, run files and the CLI."""
+"""sharpness.training.train: matched seeds, exact resume, skipping, divergence, run files and the CLI."""
 
 import hashlib
 import json
@@ -7,10 +7,10 @@ import os
 import pytest
 import torch
 
-import sharpness.train as train_module
+import sharpness.training.train as train_module
 from sharpness.__main__ import main as cli
-from sharpness.controls import CONTROLS
-from sharpness.train import RunConfig, _Trainer, epoch_order, load_run, prepare_data, train
+from sharpness.training.controls import CONTROLS
+from sharpness.training.train import RunConfig, _Trainer, epoch_order, load_run, prepare_data, train
 
 # A few seconds per run on a shared CPU: 128 digits, batch 32, 1-2 epochs.
 QUICK = dict(dataset="digits", arch="simple_cnn", max_train_samples=128, max_test_samples=64, batch_size=32,
@@ -188,7 +188,7 @@ def test_cosine_schedule_follows_the_formula_and_resumes_exactly(tmp_path, monke
     """CIFAR-100's schedule (lr_e = lr0 (1 + cos(pi e / T)) / 2, T = epochs), here on digits, across a resume."""
     import math
 
-    from sharpness.controls import Hyperparameters
+    from sharpness.training.controls import Hyperparameters
 
     cosine = Hyperparameters(lr=0.05, schedule="cosine", epochs=4, batch_size=32)
     monkeypatch.setattr(train_module, "hyperparameters", lambda dataset: cosine)

@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sharpness.controls import CONTROLS
+from sharpness.training.controls import CONTROLS
 
 pytestmark = pytest.mark.slow
 SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "train.ipynb"
@@ -64,7 +64,7 @@ def test_notebook_trains_every_control_and_leaves_the_source_alone(tmp_path, con
 
 
 def test_bare_papermill_with_an_empty_stdin_pipe_runs_nothing_and_harms_nothing(tmp_path):
-    """papermill 2.7 then reads the notebook from stdin and fails: documented in sharpness.papermill_guard."""
+    """papermill 2.7 then reads the notebook from stdin and fails: documented in sharpness.book.papermill_guard."""
     notebook = tmp_path / "train.ipynb"
     shutil.copy(SOURCE, notebook)
     result = subprocess.run([sys.executable, "-m", "papermill", "train.ipynb", "-p", "control", "aug_sam", *QUICK],
@@ -75,7 +75,7 @@ def test_bare_papermill_with_an_empty_stdin_pipe_runs_nothing_and_harms_nothing(
 
 def test_strip_execution_restores_the_committed_notebook_exactly(tmp_path):
     """The restore rule on its own: execute-like changes (injected cell, outputs, metadata) are undone."""
-    from sharpness.papermill_guard import strip_execution
+    from sharpness.book.papermill_guard import strip_execution
 
     notebook = nbformat.read(SOURCE, as_version=4)
     injected = nbformat.v4.new_code_cell('control = "wd"\n')
@@ -100,7 +100,7 @@ def test_notebook_declares_every_run_setting():
 
     import papermill
 
-    from sharpness.train import RunConfig
+    from sharpness.training.train import RunConfig
 
     declared = set(papermill.inspect_notebook(str(SOURCE)))
     assert {f.name for f in dataclasses.fields(RunConfig)} <= declared

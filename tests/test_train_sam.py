@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from sharpness.controls import CONTROLS, get_control, hyperparameters
-from sharpness.sam import SAM, frozen_batchnorm_stats
+from sharpness.training.controls import CONTROLS, get_control, hyperparameters
+from sharpness.training.sam import SAM, frozen_batchnorm_stats
 
 
 def test_sam_step_matches_the_definition():

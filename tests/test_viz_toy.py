@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from sharpness import toy
-from sharpness.viz import toy as toy_figures
-from sharpness.viz.toy_widgets import ToyExplorer
+from sharpness.book.figures import toy as toy_figures
+from sharpness.book.figures.toy_widgets import ToyExplorer
+from sharpness.toys import toy
 
 
 def test_explorer_dropdown_shows_exactly_one_function_per_button():

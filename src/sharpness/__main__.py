@@ -13,15 +13,15 @@ import sys
 
 #: command name -> (module defining add_arguments/main, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("sharpness.train", "train one run (data set, arch, control, seed) into runs/..."),
-    "evaluate": ("sharpness.evaluate", "measure finished runs (sharpness, calibration, corruption) into metrics.json"),
-    "sweep": ("sharpness.sweep", "run a grid (datasets x archs x controls x seeds x SAM rhos), k runs per GPU, then evaluate"),
-    "cpu-study": ("sharpness.cpu_study", "the real CIFAR-10 study on a CPU (6 controls x seeds), resumable from results/"),
-    "cpu-pilot": ("sharpness.cpu_pilot", "the pilot behind the CPU study's protocol: which settings reach a minimum"),
-    "campaign": ("sharpness.campaign", "the paper-scale study on one GPU machine, in slices that stop before --deadline"),
-    "campaign-import": ("sharpness.campaign_import", "unpack a campaign archive into results/ with its provenance"),
-    "fit": ("sharpness.fit", "the toy-function study: small MLPs fit the toy functions, sharpness at target losses"),
-    "landscape": ("sharpness.landscape", "51 x 51 loss surfaces of trained runs into results/landscapes"),
+    "train": ("sharpness.training.train", "train one run (data set, arch, control, seed) into runs/..."),
+    "evaluate": ("sharpness.measuring.evaluate", "measure finished runs (sharpness, calibration, corruption) into metrics.json"),
+    "sweep": ("sharpness.studies.sweep", "run a grid (datasets x archs x controls x seeds x SAM rhos), k runs per GPU, then evaluate"),
+    "cpu-study": ("sharpness.studies.cpu_study", "the real CIFAR-10 study on a CPU (6 controls x seeds), resumable from results/"),
+    "cpu-pilot": ("sharpness.studies.cpu_pilot", "the pilot behind the CPU study's protocol: which settings reach a minimum"),
+    "campaign": ("sharpness.studies.campaign", "the paper-scale study on one GPU machine, in slices that stop before --deadline"),
+    "campaign-import": ("sharpness.studies.campaign_import", "unpack a campaign archive into results/ with its provenance"),
+    "fit": ("sharpness.toys.fit", "the toy-function study: small MLPs fit the toy functions, sharpness at target losses"),
+    "landscape": ("sharpness.measuring.landscape", "51 x 51 loss surfaces of trained runs into results/landscapes"),
 }
 
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
-    from .runs import RunFileError
+    from .core.runs import RunFileError
 
     try:
         return importlib.import_module(COMMANDS[args.command][0]).main(args) or 0

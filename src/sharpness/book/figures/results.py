@@ -1,0 +1,242 @@
+"""Figures of the high-dimensional study: sharpness against evaluation, Simpson's paradox, the SAM rho sweep.
+
+Inputs are the per-run rows of `sharpness.studies.store.collect_runs` / `load_grid` (ours) and the long
+table of `sharpness.studies.store.paper_results` (the paper's). Every figure names its data in its title.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from .. import stats
+
+LABELS = {
+    "test_accuracy": "test accuracy",
+    "test_ece": "test ECE",
+    "corruption_accuracy": "corruption accuracy",
+    "prediction_disagreement": "prediction disagreement",
+    "generalisation_gap": "generalisation gap",
+    "fisher_rao_norm": "Fisher-Rao norm",
+    "sam_sharpness": "SAM-sharpness",
+    "relative_flatness": "relative flatness",
+    "hessian_top_eigenvalue": "Hessian top eigenvalue",
+    "hessian_trace": "Hessian trace",
+}
+CONTROL_COLOURS = dict(
+    zip(("baseline", "baseline_sam", "aug", "aug_sam", "wd", "wd_sam"), qualitative.Plotly)
+)
+
+
+def label(metric: str) -> str:
+    return LABELS.get(metric, metric.replace("_", " "))
+
+
+def _check_columns(runs: pd.DataFrame, columns) -> None:
+    missing = [c for c in columns if c not in runs.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the runs; available: {sorted(runs.columns)}")
+
+
+def sharpness_vs_evaluation(
+    runs: pd.DataFrame, sharpness_metrics, evaluation_metrics, title: str
+) -> go.Figure:
+    """The paper's Figure 1 layout: one panel per (sharpness, evaluation) pair, a point per run,
+    coloured by control, with each control's mean +/- SEM as a cross. Sharpness axes are logarithmic."""
+    sharpness_metrics, evaluation_metrics = list(sharpness_metrics), list(evaluation_metrics)
+    _check_columns(runs, sharpness_metrics + evaluation_metrics + ["control", "seed"])
+    figure = make_subplots(
+        rows=len(evaluation_metrics), cols=len(sharpness_metrics), shared_xaxes="columns", shared_yaxes="rows",
+        horizontal_spacing=0.04, vertical_spacing=0.06,
+    )
+    for col, x_metric in enumerate(sharpness_metrics, start=1):
+        for row, y_metric in enumerate(evaluation_metrics, start=1):
+            for control, block in runs.groupby("control", sort=False):
+                colour = CONTROL_COLOURS.get(control)
+                first = row == 1 and col == 1
+                figure.add_scatter(
+                    x=block[x_metric], y=block[y_metric], mode="markers", name=control, legendgroup=control,
+                    showlegend=first, marker=dict(color=colour, size=7, opacity=0.6),
+                    text=[f"{control}, seed {s}" for s in block["seed"]], row=row, col=col,
+                    hovertemplate="%{text}<br>x=%{x:.3g}<br>y=%{y:.3g}<extra></extra>",
+                )
+                if len(block) > 1:
+                    figure.add_scatter(
+                        x=[block[x_metric].mean()], y=[block[y_metric].mean()], mode="markers",
+                        legendgroup=control, showlegend=False, marker=dict(color=colour, size=13, symbol="x"),
+                        error_x=dict(array=[block[x_metric].sem()]), error_y=dict(array=[block[y_metric].sem()]),
+                        hovertemplate=f"{control} mean<extra></extra>", row=row, col=col,
+                    )
+            if row == len(evaluation_metrics):
+                figure.update_xaxes(title_text=label(x_metric), type="log", row=row, col=col)
+            else:
+                figure.update_xaxes(type="log", row=row, col=col)
+            if col == 1:
+                figure.update_yaxes(title_text=label(y_metric), row=row, col=col)
+    figure.update_layout(title=title, height=260 * len(evaluation_metrics) + 120, legend_title_text="control")
+    return figure
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray):
+    """`stats.decade_line` drawn over the x range: (x ends, y ends, slope), or None without a line."""
+    line = stats.decade_line(x, y)
+    if line is None:
+        return None
+    slope, intercept = line
+    ends = np.log10([x.min(), x.max()])
+    return 10**ends, slope * ends + intercept, slope
+
+
+def simpsons_paradox(points: pd.DataFrame, x_metric: str, y_metric: str, title: str) -> go.Figure:
+    """Control means of several architectures: a trend line within each architecture and one pooled
+    over all of them. Pooling can reverse the within-architecture trend (Simpson's paradox), which is
+    why the paper compares sharpness only within an architecture and data set.
+
+    `points`: one row per (arch, control) with columns arch, control, `x_metric`, `y_metric`.
+    """
+    _check_columns(points, ["arch", "control", x_metric, y_metric])
+    points = points.dropna(subset=[x_metric, y_metric])
+    points = points[points[x_metric] > 0]
+    figure = go.Figure()
+    for (arch, block), colour in zip(points.groupby("arch", sort=False), qualitative.D3):
+        figure.add_scatter(
+            x=block[x_metric], y=block[y_metric], mode="markers+text", text=block["control"],
+            textposition="top center", textfont=dict(size=9), name=arch, legendgroup=arch,
+            marker=dict(color=colour, size=10),
+        )
+        line = _fit_line(block[x_metric].to_numpy(), block[y_metric].to_numpy())
+        if line is not None:
+            figure.add_scatter(
+                x=line[0], y=line[1], mode="lines", line=dict(color=colour), legendgroup=arch,
+                name=f"{arch} trend (slope {line[2]:+.3g} per decade)",
+            )
+    pooled = _fit_line(points[x_metric].to_numpy(), points[y_metric].to_numpy())
+    if pooled is not None:
+        figure.add_scatter(
+            x=pooled[0], y=pooled[1], mode="lines", line=dict(color="black", dash="dash"),
+            name=f"pooled over architectures (slope {pooled[2]:+.3g} per decade)",
+        )
+    figure.update_xaxes(title_text=f"{label(x_metric)} (log)", type="log")
+    figure.update_yaxes(title_text=label(y_metric))
+    figure.update_layout(title=title, height=520)
+    return figure
+
+
+RHO_TICKS = (0.0025, 0.005, 0.025, 0.05, 0.25, 0.5)
+
+
+def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: str,
+              not_at_minimum: pd.DataFrame | None = None) -> go.Figure:
+    """One row per metric against SAM's rho (log axis): our runs (mean +/- SEM over seeds) on the left,
+    the paper's printed figures on the right, each on its own y axis so neither flattens the other.
+    Runs listed in `not_at_minimum` (rho, seed; see `stats.minimum_check`) are grey crosses, off the line."""
+    metrics = list(metrics)
+    _check_columns(ours, ["rho", *metrics])
+    failed_runs = set() if not_at_minimum is None else set(zip(not_at_minimum["rho"], not_at_minimum["seed"]))
+    failed = pd.Series([run in failed_runs for run in zip(ours["rho"], ours["seed"])], index=ours.index, dtype=bool)
+    ours, stuck = ours[~failed], ours[failed]
+    figure = make_subplots(
+        rows=len(metrics), cols=2, column_titles=["ours", "the paper's (ResNet-18, CIFAR-10)"],
+        row_titles=[label(m) for m in metrics], shared_xaxes=True, horizontal_spacing=0.1, vertical_spacing=0.05,
+    )
+    for row, metric in enumerate(metrics, start=1):
+        by_rho = ours.dropna(subset=["rho", metric]).groupby("rho")[metric]
+        summary = pd.DataFrame({"mean": by_rho.mean(), "sem": by_rho.sem()}).reset_index()
+        figure.add_scatter(
+            x=summary["rho"], y=summary["mean"], error_y=dict(array=summary["sem"].fillna(0)),
+            mode="lines+markers", name="ours (mean ± SEM)", showlegend=False,
+            marker=dict(color=qualitative.Plotly[1]), row=row, col=1,
+        )
+        if len(stuck):
+            figure.add_scatter(
+                x=stuck["rho"], y=stuck[metric], mode="markers", name="no minimum", showlegend=False,
+                marker=dict(symbol="x", size=9, color="grey"), hovertemplate="rho %{x}: did not reach a minimum<extra></extra>",
+                row=row, col=1,
+            )
+        printed = paper[(paper["metric"] == metric) & paper["rho"].notna()] if paper is not None else paper
+        if printed is not None and len(printed):
+            figure.add_scatter(
+                x=printed["rho"], y=printed["mean"], error_y=dict(array=printed["sem"]), mode="markers",
+                name="paper", showlegend=False, marker=dict(symbol="diamond-open", size=11, color="black"),
+                row=row, col=2,
+            )
+    # Log rho with every other tick labelled, so neighbouring radii (0.025 and 0.05) do not overlap.
+    figure.update_xaxes(type="log", tickvals=list(RHO_TICKS),
+                        ticktext=[f"{r:g}" if i % 2 == 1 else "" for i, r in enumerate(RHO_TICKS)])
+    figure.update_xaxes(title_text="rho", row=len(metrics))
+    figure.update_annotations(font_size=12)
+    if len(stuck):
+        title += "<br><sup>grey crosses: runs that did not reach a minimum, left out of the line</sup>"
+    # The right margin holds the row titles (metric names), written sideways beside the paper's panels.
+    figure.update_layout(title=title, height=190 * len(metrics) + 150, margin=dict(t=130, r=70))
+    return figure
+
+
+def controls_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, metrics, title: str) -> go.Figure:
+    """Per metric, the controls' means +/- SEM, ours and the paper's in two columns of panels (their
+    scales differ, so each has its own axis). `ours`/`paper`: long tables with control, metric, mean, sem."""
+    metrics = list(metrics)
+    figure = make_subplots(
+        rows=len(metrics), cols=2, column_titles=["ours", "paper"], row_titles=[label(m) for m in metrics],
+        vertical_spacing=0.04, horizontal_spacing=0.08,
+    )
+    order = {control: position for position, control in enumerate(CONTROL_COLOURS)}  # the paper's order
+    for row, metric in enumerate(metrics, start=1):
+        for col, table in enumerate((ours, paper), start=1):
+            rows = table[table["metric"] == metric].sort_values("control", key=lambda c: c.map(order))
+            figure.add_bar(
+                x=rows["control"], y=rows["mean"], error_y=dict(array=rows["sem"].fillna(0)),
+                marker_color=[CONTROL_COLOURS.get(c, "grey") for c in rows["control"]], showlegend=False,
+                row=row, col=col,
+            )
+    figure.update_layout(title=title, height=200 * len(metrics) + 120)
+    return figure
+
+
+def training_curves(history: pd.DataFrame, metric: str, title: str) -> go.Figure:
+    """`metric` per epoch, one line per run, coloured by control (seeds share their control's colour)."""
+    _check_columns(history, ["control", "seed", "epoch", metric])
+    figure = go.Figure()
+    for (control, seed), block in history.groupby(["control", "seed"], sort=False):
+        figure.add_scatter(
+            x=block["epoch"], y=block[metric], mode="lines+markers", name=control, legendgroup=control,
+            showlegend=bool(seed == history.loc[history["control"] == control, "seed"].min()),
+            line=dict(color=CONTROL_COLOURS.get(control)), hovertemplate=f"{control}, seed {seed}<br>epoch %{{x}}: %{{y:.3g}}<extra></extra>",
+        )
+    figure.update_xaxes(title_text="epoch")
+    figure.update_yaxes(title_text=label(metric))
+    figure.update_layout(title=title, height=420, legend_title_text="control")
+    return figure
+
+
+def pvalue_table(pvalues: pd.DataFrame, caption: str):
+    """A table of p-values (`stats.wilcoxon_pvalues`) as a pandas Styler: 3 significant figures, a
+    dash where no test was possible, greener for smaller p (fully green at p = 0, none from p = 0.5)."""
+    return (pvalues.style.format("{:.3g}", na_rep="—")
+            .map(lambda p: f"background-color: rgba(40, 160, 70, {max(0.0, 1 - 2 * p):.2f})" if pd.notna(p) else "")
+            .set_caption(caption))
+
+
+def study_beside_paper(study, summary: pd.DataFrame, paper: pd.DataFrame) -> go.Figure:
+    """`controls_beside_paper` for the study's first (dataset, arch) and the paper's matching setting."""
+    shown = stats.first_setting_beside_paper(study, summary, paper)
+    (dataset, arch), (paper_dataset, paper_arch) = shown["setting"], shown["paper_setting"]
+    return controls_beside_paper(
+        shown["ours"], shown["paper"], shown["metrics"],
+        title=f"Per control, mean ± SEM. Left: ours ({arch}, {dataset}; {study.label})"
+              f"<br>Right: the paper's ({paper_arch}, {paper_dataset}; arXiv 2510.12451)",
+    )
+
+
+def study_sharpness_vs_evaluation(study) -> go.Figure:
+    """`sharpness_vs_evaluation` of the study's finished runs, over the measures they have."""
+    runs = stats.finished_runs(study.runs)
+    return sharpness_vs_evaluation(
+        runs,
+        [m for m in stats.SHARPNESS_METRICS if m in runs.columns],
+        [m for m in ("test_accuracy", "test_ece", "corruption_accuracy") if m in runs.columns],
+        title=f"Sharpness vs evaluation, one point per run<br>{study.label}",
+    )

@@ -1,0 +1,162 @@
+"""Table layout for the pages: ours beside the paper's, the rho sweep, the setup chapter's tables.
+
+Cells are 'mean ± SEM' strings (`stats.format_mean_sem`), headers are short (`prose.METRIC_SHORT`) so
+that tables fit a narrow page.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..studies.store import METRICS
+from ..training.controls import SAM_RHO
+from .prose import CONTROL_LEGEND, CONTROL_SHORT, METRIC_SHORT
+from .stats import PAPER_EQUIVALENT, SHARPNESS_METRICS, dataset_arch_pairs, format_mean_sem, paper_setting, summarise
+
+
+def comparison_table(
+    ours: pd.DataFrame,
+    paper: pd.DataFrame,
+    dataset: str,
+    arch: str,
+    metrics=None,
+    paper_dataset: str | None = None,
+    paper_arch: str | None = None,
+    rho: float | None = SAM_RHO,
+) -> pd.DataFrame:
+    """Controls x metrics, each cell 'ours' and 'paper' as 'mean ± SEM' strings (two column levels).
+
+    `ours` is `summarise(...)`, `paper` is `paper_results(...)`. `paper_dataset`/`paper_arch` pick the
+    paper's setting to compare with (default: the same as ours; e.g. compare offline digits runs with
+    the paper's CIFAR-10). SAM rows use `rho` (None: any).
+    """
+    paper_dataset, paper_arch = paper_dataset or dataset, paper_arch or arch
+
+    def select(table, data_name, arch_name):
+        rows = table[(table["dataset"] == data_name) & (table["arch"] == arch_name)]
+        if rho is not None:
+            rows = rows[rows["rho"].isna() | np.isclose(rows["rho"].fillna(-1), rho)]
+        return rows
+
+    ours_rows, paper_rows = select(ours, dataset, arch), select(paper, paper_dataset, paper_arch)
+    for ours_name, theirs in PAPER_EQUIVALENT.items():  # the paper's figure moves beside ours computed its way
+        if ours_name in set(ours_rows["metric"]):
+            paper_rows = paper_rows.replace({"metric": {theirs: ours_name}})
+    if ours_rows.empty and paper_rows.empty:
+        raise ValueError(f"neither we nor the paper have runs for dataset={dataset!r}, arch={arch!r}")
+    if metrics is None:
+        present = set(ours_rows["metric"]) | set(paper_rows["metric"])
+        metrics = [m for m in METRICS if m in present]
+    from ..training.controls import CONTROLS  # the paper's order of controls
+
+    controls = [c for c in CONTROLS if c in set(ours_rows["control"]) | set(paper_rows["control"])]
+    cells = {}
+    for metric in metrics:
+        for who, rows in (("ours", ours_rows), ("paper", paper_rows)):
+            column = []
+            for control in controls:
+                match = rows[(rows["control"] == control) & (rows["metric"] == metric)]
+                column.append(format_mean_sem(*match[["mean", "sem"]].iloc[0]) if len(match) else "—")
+            cells[(metric, who)] = column
+    table = pd.DataFrame(cells, index=pd.Index(controls, name="control"))
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["metric", "source"])
+    return table
+
+
+# The learned-function metrics of the comparison tables, in the paper's order.
+FUNCTION_METRICS = ("test_accuracy", "test_ece", "corruption_accuracy", "prediction_disagreement", "generalisation_gap")
+
+
+# The metrics of the rho sweep's figure and table.
+RHO_METRICS = ("test_accuracy", "test_ece", "fisher_rao_norm", "relative_flatness", "sam_sharpness")
+
+
+def rho_table(long: pd.DataFrame, metrics) -> pd.DataFrame:
+    """metric x rho table of 'mean ± SEM' strings (short metric names, `METRIC_SHORT`), largest rho first,
+    so that a sweep of six radii fits a narrow page; `long` as from `summarise` or `paper_results`.
+    Metrics without a figure are left out; missing cells are '—'."""
+    cells = long.assign(figure=[format_mean_sem(m, s) for m, s in zip(long["mean"], long["sem"])])
+    table = cells.pivot_table(index="metric", columns="rho", values="figure", aggfunc="first")
+    table = table.reindex(index=[m for m in metrics if m in table.index]).fillna("—")
+    table = table.sort_index(axis=1, ascending=False).rename(columns=lambda rho: f"{rho:g}", index=METRIC_SHORT)
+    table.columns.name, table.index.name = "rho", None
+    return table
+
+
+def comparison_tables(study, paper: pd.DataFrame, summary: pd.DataFrame | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """(caption, `comparison_table`) per (dataset, arch) of the study: first the learned function's
+    metrics, then sharpness, each beside the paper's matching setting (`paper_setting`)."""
+    summary = summarise(study.runs) if summary is None else summary
+    present = set(summary["metric"]) | set(paper["metric"])
+    tables = []
+    for dataset, arch in dataset_arch_pairs(study.runs):
+        paper_dataset, paper_arch, same = paper_setting(dataset, arch, paper)
+        caption = (f"ours: {arch} on {dataset} ({study.label}); paper: {paper_arch} on {paper_dataset}"
+                   + ("" if same else " (a different setting: compare orderings, not values)"))
+        for kind, metrics in (("The learned function", FUNCTION_METRICS), ("Sharpness", beside_paper_sharpness(summary))):
+            table = comparison_table(summary, paper, dataset, arch, metrics=[m for m in metrics if m in present],
+                                     paper_dataset=paper_dataset, paper_arch=paper_arch)
+            tables.append((f"{kind}: {caption}. {CONTROL_LEGEND}", narrow_layout(table)))
+    return tables
+
+
+def beside_paper_sharpness(summary: pd.DataFrame) -> tuple[str, ...]:
+    """The sharpness metrics set beside the paper's: relative flatness in the paper's convention where
+    we measured it that way (the paper's values scale with its batch count; compare orderings)."""
+    if "relative_flatness_paper" in set(summary["metric"]):
+        return ("fisher_rao_norm", "sam_sharpness", "relative_flatness_paper")
+    return SHARPNESS_METRICS
+
+
+def ours_table(summary: pd.DataFrame, metrics) -> pd.DataFrame:
+    """Controls x metrics of 'mean ± SEM' for figures the paper has no counterpart of (one dataset/arch)."""
+    from ..training.controls import CONTROLS
+
+    rows = summary[summary["metric"].isin(metrics) & (summary["rho"].isna() | np.isclose(summary["rho"].fillna(0.05), 0.05))]
+    cells = rows.assign(figure=[format_mean_sem(m, e) for m, e in zip(rows["mean"], rows["sem"])])
+    table = cells.pivot_table(index="control", columns="metric", values="figure", aggfunc="first")
+    table = table.reindex(index=[c for c in CONTROLS if c in table.index], columns=[m for m in metrics if m in table.columns])
+    return table.fillna("—")
+
+
+CLEAN_CHECK_HEADERS = {"augmented data": "augmented", "clean data": "clean",
+                       "sharper than baseline (augmented)": "sharper (aug.)",
+                       "sharper than baseline (clean)": "sharper (clean)"}
+
+
+def clean_data_table(check: pd.DataFrame) -> pd.DataFrame:
+    """`clean_data_check` for the page: short measure, control and column names, yes/no verdicts."""
+    table = check.replace({"measure": METRIC_SHORT, "control": CONTROL_SHORT}).rename(columns=CLEAN_CHECK_HEADERS)
+    for column in ("sharper (aug.)", "sharper (clean)"):
+        table[column] = table[column].map({True: "yes", False: "no"})
+    return table
+
+
+def narrow_layout(table: pd.DataFrame) -> pd.DataFrame:
+    """A `comparison_table` turned on its side: one row per (metric, ours/paper), one short-named column
+    per control, so six columns fit a narrow page instead of two per metric."""
+    turned = table.T.rename(columns=CONTROL_SHORT).rename(index=METRIC_SHORT, level="metric")
+    turned.columns.name = None
+    return turned
+
+
+SETUP_DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "digits")
+
+
+def controls_table() -> pd.DataFrame:
+    """One row per control: which regularisers it switches on (`sharpness.training.controls`)."""
+    from ..training.controls import CONTROLS, get_control
+
+    return pd.DataFrame(
+        [{"control": c.name, "augmentation": c.augment, "SAM": c.sam, "weight decay": c.weight_decay}
+         for c in map(get_control, CONTROLS)]
+    )
+
+
+def hyperparameter_table(datasets=SETUP_DATASETS) -> pd.DataFrame:
+    """One row per data set: its fixed SGD settings (`sharpness.training.controls.hyperparameters`)."""
+    from ..training.controls import hyperparameters
+
+    return pd.DataFrame([{"data set": name, **vars(hyperparameters(name))} for name in datasets])
+

@@ -1,0 +1,1 @@
+"""Shared utilities every layer may use: repository paths, run folders on disk, progress bars, provenance, threads."""

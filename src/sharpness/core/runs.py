@@ -1,0 +1,164 @@
+"""Run directories on disk: atomic writes and reading back what a run left behind.
+
+A run directory (runs/<dataset>/<arch>/<control>/seed<k>/) holds `config.json`, `metrics.jsonl`
+(one line per epoch), `checkpoint.pt` and, written last, `summary.json`. Every file is written to a
+temporary name and moved into place with os.replace, so a reader (or a crash) never sees half a file;
+temporary files a kill leaves behind are removed by the next run (`remove_leftovers`). A file that
+cannot be read or written raises `RunFileError`, whose message names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"
+LOCK = ".lock"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: files are created with the permissions the user's umask gives, as open() would
+
+
+class RunFileError(Exception):
+    """A run file that cannot be read or written; the message names the file and what to do."""
+
+
+class RunBusyError(RunFileError):
+    """Another process holds the lock of a run directory."""
+
+
+def run_dir(runs_dir: str | os.PathLike, dataset: str, arch: str, control: str, seed: int) -> Path:
+    """Where a run lives: runs_dir/<dataset>/<arch>/<control>/seed<k>."""
+    return Path(runs_dir) / dataset / arch / control / f"seed{seed}"
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise _unwritable(path, error) from error
+    try:
+        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp makes 0600
+        with os.fdopen(handle, mode) as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _unwritable(path, error) from error
+        raise
+    return path
+
+
+def _unwritable(path: Path, error: OSError) -> RunFileError:
+    return RunFileError(f"cannot write {path}: {error.strerror or error}; make {path.parent} writable and free space "
+                        "on its disk (or choose another folder, e.g. --runs-dir), then run the command again")
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a kill in the middle of an atomic write left in `folder`."""
+    leftovers = list(Path(folder).glob(".*.tmp"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` for the block (the OS drops it when the holder dies, even
+    by kill -9). wait=False: raise RunBusyError at once when another process holds it."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as error:
+        raise _unwritable(path, error) from error
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunBusyError(f"another process (pid {holder}) is working in {path.parent} (it holds {path}): "
+                               "wait for it to finish, or stop it, then run this command again") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` so that `path` holds either the old or the new content, never a mix."""
+    return _atomic(path, lambda f: f.write(text), "w")
+
+
+def atomic_write_json(path: str | os.PathLike, value: Any) -> Path:
+    return atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
+    return atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+
+
+def atomic_save(value: Any, path: str | os.PathLike) -> Path:
+    """torch.save, atomically."""
+    import torch  # here, so that the papermill guard's watcher process starts without torch
+
+    return _atomic(path, lambda f: torch.save(value, f), "wb")
+
+
+def read_json(path: str | os.PathLike, fix: str = "restore it or delete it (a run rewrites what it needs)") -> dict:
+    """A JSON object from `path`; a missing, unreadable or damaged file raises RunFileError ending in `fix`."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise RunFileError(f"cannot read {path} ({error}): {fix}") from error
+    if not isinstance(value, dict):
+        raise RunFileError(f"{path} holds a JSON {type(value).__name__}, not an object: {fix}")
+    return value
+
+
+def load_checkpoint(path: str | os.PathLike, fix: str, map_location: Any = "cpu") -> dict:
+    """torch.load of a run's checkpoint; an empty, truncated or foreign file raises RunFileError ending in `fix`."""
+    import torch
+
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises EOFError, RuntimeError, UnpicklingError... for a damaged file
+        raise RunFileError(f"{path} is damaged ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}): "
+                           f"{fix}") from error
+    if not isinstance(state, dict) or not {"model", "epochs_done", "history"} <= state.keys():
+        raise RunFileError(f"{path} is not a checkpoint written by sharpness.training.train: {fix}")
+    return state
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    """A run is finished (trained to the end or diverged) exactly when its summary.json exists."""
+    return (Path(run_dir) / SUMMARY).is_file()
+
+
+def find_runs(runs_dir: str | os.PathLike, finished_only: bool = True) -> list[Path]:
+    """Every run directory below `runs_dir` (those with a config.json), sorted."""
+    found = sorted(p.parent for p in Path(runs_dir).glob(f"*/*/*/seed*/{CONFIG}"))
+    return [p for p in found if is_finished(p)] if finished_only else found
