@@ -114,4 +114,7 @@ def test_the_cpu_study_surfaces_are_named_as_the_real_study():
 
     item = bowl("baseline", 1.0)
     item.dataset, item.arch = registry.PROTOCOL["dataset"], registry.PROTOCOL["arch"]
-    assert figures.settings_label([item]).startswith("real CIFAR-10, CNN-MLP (156k parameters), CPU study, seed 0;")
+    from sharpness.training.models import build_model
+
+    parameters = sum(p.numel() for p in build_model(registry.PROTOCOL["arch"], 10).parameters())  # counted here
+    assert figures.settings_label([item]).startswith(f"real CIFAR-10, CNN-MLP ({parameters / 1000:.0f}k parameters), CPU study, seed 0;")

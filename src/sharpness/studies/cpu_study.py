@@ -156,7 +156,7 @@ def write_grids(seeds=DEFAULT_SEEDS) -> list[Path]:
     settings = {**PROTOCOL, "sam_rho_scale": sam_rho_scale(), "seeds_planned": list(seeds), "datasets": [PROTOCOL["dataset"]],
                 "archs": [PROTOCOL["arch"]], "command": "python -m sharpness cpu-study"}
     written = []
-    controls_runs = [path for path in runs.find_runs(STUDY_DIR) if _is_this_protocol(path)]
+    controls_runs = committed_controls_runs()
     if controls_runs:
         written.append(store.save_grid(store.runs_from_dirs(controls_runs), GRID_FILE,
                                          settings={**settings, "controls": list(CONTROLS)}, data=DATA_NOTE, tier="cpu"))
@@ -167,6 +167,12 @@ def write_grids(seeds=DEFAULT_SEEDS) -> list[Path]:
                                          settings={**settings, "controls": ["baseline_sam"], "rhos": list(PAPER_RHOS)},
                                          data=DATA_NOTE, tier="cpu"))
     return written
+
+
+def committed_controls_runs() -> list[Path]:
+    """The committed runs of the controls grid under PROTOCOL (not the rho sweep's, not earlier protocols')."""
+    return [path for path in runs.find_runs(STUDY_DIR) if _is_this_protocol(path)
+            and not path.relative_to(STUDY_DIR).parts[0].startswith("rho")]
 
 
 def _is_this_protocol(run_dir: Path) -> bool:
