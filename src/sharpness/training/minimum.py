@@ -46,4 +46,6 @@ def reached_minimum(history: Sequence[dict], measured_accuracy: float | None) ->
         return False, f"accuracy {measured_accuracy:.1%} on the measured images (< {MIN_ACCURACY:.0%})"
     if drop >= PLATEAU_DROP and loss_drop(history, absolute=True)[0] >= PLATEAU_FLOOR:
         return False, f"{key.replace('_', ' ')} still falling ({drop:.1%} over the last {PLATEAU_EPOCHS} epochs)"
-    return True, f"accuracy {measured_accuracy:.1%}, {key.replace('_', ' ')} fell {drop:.1%} over the last {PLATEAU_EPOCHS} epochs"
+    fell = loss_drop(history, absolute=True)[0]
+    return True, (f"accuracy {measured_accuracy:.1%}, {key.replace('_', ' ')} fell {drop:.1%} ({fell:.1e} nats) over the "
+                  f"last {PLATEAU_EPOCHS} epochs")
