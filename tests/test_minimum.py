@@ -67,7 +67,7 @@ def test_every_committed_run_of_the_controls_grid_reached_a_minimum():
     from sharpness.core import runs
     from sharpness.studies import cpu_study
 
-    folders = [path for path in runs.find_runs(cpu_study.STUDY_DIR) if cpu_study._is_this_protocol(path)
+    folders = [path for path in runs.find_runs(cpu_study.STUDY_DIR) if cpu_study.made_under_protocol(path)
                and not path.relative_to(cpu_study.STUDY_DIR).parts[0].startswith("rho")]  # the controls, not the rho sweep
     assert folders, f"no committed run of the CPU study's protocol under {cpu_study.STUDY_DIR}"
     verdicts = {}
