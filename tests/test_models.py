@@ -7,7 +7,10 @@ from torch import nn
 from sharpness.training.models import ARCHS, build_model, classifier_layer, count_weight_layers, imagenet_weights_path
 
 # Linear/Conv/Embedding modules per arch: DESIGN.md gives ResNet-18 21, VGG-19 18, the paper's ViT 26.
-LAYERS = {"resnet18": 21, "vgg19": 18, "vgg19_bn": 18, "vit": 26, "simple_cnn": 4, "cnn_mlp": 5}
+# The three CPU families, counted by hand: resnet_small = stem + 2 convs x 3 blocks + 2 skip convs + classifier;
+# vgg_small = 6 convs + fc + classifier; vit_small = patch projection + 4 Linear x 3 blocks + classifier.
+LAYERS = {"resnet18": 21, "vgg19": 18, "vgg19_bn": 18, "vit": 26, "simple_cnn": 4, "cnn_mlp": 5,
+          "resnet_small": 10, "vgg_small": 8, "vit_small": 14}
 
 
 @pytest.mark.parametrize("arch", LAYERS)
@@ -90,3 +93,56 @@ def test_cnn_mlp_parameter_count_by_hand():
     model = build_model("cnn_mlp", 10)
     assert sum(p.numel() for p in model.parameters()) == convs + batch_norms + head == 156_186
     assert classifier_layer(model).in_features == 128
+
+
+# Parameters of the CPU families (10 classes), added up by hand from their layers:
+# resnet_small (24, 48, 96): stem 3*24*9 + BN 48 = 696; block 1: 2 x (24*24*9 + BN 48) = 10,464;
+#   block 2: 24*48*9 + 96 + 48*48*9 + 96 + skip 24*48 + 96 = 32,544; block 3: 48*96*9 + 192 + 96*96*9 + 192
+#   + skip 48*96 + 192 = 129,600; classifier 96*10 + 10 = 970.  Total 174,274.
+# vgg_small (16,16,M,32,32,M,64,64,M; head 128): convs with bias + BN: 480 + 2,352 + 4,704 + 9,312 + 18,624
+#   + 37,056 = 72,528; fc 64*4*4*128 + 128 + BN1d 256 = 131,456; classifier 1,290.  Total 205,274.
+# vit_small (dim 64, depth 3, 2 heads of 32, MLP 128, patch 4): tokeniser LN(240) 480 + Linear(240, 64) 15,424;
+#   class token 64 + positions 65*64 = 4,224; per block LN 128 + temperature 1 + qkv 64*192 + out 64*64 + 64
+#   + LN 128 + 64*128 + 128 + 128*64 + 64 = 33,281 (x 3); final LN 128; classifier 650.  Total 120,749.
+FAMILY_PARAMETERS = {"resnet_small": 174_274, "vgg_small": 205_274, "vit_small": 120_749}
+
+
+@pytest.mark.parametrize("arch", FAMILY_PARAMETERS)
+def test_cpu_families_have_their_hand_counted_sizes(arch):
+    model = build_model(arch, num_classes=10)
+    assert sum(p.numel() for p in model.parameters()) == FAMILY_PARAMETERS[arch]
+
+
+def test_small_resnet_has_residual_stages_with_batch_norm():
+    model = build_model("resnet_small", 10).eval()
+    shapes = []
+    for block in model.blocks:
+        block.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
+    model(torch.randn(2, 3, 32, 32))
+    assert shapes == [(2, 24, 32, 32), (2, 48, 16, 16), (2, 96, 8, 8)]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 1 + 2 * 3 + 2
+    # the skip connection: with the residual branch's last BN scaled to zero, the first block is relu(input)
+    first = model.blocks[0]
+    with torch.no_grad():
+        first.bn2.weight.zero_()
+        first.bn2.bias.zero_()
+    x = torch.randn(2, 24, 8, 8)
+    assert torch.equal(first(x), torch.relu(x))
+
+
+def test_small_vgg_is_a_plain_stack_without_skips():
+    model = build_model("vgg_small", 10).eval()
+    assert [type(m).__name__ for m in model.features][:4] == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d"]
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.features) == 3
+    with torch.no_grad():  # a plain stack: zeroing the first conv and its BN shift leaves no path for the input
+        model.features[0].weight.zero_()
+        model.features[0].bias.zero_()
+        model.features[1].bias.zero_()
+        a, b = model(torch.randn(2, 3, 32, 32)), model(torch.randn(2, 3, 32, 32))
+    assert torch.allclose(a, b)
+
+
+def test_small_vit_uses_4x4_patches():
+    model = build_model("vit_small", 10)
+    assert model.tokenise.patch_size == 4 and model.position.shape == (1, (32 // 4) ** 2 + 1, 64)
+    assert len(model.blocks) == 3

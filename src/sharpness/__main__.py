@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("sharpness.measuring.evaluate", "measure finished runs (sharpness, calibration, corruption) into metrics.json"),
     "sweep": ("sharpness.studies.sweep", "run a grid (datasets x archs x controls x seeds x SAM rhos), k runs per GPU, then evaluate"),
     "cpu-study": ("sharpness.studies.cpu_study", "the real CIFAR-10 study on a CPU (6 controls x seeds), resumable from results/"),
+    "cpu-families": ("sharpness.studies.cpu_families", "the CPU study on three more network families, and Figure 1's batch x lr sweep"),
     "cpu-pilot": ("sharpness.studies.cpu_pilot", "the pilot behind the CPU study's protocol: which settings reach a minimum"),
     "campaign": ("sharpness.studies.campaign", "the paper-scale grid in one GPU lease (only runs that finish by --deadline), or in slices"),
     "campaign-import": ("sharpness.studies.campaign_import", "unpack a campaign archive into results/ with its provenance"),

@@ -103,33 +103,37 @@ def _evaluation_options() -> dict:
 
 
 def grid(seeds=DEFAULT_SEEDS, data_dir: str | Path | None = None, runs_dir: str | Path = DEFAULT_RUNS_DIR,
-         rhos=(DEFAULT_RHO,)) -> Grid:
+         rhos=(DEFAULT_RHO,), *, arch: str | None = None, batch_size: int | None = None, lr: float | None = None,
+         measures=None) -> Grid:
     """The study as a sweep grid: every control of every seed (SAM at each of `rhos`), the protocol's settings.
 
     With more than one rho only SAM on the baseline is swept (the paper's rho study) and the evaluation
-    keeps the measures the rho chapter shows.
+    keeps the measures the rho chapter shows. `arch`, `batch_size`, `lr` and `measures` replace the protocol's
+    for the studies across networks and settings (`sharpness.studies.cpu_families`); SAM's radius scale follows the arch.
     """
     rho_sweep = tuple(rhos) != (DEFAULT_RHO,)
+    arch = arch or PROTOCOL["arch"]
     return Grid(
-        datasets=(PROTOCOL["dataset"],), archs=(PROTOCOL["arch"],), seeds=tuple(seeds), epochs=PROTOCOL["epochs"],
+        datasets=(PROTOCOL["dataset"],), archs=(arch,), seeds=tuple(seeds), epochs=PROTOCOL["epochs"],
         controls=("baseline_sam",) if rho_sweep else None, rhos=tuple(rhos),
-        runs_dir=runs_dir, data_dir=data_dir, batch_size=PROTOCOL["batch_size"], lr=PROTOCOL["lr"],
-        measures=RHO_MEASURES if rho_sweep else MEASURES,
+        runs_dir=runs_dir, data_dir=data_dir, batch_size=batch_size or PROTOCOL["batch_size"], lr=lr or PROTOCOL["lr"],
+        measures=measures or (RHO_MEASURES if rho_sweep else MEASURES),
         train_options={"max_train_samples": PROTOCOL["train_images"], "channels_last": True,
                        "lr_schedule": PROTOCOL["lr_schedule"], "monitor_test_images": PROTOCOL["monitor_test_images"],
-                       "rho_scale": sam_rho_scale()},
+                       "rho_scale": sam_rho_scale(arch)},
         evaluation_options=_evaluation_options(),
     )  # fmt: skip
 
 
-def committed_dir(config, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> Path:
-    """Where a run's small files live under results/: its folder's place below `runs_dir`, below STUDY_DIR."""
-    return STUDY_DIR / Path(config.run_dir).relative_to(runs_dir)
+def committed_dir(config, runs_dir: str | Path = DEFAULT_RUNS_DIR, study_dir: Path | None = None) -> Path:
+    """Where a run's small files live under results/: its folder's place below `runs_dir`, below `study_dir`
+    (default STUDY_DIR)."""
+    return (STUDY_DIR if study_dir is None else Path(study_dir)) / Path(config.run_dir).relative_to(runs_dir)
 
 
-def is_committed(config, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> bool:
+def is_committed(config, runs_dir: str | Path = DEFAULT_RUNS_DIR, study_dir: Path | None = None) -> bool:
     """A run is done for good once its evaluation (metrics.json) or its divergence is under results/."""
-    folder = committed_dir(config, runs_dir)
+    folder = committed_dir(config, runs_dir, study_dir)
     if not runs.is_finished(folder):
         return False
     return (folder / "metrics.json").is_file() or runs.read_json(folder / runs.SUMMARY).get("status") != "finished"
@@ -161,7 +165,7 @@ def write_grids(seeds=DEFAULT_SEEDS) -> list[Path]:
         written.append(store.save_grid(store.runs_from_dirs(controls_runs), GRID_FILE,
                                          settings={**settings, "controls": list(CONTROLS)}, data=DATA_NOTE, tier="cpu"))
     rho_runs = [path for path in controls_runs if path.parent.name == "baseline_sam"]
-    rho_runs += [path for folder in sorted(STUDY_DIR.glob("rho*")) for path in runs.find_runs(folder) if _is_this_protocol(path)]
+    rho_runs += [path for folder in sorted(STUDY_DIR.glob("rho*")) for path in runs.find_runs(folder) if made_under_protocol(path)]
     if any(path.is_relative_to(folder) for path in rho_runs for folder in STUDY_DIR.glob("rho*")):
         written.append(store.save_grid(store.runs_from_dirs(rho_runs), RHO_GRID_FILE,
                                          settings={**settings, "controls": ["baseline_sam"], "rhos": list(PAPER_RHOS)},
@@ -171,14 +175,15 @@ def write_grids(seeds=DEFAULT_SEEDS) -> list[Path]:
 
 def committed_controls_runs() -> list[Path]:
     """The committed runs of the controls grid under PROTOCOL (not the rho sweep's, not earlier protocols')."""
-    return [path for path in runs.find_runs(STUDY_DIR) if _is_this_protocol(path)
+    return [path for path in runs.find_runs(STUDY_DIR) if made_under_protocol(path)
             and not path.relative_to(STUDY_DIR).parts[0].startswith("rho")]
 
 
-def _is_this_protocol(run_dir: Path) -> bool:
-    """Whether a committed run was made under PROTOCOL (earlier protocols' runs may still sit under results/)."""
+def made_under_protocol(run_dir: Path, arch: str = PROTOCOL["arch"]) -> bool:
+    """Whether a committed run was made under PROTOCOL (earlier protocols' runs may still sit under results/),
+    on `arch` (the studies across networks reuse the protocol on other networks)."""
     config = runs.read_json(run_dir / runs.CONFIG)
-    return (config.get("arch") == PROTOCOL["arch"] and config.get("max_train_samples") == PROTOCOL["train_images"]
+    return (config.get("arch") == arch and config.get("max_train_samples") == PROTOCOL["train_images"]
             and config.get("epochs") == PROTOCOL["epochs"] and config.get("lr_schedule") == PROTOCOL["lr_schedule"])
 
 
@@ -220,8 +225,11 @@ class Task:
 
     @property
     def name(self) -> str:
-        rho = f" rho {self.config.rho:g}" if self.config.control.endswith("sam") else ""
-        return f"{self.kind} {self.config.control}{rho} seed{self.config.seed}"
+        config = self.config
+        rho = f" rho {config.rho:g}" if config.control.endswith("sam") else ""
+        setting = "" if (config.batch_size, config.lr) == (PROTOCOL["batch_size"], PROTOCOL["lr"]) else \
+            f" batch {config.batch_size} lr {config.lr:g}"
+        return f"{self.kind} {config.arch}{setting} {config.control}{rho} seed{config.seed}"
 
     def submit(self, pool: concurrent.futures.Executor) -> concurrent.futures.Future:
         if self.kind == "run":
@@ -285,18 +293,27 @@ def prepare_data(data_dir: str | Path | None, progress: bool = True) -> None:
 def run_study(seeds=DEFAULT_SEEDS, *, workers: int = 2, data_dir=None, runs_dir=DEFAULT_RUNS_DIR,
               landscapes: bool = True, rho_sweep: bool = True, progress: bool = True) -> int:
     """Train, evaluate and commit every run not yet under results/; returns the number of failures."""
-    from ..core.progress import tqdm
-
     todo = plan(seeds, data_dir=data_dir, runs_dir=runs_dir, landscapes=landscapes, rho_sweep=rho_sweep)
     print(f"CPU study: {len(todo)} tasks to do with {workers} workers; finished runs go to {STUDY_DIR}")
     if not todo:
         write_grids(seeds)
         return 0
     prepare_data(data_dir, progress)
-    failures = 0
+    return run_tasks(todo, workers=workers, runs_dir=runs_dir, study_dir=STUDY_DIR,
+                     write=functools.partial(write_grids, seeds), progress=progress, desc="CPU study tasks")
+
+
+def run_tasks(todo: list[Task], *, workers: int, runs_dir, study_dir: Path, write, progress: bool = True,
+              desc: str = "tasks") -> int:
+    """Do `todo` in order on `workers` processes (one thread each), starting each task once it is ready; copy
+    every finished run's small files to its place under `study_dir` and call `write()` (rewrite the grid
+    summaries) as it lands. Returns the number of failures."""
+    from ..core.progress import tqdm
+
+    todo, failures = list(todo), 0
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool, \
-            tqdm(total=len(todo), desc="CPU study tasks", unit="task", disable=not progress) as bar:
+            tqdm(total=len(todo), desc=desc, unit="task", disable=not progress) as bar:
         running: dict[concurrent.futures.Future, Task] = {}
         while todo or running:
             for task in [t for t in todo if t.ready()][: max(0, workers - len(running))]:
@@ -309,13 +326,13 @@ def run_study(seeds=DEFAULT_SEEDS, *, workers: int = 2, data_dir=None, runs_dir=
             done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
                 task = running.pop(future)
-                failures += not _finish(task, future, seeds, runs_dir)
+                failures += not _finish(task, future, committed_dir(task.config, runs_dir, study_dir), write)
                 bar.update()
     return failures
 
 
-def _finish(task: Task, future: concurrent.futures.Future, seeds, runs_dir) -> bool:
-    """Record a finished task under results/; report a failure. True when it succeeded."""
+def _finish(task: Task, future: concurrent.futures.Future, target: Path, write) -> bool:
+    """Record a finished task under results/ (`target`, then `write()`); report a failure. True when it succeeded."""
     try:
         outcome = future.result()
     except Exception as error:  # the worker process itself died
@@ -328,11 +345,11 @@ def _finish(task: Task, future: concurrent.futures.Future, seeds, runs_dir) -> b
         reason = [line for line in (outcome["error"] or "").splitlines() if line.strip()]
         print(f"FAILED {task.name}: {reason[-1] if reason else 'unknown error'}", file=sys.stderr)
         return False
-    copy_to_results(Path(outcome["run_dir"]), committed_dir(task.config, runs_dir))
-    write_grids(seeds)
+    copy_to_results(Path(outcome["run_dir"]), target)
+    write()
     seconds = outcome.get("seconds", {})
     print(f"{task.name}: done in {seconds.get('total', 0):.0f} s (train {seconds.get('train', 0):.0f} s, "
-          f"evaluate {seconds.get('evaluate', 0):.0f} s) -> {committed_dir(task.config, runs_dir)}")
+          f"evaluate {seconds.get('evaluate', 0):.0f} s) -> {target}")
     return True
 
 

@@ -176,13 +176,16 @@ def runs_from_dirs(run_dirs) -> pd.DataFrame:
 
 
 def run_history(run_dir: Path) -> pd.DataFrame:
-    """A run's per-epoch rows (metrics.jsonl) with its grid coordinates, for training curves."""
+    """A run's per-epoch rows (metrics.jsonl) with its grid coordinates (batch size and learning rate too, which
+    tell apart the cells of a batch x lr sweep), for training curves."""
     from ..core.runs import read_jsonl
 
     config = load_json(Path(run_dir) / "config.json")
     history = pd.DataFrame(read_jsonl(Path(run_dir) / "metrics.jsonl"))
     for key in ("dataset", "arch", "control", "seed"):
         history[key] = config[key]
+    for key in ("batch_size", "lr"):
+        history[key] = config.get(key)
     history["rho"] = float(config.get("rho", SAM_RHO)) if str(config["control"]).endswith("sam") else np.nan
     return history
 

@@ -9,6 +9,15 @@
 - "cnn_mlp": the same conv blocks, flattened into a 128-unit hidden layer (156k parameters, 5 weight layers):
   the network of the real CIFAR-10 study on a CPU, because it reaches a training minimum (>= 99% train
   accuracy on 10k images) in 30 epochs, where simple_cnn's pooled head stalls near 75%.
+- "resnet_small", "vgg_small", "vit_small": one CPU-sized network per family beside cnn_mlp_wide (the paper's
+  three families, for its claims across architectures): a ResNet-8 (BasicBlocks, BN, skips; widths 24/48/96,
+  174k parameters), a VGG-8 plain stack with BN (16-16-M-32-32-M-64-64-M, fc 128; 205k), a ViT with shifted
+  4x4 patches (width 64, 3 blocks, 2 heads of 32, MLP 128; 121k). Measured on one thread (`bench/families.py`),
+  relative to cnn_mlp_wide per SGD step / SAM step / image forward: 1.46 / 1.60 / 1.98, 0.63 / 0.71 / 0.63,
+  1.03 / 1.10 / 1.40; with the study's measured run times that is about 2.7 h, 1.0 h and 1.9 h for 6 controls
+  x 3 seeds on two cores (`sharpness.studies.cpu_families.FAMILY_COST`, `plan_hours`). The ResNet is 1.5x wider than
+  the 16/32/64 first measured (0.77 / 0.95 / 1.07, 1.5 h): its pooled head must fit 800 augmented images in
+  840 steps, where simple_cnn's pooled head stalled, and the budget had room.
 - "resnet18_imagenet" / "vgg19_bn_imagenet": torchvision's ImageNet networks and weights with a new
   `num_classes` head (Tiny ImageNet); the weights come from a local file or torch's hub cache.
 """
@@ -23,6 +32,14 @@ from torch import nn
 
 ARCHS = ("resnet18", "vgg19", "vgg19_bn", "vit", "simple_cnn", "cnn_mlp", "cnn_mlp_wide", "cnn_mlp_h1024", "resnet18_imagenet", "vgg19_bn_imagenet")
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
+
+# The three CPU-sized families (ResNet with BN and skips; VGG-style plain conv stack with BN; ViT with 4x4
+# patches): settings here, sizes and measured costs in sharpness.studies.cpu_families.
+SMALL_RESNET_WIDTHS = (24, 48, 96)  # one BasicBlock per stage: a "ResNet-8" at 1.5x ResNet-20's widths
+SMALL_VGG_CONFIG = (16, 16, "M", 32, 32, "M", 64, 64, "M")  # torchvision make_layers notation; "M" = 2x2 max-pool
+SMALL_VGG_HEAD = 128
+SMALL_VIT = {"dim": 64, "depth": 3, "heads": 2, "head_dim": 32, "mlp_dim": 128}
+ARCHS += ("resnet_small", "vgg_small", "vit_small")
 
 
 def build_model(
@@ -54,6 +71,12 @@ def build_model(
         return SimpleCNN(num_classes)
     if arch == "cnn_mlp":
         return CnnMlp(num_classes, image_size=image_size)
+    if arch == "resnet_small":
+        return SmallResNet(num_classes, SMALL_RESNET_WIDTHS)
+    if arch == "vgg_small":
+        return CifarVGG(num_classes, batch_norm=True, image_size=image_size, config=SMALL_VGG_CONFIG, width=SMALL_VGG_HEAD)
+    if arch == "vit_small":
+        return SmallViT(num_classes, image_size=image_size, **SMALL_VIT)
     if arch == "cnn_mlp_h1024":
         return CnnMlp(num_classes, image_size=image_size, hidden=1024)
     if arch == "cnn_mlp_wide":
@@ -95,19 +118,24 @@ def _cifar_resnet18(num_classes: int) -> nn.Module:
 
 
 class CifarVGG(nn.Module):
-    """VGG-19 convolutions (torchvision's `make_layers`) with the paper's small fully connected head."""
+    """VGG convolutions (torchvision's `make_layers`; default VGG-19's) with the paper's small fully connected
+    head: flatten, Linear(.., width) (+BN) + ReLU, and a linear classifier."""
 
-    def __init__(self, num_classes: int, batch_norm: bool, image_size: int = 32, width: int = 512):
+    def __init__(self, num_classes: int, batch_norm: bool, image_size: int = 32, width: int = 512,
+                 config: tuple | None = None):
         super().__init__()
         from torchvision.models.vgg import cfgs, make_layers
 
-        self.features = make_layers(cfgs["E"], batch_norm=batch_norm)
-        spatial = image_size // 32  # five 2x2 max-pools
+        config = list(cfgs["E"] if config is None else config)
+        self.features = make_layers(config, batch_norm=batch_norm)
+        pools = config.count("M")
+        spatial = image_size // 2**pools  # each "M" is a 2x2 max-pool
         if spatial < 1:
-            raise ValueError(f"VGG needs images of at least 32 pixels, got image_size={image_size}")
+            raise ValueError(f"this VGG needs images of at least {2**pools} pixels, got image_size={image_size}")
+        channels = [c for c in config if c != "M"][-1]
         self.fc = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(width * spatial * spatial, width),
+            nn.Linear(channels * spatial * spatial, width),
             nn.BatchNorm1d(width) if batch_norm else nn.Identity(),
             nn.ReLU(inplace=True),
         )
@@ -115,6 +143,35 @@ class CifarVGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.fc(self.features(x)))
+
+
+class SmallResNet(nn.Module):
+    """A CIFAR ResNet of torchvision BasicBlocks, one per stage: 3x3 stem (BN, ReLU) at full resolution, stages
+    at `widths` (the later ones halve the resolution, with a 1x1 conv + BN on the skip), global average
+    pooling and a linear classifier. He et al.'s CIFAR ResNet-20 has widths (16, 32, 64) and three blocks per stage."""
+
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = SMALL_RESNET_WIDTHS):
+        super().__init__()
+        from torchvision.models.resnet import BasicBlock
+
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(inplace=True))
+        blocks, channels = [], widths[0]
+        for index, width in enumerate(widths):
+            stride = 1 if index == 0 else 2
+            skip = None if stride == 1 and channels == width else nn.Sequential(
+                nn.Conv2d(channels, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width))
+            blocks.append(BasicBlock(channels, width, stride=stride, downsample=skip))
+            channels = width
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(channels, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.blocks(self.stem(x))))
 
 
 class ShiftedPatchTokens(nn.Module):

@@ -1,0 +1,325 @@
+"""The paper's claims across networks and settings, computed from per-run tables: Simpson's paradox (within-family
+against pooled trends), "no Goldilocks zone", sharpness not comparable across families, and Figure 1's
+batch x lr claims. Pure functions of tables (one row per run or per control mean); each returns its data and a
+computed status, "not run yet" when there are no runs; `*_finding(path)` read a committed grid and return
+(status, sentence) for the ledger.
+
+Which runs count: only those at a minimum (`at_minimum`, written into each row of the grids of
+`sharpness.studies.cpu_families` by the study's criterion), since sharpness describes a minimum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from ..studies import store
+from ..training.controls import CONTROLS, SAM_RHO
+from ..training.minimum import reached_minimum
+from ..training.models import ARCHS
+from . import prose, stats
+
+NOT_RUN = "not run yet"
+TOO_FEW = "too few runs"
+MIN_POINTS = 3  # a within-family correlation needs at least this many points
+FAMILY = "arch"
+CELL = ("batch_size", "lr")
+# Figure 1's axes: sharpness measures on x, the quality of the function on y.
+FIGURE1_SHARPNESS = ("fisher_rao_norm", "relative_flatness")
+FIGURE1_QUALITY = ("generalisation_gap", "train_loss", "test_accuracy", "test_ece")
+# Which way is better for a quality metric (the claim direction against the baseline says it).
+HIGHER_IS_BETTER = {metric: direction == "greater" for metric, direction in stats.CLAIM_DIRECTION.items()}
+HIGHER_IS_BETTER["train_loss"] = False
+
+
+@dataclass
+class Finding:
+    """A computed status, one sentence that says why, and the table it was read from."""
+
+    status: str
+    sentence: str
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def pair(self) -> tuple[str, str]:
+        return self.status, self.sentence
+
+
+def usable_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished runs at a minimum (all finished runs where no verdict was recorded)."""
+    if not len(runs):
+        return runs
+    kept = runs[runs.get("status", pd.Series("finished", index=runs.index)) == "finished"]
+    if "at_minimum" in kept.columns:
+        kept = kept[kept["at_minimum"].fillna(False).astype(bool)]
+    return kept
+
+
+def control_means(runs: pd.DataFrame, metrics, by=(FAMILY,)) -> pd.DataFrame:
+    """One row per (`by`..., control): the mean over seeds of each metric, and the seed count."""
+    by = [*by, "control"]
+    metrics = [m for m in metrics if m in runs.columns]
+    if not len(runs):
+        return pd.DataFrame(columns=[*by, *metrics, "seeds"])
+    grouped = runs.groupby(by, sort=False)
+    return grouped[metrics].mean().join(grouped.size().rename("seeds")).reset_index()
+
+
+# --- Simpson's paradox ------------------------------------------------------------------------------
+
+
+def correlation_row(sharpness, quality) -> dict:
+    """n, Spearman and Pearson (on log10 sharpness) with their p-values, and the slope per decade of sharpness."""
+    x, y = np.asarray(sharpness, dtype=float), np.asarray(quality, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    x, y = x[keep], y[keep]
+    row = {"n": int(len(x)), "spearman": np.nan, "spearman_p": np.nan, "pearson": np.nan, "pearson_p": np.nan,
+           "slope_per_decade": np.nan}
+    if len(x) >= MIN_POINTS and len(np.unique(x)) > 1 and len(np.unique(y)) > 1:
+        spearman, pearson = scipy_stats.spearmanr(x, y), scipy_stats.pearsonr(np.log10(x), y)
+        row.update(spearman=float(spearman.statistic), spearman_p=float(spearman.pvalue),
+                   pearson=float(pearson.statistic), pearson_p=float(pearson.pvalue),
+                   slope_per_decade=stats.decade_slope(x, y))
+    return row
+
+
+def trends(points: pd.DataFrame, measure: str, quality: str, group: str = FAMILY) -> pd.DataFrame:
+    """The trend of `quality` against `measure` within each `group` and pooled over all of them (last row)."""
+    rows = [{group: name, **correlation_row(block[measure], block[quality])} for name, block in points.groupby(group, sort=False)]
+    rows.append({group: "pooled", **correlation_row(points[measure], points[quality])})
+    return pd.DataFrame(rows)
+
+
+def simpson(points: pd.DataFrame, measure: str, quality: str, group: str = FAMILY) -> Finding:
+    """Does pooling over families reverse, remove or weaken the within-family trend? (Spearman correlations,
+    judged by `stats.simpson_finding`.) Status: NOT_RUN, TOO_FEW, or the finding ('reverses', ...)."""
+    name, label = prose.metric_name(measure), prose.metric_name(quality)
+    if not len(points) or measure not in points.columns or quality not in points.columns:
+        return Finding(NOT_RUN, f"{name} against {label}: no runs of ours across families yet.")
+    table = trends(points, measure, quality, group)
+    within = table[table[group] != "pooled"]
+    judged = within[within["n"] >= MIN_POINTS]
+    if len(judged) < 2:
+        return Finding(TOO_FEW, f"{name} against {label}: {len(judged)} famil{'y has' if len(judged) == 1 else 'ies have'} "
+                                f"{MIN_POINTS} or more points; the comparison needs two.", table)
+    pooled = float(table.loc[table[group] == "pooled", "spearman"].iloc[0])
+    finding = stats.simpson_finding(judged["spearman"].tolist(), pooled)
+    span = f"{judged['spearman'].min():+.2f} to {judged['spearman'].max():+.2f}"
+    if finding == "mixed within":
+        sentence = f"{name} against {label}: the families disagree in sign (Spearman {span}; pooled {pooled:+.2f})."
+    elif finding == "no slope":
+        sentence = f"{name} against {label}: no correlation to compare."
+    else:
+        direction = "rises" if judged["spearman"].min() > 0 else "falls"
+        sentence = (f"{name} against {label}: {label} {direction} with sharpness within every family (Spearman {span}); "
+                    f"pooled over families the trend {prose.SIMPSON_PHRASES[finding]} ({pooled:+.2f}).")
+    return Finding(finding, sentence, table)
+
+
+# --- no Goldilocks zone -------------------------------------------------------------------------------
+
+
+def goldilocks(points: pd.DataFrame, measure: str, quality: str = "test_accuracy", group: str = FAMILY) -> Finding:
+    """Is there one level of sharpness that is best everywhere? `points`: one row per (group, control).
+
+    Per family: the best control by `quality`, its sharpness, and whether it is the family's sharpest. The band
+    is [lowest, highest] sharpness of the families' best controls; a Goldilocks zone exists when, in every
+    family, the best control is the only one whose sharpness falls in that band. Status: NOT_RUN, TOO_FEW,
+    'no Goldilocks zone' or 'a Goldilocks zone'."""
+    name, label = prose.metric_name(measure), prose.metric_name(quality)
+    if not len(points) or measure not in points.columns or quality not in points.columns:
+        return Finding(NOT_RUN, f"{name}: no runs of ours across families yet.")
+    higher = HIGHER_IS_BETTER.get(quality, True)
+    rows = []
+    for family, block in points.dropna(subset=[measure, quality]).groupby(group, sort=False):
+        if len(block) < 2:
+            continue
+        best = block.loc[block[quality].idxmax() if higher else block[quality].idxmin()]
+        rows.append({group: family, "best control": best["control"], f"best {quality}": best[quality],
+                     "its sharpness": best[measure], "controls": len(block),
+                     "best is sharpest": bool(best[measure] == block[measure].max()),
+                     "_sharpness": block[measure].to_numpy(), "_best": best[measure]})
+    if len(rows) < 2:
+        return Finding(TOO_FEW, f"{name}: {len(rows)} famil{'y' if len(rows) == 1 else 'ies'} with two or more controls; "
+                                "the comparison needs two.")
+    low, high = min(r["_best"] for r in rows), max(r["_best"] for r in rows)
+    for row in rows:
+        inside = (row["_sharpness"] >= low) & (row["_sharpness"] <= high)
+        row["others in band"] = int(inside.sum()) - 1
+    table = pd.DataFrame(rows).drop(columns=["_sharpness", "_best"])
+    sharpest = int(table["best is sharpest"].sum())
+    zone = bool((table["others in band"] == 0).all())
+    status = "a Goldilocks zone" if zone else "no Goldilocks zone"
+    sentence = (f"{name}: the sharpest control is the best by {label} in {sharpest} of {len(table)} families; the best "
+                f"controls' sharpness spans {low:.3g} to {high:.3g}, and "
+                + ("no other control falls in that band in any family, so one band picks the best everywhere."
+                   if zone else f"{int((table['others in band'] > 0).sum())} famil"
+                   f"{'y has' if int((table['others in band'] > 0).sum()) == 1 else 'ies have'} a worse control inside it: "
+                   "no single level of sharpness is best everywhere."))
+    return Finding(status, sentence, table)
+
+
+def scale_comparison(points: pd.DataFrame, measure: str, group: str = FAMILY) -> Finding:
+    """Sharpness is not comparable across families: per family the range of `measure`, and how many pairs of
+    families have ranges that do not overlap at all. Status: NOT_RUN, TOO_FEW, 'disjoint ranges' or 'overlapping'."""
+    name = prose.metric_name(measure)
+    if not len(points) or measure not in points.columns:
+        return Finding(NOT_RUN, f"{name}: no runs of ours across families yet.")
+    table = points.groupby(group, sort=False)[measure].agg(["min", "median", "max"]).reset_index()
+    if len(table) < 2:
+        return Finding(TOO_FEW, f"{name}: one family so far; the comparison needs two.", table)
+    pairs = [(a, b) for i, a in enumerate(table.itertuples()) for b in list(table.itertuples())[i + 1:]]
+    disjoint = sum(a.max < b.min or b.max < a.min for a, b in pairs)
+    ratio = table["median"].max() / table["median"].min()
+    status = "disjoint ranges" if disjoint else "overlapping"
+    return Finding(status, f"{name}: the family medians differ by a factor {ratio:.3g}; {disjoint} of {len(pairs)} pairs of "
+                           "families have ranges that do not overlap at all.", table)
+
+
+# --- Figure 1 / Appendix F.2: the batch x lr sweep --------------------------------------------------------
+
+
+def cell_label(batch_size, lr) -> str:
+    return f"batch {int(batch_size)}, lr {float(lr):g}"
+
+
+def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality: str = "test_accuracy") -> Finding:
+    """Appendix G.1 on a batch x lr grid: in each cell, is aug_sam the best control by `quality`, and sharper than
+    the baseline by `measure` (control means)? And does the learning rate move absolute sharpness (baseline mean
+    at each lr, per batch size)? Status: NOT_RUN, TOO_FEW (fewer than two cells), 'holds in every cell',
+    'holds in some cells', 'holds in no cell'."""
+    name, label = prose.metric_name(measure), prose.metric_name(quality)
+    if not len(runs) or not set(CELL) <= set(runs.columns):
+        return Finding(NOT_RUN, "No batch x learning-rate sweep of ours yet.")
+    means = control_means(runs, [measure, quality], by=CELL)
+    higher = HIGHER_IS_BETTER.get(quality, True)
+    rows = []
+    for (batch, lr), block in means.groupby(list(CELL), sort=True):
+        block = block.set_index("control")
+        if not {"aug_sam", "baseline"} <= set(block.index):
+            continue
+        best = block[quality].idxmax() if higher else block[quality].idxmin()
+        rows.append({"cell": cell_label(batch, lr), "batch_size": batch, "lr": lr, "best control": best,
+                     "aug_sam best": best == "aug_sam",
+                     "aug_sam sharper than baseline": bool(block.loc["aug_sam", measure] > block.loc["baseline", measure]),
+                     "baseline sharpness": block.loc["baseline", measure], "controls": len(block)})
+    table = pd.DataFrame(rows)
+    if len(table) < 2:
+        return Finding(TOO_FEW, f"{len(table)} cell{'s' * (len(table) != 1)} with both aug_sam and the baseline; "
+                                "the sweep needs two or more.", table)
+    holds = table["aug_sam best"] & table["aug_sam sharper than baseline"]
+    status = "holds in every cell" if holds.all() else "holds in no cell" if not holds.any() else "holds in some cells"
+    moves = []
+    for batch, block in table.groupby("batch_size"):
+        if block["lr"].nunique() > 1:
+            ordered = block.sort_values("lr")["baseline sharpness"].to_numpy()
+            moves.append(f"batch {int(batch)}: baseline {name} {ordered[0]:.3g} at the lowest lr, {ordered[-1]:.3g} at the highest")
+    sentence = (f"aug_sam is the best control by {label} in {int(table['aug_sam best'].sum())} of {len(table)} cells and "
+                f"sharper than the baseline by {name} in {int(table['aug_sam sharper than baseline'].sum())}"
+                + (f"; {'; '.join(moves)}." if moves else "."))
+    return Finding(status, sentence, table)
+
+
+# --- reading committed grids (what the chapter and the ledger call) ----------------------------------------
+
+
+def load_runs(path: Path) -> pd.DataFrame:
+    """The per-run rows of a committed grid (an empty table where none is committed), each with `at_minimum`:
+    as recorded in the grid, or judged now from the per-epoch rows committed beside it."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame()
+    runs = store.load_grid(path)[0]
+    for column, known in (("arch", ARCHS), ("control", CONTROLS)):
+        unknown = sorted(set(runs.get(column, pd.Series(dtype=str)).dropna()) - set(known))
+        if unknown:  # names from the file reach the page: only the library's own are accepted
+            raise ValueError(f"{path}: unknown {column} {unknown[0]!r}; expected one of {', '.join(known)}. "
+                             f"Rewrite the file from its runs (python -m sharpness cpu-families) or remove it.")
+    if "at_minimum" not in runs.columns:
+        runs = minimum_verdicts(runs, store.load_history(path))
+    return runs
+
+
+def minimum_verdicts(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """`runs` plus `at_minimum` and `minimum_reason` by `sharpness.minimum`'s criterion, from `history` (per-epoch
+    rows keyed by dataset, arch, control, rho, seed) and each run's accuracy on its measured images."""
+    runs = runs.copy()
+    keys = ["dataset", "arch", "control", "rho", "seed"]
+    epochs = {} if not len(history) else {
+        tuple(key): block.sort_values("epoch").to_dict("records") for key, block in history.groupby(keys, dropna=False)}
+    verdicts = []
+    for row in runs.to_dict("records"):
+        rows = next((rows for key, rows in epochs.items() if _same_run(key, [row[k] for k in keys])), [])
+        accuracy = row.get("measured_set.accuracy")
+        verdicts.append(reached_minimum(rows, None if accuracy is None or pd.isna(accuracy) else float(accuracy)))
+    runs["at_minimum"] = [verdict for verdict, _ in verdicts]
+    runs["minimum_reason"] = [reason for _, reason in verdicts]
+    return runs
+
+
+def _same_run(a, b) -> bool:
+    """Equal run keys, NaN equal to NaN (the rho of controls without SAM)."""
+    return all((pd.isna(x) and pd.isna(y)) or x == y for x, y in zip(a, b))
+
+
+def committed_paths() -> dict[str, Path]:
+    """Where the grids these findings read are committed: the families, the CPU study (the CNN-MLP family), and
+    the batch x lr sweep."""
+    from ..studies import cpu_families, cpu_study
+
+    return {"families": cpu_families.FAMILIES_GRID, "study": cpu_study.GRID_FILE, "batch_lr": cpu_families.BATCH_LR_GRID}
+
+
+def family_points(families_grid: Path | None = None, study_grid: Path | None = None) -> pd.DataFrame:
+    """Control means (runs at a minimum) of every family: the families grid and the CPU study's grid (the CNN-MLP
+    family); by default the committed ones (`committed_paths`)."""
+    paths = committed_paths()
+    grids = (families_grid or paths["families"], study_grid or paths["study"])
+    runs = pd.concat([load_runs(p) for p in grids], ignore_index=True)
+    runs = usable_runs(runs)
+    if len(runs) and "rho" in runs.columns:  # the controls at the default radius only
+        runs = runs[runs["rho"].isna() | np.isclose(runs["rho"].fillna(SAM_RHO), SAM_RHO)]
+    return control_means(runs, [*store.METRICS, "train_loss"])
+
+
+def simpson_finding(families_grid: Path | None = None, study_grid: Path | None = None, measure: str = "relative_flatness",
+                    quality: str = "test_accuracy") -> tuple[str, str]:
+    """(status, sentence) for the ledger's Simpson's-paradox row, on our runs."""
+    return simpson(family_points(families_grid, study_grid), measure, quality).pair()
+
+
+def goldilocks_finding(families_grid: Path | None = None, study_grid: Path | None = None, measure: str = "fisher_rao_norm",
+                       quality: str = "test_accuracy") -> tuple[str, str]:
+    """(status, sentence) for the ledger's 'no Goldilocks zone' row, on our runs."""
+    return goldilocks(family_points(families_grid, study_grid), measure, quality).pair()
+
+
+def comparability_finding(families_grid: Path | None = None, study_grid: Path | None = None,
+                          measure: str = "fisher_rao_norm") -> tuple[str, str]:
+    """(status, sentence) for 'sharpness is not comparable across architectures', on our runs."""
+    return scale_comparison(family_points(families_grid, study_grid), measure).pair()
+
+
+def families_finding(families_grid: Path | None = None) -> tuple[str, str]:
+    """(status, sentence): how much of the families plan is committed and at a minimum."""
+    runs = load_runs(families_grid or committed_paths()["families"])
+    if not len(runs):
+        return NOT_RUN, "No run of the three CPU families is committed yet."
+    usable = usable_runs(runs)
+    per_family = "; ".join(f"{arch}: {len(usable[usable[FAMILY] == arch])} of {len(block)} runs at a minimum, "
+                           f"{block['seed'].nunique()} seed(s)" for arch, block in runs.groupby(FAMILY, sort=False))
+    status = "at a minimum" if len(usable) == len(runs) else "partly at a minimum" if len(usable) else "no run at a minimum"
+    return status, per_family + "."
+
+
+def figure1_finding(batch_lr_grid: Path | None = None, measure: str = "fisher_rao_norm") -> tuple[str, str]:
+    """(status, sentence) for the ledger's Figure 1 / Appendix G.1 rows, on our runs at a minimum."""
+    runs = load_runs(batch_lr_grid or committed_paths()["batch_lr"])
+    if not len(runs):
+        return NOT_RUN, "No batch x learning-rate sweep of ours is committed yet."
+    usable = usable_runs(runs)
+    status, sentence = figure1_claims(usable, measure).pair()
+    return status, f"{len(usable)} of {len(runs)} runs at a minimum; {sentence[0].lower()}{sentence[1:]}"

@@ -1,0 +1,40 @@
+"""Figures of the chapter across networks and settings: our Figure 1 and Simpson's paradox on our families.
+
+Each draws from the runs it is given and, where there are none yet, an empty frame whose title says so (the
+page then shows that the grid is not run yet instead of a missing figure).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from .. import across
+from . import results as result_figures
+
+
+def not_run(title: str, sentence: str) -> go.Figure:
+    """An empty frame with `title` and, in its middle, why there is nothing to draw."""
+    figure = go.Figure()
+    figure.add_annotation(text=sentence, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=14))
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    figure.update_layout(title=title, height=300)
+    return figure
+
+
+def figure1(runs: pd.DataFrame, title: str) -> go.Figure:
+    """Figure 1's axes (sharpness against generalisation gap, train loss, test accuracy and ECE), a point per run."""
+    quality = [m for m in across.FIGURE1_QUALITY if m in runs.columns]
+    if not len(runs):
+        return not_run(title, "Not run yet: no batch x learning-rate run of ours at a minimum is committed.")
+    return result_figures.sharpness_vs_evaluation(runs, across.FIGURE1_SHARPNESS, quality, title=title)
+
+
+def simpson(points: pd.DataFrame, measure: str, quality: str, title: str) -> go.Figure:
+    """Control means of every family with a trend line per family and one pooled (`results.simpsons_paradox`)."""
+    count = points["arch"].nunique() if len(points) else 0
+    if count < 2:
+        return not_run(title, f"Not run yet: {count} famil{'y' if count == 1 else 'ies'} with runs at a minimum; "
+                              "the comparison needs two.")
+    return result_figures.simpsons_paradox(points, measure, quality, title=title)

@@ -1,0 +1,246 @@
+"""The CPU study across networks and settings: three more network families, and the paper's batch x lr sweep.
+
+`python -m sharpness cpu-families` runs, on the CPU study's protocol (`cpu_study.PROTOCOL`: the same 800
+images, 120 epochs, cosine schedule, SAM radius scaled to each network's ||theta_0||, the same minimum
+criterion), two plans, resumable from results/ exactly like `cpu-study` (the same task machinery):
+
+- `--part families`: the six controls on each of FAMILIES (a small ResNet, a VGG-style plain stack, a small
+  ViT; `sharpness.models`), seeds FAMILY_SEEDS, every measure. One family before the next, all controls of a
+  seed before the next seed. Runs land in `results/cpu_families/`, the grid in FAMILIES_GRID.
+- `--part batch-lr`: Figure 1 / Appendix F.2 on the study's network: batch BATCH_SIZES x lr LEARNING_RATES x
+  six controls x BATCH_LR_SEEDS, with the Figure 1 axes, test accuracy and ECE (`BATCH_LR_MEASURES`). The
+  study's own setting is one cell: its runs are read from `results/cpu_study/`, not trained again. Whole
+  seeds first (every cell and control of a seed: a complete, smaller Figure 1). Runs land in
+  `results/cpu_batch_lr/b<batch>_lr<lr>/`, the grid in BATCH_LR_GRID.
+
+Cost per family (`plan_hours`): the CPU seconds of one SGD step, one SAM step and one forward pass per image on
+one thread, measured with `bench/families.py` relative to the study's network (FAMILY_COST), applied to the
+wall seconds the study's own seed-0 runs took on this machine (STUDY_SECONDS); `networks_table` shows both.
+Grid files live inside their folders (not results/*.json), so the controls chapters never mistake them for
+the controls study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ..core import runs
+from ..core.paths import RESULTS_DIR, RUNS_DIR
+from ..training.controls import CONTROLS
+from ..training.minimum import reached_minimum
+from . import cpu_study, store
+
+FAMILIES = ("resnet_small", "vgg_small", "vit_small")  # the order of the work
+FAMILY_NAMES = {"cnn_mlp_wide": "CNN-MLP", "resnet_small": "ResNet-8", "vgg_small": "VGG-8 (BN)", "vit_small": "ViT (3 blocks, patch 4)"}
+FAMILY_SEEDS = (0, 1, 2)
+BATCH_SIZES = (128, 256)
+LEARNING_RATES = (1e-3, 1e-2)
+BATCH_LR_SEEDS = (0, 1, 2, 3, 4)
+# Figure 1's axes (Fisher-Rao norm, relative flatness, generalisation gap; train loss comes with every run),
+# test accuracy and ECE, and SAM-sharpness: the rho sweep's evaluation, one source for both.
+BATCH_LR_MEASURES = cpu_study.RHO_MEASURES
+PARTS = ("families", "batch-lr")
+
+# Cost relative to the study's network (cnn_mlp_wide = 1): thread CPU seconds of one SGD step and one SAM step on
+# a batch of 128, and of a forward pass per image, medians of 3 after a warm-up, one thread, measured with
+# `bench/families.py` under nice 19 beside the running CPU study (2026-11-30; absolute: cnn_mlp_wide 0.25-0.26 s
+# per SGD step, 0.43-0.46 s per SAM step, 0.57-0.71 ms per image forward over the two measurements).
+FAMILY_COST = {
+    "cnn_mlp_wide": {"sgd": 1.0, "sam": 1.0, "forward": 1.0},
+    "resnet_small": {"sgd": 1.46, "sam": 1.60, "forward": 1.98},  # widths 24/48/96 (16/32/64 gave 0.77, 0.95, 1.07)
+    "vgg_small": {"sgd": 0.63, "sam": 0.71, "forward": 0.63},
+    "vit_small": {"sgd": 1.03, "sam": 1.10, "forward": 1.40},
+}
+# The study's seed-0 runs under its protocol on this 2-core machine, two workers (2026-11-30), wall seconds per
+# control: training steps (summary train_seconds), the rest of training (per-epoch test curve, measured loss,
+# checkpoints), evaluation without the Hessian, and the Hessian measures. wd_sam's evaluation had not finished:
+# baseline_sam's stands in for it.
+STUDY_SECONDS = {
+    "baseline": (212, 171, 126, 126), "baseline_sam": (438, 175, 96, 80), "aug": (162, 111, 146, 199),
+    "aug_sam": (322, 97, 134, 193), "wd": (153, 104, 82, 86), "wd_sam": (284, 86, 96, 80),
+}
+
+FAMILIES_DIR = RESULTS_DIR / "cpu_families"
+BATCH_LR_DIR = RESULTS_DIR / "cpu_batch_lr"
+FAMILIES_GRID = FAMILIES_DIR / "families.json"
+BATCH_LR_GRID = BATCH_LR_DIR / "batch_lr.json"
+FAMILIES_RUNS_DIR = RUNS_DIR / "cpu_families"
+BATCH_LR_RUNS_DIR = RUNS_DIR / "cpu_batch_lr"
+COMMANDS = {part: f"python -m sharpness cpu-families --part {part}" for part in PARTS}
+
+
+def run_seconds(arch: str, control: str) -> float:
+    """Estimated wall seconds of one run of `control` on `arch`: the study's measured parts, each scaled by the
+    matching measured cost ratio (steps by the SGD or SAM step, the Hessian by the SGD step, the rest by forward)."""
+    cost, (steps, rest, evaluation, hessian) = FAMILY_COST[arch], STUDY_SECONDS[control]
+    step = cost["sam"] if control.endswith("sam") else cost["sgd"]
+    return steps * step + (rest + evaluation) * cost["forward"] + hessian * cost["sgd"]
+
+
+def plan_hours(arch: str, seeds: int = len(FAMILY_SEEDS), workers: int = 2) -> float:
+    """Estimated hours of a family's plan: six controls x `seeds` seeds on `workers` processes."""
+    return sum(run_seconds(arch, control) for control in CONTROLS) * seeds / workers / 3600
+
+
+def networks_table() -> pd.DataFrame:
+    """The study's network and the three families: size, L of the Fisher-Rao norm, SAM radius scale, measured cost
+    relative to the study's network, and the estimated hours of 6 controls x 3 seeds."""
+    from ..training.models import build_model, count_weight_layers
+
+    rows = []
+    for arch in ("cnn_mlp_wide", *FAMILIES):
+        model = build_model(arch, 10)
+        rows.append({"network": FAMILY_NAMES[arch], "arch": arch, "parameters": sum(p.numel() for p in model.parameters()),
+                     "weight layers (L)": count_weight_layers(model), "SAM radius scale": cpu_study.sam_rho_scale(arch),
+                     "SGD step cost": FAMILY_COST[arch]["sgd"], "SAM step cost": FAMILY_COST[arch]["sam"],
+                     "forward cost": FAMILY_COST[arch]["forward"],
+                     f"hours for 6 controls x {len(FAMILY_SEEDS)} seeds": plan_hours(arch)})
+    return pd.DataFrame(rows)
+
+
+def cell_name(batch_size: int, lr: float) -> str:
+    """The folder of one batch x lr cell, e.g. 'b256_lr0.001'."""
+    return f"b{batch_size}_lr{lr:g}"
+
+
+def is_study_cell(batch_size: int, lr: float) -> bool:
+    """The CPU study's own setting: its runs stand for this cell."""
+    return (batch_size, lr) == (cpu_study.PROTOCOL["batch_size"], cpu_study.PROTOCOL["lr"])
+
+
+def family_grid(arch: str, seeds, data_dir=None, runs_dir=FAMILIES_RUNS_DIR):
+    return cpu_study.grid(tuple(seeds), data_dir, runs_dir, arch=arch)
+
+
+def batch_lr_grid(batch_size: int, lr: float, seeds, data_dir=None, runs_dir=BATCH_LR_RUNS_DIR):
+    return cpu_study.grid(tuple(seeds), data_dir, Path(runs_dir) / cell_name(batch_size, lr), batch_size=batch_size,
+                          lr=lr, measures=BATCH_LR_MEASURES)
+
+
+def plan(part: str, seeds=None, *, data_dir=None, runs_dir=None) -> list[cpu_study.Task]:
+    """The runs of `part` not yet under results/, in an order whose every prefix is a complete smaller result:
+    families: family by family, and within a family seed by seed (all six controls of a seed together);
+    batch-lr: seed by seed, and within a seed every cell other than the study's (all controls of a cell together)."""
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
+    if part == "families":
+        runs_dir = runs_dir or FAMILIES_RUNS_DIR
+        grids = [family_grid(arch, (seed,), data_dir, runs_dir) for arch in FAMILIES for seed in (seeds or FAMILY_SEEDS)]
+    else:
+        runs_dir = runs_dir or BATCH_LR_RUNS_DIR
+        grids = [batch_lr_grid(batch, lr, (seed,), data_dir, runs_dir) for seed in (seeds or BATCH_LR_SEEDS)
+                 for batch in BATCH_SIZES for lr in LEARNING_RATES if not is_study_cell(batch, lr)]
+    study_dir = _study_dir(part)
+    tasks = [cpu_study.Task("run", config, g) for g in grids for config in g.configs("cpu")]
+    return [task for task in tasks if not cpu_study.is_committed(task.config, runs_dir, study_dir)]
+
+
+def _study_dir(part: str) -> Path:
+    return FAMILIES_DIR if part == "families" else BATCH_LR_DIR
+
+
+# --- the grid summaries the book reads ----------------------------------------------------------
+
+
+def with_minimum_verdict(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (one per run, with run_dir) plus `at_minimum` and `minimum_reason`, by `sharpness.minimum`'s
+    criterion from each run's per-epoch rows and its accuracy on the measured images."""
+    rows = rows.copy()
+    verdicts = []
+    for run_dir, accuracy in zip(rows["run_dir"], rows.get("measured_set.accuracy", pd.Series(index=rows.index, dtype=float))):
+        history = runs.read_jsonl(Path(run_dir) / runs.METRICS)
+        verdicts.append(reached_minimum(history, None if pd.isna(accuracy) else float(accuracy)))
+    rows["at_minimum"] = [verdict for verdict, _ in verdicts]
+    rows["minimum_reason"] = [reason for _, reason in verdicts]
+    return rows
+
+
+def _settings(part: str, seeds, archs, **extra) -> dict:
+    """The protocol (less its one network), the networks and settings of `part`, and its command."""
+    protocol = {key: value for key, value in cpu_study.PROTOCOL.items() if key != "arch"}
+    return {**protocol, **extra, "datasets": [cpu_study.PROTOCOL["dataset"]], "archs": list(archs),
+            "controls": list(CONTROLS), "seeds_planned": list(seeds), "command": COMMANDS[part]}
+
+
+def write_families_grid(seeds=FAMILY_SEEDS) -> Path | None:
+    """Rewrite FAMILIES_GRID from the families' runs under FAMILIES_DIR made under the protocol (None: no runs)."""
+    found = [path for path in runs.find_runs(FAMILIES_DIR) for arch in FAMILIES
+             if path.parent.parent.name == arch and cpu_study.made_under_protocol(path, arch)]
+    if not found:
+        return None
+    settings = _settings("families", seeds, FAMILIES, sam_rho_scale={arch: cpu_study.sam_rho_scale(arch) for arch in FAMILIES})
+    return store.save_grid(with_minimum_verdict(store.runs_from_dirs(found)), FAMILIES_GRID, settings=settings,
+                             data=cpu_study.DATA_NOTE, tier="cpu")
+
+
+def batch_lr_cell_runs(batch_size: int, lr: float) -> list[Path]:
+    """The runs of one cell under results/: the CPU study's own (default radius) for its setting, else the cell's folder."""
+    folder = cpu_study.STUDY_DIR if is_study_cell(batch_size, lr) else BATCH_LR_DIR / cell_name(batch_size, lr)
+    found = [path for path in runs.find_runs(folder) if cpu_study.made_under_protocol(path)]
+    return [path for path in found if (runs.read_json(path / runs.CONFIG).get("batch_size"),
+                                       runs.read_json(path / runs.CONFIG).get("lr")) == (batch_size, lr)]
+
+
+def write_batch_lr_grid(seeds=BATCH_LR_SEEDS) -> Path | None:
+    """Rewrite BATCH_LR_GRID from every cell's runs (None: no cell but the study's has a run). Each cell is read
+    on its own, so prediction disagreement pairs seeds within a cell only."""
+    cells = {(batch, lr): batch_lr_cell_runs(batch, lr) for batch in BATCH_SIZES for lr in LEARNING_RATES}
+    if not any(found for cell, found in cells.items() if not is_study_cell(*cell)):
+        return None
+    rows = pd.concat([store.runs_from_dirs(found) for found in cells.values() if found], ignore_index=True)
+    settings = _settings("batch-lr", seeds, [cpu_study.PROTOCOL["arch"]], batch_size=list(BATCH_SIZES),
+                         lr=list(LEARNING_RATES), sam_rho_scale=cpu_study.sam_rho_scale(),
+                         study_cell_from="results/cpu_study (python -m sharpness cpu-study)")
+    return store.save_grid(with_minimum_verdict(rows), BATCH_LR_GRID, settings=settings, data=cpu_study.DATA_NOTE,
+                             tier="cpu")
+
+
+def write_grid(part: str, seeds) -> Path | None:
+    return write_families_grid(seeds) if part == "families" else write_batch_lr_grid(seeds)
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+def run_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, runs_dir=None, progress: bool = True) -> int:
+    """Train, evaluate and commit every run of `part` not yet under results/; returns the number of failures."""
+    seeds = tuple(seeds or (FAMILY_SEEDS if part == "families" else BATCH_LR_SEEDS))
+    runs_dir = runs_dir or (FAMILIES_RUNS_DIR if part == "families" else BATCH_LR_RUNS_DIR)
+    todo = plan(part, seeds, data_dir=data_dir, runs_dir=runs_dir)
+    print(f"CPU {part}: {len(todo)} runs to do with {workers} workers; finished runs go to {_study_dir(part)}")
+    if not todo:
+        write_grid(part, seeds)
+        return 0
+    cpu_study.prepare_data(data_dir, progress)
+    return cpu_study.run_tasks(todo, workers=workers, runs_dir=runs_dir, study_dir=_study_dir(part),
+                               write=functools.partial(write_grid, part, seeds), progress=progress, desc=f"CPU {part}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--part", choices=(*PARTS, "all"), default="all",
+                        help="families (3 networks x 6 controls), batch-lr (Figure 1's sweep), or both in that order")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help=f"seeds in the order to run them (default: families {FAMILY_SEEDS}, batch-lr {BATCH_LR_SEEDS})")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (one CPU thread each)")
+    parser.add_argument("--data-dir", default=None, help="the CIFAR-10 ImageFolder pack (default: data/cifar10-jpeg)")
+    parser.add_argument("--runs-dir", default=None, help="checkpoints and working files (default: runs/cpu_<part>)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {args.workers}")
+    if args.seeds is not None and (len(set(args.seeds)) != len(args.seeds) or any(seed < 0 for seed in args.seeds)):
+        raise ValueError(f"--seeds must be distinct non-negative integers, got {args.seeds}")
+    started, failures = time.perf_counter(), 0
+    for part in (PARTS if args.part == "all" else (args.part,)):
+        runs_dir = None if args.runs_dir is None else Path(args.runs_dir) / part
+        failures += run_part(part, args.seeds, workers=args.workers, data_dir=args.data_dir, runs_dir=runs_dir,
+                             progress=not args.no_progress)
+    print(f"CPU families / batch-lr: {failures} run(s) failed; {time.perf_counter() - started:.0f} s this invocation")
+    return 1 if failures else 0

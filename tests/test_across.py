@@ -1,0 +1,152 @@
+"""sharpness.book.across: Simpson's paradox, Goldilocks, comparability and Figure 1's claims on hand-made tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sharpness.book import across
+
+
+def family_table(accuracies_b):
+    """Two families of four controls: A flat and B sharp (x 100); accuracy rises with sharpness in A."""
+    controls = ["baseline", "aug", "wd", "aug_sam"]
+    return pd.DataFrame({
+        "arch": ["A"] * 4 + ["B"] * 4, "control": controls * 2,
+        "fisher_rao_norm": [1.0, 2.0, 3.0, 4.0, 100.0, 200.0, 300.0, 400.0],
+        "test_accuracy": [0.5, 0.6, 0.7, 0.8, *accuracies_b],
+    })
+
+
+def test_simpson_reversal_with_hand_computed_spearman():
+    # within A and within B accuracy rises with sharpness (Spearman +1 each); B is sharper and less accurate, so
+    # pooled the ranks of x are 1..8 and of y 5..8, 1..4: d = -4 (A) and +4 (B), rho = 1 - 6*128/(8*63) = -11/21
+    finding = across.simpson(family_table([0.1, 0.2, 0.3, 0.4]), "fisher_rao_norm", "test_accuracy")
+    table = finding.table.set_index("arch")
+    assert table.loc["A", "spearman"] == pytest.approx(1.0) and table.loc["B", "spearman"] == pytest.approx(1.0)
+    assert table.loc["pooled", "spearman"] == pytest.approx(-11 / 21)
+    assert table.loc["pooled", "n"] == 8
+    # Pearson on log10 sharpness: A's log x is 0, .301, .477, .602 against a straight line in y, so r < 1 but > 0.9
+    assert 0.9 < table.loc["A", "pearson"] < 1.0
+    assert finding.status == "reverses" and "reverses" in finding.sentence and "-0.52" in finding.sentence
+
+
+def test_simpson_keeps_its_sign_when_the_sharper_family_is_also_more_accurate():
+    finding = across.simpson(family_table([0.85, 0.9, 0.95, 0.99]), "fisher_rao_norm", "test_accuracy")
+    assert finding.table.set_index("arch").loc["pooled", "spearman"] == pytest.approx(1.0)
+    assert finding.status == "keeps its sign"
+
+
+def test_simpson_statuses_without_enough_runs():
+    assert across.simpson(pd.DataFrame(), "fisher_rao_norm", "test_accuracy").status == across.NOT_RUN
+    one_family = family_table([0.1, 0.2, 0.3, 0.4]).query("arch == 'A'")
+    assert across.simpson(one_family, "fisher_rao_norm", "test_accuracy").status == across.TOO_FEW
+    mixed = family_table([0.4, 0.3, 0.2, 0.1])  # B falls while A rises
+    assert across.simpson(mixed, "fisher_rao_norm", "test_accuracy").status == "mixed within"
+
+
+def goldilocks_points(b_sharpness, b_accuracy):
+    return pd.DataFrame({
+        "arch": ["A"] * 3 + ["B"] * 3, "control": ["baseline", "aug", "aug_sam"] * 2,
+        "fisher_rao_norm": [1.0, 2.0, 3.0, *b_sharpness], "test_accuracy": [0.5, 0.6, 0.7, *b_accuracy],
+    })
+
+
+def test_no_goldilocks_zone_when_a_worse_control_sits_in_the_band_of_the_best():
+    # A: best is the sharpest (3); B: best is the flattest (2). Band [2, 3] holds A's control at 2, a worse one.
+    finding = across.goldilocks(goldilocks_points([2.0, 5.0, 10.0], [0.9, 0.8, 0.7]), "fisher_rao_norm")
+    table = finding.table.set_index("arch")
+    assert table.loc["A", "best control"] == "aug_sam" and table.loc["A", "best is sharpest"]
+    assert table.loc["B", "best control"] == "baseline" and not table.loc["B", "best is sharpest"]
+    assert table.loc["A", "others in band"] == 1 and table.loc["B", "others in band"] == 0
+    assert finding.status == "no Goldilocks zone" and "1 of 2 families" in finding.sentence
+
+
+def test_a_goldilocks_zone_when_one_band_picks_the_best_everywhere():
+    # A's best at 3, B's at 3.5 with its other controls at 10 and 20: the band [3, 3.5] holds only the best ones
+    finding = across.goldilocks(goldilocks_points([3.5, 10.0, 20.0], [0.9, 0.8, 0.7]), "fisher_rao_norm")
+    assert finding.status == "a Goldilocks zone"
+    assert across.goldilocks(pd.DataFrame(), "fisher_rao_norm").status == across.NOT_RUN
+
+
+def test_goldilocks_reads_lower_as_better_for_calibration():
+    points = goldilocks_points([2.0, 5.0, 10.0], [0.9, 0.8, 0.7]).rename(columns={"test_accuracy": "test_ece"})
+    table = across.goldilocks(points, "fisher_rao_norm", "test_ece").table.set_index("arch")
+    assert table.loc["A", "best control"] == "baseline" and table.loc["B", "best control"] == "aug_sam"
+
+
+def test_scale_comparison_counts_disjoint_family_ranges():
+    points = pd.DataFrame({"arch": ["A", "A", "B", "B", "C", "C"], "fisher_rao_norm": [1.0, 2.0, 10.0, 20.0, 1.5, 15.0]})
+    finding = across.scale_comparison(points, "fisher_rao_norm")
+    # A [1, 2] vs B [10, 20] disjoint; C [1.5, 15] overlaps both; medians 1.5, 15, 8.25 -> factor 10
+    assert finding.status == "disjoint ranges" and "1 of 3 pairs" in finding.sentence and "factor 10" in finding.sentence
+
+
+def batch_lr_runs():
+    """Two cells x (baseline, aug_sam) x 2 seeds. Cell lr 0.01: aug_sam more accurate and sharper; lr 0.001:
+    aug_sam less accurate. The baseline's FR is 2 at lr 0.001 and 4 at lr 0.01."""
+    rows = []
+    for lr, base_fr, sam_acc in ((1e-3, 2.0, 0.5), (1e-2, 4.0, 0.9)):
+        for seed in (0, 1):
+            rows.append(dict(batch_size=128, lr=lr, control="baseline", seed=seed, fisher_rao_norm=base_fr, test_accuracy=0.6))
+            rows.append(dict(batch_size=128, lr=lr, control="aug_sam", seed=seed, fisher_rao_norm=base_fr * 3, test_accuracy=sam_acc))
+    return pd.DataFrame(rows)
+
+
+def test_figure1_claims_cell_by_cell():
+    finding = across.figure1_claims(batch_lr_runs())
+    table = finding.table.set_index("cell")
+    assert list(table["aug_sam best"]) == [False, True] and table["aug_sam sharper than baseline"].all()
+    assert finding.status == "holds in some cells"
+    assert "1 of 2 cells" in finding.sentence and "2 at the lowest lr, 4 at the highest" in finding.sentence
+    assert across.figure1_claims(pd.DataFrame()).status == across.NOT_RUN
+    assert across.figure1_claims(batch_lr_runs().query("lr == 0.01")).status == across.TOO_FEW
+
+
+def test_usable_runs_drop_diverged_runs_and_runs_away_from_a_minimum():
+    runs = pd.DataFrame({"status": ["finished", "finished", "diverged"], "at_minimum": [True, False, True]})
+    assert list(across.usable_runs(runs).index) == [0]
+
+
+def test_minimum_verdicts_from_committed_history():
+    """Run 1's measured loss fell 1% over the last 5 epochs at 99% accuracy (a minimum); run 2's fell 50%."""
+    history = pd.DataFrame(
+        [dict(dataset="d", arch="a", control="baseline", rho=np.nan, seed=0, epoch=e, train_loss=1.0,
+              measured_loss=1.0 - 0.002 * e) for e in range(1, 7)]
+        + [dict(dataset="d", arch="a", control="baseline_sam", rho=0.05, seed=0, epoch=e, train_loss=1.0,
+                measured_loss=2.0 / e) for e in range(1, 7)])
+    runs = pd.DataFrame([dict(dataset="d", arch="a", control="baseline", rho=np.nan, seed=0, **{"measured_set.accuracy": 0.99}),
+                         dict(dataset="d", arch="a", control="baseline_sam", rho=0.05, seed=0, **{"measured_set.accuracy": 0.99})])
+    checked = across.minimum_verdicts(runs, history)
+    assert list(checked["at_minimum"]) == [True, False]
+    assert "still falling" in checked["minimum_reason"].iloc[1]
+
+
+def test_findings_say_not_run_yet_without_committed_grids(tmp_path):
+    absent = tmp_path / "absent.json"
+    for status, sentence in (across.simpson_finding(absent, absent), across.goldilocks_finding(absent, absent),
+                             across.comparability_finding(absent, absent), across.families_finding(absent),
+                             across.figure1_finding(absent)):
+        assert status == across.NOT_RUN and sentence
+
+
+def test_a_grid_with_an_unknown_name_is_refused_with_the_file_named(tmp_path):
+    from sharpness.studies import store
+
+    path = tmp_path / "grid.json"
+    store.save_grid(pd.DataFrame([dict(dataset="d", arch="<b>x</b>", control="baseline", seed=0, status="finished")]),
+                      path, settings={}, data="hand-made")
+    with pytest.raises(ValueError, match=r"grid.json: unknown arch '<b>x</b>'.*cpu-families"):
+        across.load_runs(path)
+
+
+def test_figures_draw_runs_or_say_not_run_yet():
+    from sharpness.book.figures import across as figures
+
+    empty = figures.figure1(pd.DataFrame(), title="t")
+    assert not empty.data and "Not run yet" in empty.layout.annotations[0].text
+    one_family = family_table([0.1, 0.2, 0.3, 0.4]).query("arch == 'A'")
+    assert "1 family" in figures.simpson(one_family, "fisher_rao_norm", "test_accuracy", title="t").layout.annotations[0].text
+    drawn = figures.simpson(family_table([0.1, 0.2, 0.3, 0.4]), "fisher_rao_norm", "test_accuracy", title="t")
+    assert {trace.name for trace in drawn.data} >= {"A", "B"} and not drawn.layout.annotations
+    runs = batch_lr_runs().assign(relative_flatness=1.0, generalisation_gap=0.1, train_loss=0.01)
+    assert len(figures.figure1(runs, title="t").data) > 0

@@ -1,0 +1,92 @@
+"""sharpness.studies.cpu_families: the order of the work, resuming from results/, and the grids written from committed runs."""
+
+import json
+
+import pytest
+
+from sharpness.core import runs
+from sharpness.studies import cpu_families, cpu_study, store
+from sharpness.training.controls import CONTROLS
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    for module, name in ((cpu_families, "FAMILIES_DIR"), (cpu_families, "BATCH_LR_DIR"), (cpu_study, "STUDY_DIR")):
+        monkeypatch.setattr(module, name, tmp_path / "results" / name.lower())
+    monkeypatch.setattr(cpu_families, "FAMILIES_GRID", cpu_families.FAMILIES_DIR / "families.json")
+    monkeypatch.setattr(cpu_families, "BATCH_LR_GRID", cpu_families.BATCH_LR_DIR / "batch_lr.json")
+    return tmp_path
+
+
+def test_families_plan_runs_one_family_at_a_time_and_whole_seeds_first(dirs):
+    tasks = cpu_families.plan("families", (0, 1), runs_dir=dirs / "runs")
+    order = [(t.config.arch, t.config.seed, t.config.control) for t in tasks]
+    assert order == [(arch, seed, control) for arch in cpu_families.FAMILIES for seed in (0, 1) for control in CONTROLS]
+    # the study's protocol on every run, SAM's radius scaled to each network's own ||theta_0||
+    assert {(t.config.epochs, t.config.max_train_samples, t.config.lr_schedule, t.config.batch_size, t.config.lr)
+            for t in tasks} == {(cpu_study.PROTOCOL["epochs"], cpu_study.PROTOCOL["train_images"], "cosine",
+                                 cpu_study.PROTOCOL["batch_size"], cpu_study.PROTOCOL["lr"])}
+    assert {t.config.arch: t.config.rho_scale for t in tasks} == {arch: cpu_study.sam_rho_scale(arch) for arch in cpu_families.FAMILIES}
+    assert "hessian_trace" in tasks[0].grid.measures and "corruption_accuracy" in tasks[0].grid.measures
+
+
+def test_batch_lr_plan_skips_the_study_cell_and_puts_whole_seeds_first(dirs):
+    tasks = cpu_families.plan("batch-lr", (3, 0), runs_dir=dirs / "runs")
+    cells = [(128, 1e-3), (256, 1e-3), (256, 1e-2)]  # (128, 1e-2) is the CPU study's own setting
+    order = [(t.config.seed, t.config.batch_size, t.config.lr, t.config.control) for t in tasks]
+    assert order == [(seed, b, lr, c) for seed in (3, 0) for b, lr in cells for c in CONTROLS]
+    assert tasks[0].grid.measures == cpu_families.BATCH_LR_MEASURES
+    assert {t.config.arch for t in tasks} == {cpu_study.PROTOCOL["arch"]}
+    assert tasks[6].config.run_dir.is_relative_to(dirs / "runs" / "b256_lr0.001")
+    assert "batch 256 lr 0.001" in tasks[6].name
+    with pytest.raises(ValueError, match="'batch_lr'.*families, batch-lr"):
+        cpu_families.plan("batch_lr")
+
+
+def commit_run(config, runs_dir, study_dir, *, accuracy, losses, fisher_rao=1.0):
+    """A run's small files as the plan commits them, with hand-made per-epoch measured losses."""
+    folder = cpu_study.committed_dir(config, runs_dir, study_dir)
+    folder.mkdir(parents=True)
+    runs.atomic_write_json(folder / runs.CONFIG, config.to_dict())
+    runs.atomic_write_json(folder / runs.SUMMARY, {"status": "finished", "train_loss": losses[-1]})
+    runs.atomic_write_jsonl(folder / runs.METRICS, [{"epoch": i + 1, "train_loss": loss, "train_accuracy": accuracy,
+                                                      "measured_loss": loss} for i, loss in enumerate(losses)])
+    (folder / "metrics.json").write_text(json.dumps({"fisher_rao_norm": fisher_rao, "test_accuracy": 50.0,
+                                                     "measured_set": {"accuracy": accuracy, "loss": losses[-1]}}))
+    return folder
+
+
+def test_committed_runs_are_skipped_and_the_batch_lr_grid_reads_every_cell(dirs):
+    runs_dir = dirs / "runs"
+    todo = cpu_families.plan("batch-lr", (0,), runs_dir=runs_dir)
+    flat, falling = [0.100, 0.100, 0.100, 0.100, 0.100, 0.099], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    commit_run(todo[0].config, runs_dir, cpu_families.BATCH_LR_DIR, accuracy=0.99, losses=flat)
+    commit_run(todo[1].config, runs_dir, cpu_families.BATCH_LR_DIR, accuracy=0.99, losses=falling)
+    assert [t.name for t in cpu_families.plan("batch-lr", (0,), runs_dir=runs_dir)] == [t.name for t in todo[2:]]
+    assert cpu_families.write_batch_lr_grid() is not None
+    # the study's own cell comes from the CPU study's folder, not trained again
+    study = cpu_study.grid((0,), runs_dir=dirs / "study_runs").configs("cpu")[0]
+    commit_run(study, dirs / "study_runs", cpu_study.STUDY_DIR, accuracy=0.90, losses=flat)
+    grid, provenance = store.load_grid(cpu_families.write_batch_lr_grid())
+    assert provenance["settings"]["command"] == "python -m sharpness cpu-families --part batch-lr"
+    rows = grid.set_index(["batch_size", "lr", "control"])
+    assert rows.loc[(128, 1e-3, "baseline"), "at_minimum"]  # 99% and a loss that fell 1%
+    assert not rows.loc[(128, 1e-3, "baseline_sam"), "at_minimum"]  # still falling: 0.6 -> 0.1
+    assert not rows.loc[(128, 1e-2, "baseline"), "at_minimum"]  # the study's run, at 90% accuracy
+    assert "90.0%" in rows.loc[(128, 1e-2, "baseline"), "minimum_reason"]
+    assert not any(path.name.endswith(".json") for path in dirs.glob("results/*.json"))  # nothing at results/ top level
+
+
+def test_families_grid_is_not_written_without_runs(dirs):
+    assert cpu_families.write_families_grid() is None and not cpu_families.FAMILIES_GRID.exists()
+
+
+def test_plan_hours_extrapolate_the_studys_measured_runs(monkeypatch):
+    # the study's own network costs exactly its measured seed-0 runs: 635 + 789 + 618 + 746 + 425 + 546 = 3,759 s
+    # per seed, 3 seeds on 2 workers
+    assert cpu_families.plan_hours("cnn_mlp_wide") == pytest.approx(3759 * 3 / 2 / 3600)
+    monkeypatch.setitem(cpu_families.FAMILY_COST, "double", {"sgd": 2.0, "sam": 2.0, "forward": 2.0})
+    assert cpu_families.plan_hours("double", seeds=5, workers=1) == pytest.approx(2 * 3759 * 5 / 3600)
+    # only the SAM step is dearer: the SAM controls' training steps (438 + 322 + 284 s) are added once more
+    monkeypatch.setitem(cpu_families.FAMILY_COST, "sam_only", {"sgd": 1.0, "sam": 2.0, "forward": 1.0})
+    assert cpu_families.plan_hours("sam_only", seeds=1, workers=1) == pytest.approx((3759 + 438 + 322 + 284) / 3600)
