@@ -104,6 +104,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return _atomic(path, lambda f: f.write(text), "w")
 
 
+def atomic_write_bytes(path: str | os.PathLike, content: bytes) -> Path:
+    return _atomic(path, lambda f: f.write(content), "wb")
+
+
 def atomic_write_json(path: str | os.PathLike, value: Any) -> Path:
     return atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 

@@ -1,0 +1,193 @@
+"""Untrusted files stay data (issue 20): crafted archives, hostile grids and notebook parameters, duplicated
+and truncated results. Every hostile file is built here by the test itself."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sharpness import campaign_import, untrusted
+
+DATE = "2026-01-31T12:00:00+00:00"
+HOSTILE = '<img src=x onerror=alert(1)>'
+
+
+def manifest(**provenance) -> bytes:
+    return json.dumps({"provenance": {"tier": "cpu", "date": DATE, "host": "box", "commit": "abc", **provenance},
+                       "settings": {}, "items": {}}).encode()
+
+
+def grid_row(control="baseline", seed=0, **extra) -> dict:
+    return {"dataset": "digits", "arch": "simple_cnn", "control": control, "seed": seed, "rho": None, "epochs": 2,
+            "batch_size": 32, "lr": 0.1, "status": "finished", "test_accuracy": 0.5 + seed / 10, **extra}
+
+
+def grid_document(rows) -> bytes:
+    return json.dumps({"provenance": {"machine": "m", "commit": "c", "data": "d", "date": DATE, "settings": {}},
+                       "runs": rows}).encode()
+
+
+def craft(path: Path, files: dict[str, bytes], links: dict[str, str] = {}) -> Path:
+    """A gzipped tar of `files` (member name -> content) and symbolic links (name -> target)."""
+    with tarfile.open(path, "w:gz") as pack:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            pack.addfile(info, io.BytesIO(content))
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            pack.addfile(info)
+    return path
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()}
+
+
+# --- case 1: names in the manifest and the archive that become paths -----------------------------------
+
+
+@pytest.mark.parametrize("field, value", [("tier", "../../x"), ("tier", "tpu"), ("host", "../../.ipython/profile_default/ipython_config"),
+                                          ("host", "a/b"), ("date", "../../../victim"), ("date", "2026-01-31")])
+def test_a_manifest_value_that_would_leave_results_is_refused_and_nothing_is_written(tmp_path, field, value):
+    archive = craft(tmp_path / "evil.tar.gz", {
+        "campaign/manifest.json": manifest(**{field: value}),
+        "campaign/toy/cpu_medium/records.csv": b"a,b\n1,2\n",
+        "campaign/grid/digits_simple_cnn.json": grid_document([grid_row()]),
+    })
+    results_dir = tmp_path / "deep" / "er" / "results"
+    results_dir.mkdir(parents=True)
+    with pytest.raises(untrusted.UntrustedValueError, match=field) as error:
+        campaign_import.import_archive(archive, results_dir)
+    assert repr(value) in str(error.value) and "manifest.json" in str(error.value)
+    assert files_under(tmp_path) == {"evil.tar.gz"}
+
+
+@pytest.mark.parametrize("files, links", [
+    ({"campaign/manifest.json": manifest(), "campaign/toy/cpu_..x/records.csv": b"x"}, {}),
+    ({"campaign/manifest.json": manifest(), "campaign/landscapes/a b;rm/x.json": b"{}"}, {}),
+    ({"campaign/manifest.json": manifest(), "other/ipython_config.py": b"print(1)"}, {}),
+    ({"campaign/manifest.json": manifest()}, {"campaign/landscapes/link.json": "/etc/passwd"}),
+])
+def test_odd_member_names_and_links_are_refused_before_anything_is_unpacked(tmp_path, monkeypatch, files, links):
+    unpacked = []
+    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda self, *a, **k: unpacked.append(a))
+    archive = craft(tmp_path / "odd.tar.gz", files, links)
+    with pytest.raises(ValueError, match="odd.tar.gz: member"):
+        campaign_import.import_archive(archive, tmp_path / "results")
+    assert unpacked == [] and not (tmp_path / "results").exists()
+
+
+def test_every_write_is_checked_to_stay_inside_the_results_folder(tmp_path):
+    with pytest.raises(untrusted.UntrustedValueError, match="outside"):
+        untrusted.inside(tmp_path / "results", tmp_path / "results" / "toy_fit" / ".." / ".." / "x", "archive")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "landscapes").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(untrusted.UntrustedValueError, match="outside"):
+        untrusted.inside(tmp_path / "results", tmp_path / "results" / "landscapes" / "x.json", "archive")
+    assert untrusted.inside(tmp_path / "results", tmp_path / "results" / "a" / "b.json", "archive")
+
+
+def test_a_genuine_archive_imports_with_its_hidden_leftovers_skipped(tmp_path):
+    archive = craft(tmp_path / "good.tar.gz", {
+        "campaign/manifest.json": manifest(host="gpu-box.example"),
+        "campaign/grid/digits_simple_cnn.json": grid_document([grid_row(seed=0), grid_row(seed=1)]),
+        "campaign/grid/.digits_simple_cnn.json.abc.tmp": b"half a file",
+        "campaign/toy/cpu_medium/records.csv": b"a,b\n1,2\n",
+    })
+    results_dir = tmp_path / "results"
+    campaign_import.import_archive(archive, results_dir)
+    assert files_under(results_dir) == {"campaign/digits_simple_cnn.json", "toy_fit/cpu_medium/records.csv",
+                                        "campaign/imports/2026-01-31T120000Z_gpu-box.example.json"}
+
+
+# --- case 3: sizes are capped and the manifest checked before anything is unpacked --------------------------
+
+
+@pytest.mark.parametrize("limit", ["MEMBER_LIMIT", "UNPACKED_LIMIT"])
+def test_an_archive_that_would_unpack_too_much_is_refused_before_unpacking(tmp_path, monkeypatch, limit):
+    monkeypatch.setattr(campaign_import, limit, 2**20)  # the caps scaled down a thousandfold, so the test stays small
+    unpacked = []
+    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda self, *a, **k: unpacked.append(a))
+    zeros = bytes(700 * 2**10) if limit == "UNPACKED_LIMIT" else bytes(2**20 + 1)
+    archive = craft(tmp_path / "bomb.tar.gz", {"campaign/manifest.json": manifest(),
+                                               **{f"campaign/bench/{i}.json": zeros for i in range(2)}})
+    assert archive.stat().st_size < 2**15  # small packed, large unpacked
+    with pytest.raises(ValueError, match="MiB"):
+        campaign_import.import_archive(archive, tmp_path / "results")
+    assert unpacked == []
+
+
+def test_a_hostile_manifest_is_refused_before_anything_is_unpacked(tmp_path, monkeypatch):
+    unpacked = []
+    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda self, *a, **k: unpacked.append(a))
+    archive = craft(tmp_path / "evil.tar.gz", {"campaign/bench/a.json": b"{}", "campaign/manifest.json": manifest(tier="../x")})
+    with pytest.raises(untrusted.UntrustedValueError):
+        campaign_import.import_archive(archive, tmp_path / "results")
+    assert unpacked == []
+
+
+def test_an_archive_over_what_a_device_returns_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(campaign_import, "DEVICE_RETURN_LIMIT", 100)
+    archive = craft(tmp_path / "big.tar.gz", {"campaign/manifest.json": manifest(), "campaign/bench/a.json": bytes(range(256)) * 4})
+    with pytest.raises(ValueError, match="more than a device returns"):
+        campaign_import.import_archive(archive, tmp_path / "results")
+
+
+def test_a_pickled_prediction_file_is_refused_naming_it(tmp_path):
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    archive = craft(tmp_path / "pickled.tar.gz", {"campaign/manifest.json": manifest(),
+                                                  "campaign/predictions/p.npy": buffer.getvalue()})
+    with pytest.raises(ValueError, match=r"p\.npy is not a plain array"):
+        campaign_import.import_archive(archive, tmp_path / "results")
+
+
+# --- case 5 (import): a run twice in one archive is imported once -------------------------------------------
+
+
+def test_a_run_twice_in_an_archive_is_imported_once(tmp_path):
+    archive = craft(tmp_path / "twice.tar.gz", {
+        "campaign/manifest.json": manifest(),
+        "campaign/grid/digits_simple_cnn.json": grid_document([grid_row(seed=0), grid_row(seed=0), grid_row(seed=1)]),
+    })
+    campaign_import.import_archive(archive, tmp_path / "results")
+    rows = json.loads((tmp_path / "results" / "campaign" / "digits_simple_cnn.json").read_text())["runs"]
+    assert sorted(row["seed"] for row in rows) == [0, 1]
+
+
+# --- case 7: an import never replaces results of another source without --replace ---------------------------
+
+
+def test_an_import_refuses_to_replace_committed_results_unless_told(tmp_path, capsys):
+    from sharpness.__main__ import main as cli
+
+    results_dir = tmp_path / "results"
+    committed = {"toy_fit/cpu_medium/records.csv": b"committed toy\n", "landscapes/digits/simple_cnn/s.json": b'{"old": 1}'}
+    for name, content in committed.items():
+        (results_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (results_dir / name).write_bytes(content)
+    archive = craft(tmp_path / "other.tar.gz", {
+        "campaign/manifest.json": manifest(),
+        "campaign/toy/cpu_medium/records.csv": b"archive toy\n",
+        "campaign/landscapes/digits/simple_cnn/s.json": b'{"new": 1}',
+        "campaign/grid/digits_simple_cnn.json": grid_document([grid_row()]),
+    })
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["campaign-import", str(archive), "--results-dir", str(results_dir)])
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--replace" in message and "records.csv" in message and "s.json" in message
+    assert files_under(results_dir) == set(committed)  # nothing written, not even the grid
+    assert all((results_dir / name).read_bytes() == content for name, content in committed.items())
+    assert cli(["campaign-import", str(archive), "--results-dir", str(results_dir), "--replace"]) == 0
+    assert (results_dir / "toy_fit/cpu_medium/records.csv").read_bytes() == b"archive toy\n"
+    # The same archive again is no conflict (same content), and adds no run.
+    assert cli(["campaign-import", str(archive), "--results-dir", str(results_dir)]) == 0
+    assert len(json.loads((results_dir / "campaign" / "digits_simple_cnn.json").read_text())["runs"]) == 1
