@@ -191,3 +191,81 @@ def test_an_import_refuses_to_replace_committed_results_unless_told(tmp_path, ca
     # The same archive again is no conflict (same content), and adds no run.
     assert cli(["campaign-import", str(archive), "--results-dir", str(results_dir)]) == 0
     assert len(json.loads((results_dir / "campaign" / "digits_simple_cnn.json").read_text())["runs"]) == 1
+
+
+# --- case 4: the train notebook's names and a failed call ----------------------------------------------------
+
+
+def test_run_folders_are_made_of_plain_names_only(tmp_path):
+    from sharpness import runs
+    from sharpness.papermill_guard import checked_run_dir
+
+    for control in ("../../x/victim", "a/b", "..", ".hidden", ""):
+        with pytest.raises(ValueError, match="control"):
+            runs.run_dir(tmp_path, "digits", "simple_cnn", control, 0)
+        assert checked_run_dir(tmp_path, "digits", "simple_cnn", control, 0) is None
+    for seed in ("0/../..", 0.5, True):
+        with pytest.raises(ValueError, match="seed"):
+            runs.run_dir(tmp_path, "digits", "simple_cnn", "baseline", seed)
+    assert runs.run_dir(tmp_path, "digits", "simple_cnn", "baseline", np.int64(3)) == tmp_path / "digits/simple_cnn/baseline/seed3"
+    assert checked_run_dir(tmp_path, "digits", "simple_cnn", "wd", 1) == tmp_path / "digits/simple_cnn/wd/seed1"
+
+
+def executed_notebook(exception: bool) -> str:
+    return json.dumps({"metadata": {"papermill": {"end_time": "now", "exception": exception}}, "nbformat": 4,
+                       "nbformat_minor": 5, "cells": [{"cell_type": "code", "source": "", "metadata": {},
+                                                       "outputs": [{"output_type": "error"}] if exception else []}]})
+
+
+@pytest.mark.parametrize("exception", [True, False])
+def test_a_failed_call_never_replaces_a_runs_kept_notebook(tmp_path, exception):
+    import subprocess
+    import sys
+
+    from sharpness.papermill_guard import _wait_then_keep
+
+    run_dir = tmp_path / "runs" / "digits" / "simple_cnn" / "baseline" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "train.ipynb").write_text("the finished run's notebook")
+    output = tmp_path / "out.ipynb"
+    output.write_text(executed_notebook(exception))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    _wait_then_keep(int(gone), output, run_dir, "", timeout_s=5)
+    kept = (run_dir / "train.ipynb").read_text()
+    assert kept == ("the finished run's notebook" if exception else output.read_text())
+
+
+@pytest.mark.slow
+def test_papermill_with_a_rejected_epoch_count_or_a_path_as_control_writes_nothing(tmp_path):
+    """The issue's two calls, end to end: `-p epochs -3` over a finished run, `-p control ../../x/victim`."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    source = repo / "notebooks" / "train.ipynb"
+    shutil.copy(source, tmp_path / "train.ipynb")
+    quick = ["-p", "max_train_samples", "64", "-p", "max_test_samples", "32", "-p", "batch_size", "32",
+             "-p", "device", "cpu", "-p", "threads", "1"]
+
+    def papermill(*parameters):
+        return subprocess.run([sys.executable, "-m", "papermill", "train.ipynb", "out.ipynb", *quick, *parameters],
+                              cwd=tmp_path, capture_output=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo / "src")})
+
+    run_dir = tmp_path / "runs" / "digits" / "simple_cnn" / "baseline" / "seed0"
+    assert papermill("-p", "epochs", "1").returncode == 0
+    deadline = time.monotonic() + 60
+    while not (run_dir / "train.ipynb").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    finished = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    assert "train.ipynb" in finished and "summary.json" in finished
+
+    victim = tmp_path / "x" / "victim" / "seed0"  # runs/digits/simple_cnn/../../../x/victim/seed0
+    victim.mkdir(parents=True)
+    assert papermill("-p", "epochs", "-3").returncode != 0
+    assert papermill("-p", "control", "../../../x/victim").returncode != 0
+    time.sleep(3)  # the guard's watcher acts just after papermill exits
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()} == finished
+    assert list(victim.iterdir()) == []
