@@ -269,3 +269,105 @@ def test_papermill_with_a_rejected_epoch_count_or_a_path_as_control_writes_nothi
     time.sleep(3)  # the guard's watcher acts just after papermill exits
     assert {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()} == finished
     assert list(victim.iterdir()) == []
+
+
+# --- case 2: a hostile grid shows its text on every page and never runs it ---------------------------------
+
+
+def hostile_grid(results_dir: Path, name: str = "digits_simple_cnn.json") -> Path:
+    """A grid whose every free string (provenance, settings, arch, even a metric's name) is an HTML tag."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for control in ("baseline", "baseline_sam", "aug", "aug_sam", "wd", "wd_sam"):
+        for seed in range(3):
+            rows.append({"dataset": "digits", "arch": HOSTILE, "control": control, "seed": seed, "status": "finished",
+                         "epochs": 2, "rho": 0.05 if control.endswith("sam") else None,
+                         **{metric: float(rng.uniform(0.1, 0.9)) for metric in (
+                             "test_accuracy", "test_ece", "corruption_accuracy", "prediction_disagreement",
+                             "generalisation_gap", "fisher_rao_norm", "sam_sharpness", "relative_flatness",
+                             "hessian_trace", "clean.sam_sharpness", HOSTILE, "clean." + HOSTILE)}})
+    provenance = {"machine": HOSTILE, "commit": HOSTILE, "data": HOSTILE, "date": HOSTILE, "tier": "cpu",
+                  "settings": {"datasets": [HOSTILE], "archs": [HOSTILE], "command": HOSTILE}}
+    path = results_dir / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"provenance": provenance, "runs": rows}))
+    history = [{**{key: row[key] for key in ("dataset", "arch", "control", "seed", "rho")}, "epoch": epoch,
+                "train_loss": 1.0 / epoch, "train_accuracy": 0.5 + epoch / 5} for row in rows for epoch in (1, 2)]
+    path.with_suffix(".history.csv").write_text(__import__("pandas").DataFrame(history).to_csv(index=False))
+    return path
+
+
+def rendered(output) -> str:
+    """What a page shows for a cell's value: a Styler's HTML, or the Markdown text as it is."""
+    return output.to_html() if hasattr(output, "to_html") else str(output)
+
+
+def assert_no_tag(text: str, where: str):
+    assert "<img" not in text and "onerror" not in text.replace("onerror=alert", "") and HOSTILE not in text, where
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text or "img" not in text, where
+
+
+def test_a_hostile_grid_is_escaped_on_the_results_and_rho_pages(tmp_path):
+    from sharpness import results, sweep
+    from sharpness.untrusted import styled
+    from sharpness.viz import results as result_figures
+
+    hostile_grid(tmp_path)
+    hostile_grid(tmp_path, "digits_simple_cnn_rho.json")
+    study = sweep.load_study("controls", results_dir=tmp_path)
+    rho_study = sweep.load_study("rho", results_dir=tmp_path)
+    paper = results.paper_results("arxiv")
+    summary = results.summarise(study.runs)
+    check = results.clean_data_check(study.runs)
+    sam_runs = results.sam_rho_runs(rho_study)
+    metrics = [m for m in results.RHO_METRICS if m in sam_runs.columns]
+    shown = {
+        "study_note": results.study_note(study),
+        "rho_note": results.rho_note(rho_study),
+        **{f"comparison table {i}": styled(table, caption) for i, (caption, table) in
+           enumerate(results.comparison_tables(study, paper, summary))},
+        "ours_table": styled(results.ours_table(summary, results.EXTRA_SHARPNESS_METRICS), f"({study.label})"),
+        "pvalue_table": result_figures.pvalue_table(results.wilcoxon_pvalues(study.runs).T, caption=f"({study.label})"),
+        "claim_agreement": styled(results.claim_agreement(summary, paper, study.label), "c"),
+        "clean_data_table": styled(results.clean_data_table(check), f"({study.label})"),
+        "clean_data_sentence": results.clean_data_sentence(check),
+        "differences_from_paper": results.differences_from_paper(summary, paper),
+        "wilcoxon_note": results.wilcoxon_note(study.runs),
+        "rho_findings": results.rho_findings(sam_runs, results.minimum_check(rho_study.history), metrics),
+        "rho_table": styled(results.rho_table(results.summarise(sam_runs, metrics=metrics), metrics), f"({rho_study.label})"),
+    }
+    assert HOSTILE in study.label and HOSTILE in set(check["measure"])  # the hostile strings do reach the pages
+    for where, output in shown.items():
+        assert_no_tag(rendered(output), where)
+
+
+def test_hostile_provenance_is_escaped_in_the_benchmark_landscape_and_toy_notes(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from sharpness import results
+    from sharpness.viz import fit as fit_figures
+    from sharpness.viz import landscape as landscape_figures
+
+    bench = tmp_path / "bench_grid.json"
+    bench.write_text(json.dumps({"provenance": {"machine": HOSTILE, "date": HOSTILE}, "best": {
+        "runs_in_parallel": 4, "images_per_second": 1e4, "share_of_bf16_peak": 0.3, "projected_grid_minutes": 50}}))
+    assert_no_tag(results.grid_benchmark_note(bench), "grid_benchmark_note")
+
+    surface = SimpleNamespace(provenance={"device": HOSTILE}, config={})
+    item = SimpleNamespace(source="stored", surface=surface, control="baseline")
+    monkeypatch.setattr(landscape_figures, "settings_label", lambda landscapes: HOSTILE)  # read from the same provenance
+    assert_no_tag(landscape_figures.source_note([item]), "landscape source_note")
+
+    config = SimpleNamespace(seeds=[0], epochs=10, train_points=5, test_points=5, lr=0.1)
+    stored = SimpleNamespace(config=config, provenance={"machine": HOSTILE, "date": HOSTILE, "commit": HOSTILE, "seconds": 60})
+    assert_no_tag(fit_figures.stored_run_note([stored]), "toy stored_run_note")
+
+
+def test_the_pages_build_tables_through_the_escaping_helper():
+    """pandas' Styler escapes nothing: every table a page shows must go through `untrusted.styled`."""
+    import re
+
+    book = Path(__file__).resolve().parents[1] / "book"
+    offenders = [f"{page.relative_to(book)}:{number}" for page in sorted(book.rglob("*.md"))
+                 for number, line in enumerate(page.read_text().splitlines(), start=1) if re.search(r"\.style\b", line)]
+    assert offenders == []
