@@ -371,3 +371,70 @@ def test_the_pages_build_tables_through_the_escaping_helper():
     offenders = [f"{page.relative_to(book)}:{number}" for page in sorted(book.rglob("*.md"))
                  for number, line in enumerate(page.read_text().splitlines(), start=1) if re.search(r"\.style\b", line)]
     assert offenders == []
+
+
+# --- cases 5 and 6: one row per run, and a second sweep adds to the summary ---------------------------------
+
+SWEEP = ["sweep", "--controls", "baseline", "--epochs", "1", "--batch-size", "256", "--backend", "serial",
+         "--no-papermill", "--device", "cpu", "--measures", "test_accuracy"]
+
+
+def test_a_seed_given_twice_is_one_run_and_a_second_sweep_merges_into_the_summary(tmp_path):
+    from sharpness import results
+    from sharpness.__main__ import main as cli
+
+    summary = tmp_path / "grid.json"
+    common = [*SWEEP, "--runs-dir", str(tmp_path / "runs"), "--results", str(summary)]
+    assert cli([*common, "--seeds", "0", "0"]) == 0
+    rows, _ = results.load_grid(summary)
+    assert list(rows["seed"]) == [0]  # not two rows (and n = 2 with SEM 0) for one run
+    assert cli([*common, "--seeds", "1"]) == 0
+    rows, provenance = results.load_grid(summary)
+    assert sorted(rows["seed"]) == [0, 1] and len(provenance["earlier"]) == 1
+    history = results.load_history(summary)
+    assert sorted(history["seed"]) == [0, 1]  # each run's one epoch
+    summarised = results.summarise(rows)
+    assert set(summarised["n"]) == {2}
+
+
+def test_a_grid_holding_a_run_twice_is_refused_naming_the_file(tmp_path):
+    from sharpness import results
+
+    path = tmp_path / "doubled.json"
+    path.write_bytes(grid_document([grid_row(seed=0), grid_row(seed=1), grid_row(seed=0, test_accuracy=0.9)]))
+    with pytest.raises(ValueError, match=r"doubled\.json holds 1 runs twice"):
+        results.load_grid(path)
+    import pandas as pd
+
+    with pytest.raises(ValueError, match="twice"):
+        results.save_grid(pd.DataFrame([grid_row(seed=0), grid_row(seed=0)]), tmp_path / "new.json", settings={}, data="d")
+    assert not (tmp_path / "new.json").exists()
+
+
+# --- case 8: a truncated history is refused, naming the file -------------------------------------------------
+
+
+def history_csv(rows, epochs=3) -> str:
+    import pandas as pd
+
+    return pd.DataFrame([{"epoch": e, "dataset": r["dataset"], "arch": r["arch"], "control": r["control"], "seed": r["seed"],
+                          "rho": r["rho"], "train_loss": 1.0 / e, "train_accuracy": 0.9} for r in rows
+                         for e in range(1, epochs + 1)]).to_csv(index=False)
+
+
+def test_a_truncated_history_is_refused_naming_the_file(tmp_path):
+    from sharpness import results
+
+    rows = [grid_row(seed=s, epochs=3, epochs_completed=3) for s in (0, 1)]
+    grid = tmp_path / "g.json"
+    grid.write_bytes(grid_document(rows))
+    whole = history_csv(rows)
+    results.history_path(grid).write_text(whole)
+    assert len(results.load_history(grid)) == 6
+    lines = whole.splitlines(keepends=True)
+    for damaged in ("".join(lines[:-1]),                      # the last epoch of the last run lost
+                    "".join(lines[:-1]) + lines[-1][:10],     # cut in the middle of a line
+                    "".join(lines[:3])):                      # one run's history only
+        results.history_path(grid).write_text(damaged)
+        with pytest.raises(ValueError, match=r"g\.history\.csv"):
+            results.load_history(grid)

@@ -45,6 +45,7 @@ from ..core.paths import REPO_ROOT, RESULTS_DIR, RUNS_DIR
 from ..core.provenance import git_commit
 from ..training.controls import CONTROLS
 from . import store
+from .store import run_key
 
 ITEMS = ("smoke", "bench", "grid", "toy", "landscapes", "batch_lr")
 ARCHIVE_NAME = "campaign.tar.gz"
@@ -188,7 +189,8 @@ class Campaign:
         """Write the grids' finished runs as one grid summary (and their test predictions) into staging."""
         from .sweep import run_state
 
-        run_dirs = [config.run_dir for grid in grids for config in grid.configs() if run_state(config.run_dir) == "done"]
+        run_dirs = list(dict.fromkeys(config.run_dir for grid in grids for config in grid.configs()
+                                      if run_state(config.run_dir) == "done"))  # grids may share runs: once each
         if not run_dirs:
             return None
         frame = store.runs_from_dirs(run_dirs)
@@ -250,18 +252,6 @@ class Campaign:
         return self.out / ARCHIVE_NAME
 
 
-def run_key(row: dict) -> tuple:
-    """What identifies a run across machines: setting, control, seed and the hyperparameters that vary."""
-    rho = _number(row.get("rho"))
-    return (row.get("dataset"), row.get("arch"), row.get("control"), int(row["seed"]), None if rho is None else round(rho, 6),
-            _number(row.get("epochs")), _number(row.get("batch_size")), _number(row.get("lr")))
-
-
-def _number(value) -> float | None:
-    """A JSON/pandas number as a float (None for missing or NaN), so keys from any source compare equal."""
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
-
-
 def config_row(config) -> dict:
     return config_row_from_dict(config.to_dict())
 
@@ -274,7 +264,7 @@ def config_row_from_dict(config: dict) -> dict:
 
 def prediction_name(row: dict) -> str:
     """File stem of a run's saved test predictions, unique per `run_key`."""
-    rho, epochs, batch, lr = (_number(row.get(key)) for key in ("rho", "epochs", "batch_size", "lr"))
+    rho, epochs, batch, lr = (store.as_number(row.get(key)) for key in ("rho", "epochs", "batch_size", "lr"))
     return (f"{row['dataset']}_{row['arch']}_{row['control']}{'' if rho is None else f'_rho{rho:g}'}_seed{int(row['seed'])}"
             f"_e{epochs:g}_b{batch:g}_lr{lr:g}")
 

@@ -38,7 +38,8 @@ import pandas as pd
 from ..core import runs, untrusted
 from ..core.paths import RESULTS_DIR
 from . import registry, store
-from .campaign import ARCHIVE_NAME, CAMPAIGN_RESULTS, MANIFEST, prediction_name, run_key
+from .campaign import ARCHIVE_NAME, CAMPAIGN_RESULTS, MANIFEST, prediction_name
+from .store import run_key
 
 DEVICE_RETURN_LIMIT = 64 * 2**20  # the most a device machine returns: no genuine archive is larger
 MEMBER_LIMIT = DEVICE_RETURN_LIMIT  # the most one unpacked file may weigh

@@ -51,14 +51,16 @@ class Grid:
     def __post_init__(self):
         from ..training.controls import CONTROLS
 
-        self.controls = tuple(CONTROLS if self.controls is None else self.controls)
+        # A value given twice (--seeds 0 0) names one run, not two: duplicates collapse, first order kept.
+        self.datasets, self.archs, self.rhos = (tuple(dict.fromkeys(v)) for v in (self.datasets, self.archs, self.rhos))
+        self.controls = tuple(dict.fromkeys(CONTROLS if self.controls is None else self.controls))
         unknown = [c for c in self.controls if c not in CONTROLS]
         if unknown:
             raise ValueError(f"unknown controls {unknown}; accepted: {CONTROLS}")
         bad_rhos = [rho for rho in self.rhos if not rho > 0]
         if bad_rhos:
             raise ValueError(f"SAM rho values must be positive, got {bad_rhos}")
-        self.seeds = tuple(int(seed) for seed in self.seeds)
+        self.seeds = tuple(dict.fromkeys(int(seed) for seed in self.seeds))
         if not self.seeds:
             raise ValueError("a grid needs at least one seed")
 

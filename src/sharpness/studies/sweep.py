@@ -442,8 +442,8 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     if args.results:
         settings = {key: value for key, value in vars(args).items() if key not in ("results", "data_note")}
         data = args.data_note or f"{', '.join(args.datasets)} (data dir: {args.data_dir or 'default'})"
-        path = store.save_grid(grid_runs(grid), args.results, settings=settings, data=data)
-        print(f"grid summary written to {path}")
+        path = store.save_grid(grid_runs(grid), args.results, settings=settings, data=data, merge=True)
+        print(f"grid summary written to {path} (runs of earlier sweeps kept)")
     return 0 if report.ok else 1
 
 
