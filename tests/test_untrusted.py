@@ -438,3 +438,41 @@ def test_a_truncated_history_is_refused_naming_the_file(tmp_path):
         results.history_path(grid).write_text(damaged)
         with pytest.raises(ValueError, match=r"g\.history\.csv"):
             results.load_history(grid)
+
+
+# --- bad command-line values are refused at once, naming the option ----------------------------------------
+
+
+@pytest.mark.parametrize("command, option, value", [
+    ("train", "--threads", "-1"), ("train", "--threads", "0"), ("evaluate", "--hessian-iterations", "0"),
+    ("evaluate", "--corruption-images", "0"), ("evaluate", "--corruption-images", "-1"), ("evaluate", "--sam-draws", "0"),
+    ("sweep", "--num-cpus", "-1"), ("sweep", "--epochs", "0"), ("fit", "--epochs", "0"), ("fit", "--threads", "-1"),
+    ("campaign", "--deadline", "nan"), ("campaign", "--deadline", "-5"), ("landscape", "--span", "0 inf"),
+    ("landscape", "--resolution", "0"),
+])
+def test_a_bad_command_line_value_is_refused_naming_the_option(tmp_path, capsys, command, option, value):
+    from sharpness.__main__ import main as cli
+
+    required = {"evaluate": [str(tmp_path / "runs")], "fit": ["--out", str(tmp_path / "out")]}.get(command, [])
+    with pytest.raises(SystemExit) as exit_info:
+        cli([command, *required, option, *value.split()])
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"argument {option}" in message and "Traceback" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_landscape_span_is_refused(tmp_path):
+    from sharpness import landscape
+
+    for span in (["1", "-1"], ["0", "0"]):
+        with pytest.raises(ValueError, match="--span"):
+            landscape.main(["--runs-dir", str(tmp_path), "--span", *span])
+
+
+@pytest.mark.parametrize("port", ["-1", "0", "70000", "http"])
+def test_the_explorer_refuses_a_port_it_cannot_listen_on(capsys, port):
+    from sharpness.viz import explore
+
+    with pytest.raises(SystemExit) as exit_info:
+        explore.main(["--port", port, "--no-browser"])
+    assert exit_info.value.code == 2 and "argument --port" in capsys.readouterr().err

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.cli_values import positive_float
 from ..core import runs
 from ..core.paths import REPO_ROOT, RESULTS_DIR, RUNS_DIR
 from ..core.provenance import git_commit
@@ -420,7 +421,7 @@ def run_campaign(campaign: Campaign, items) -> dict[str, str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--items", nargs="+", default=list(ITEMS), choices=ITEMS, help="in priority order")
     parser.add_argument("--preset", default="paper", choices=list(PRESETS), help="paper, or rehearsal (tiny, for a CPU)")
-    parser.add_argument("--deadline", type=float, default=540.0,
+    parser.add_argument("--deadline", type=positive_float, default=540.0,
                         help="seconds from now by which this command ends, archive packed (default 540: a 10-minute command)")
     parser.add_argument("--out", default=os.environ.get("OUT", "campaign-out"), help="folder for the archive (default $OUT)")
     parser.add_argument("--work", default=str(RUNS_DIR / "campaign"), help="runs and checkpoints on this machine")
