@@ -476,3 +476,54 @@ def test_the_explorer_refuses_a_port_it_cannot_listen_on(capsys, port):
     with pytest.raises(SystemExit) as exit_info:
         explore.main(["--port", port, "--no-browser"])
     assert exit_info.value.code == 2 and "argument --port" in capsys.readouterr().err
+
+
+# --- case 9: no baseline, infinite values, truncated files ---------------------------------------------------
+
+
+def test_a_grid_without_a_baseline_reproduces_nothing(tmp_path):
+    import pandas as pd
+
+    from sharpness import ledger
+
+    rows = pd.DataFrame([grid_row(control=c, seed=s, dataset="cifar10_folder") for c in ("aug", "wd") for s in (0, 1)])
+    grid = ledger.CommittedGrid(tmp_path / "g.json", rows, {"settings": {}})
+    status, tally = ledger._grid_status(grid, "cifar10", rows)
+    assert status == ledger.NOT_RUN and "no comparison" in tally and "0 of 0" not in tally
+
+
+def test_an_infinite_mean_is_no_comparison_and_an_infinite_finished_measure_is_refused(tmp_path):
+    import pandas as pd
+
+    from sharpness import results
+
+    summary = pd.DataFrame([{"dataset": "d", "arch": "a", "metric": "test_accuracy", "control": c, "rho": np.nan, "mean": m}
+                            for c, m in (("baseline", 0.5), ("aug", 0.6), ("wd", float("inf")), ("aug_sam", 0.4))])
+    check = results.claim_check(summary)
+    assert (check["controls agreeing"].item(), check["controls"].item()) == (1, 2)  # aug agrees, aug_sam not, wd no test
+    path = tmp_path / "inf.json"
+    path.write_text(grid_document([grid_row(seed=0), grid_row(seed=1)]).decode().replace('"test_accuracy": 0.5', '"test_accuracy": Infinity'))
+    with pytest.raises(ValueError, match=r"inf\.json: the finished run .* infinite test_accuracy"):
+        results.load_grid(path)
+
+
+def test_a_truncated_grid_json_is_refused_naming_it(tmp_path):
+    from sharpness import results
+
+    path = tmp_path / "cut.json"
+    path.write_bytes(grid_document([grid_row()])[:40])
+    for read in (results.load_grid, results.grid_tier):
+        with pytest.raises(ValueError, match=r"cut\.json is not readable JSON"):
+            read(path)
+
+
+# --- case 12: leftovers of an atomic write never reach a commit ------------------------------------------------
+
+
+def test_temporary_files_of_atomic_writes_are_git_ignored():
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    leftover = "results/cpu_study/cifar10_folder/cnn_mlp/baseline/seed0/.metrics.jsonl.abc123.tmp"
+    shown = subprocess.run(["git", "check-ignore", "--no-index", leftover], cwd=repo, capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.strip() == leftover
