@@ -527,3 +527,18 @@ def test_temporary_files_of_atomic_writes_are_git_ignored():
     leftover = "results/cpu_study/cifar10_folder/cnn_mlp/baseline/seed0/.metrics.jsonl.abc123.tmp"
     shown = subprocess.run(["git", "check-ignore", "--no-index", leftover], cwd=repo, capture_output=True, text=True)
     assert shown.returncode == 0 and shown.stdout.strip() == leftover
+
+
+def test_a_pickled_prediction_tensor_is_refused_naming_it(tmp_path):
+    import argparse
+
+    import torch
+
+    from sharpness import results
+    from sharpness.evaluate import PREDICTIONS_FILE
+
+    torch.save({"predictions": argparse.Namespace(code="would run")}, tmp_path / PREDICTIONS_FILE)
+    with pytest.raises(ValueError, match=f"{PREDICTIONS_FILE} is not a plain tensor"):
+        results.saved_predictions(tmp_path)
+    torch.save(torch.tensor([1, 2, 3]), tmp_path / PREDICTIONS_FILE)
+    assert results.saved_predictions(tmp_path).tolist() == [1, 2, 3]
