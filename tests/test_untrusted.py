@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sharpness import campaign_import, untrusted
+from sharpness.core import untrusted
+from sharpness.studies import campaign_import
 
 DATE = "2026-01-31T12:00:00+00:00"
 HOSTILE = '<img src=x onerror=alert(1)>'
@@ -197,8 +198,8 @@ def test_an_import_refuses_to_replace_committed_results_unless_told(tmp_path, ca
 
 
 def test_run_folders_are_made_of_plain_names_only(tmp_path):
-    from sharpness import runs
-    from sharpness.papermill_guard import checked_run_dir
+    from sharpness.book.papermill_guard import checked_run_dir
+    from sharpness.core import runs
 
     for control in ("../../x/victim", "a/b", "..", ".hidden", ""):
         with pytest.raises(ValueError, match="control"):
@@ -222,7 +223,7 @@ def test_a_failed_call_never_replaces_a_runs_kept_notebook(tmp_path, exception):
     import subprocess
     import sys
 
-    from sharpness.papermill_guard import _wait_then_keep
+    from sharpness.book.papermill_guard import _wait_then_keep
 
     run_dir = tmp_path / "runs" / "digits" / "simple_cnn" / "baseline" / "seed0"
     run_dir.mkdir(parents=True)
@@ -308,33 +309,34 @@ def assert_no_tag(text: str, where: str):
 
 
 def test_a_hostile_grid_is_escaped_on_the_results_and_rho_pages(tmp_path):
-    from sharpness import results, sweep
-    from sharpness.untrusted import styled
-    from sharpness.viz import results as result_figures
+    from sharpness.book import prose, stats, tables
+    from sharpness.book.figures import results as result_figures
+    from sharpness.core.untrusted import styled
+    from sharpness.studies import store, sweep
 
     hostile_grid(tmp_path)
     hostile_grid(tmp_path, "digits_simple_cnn_rho.json")
     study = sweep.load_study("controls", results_dir=tmp_path)
     rho_study = sweep.load_study("rho", results_dir=tmp_path)
-    paper = results.paper_results("arxiv")
-    summary = results.summarise(study.runs)
-    check = results.clean_data_check(study.runs)
-    sam_runs = results.sam_rho_runs(rho_study)
-    metrics = [m for m in results.RHO_METRICS if m in sam_runs.columns]
+    paper = store.paper_results("arxiv")
+    summary = stats.summarise(study.runs)
+    check = stats.clean_data_check(study.runs)
+    sam_runs = stats.sam_rho_runs(rho_study)
+    metrics = [m for m in tables.RHO_METRICS if m in sam_runs.columns]
     shown = {
-        "study_note": results.study_note(study),
-        "rho_note": results.rho_note(rho_study),
+        "study_note": prose.study_note(study),
+        "rho_note": prose.rho_note(rho_study),
         **{f"comparison table {i}": styled(table, caption) for i, (caption, table) in
-           enumerate(results.comparison_tables(study, paper, summary))},
-        "ours_table": styled(results.ours_table(summary, results.EXTRA_SHARPNESS_METRICS), f"({study.label})"),
-        "pvalue_table": result_figures.pvalue_table(results.wilcoxon_pvalues(study.runs).T, caption=f"({study.label})"),
-        "claim_agreement": styled(results.claim_agreement(summary, paper, study.label), "c"),
-        "clean_data_table": styled(results.clean_data_table(check), f"({study.label})"),
-        "clean_data_sentence": results.clean_data_sentence(check),
-        "differences_from_paper": results.differences_from_paper(summary, paper),
-        "wilcoxon_note": results.wilcoxon_note(study.runs),
-        "rho_findings": results.rho_findings(sam_runs, results.minimum_check(rho_study.history), metrics),
-        "rho_table": styled(results.rho_table(results.summarise(sam_runs, metrics=metrics), metrics), f"({rho_study.label})"),
+           enumerate(tables.comparison_tables(study, paper, summary))},
+        "ours_table": styled(tables.ours_table(summary, stats.EXTRA_SHARPNESS_METRICS), f"({study.label})"),
+        "pvalue_table": result_figures.pvalue_table(stats.wilcoxon_pvalues(study.runs).T, caption=f"({study.label})"),
+        "claim_agreement": styled(stats.claim_agreement(summary, paper, study.label), "c"),
+        "clean_data_table": styled(tables.clean_data_table(check), f"({study.label})"),
+        "clean_data_sentence": prose.clean_data_sentence(check),
+        "differences_from_paper": prose.differences_from_paper(summary, paper),
+        "wilcoxon_note": prose.wilcoxon_note(study.runs),
+        "rho_findings": prose.rho_findings(sam_runs, stats.minimum_check(rho_study.history), metrics),
+        "rho_table": styled(tables.rho_table(stats.summarise(sam_runs, metrics=metrics), metrics), f"({rho_study.label})"),
     }
     assert HOSTILE in study.label and HOSTILE in set(check["measure"])  # the hostile strings do reach the pages
     for where, output in shown.items():
@@ -344,14 +346,14 @@ def test_a_hostile_grid_is_escaped_on_the_results_and_rho_pages(tmp_path):
 def test_hostile_provenance_is_escaped_in_the_benchmark_landscape_and_toy_notes(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from sharpness import results
-    from sharpness.viz import fit as fit_figures
-    from sharpness.viz import landscape as landscape_figures
+    from sharpness.book import prose
+    from sharpness.book.figures import fit as fit_figures
+    from sharpness.book.figures import landscape as landscape_figures
 
     bench = tmp_path / "bench_grid.json"
     bench.write_text(json.dumps({"provenance": {"machine": HOSTILE, "date": HOSTILE}, "best": {
         "runs_in_parallel": 4, "images_per_second": 1e4, "share_of_bf16_peak": 0.3, "projected_grid_minutes": 50}}))
-    assert_no_tag(results.grid_benchmark_note(bench), "grid_benchmark_note")
+    assert_no_tag(prose.grid_benchmark_note(bench), "grid_benchmark_note")
 
     surface = SimpleNamespace(provenance={"device": HOSTILE}, config={})
     item = SimpleNamespace(source="stored", surface=surface, control="baseline")
@@ -380,34 +382,36 @@ SWEEP = ["sweep", "--controls", "baseline", "--epochs", "1", "--batch-size", "25
 
 
 def test_a_seed_given_twice_is_one_run_and_a_second_sweep_merges_into_the_summary(tmp_path):
-    from sharpness import results
+    from sharpness.book import stats
+    from sharpness.studies import registry, store
     from sharpness.__main__ import main as cli
 
     summary = tmp_path / "grid.json"
     common = [*SWEEP, "--runs-dir", str(tmp_path / "runs"), "--results", str(summary)]
     assert cli([*common, "--seeds", "0", "0"]) == 0
-    rows, _ = results.load_grid(summary)
+    rows, _ = store.load_grid(summary)
     assert list(rows["seed"]) == [0]  # not two rows (and n = 2 with SEM 0) for one run
     assert cli([*common, "--seeds", "1"]) == 0
-    rows, provenance = results.load_grid(summary)
+    rows, provenance = store.load_grid(summary)
     assert sorted(rows["seed"]) == [0, 1] and len(provenance["earlier"]) == 1
-    history = results.load_history(summary)
+    history = store.load_history(summary)
     assert sorted(history["seed"]) == [0, 1]  # each run's one epoch
-    summarised = results.summarise(rows)
+    summarised = stats.summarise(rows)
     assert set(summarised["n"]) == {2}
 
 
 def test_a_grid_holding_a_run_twice_is_refused_naming_the_file(tmp_path):
-    from sharpness import results
+    from sharpness.book import stats
+    from sharpness.studies import registry, store
 
     path = tmp_path / "doubled.json"
     path.write_bytes(grid_document([grid_row(seed=0), grid_row(seed=1), grid_row(seed=0, test_accuracy=0.9)]))
     with pytest.raises(ValueError, match=r"doubled\.json holds 1 runs twice"):
-        results.load_grid(path)
+        store.load_grid(path)
     import pandas as pd
 
     with pytest.raises(ValueError, match="twice"):
-        results.save_grid(pd.DataFrame([grid_row(seed=0), grid_row(seed=0)]), tmp_path / "new.json", settings={}, data="d")
+        store.save_grid(pd.DataFrame([grid_row(seed=0), grid_row(seed=0)]), tmp_path / "new.json", settings={}, data="d")
     assert not (tmp_path / "new.json").exists()
 
 
@@ -423,21 +427,22 @@ def history_csv(rows, epochs=3) -> str:
 
 
 def test_a_truncated_history_is_refused_naming_the_file(tmp_path):
-    from sharpness import results
+    from sharpness.book import stats
+    from sharpness.studies import registry, store
 
     rows = [grid_row(seed=s, epochs=3, epochs_completed=3) for s in (0, 1)]
     grid = tmp_path / "g.json"
     grid.write_bytes(grid_document(rows))
     whole = history_csv(rows)
-    results.history_path(grid).write_text(whole)
-    assert len(results.load_history(grid)) == 6
+    store.history_path(grid).write_text(whole)
+    assert len(store.load_history(grid)) == 6
     lines = whole.splitlines(keepends=True)
     for damaged in ("".join(lines[:-1]),                      # the last epoch of the last run lost
                     "".join(lines[:-1]) + lines[-1][:10],     # cut in the middle of a line
                     "".join(lines[:3])):                      # one run's history only
-        results.history_path(grid).write_text(damaged)
+        store.history_path(grid).write_text(damaged)
         with pytest.raises(ValueError, match=r"g\.history\.csv"):
-            results.load_history(grid)
+            store.load_history(grid)
 
 
 # --- bad command-line values are refused at once, naming the option ----------------------------------------
@@ -462,7 +467,7 @@ def test_a_bad_command_line_value_is_refused_naming_the_option(tmp_path, capsys,
 
 
 def test_an_empty_landscape_span_is_refused(tmp_path):
-    from sharpness import landscape
+    from sharpness.measuring import landscape
 
     for span in (["1", "-1"], ["0", "0"]):
         with pytest.raises(ValueError, match="--span"):
@@ -471,7 +476,7 @@ def test_an_empty_landscape_span_is_refused(tmp_path):
 
 @pytest.mark.parametrize("port", ["-1", "0", "70000", "http"])
 def test_the_explorer_refuses_a_port_it_cannot_listen_on(capsys, port):
-    from sharpness.viz import explore
+    from sharpness.book.figures import explore
 
     with pytest.raises(SystemExit) as exit_info:
         explore.main(["--port", port, "--no-browser"])
@@ -484,7 +489,7 @@ def test_the_explorer_refuses_a_port_it_cannot_listen_on(capsys, port):
 def test_a_grid_without_a_baseline_reproduces_nothing(tmp_path):
     import pandas as pd
 
-    from sharpness import ledger
+    from sharpness.book import ledger
 
     rows = pd.DataFrame([grid_row(control=c, seed=s, dataset="cifar10_folder") for c in ("aug", "wd") for s in (0, 1)])
     grid = ledger.CommittedGrid(tmp_path / "g.json", rows, {"settings": {}})
@@ -495,24 +500,26 @@ def test_a_grid_without_a_baseline_reproduces_nothing(tmp_path):
 def test_an_infinite_mean_is_no_comparison_and_an_infinite_finished_measure_is_refused(tmp_path):
     import pandas as pd
 
-    from sharpness import results
+    from sharpness.book import stats
+    from sharpness.studies import registry, store
 
     summary = pd.DataFrame([{"dataset": "d", "arch": "a", "metric": "test_accuracy", "control": c, "rho": np.nan, "mean": m}
                             for c, m in (("baseline", 0.5), ("aug", 0.6), ("wd", float("inf")), ("aug_sam", 0.4))])
-    check = results.claim_check(summary)
+    check = stats.claim_check(summary)
     assert (check["controls agreeing"].item(), check["controls"].item()) == (1, 2)  # aug agrees, aug_sam not, wd no test
     path = tmp_path / "inf.json"
     path.write_text(grid_document([grid_row(seed=0), grid_row(seed=1)]).decode().replace('"test_accuracy": 0.5', '"test_accuracy": Infinity'))
     with pytest.raises(ValueError, match=r"inf\.json: the finished run .* infinite test_accuracy"):
-        results.load_grid(path)
+        store.load_grid(path)
 
 
 def test_a_truncated_grid_json_is_refused_naming_it(tmp_path):
-    from sharpness import results
+    from sharpness.book import stats
+    from sharpness.studies import registry, store
 
     path = tmp_path / "cut.json"
     path.write_bytes(grid_document([grid_row()])[:40])
-    for read in (results.load_grid, results.grid_tier):
+    for read in (store.load_grid, registry.grid_tier):
         with pytest.raises(ValueError, match=r"cut\.json is not readable JSON"):
             read(path)
 
@@ -534,11 +541,12 @@ def test_a_pickled_prediction_tensor_is_refused_naming_it(tmp_path):
 
     import torch
 
-    from sharpness import results
-    from sharpness.evaluate import PREDICTIONS_FILE
+    from sharpness.book import stats
+    from sharpness.studies import registry, store
+    from sharpness.measuring.evaluate import PREDICTIONS_FILE
 
     torch.save({"predictions": argparse.Namespace(code="would run")}, tmp_path / PREDICTIONS_FILE)
     with pytest.raises(ValueError, match=f"{PREDICTIONS_FILE} is not a plain tensor"):
-        results.saved_predictions(tmp_path)
+        store.saved_predictions(tmp_path)
     torch.save(torch.tensor([1, 2, 3]), tmp_path / PREDICTIONS_FILE)
-    assert results.saved_predictions(tmp_path).tolist() == [1, 2, 3]
+    assert store.saved_predictions(tmp_path).tolist() == [1, 2, 3]

@@ -10,7 +10,6 @@ importing the orchestrators; this module imports none of them (sweep, cpu_study,
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
