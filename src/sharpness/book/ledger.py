@@ -143,8 +143,10 @@ def claim_tally(runs: pd.DataFrame) -> tuple[int, int]:
 
 def _grid_status(grid: CommittedGrid, dataset: str, runs: pd.DataFrame) -> tuple[str, str]:
     agree, total = claim_tally(runs)
+    if not total:  # no finished baseline (or no measure with a claim): nothing was tested, nothing reproduced
+        return NOT_RUN, "no comparison with the baseline possible: the grid has no finished baseline run with a claimed measure"
     tally = f"{agree} of {total} comparisons with the baseline go the paper's way"
-    if total and agree < total / 2:
+    if agree < total / 2:
         return CONTRADICTED, tally
     return (PAPER_SCALE if grid.at_paper_scale(dataset) else REDUCED_SCALE), tally
 

@@ -5,11 +5,13 @@ Each note takes a `sharpness.studies.registry.Study` (runs, history, provenance,
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..core.untrusted import escape
 from ..studies.store import BENCH_GRID_JSON, PERCENT_METRICS, load_json
 from .stats import (
     MINIMUM_TRAIN_ACCURACY, SHARPNESS_METRICS, claim_checks_beside_paper, finished_runs, moves_the_papers_way,
@@ -46,14 +48,17 @@ _NO_BENCH_NOTE = (
 
 
 def _provenance_sentence(provenance: dict, with_data: bool = True) -> str:
-    data = f"; data: {provenance['data']}" if with_data else ""
-    return f"Machine: {provenance['machine']}; commit `{provenance['commit'][:10]}`{data}; date: {provenance['date']}."
+    """Markdown from a results file's provenance, escaped (see `core.untrusted`)."""
+    data = f"; data: {escape(provenance.get('data', 'unrecorded'))}" if with_data else ""
+    commit = str(provenance.get("commit", "?"))[:10]
+    commit = f"`{commit}`" if re.fullmatch(r"[0-9a-f]+", commit) else escape(commit)  # code spans show entities raw
+    return f"Machine: {escape(provenance.get('machine', 'unrecorded'))}; commit {commit}{data}; date: {escape(provenance.get('date', 'unrecorded'))}."
 
 
 def study_note(study) -> str:
     """Markdown naming the runs of the controls study and their provenance, with the offline caveat
     where the page trained its own small grid instead of reading a committed one."""
-    note = f"**Runs shown: {study.label}** ({runs_scale(study.runs)}). {_provenance_sentence(study.provenance)}"
+    note = f"**Runs shown: {escape(study.label)}** ({escape(runs_scale(study.runs))}). {_provenance_sentence(study.provenance)}"
     return note + (f"\n\n{_OFFLINE_CONTROLS_NOTE}" if study.offline else "")
 
 
@@ -93,7 +98,8 @@ def rho_note(study) -> str:
     sam_runs = sam_rho_runs(study)
     radii = ", ".join(f"{r:g}" for r in sorted(sam_runs["rho"].unique()))
     seeds = ", ".join(str(s) for s in sorted(sam_runs["seed"].unique()))
-    note = f"**Runs shown: {study.label}** (radii {radii}; seeds {seeds}). {_provenance_sentence(study.provenance, with_data=False)}"
+    note = (f"**Runs shown: {escape(study.label)}** (radii {escape(radii)}; seeds {escape(seeds)}). "
+            f"{_provenance_sentence(study.provenance, with_data=False)}")
     return note + (f"\n\n{_OFFLINE_RHO_NOTE}" if study.offline else "")
 
 
@@ -199,7 +205,7 @@ def clean_data_sentence(check: pd.DataFrame) -> str:
     if flips.empty:
         return text + "."
     listed = "; ".join(
-        f"{row['control']}, {row['measure']}: sharper on {'augmented' if row['sharper than baseline (augmented)'] else 'clean'} data only"
+        f"{escape(row['control'])}, {escape(row['measure'])}: sharper on {'augmented' if row['sharper than baseline (augmented)'] else 'clean'} data only"
         for _, row in flips.iterrows())
     return f"{text}; it flips in {len(flips)} ({listed})."
 
@@ -256,7 +262,7 @@ def grid_benchmark_note(path: Path | str = BENCH_GRID_JSON) -> str:
         return _NO_BENCH_NOTE
     bench = load_json(path)
     best, origin = bench["best"], bench["provenance"]
-    return (f"Measured on {origin['machine']} ({origin['date']}): "
+    return (f"Measured on {escape(origin['machine'])} ({escape(origin['date'])}): "
             f"{best['runs_in_parallel']} concurrent runs gave {best['images_per_second']:,.0f} "
             f"training images per second in total, {best['share_of_bf16_peak']:.1%} of the bf16 peak; "
             f"projected time for the ResNet-18 / CIFAR-10 grid (6 controls x 10 seeds x 100 epochs, with "

@@ -181,7 +181,10 @@ def claim_check(summary: pd.DataFrame, baseline: str = "baseline") -> pd.DataFra
         if metric not in CLAIM_DIRECTION or baseline not in set(block["control"]):
             continue
         base = block.loc[block["control"] == baseline, "mean"].iloc[0]
-        others = block[(block["control"] != baseline) & (block["rho"].isna() | np.isclose(block["rho"].fillna(SAM_RHO), SAM_RHO))]
+        if not np.isfinite(base):
+            continue
+        others = block[(block["control"] != baseline) & (block["rho"].isna() | np.isclose(block["rho"].fillna(SAM_RHO), SAM_RHO))
+                       & np.isfinite(block["mean"])]  # an infinite or missing mean is no comparison
         sign = 1 if CLAIM_DIRECTION[metric] == "greater" else -1
         agree = int((sign * (others["mean"] - base) > 0).sum())
         rows.append({"dataset": dataset, "arch": arch, "metric": metric, "claim": f"{CLAIM_DIRECTION[metric]} than baseline",

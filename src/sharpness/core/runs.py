@@ -32,8 +32,15 @@ class RunBusyError(RunFileError):
 
 
 def run_dir(runs_dir: str | os.PathLike, dataset: str, arch: str, control: str, seed: int) -> Path:
-    """Where a run lives: runs_dir/<dataset>/<arch>/<control>/seed<k>."""
-    return Path(runs_dir) / dataset / arch / control / f"seed{seed}"
+    """Where a run lives: runs_dir/<dataset>/<arch>/<control>/seed<k>. The names become folders, so each must
+    be one plain path component (`untrusted.name`) and the seed an integer: nothing lands outside runs_dir."""
+    from .untrusted import name
+
+    where = "the run's settings"
+    parts = [name(value, what, where) for value, what in ((dataset, "dataset"), (arch, "arch"), (control, "control"))]
+    if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(seed, "__index__"):
+        raise ValueError(f"{where}: seed {seed!r} is not an integer; give a whole number such as 0")
+    return Path(runs_dir).joinpath(*parts, f"seed{int(seed)}")
 
 
 def _atomic(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
@@ -102,6 +109,10 @@ def locked(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to `path` so that `path` holds either the old or the new content, never a mix."""
     return _atomic(path, lambda f: f.write(text), "w")
+
+
+def atomic_write_bytes(path: str | os.PathLike, content: bytes) -> Path:
+    return _atomic(path, lambda f: f.write(content), "wb")
 
 
 def atomic_write_json(path: str | os.PathLike, value: Any) -> Path:

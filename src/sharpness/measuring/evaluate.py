@@ -21,6 +21,7 @@ from torchmetrics.classification import MulticlassCalibrationError
 
 from ..core import runs
 from ..core.paths import DATA_DIR
+from ..core.cli_values import positive_int
 from ..core.progress import tqdm
 from ..core.provenance import code_version
 from ..training.controls import get_control
@@ -478,9 +479,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the run's training batch size")
     parser.add_argument("--max-train-samples", type=int, default=None, help="cut the train-set measures' images")
-    parser.add_argument("--sam-draws", type=int, default=100)
-    parser.add_argument("--hessian-iterations", type=int, default=20)
-    parser.add_argument("--corruption-images", type=int, default=None, help="test images per corruption (default: all)")
+    parser.add_argument("--sam-draws", type=positive_int, default=100)
+    parser.add_argument("--hessian-iterations", type=positive_int, default=20)
+    parser.add_argument("--corruption-images", type=positive_int, default=None, help="test images per corruption (default: all)")
     parser.add_argument("--cifar-c-dir", default=None, help="CIFAR-10-C/100-C .npy files (default: generate corruptions)")
     parser.add_argument("--overwrite", action="store_true", help="recompute measures already in metrics.json")
     parser.add_argument("--no-progress", action="store_true")

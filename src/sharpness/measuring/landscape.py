@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from ..core.cli_values import finite_float, positive_int
 from ..core.paths import RESULTS_DIR
 from ..core.progress import tqdm
 from ..training.data import EVALUATION_BATCH_SIZE
@@ -531,8 +532,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--controls", nargs="+", default=list(CONTROLS))
-    parser.add_argument("--resolution", type=int, default=51)
-    parser.add_argument("--span", type=float, nargs=2, default=(-1.0, 1.0))
+    parser.add_argument("--resolution", type=positive_int, default=51)
+    parser.add_argument("--span", type=finite_float, nargs=2, default=(-1.0, 1.0))
     parser.add_argument("--subset", type=int, default=10_000, help="training images per point (0: all)")
     parser.add_argument("--directions-seed", type=int, default=0)
     parser.add_argument("--sam-draws", type=int, default=100)
@@ -553,6 +554,8 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         args = parser.parse_args(args)
     for control in [*args.controls, *args.interpolate]:
         choose(control, CONTROLS, "control")
+    if not args.span[0] < args.span[1]:
+        raise ValueError(f"--span {args.span[0]:g} {args.span[1]:g} is empty: give the low end first, e.g. --span -1 1")
     run_dir = lambda control: Path(args.runs_dir) / args.dataset / args.arch / control / f"seed{args.seed}"  # noqa: E731
     missing = [str(run_dir(c)) for c in {*args.controls, *args.interpolate} if not (run_dir(c) / "summary.json").is_file()]
     if missing:

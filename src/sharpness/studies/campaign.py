@@ -41,11 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.cli_values import positive_float
 from ..core import runs
 from ..core.paths import REPO_ROOT, RESULTS_DIR, RUNS_DIR
 from ..core.provenance import git_commit
 from ..training.controls import CONTROLS
 from . import store
+from .store import run_key
 
 ITEMS = ("smoke", "bench", "grid", "toy", "landscapes", "batch_lr")
 MODES = ("lease", "slices")
@@ -193,7 +195,8 @@ class Campaign:
         """Write the grids' finished runs as one grid summary (and their test predictions) into staging."""
         from .sweep import run_state
 
-        run_dirs = [config.run_dir for grid in grids for config in grid.configs() if run_state(config.run_dir) == "done"]
+        run_dirs = list(dict.fromkeys(config.run_dir for grid in grids for config in grid.configs()
+                                      if run_state(config.run_dir) == "done"))  # grids may share runs: once each
         if not run_dirs:
             return None
         frame = store.runs_from_dirs(run_dirs)
@@ -256,18 +259,6 @@ class Campaign:
         return self.out / ARCHIVE_NAME
 
 
-def run_key(row: dict) -> tuple:
-    """What identifies a run across machines: setting, control, seed and the hyperparameters that vary."""
-    rho = _number(row.get("rho"))
-    return (row.get("dataset"), row.get("arch"), row.get("control"), int(row["seed"]), None if rho is None else round(rho, 6),
-            _number(row.get("epochs")), _number(row.get("batch_size")), _number(row.get("lr")))
-
-
-def _number(value) -> float | None:
-    """A JSON/pandas number as a float (None for missing or NaN), so keys from any source compare equal."""
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
-
-
 def config_row(config) -> dict:
     return config_row_from_dict(config.to_dict())
 
@@ -280,7 +271,7 @@ def config_row_from_dict(config: dict) -> dict:
 
 def prediction_name(row: dict) -> str:
     """File stem of a run's saved test predictions, unique per `run_key`."""
-    rho, epochs, batch, lr = (_number(row.get(key)) for key in ("rho", "epochs", "batch_size", "lr"))
+    rho, epochs, batch, lr = (store.as_number(row.get(key)) for key in ("rho", "epochs", "batch_size", "lr"))
     return (f"{row['dataset']}_{row['arch']}_{row['control']}{'' if rho is None else f'_rho{rho:g}'}_seed{int(row['seed'])}"
             f"_e{epochs:g}_b{batch:g}_lr{lr:g}")
 
@@ -440,7 +431,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--items", nargs="+", default=None, choices=ITEMS,
                         help=f"--mode slices only: in priority order (default: {' '.join(ITEMS)})")
     parser.add_argument("--preset", default="paper", choices=list(PRESETS), help="paper, or rehearsal (tiny, for a CPU)")
-    parser.add_argument("--deadline", type=float, default=540.0,
+    parser.add_argument("--deadline", type=positive_float, default=540.0,
                         help="seconds from now by which this command ends, archive packed (default 540: a 10-minute command)")
     parser.add_argument("--out", default=os.environ.get("OUT", "campaign-out"), help="folder for the archive (default $OUT)")
     parser.add_argument("--work", default=str(RUNS_DIR / "campaign"), help="runs and checkpoints on this machine")

@@ -10,7 +10,6 @@ importing the orchestrators; this module imports none of them (sweep, cpu_study,
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -51,14 +50,16 @@ class Grid:
     def __post_init__(self):
         from ..training.controls import CONTROLS
 
-        self.controls = tuple(CONTROLS if self.controls is None else self.controls)
+        # A value given twice (--seeds 0 0) names one run, not two: duplicates collapse, first order kept.
+        self.datasets, self.archs, self.rhos = (tuple(dict.fromkeys(v)) for v in (self.datasets, self.archs, self.rhos))
+        self.controls = tuple(dict.fromkeys(CONTROLS if self.controls is None else self.controls))
         unknown = [c for c in self.controls if c not in CONTROLS]
         if unknown:
             raise ValueError(f"unknown controls {unknown}; accepted: {CONTROLS}")
         bad_rhos = [rho for rho in self.rhos if not rho > 0]
         if bad_rhos:
             raise ValueError(f"SAM rho values must be positive, got {bad_rhos}")
-        self.seeds = tuple(int(seed) for seed in self.seeds)
+        self.seeds = tuple(dict.fromkeys(int(seed) for seed in self.seeds))
         if not self.seeds:
             raise ValueError("a grid needs at least one seed")
 
@@ -127,11 +128,7 @@ TIERS = ("gpu", "cpu")
 
 def grid_tier(path: Path | str) -> str | None:
     """The `tier` in a grid summary's provenance ("gpu", "cpu"), or None where it names none."""
-    try:
-        document = load_json(Path(path))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not a readable grid summary ({error}); fix or remove it") from None
-    origin = document.get("provenance", {})
+    origin = load_json(Path(path)).get("provenance", {})  # a truncated file: a ValueError naming it
     return origin.get("tier") or origin.get("settings", {}).get("tier")  # grids of the first CPU-study code kept it in settings
 
 

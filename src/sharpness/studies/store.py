@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
+import pickle
 import platform
 from pathlib import Path
 
@@ -80,8 +82,13 @@ def paper_results(source: str | None = "arxiv", path: Path = REFERENCE_CSV) -> p
 
 
 def load_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    """A results JSON file; a truncated or junk one is refused naming it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not readable JSON ({error}); restore it (git checkout -- {path}) or rewrite it "
+                         "with the command that made it") from None
 
 
 def _scalars(record: dict, prefix: str = "") -> dict:
@@ -137,7 +144,11 @@ def saved_predictions(run_dir: Path):
     from ..measuring.evaluate import PREDICTIONS_FILE
 
     if (run_dir / PREDICTIONS_FILE).is_file():
-        return torch.load(run_dir / PREDICTIONS_FILE, weights_only=True)
+        try:  # weights_only: plain tensors only, never a pickled object (which could run code)
+            return torch.load(run_dir / PREDICTIONS_FILE, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+            raise ValueError(f"{run_dir / PREDICTIONS_FILE} is not a plain tensor of predictions ({type(error).__name__}); "
+                             f"delete it and run `python -m sharpness evaluate {run_dir}` again") from None
     if (run_dir / PREDICTIONS_JSON).is_file():
         return torch.tensor(load_json(run_dir / PREDICTIONS_JSON))
     return None
@@ -222,32 +233,85 @@ def history_path(grid_path: Path | str) -> Path:
     return Path(grid_path).with_suffix(".history.csv")
 
 
-def save_grid(runs: pd.DataFrame, path: Path | str, settings: dict, data: str, tier: str | None = None) -> Path:
+def as_number(value) -> float | None:
+    """A JSON/pandas number as a float (None for missing or NaN), so keys from any source compare equal."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def run_key(row: dict) -> tuple:
+    """What identifies a run across grids and machines: setting, control, seed and the hyperparameters that
+    vary. A grid holds one row per key."""
+    rho = as_number(row.get("rho"))
+    return (row.get("dataset"), row.get("arch"), row.get("control"), int(row["seed"]), None if rho is None else round(rho, 6),
+            as_number(row.get("epochs")), as_number(row.get("batch_size")), as_number(row.get("lr")))
+
+
+def _history_key(row) -> tuple:
+    """A run's identity in a history CSV (which has no epochs/lr columns): setting, control, seed, SAM radius."""
+    rho = as_number(row.get("rho")) if str(row.get("control")).endswith("sam") else None
+    return (row.get("dataset"), row.get("arch"), row.get("control"), int(row["seed"]), None if rho is None else round(rho, 6))
+
+
+def _duplicates(rows: list[dict]) -> list[tuple]:
+    seen, twice = set(), []
+    for row in rows:
+        key = run_key(row)
+        if key in seen:
+            twice.append(key)
+        seen.add(key)
+    return twice
+
+
+def save_grid(runs: pd.DataFrame, path: Path | str, settings: dict, data: str, tier: str | None = None,
+              merge: bool = False) -> Path:
     """Write a grid's per-run figures and their provenance as one JSON file (e.g. results/<grid>.json),
     and the runs' training curves beside it (`history_path`) where their run folders are at hand.
-    `tier` ("gpu", "cpu") ranks the grid among committed ones (`committed_grids`).
+    `tier` ("gpu", "cpu") ranks the grid among committed ones (`committed_grids`). `merge`: keep the runs
+    already in `path` that `runs` does not hold (a sweep per seed adds up); the new rows win for the same run.
 
     Per-run rows, not only means, so SEMs and Wilcoxon tests can be recomputed from the file.
     """
     from ..core.runs import atomic_write_json, atomic_write_text
 
     path = Path(path)
-    rows = runs.drop(columns=["run_dir"], errors="ignore")
+    rows = json.loads(runs.drop(columns=["run_dir"], errors="ignore").to_json(orient="records"))
+    if _duplicates(rows):
+        raise ValueError(f"not writing {path}: the runs hold {_duplicates(rows)[0]} twice; a grid holds one row per run")
     origin = provenance(settings, data) | ({"tier": tier} if tier else {})
-    document = {"provenance": origin, "runs": json.loads(rows.to_json(orient="records"))}
-    atomic_write_json(path, document)
-    if "run_dir" in runs.columns and len(runs):
-        histories = pd.concat([run_history(run_dir) for run_dir in runs["run_dir"]], ignore_index=True)
+    histories = (pd.concat([run_history(run_dir) for run_dir in runs["run_dir"]], ignore_index=True)
+                 if "run_dir" in runs.columns and len(runs) else None)
+    if merge and path.is_file():
+        old_rows, old_origin = load_grid(path)
+        old_history = load_history(path)
+        new_keys = {run_key(row) for row in rows}
+        kept = [row for row in json.loads(old_rows.to_json(orient="records")) if run_key(row) not in new_keys]
+        rows = kept + rows
+        origin["earlier"] = [*old_origin.get("earlier", []), {k: v for k, v in old_origin.items() if k != "earlier"}]
+        if len(old_history):
+            kept_keys = {_history_key(row) for row in kept}
+            old_history = old_history[[_history_key(row) in kept_keys for row in old_history.to_dict("records")]]
+            histories = old_history if histories is None else pd.concat([old_history, histories], ignore_index=True)
+    atomic_write_json(path, {"provenance": origin, "runs": rows})
+    if histories is not None:
         atomic_write_text(history_path(path), histories.to_csv(index=False))
     return path
 
 
 def load_grid(path: Path | str) -> tuple[pd.DataFrame, dict]:
-    """(per-run rows, provenance) of a grid saved by `save_grid`."""
+    """(per-run rows, provenance) of a grid saved by `save_grid`; a file holding a run twice is refused."""
     document = load_json(Path(path))
     missing = {"provenance", "runs"} - set(document)
     if missing:
         raise ValueError(f"{path} is not a grid summary: missing {sorted(missing)}")
+    infinite = [(key, name) for row in document["runs"] if row.get("status") == "finished"
+                for name, value in row.items() if isinstance(value, float) and math.isinf(value) for key in [run_key(row)]]
+    if infinite:
+        raise ValueError(f"{path}: the finished run {infinite[0][0]} has an infinite {infinite[0][1]}; a finished run's "
+                         "measures are finite: recompute them (sharpness evaluate --overwrite) or remove the row")
+    twice = _duplicates(document["runs"])
+    if twice:
+        raise ValueError(f"{path} holds {len(twice)} runs twice (e.g. {twice[0]}): a grid holds one row per run; "
+                         "remove the duplicate rows, or rewrite the file from the run folders (sweep ... --results)")
     runs = pd.DataFrame(document["runs"])
     if "rho" in runs.columns:
         runs["rho"] = pd.to_numeric(runs["rho"])
@@ -255,9 +319,34 @@ def load_grid(path: Path | str) -> tuple[pd.DataFrame, dict]:
 
 
 def load_history(grid_path: Path | str) -> pd.DataFrame:
-    """The per-epoch rows saved beside a grid summary (empty if none were saved)."""
+    """The per-epoch rows saved beside a grid summary (empty if none were saved). Where saved, every run of
+    the grid must have one row per epoch it completed: a truncated or partial file is refused, named."""
     path = history_path(grid_path)
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    if not path.is_file():
+        return pd.DataFrame()
+    fix = f"restore it (git checkout -- {path}) or rewrite it from the run folders (sweep ... --results {grid_path})"
+    try:
+        history = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a readable history ({error}); {fix}") from None
+    missing = {"epoch", "control", "seed", "train_loss"} - set(history.columns)
+    if missing:
+        raise ValueError(f"{path} lacks the columns {sorted(missing)}; {fix}")
+    if history[["epoch", "control", "seed", "train_loss"]].isna().any().any():
+        raise ValueError(f"{path} has rows with empty cells (a truncated file?); {fix}")
+    epochs: dict[tuple, list] = {}
+    for row in history.to_dict("records"):
+        epochs.setdefault(_history_key(row), []).append(int(row["epoch"]))
+    for row in load_json(Path(grid_path))["runs"]:
+        completed = as_number(row.get("epochs_completed", row.get("epochs")))
+        if completed is None:
+            continue
+        key = _history_key(row)
+        if "dataset" not in history.columns:
+            key = (None, None, *key[2:])
+        if sorted(epochs.get(key, [])) != list(range(1, int(completed) + 1)):
+            raise ValueError(f"{path} lacks epochs of the run {key} (has {len(epochs.get(key, ()))} of {int(completed)}); {fix}")
+    return history
 
 
 BENCH_GRID_JSON = RESULTS_DIR / "bench_grid.json"

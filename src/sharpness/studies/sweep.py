@@ -28,6 +28,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..core.cli_values import positive_int
 from ..core import runs as runs_on_disk
 from ..core.paths import REPO_ROOT, RESULTS_DIR, RUNS_DIR
 from ..core.progress import tqdm
@@ -395,7 +396,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seed numbers, e.g. 0 1 2")
     parser.add_argument("--rhos", nargs="+", default=[str(DEFAULT_RHO)],
                         help=f"SAM radii for the SAM controls, or 'paper' for {' '.join(map(str, PAPER_RHOS))}")
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--epochs", type=positive_int, default=None)
     parser.add_argument("--runs-dir", default=str(RUNS_DIR))
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--batch-size", type=int, default=None)
@@ -404,8 +405,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="ray",
                         help="ray (local Ray or --address), local (k processes per GPU, no Ray) or serial")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start Ray locally)")
-    parser.add_argument("--num-cpus", type=int, default=None)
-    parser.add_argument("--runs-per-gpu", type=int, default=DEFAULT_RUNS_PER_GPU)
+    parser.add_argument("--num-cpus", type=positive_int, default=None)
+    parser.add_argument("--runs-per-gpu", type=positive_int, default=DEFAULT_RUNS_PER_GPU)
     parser.add_argument("--device", default=None)
     parser.add_argument("--retry-failed", action="store_true")
     parser.add_argument("--no-papermill", action="store_true", help="train through sharpness.training.train, not the notebook")
@@ -442,8 +443,8 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     if args.results:
         settings = {key: value for key, value in vars(args).items() if key not in ("results", "data_note")}
         data = args.data_note or f"{', '.join(args.datasets)} (data dir: {args.data_dir or 'default'})"
-        path = store.save_grid(grid_runs(grid), args.results, settings=settings, data=data)
-        print(f"grid summary written to {path}")
+        path = store.save_grid(grid_runs(grid), args.results, settings=settings, data=data, merge=True)
+        print(f"grid summary written to {path} (runs of earlier sweeps kept)")
     return 0 if report.ok else 1
 
 

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.progress import tqdm
+from ..core.cli_values import positive_int
 from ..core.provenance import git_commit
 from ..core.runs import atomic_write_json, atomic_write_text
 from . import toy
@@ -592,11 +593,11 @@ def unfitted_functions(result: FitResult) -> list[str]:
 def add_arguments(parser) -> None:
     parser.add_argument("--preset", default="quick", choices=list(PRESETS))
     parser.add_argument("--out", required=True, help="directory for records.csv and provenance.json")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
-    parser.add_argument("--points", type=int, help="train and test points")
+    parser.add_argument("--epochs", type=positive_int)
+    parser.add_argument("--seeds", type=positive_int, help="number of seeds (0..N-1)")
+    parser.add_argument("--points", type=positive_int, help="train and test points")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, help="CPU threads (1 avoids contention on a shared machine)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (1 avoids contention on a shared machine)")
 
 
 def main(args=None) -> int:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.cli_values import positive_int
 from ..core import runs
 from ..core.progress import tqdm
 from ..core.provenance import code_version
@@ -476,7 +477,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained-weights", default=None, help="ImageNet state-dict file for *_imagenet archs")
     parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10/100")
     parser.add_argument("--stop-after-epochs", type=int, default=None, help="leave a resumable run after N epochs")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (1 is fastest on a busy machine)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (1 is fastest on a busy machine)")
     parser.add_argument("--no-progress", action="store_true")
 
 

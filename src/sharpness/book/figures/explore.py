@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import ipywidgets as widgets
 
+from ...core.cli_values import port
 from ...core.paths import EXPLORER_APP
 from .boundary import BoundaryExplorer
 from .landscape import LandscapeExplorer
@@ -79,7 +80,7 @@ def voila_arguments(port: int = DEFAULT_PORT, open_browser: bool = True) -> list
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the live explorers (toy functions, boundaries, landscapes) with Voila.")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--port", type=port, default=DEFAULT_PORT)
     parser.add_argument("--no-browser", action="store_true", help="only print the address")
     args = parser.parse_args(argv)
     if not EXPLORER_APP.is_file():

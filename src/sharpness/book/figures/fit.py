@@ -10,6 +10,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ...core.untrusted import escape
 from ...toys import fit, toy
 
 MEASURE_LABELS = {
@@ -34,6 +35,17 @@ def settings_label(result: fit.FitResult) -> str:
         f"{config.test_points:,} test points, Adam lr {config.lr:g}, full batch; "
         f"{result.provenance.get('machine', '?').split(' (')[0]} {result.provenance.get('date', '')[:10]}"
     )
+
+
+def stored_run_note(stored: list[fit.FitResult]) -> str:
+    """Markdown naming the largest stored run (the last of `fit.stored_results`) and its provenance, escaped
+    (it is read from results/), or saying that none is stored."""
+    if not stored:
+        return "No stored run yet: the figures below repeat this page's quick run."
+    longer = stored[-1]
+    return escape(f"**Stored run** (the largest of {len(stored)}): {settings_label(longer)}; "
+                  f"commit {str(longer.provenance.get('commit', '?'))[:10]}; {longer.provenance.get('seconds', float('nan')) / 60:.0f} min "
+                  f"on {longer.provenance.get('machine', '?')}.")
 
 
 def subtitle(text: str, width: int = 95) -> str:

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from scipy.stats import spearmanr
 
+from ...core.untrusted import escape
 from ...measuring.landscape import MEASURE_LABELS, ControlLandscape, Surface
 from .live import sync_state
 
@@ -61,9 +62,9 @@ def source_note(landscapes: Sequence[ControlLandscape]) -> str:
     """Markdown: which surfaces are shown, and whether they are stored GPU ones or the offline stand-in."""
     stored = landscapes[0].source != "offline runs"
     device = landscapes[0].surface.provenance.get("device", "an unrecorded device")
-    origin = (f"They were computed on {device} from the trained runs and stored under `results/landscapes/` "
+    origin = (f"They were computed on {escape(device)} from the trained runs and stored under `results/landscapes/` "
               "with their provenance." if stored else OFFLINE_SURFACES_NOTE)
-    return f"**Surfaces shown: {settings_label(landscapes)}.** {origin}"
+    return f"**Surfaces shown: {escape(settings_label(landscapes))}.** {origin}"
 
 
 def picture_measure_correlations(landscapes: Sequence[ControlLandscape]) -> dict[str, float]:

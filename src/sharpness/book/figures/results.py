@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from ...core.untrusted import styled
 from .. import stats
 
 LABELS = {
@@ -215,9 +216,8 @@ def training_curves(history: pd.DataFrame, metric: str, title: str) -> go.Figure
 def pvalue_table(pvalues: pd.DataFrame, caption: str):
     """A table of p-values (`stats.wilcoxon_pvalues`) as a pandas Styler: 3 significant figures, a
     dash where no test was possible, greener for smaller p (fully green at p = 0, none from p = 0.5)."""
-    return (pvalues.style.format("{:.3g}", na_rep="—")
-            .map(lambda p: f"background-color: rgba(40, 160, 70, {max(0.0, 1 - 2 * p):.2f})" if pd.notna(p) else "")
-            .set_caption(caption))
+    return (styled(pvalues, caption).format("{:.3g}", na_rep="—")
+            .map(lambda p: f"background-color: rgba(40, 160, 70, {max(0.0, 1 - 2 * p):.2f})" if pd.notna(p) else ""))
 
 
 def study_beside_paper(study, summary: pd.DataFrame, paper: pd.DataFrame) -> go.Figure:

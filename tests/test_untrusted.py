@@ -1,0 +1,552 @@
+"""Untrusted files stay data (issue 20): crafted archives, hostile grids and notebook parameters, duplicated
+and truncated results. Every hostile file is built here by the test itself."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sharpness.core import untrusted
+from sharpness.studies import campaign_import
+
+DATE = "2026-01-31T12:00:00+00:00"
+HOSTILE = '<img src=x onerror=alert(1)>'
+
+
+def manifest(**provenance) -> bytes:
+    return json.dumps({"provenance": {"tier": "cpu", "date": DATE, "host": "box", "commit": "abc", **provenance},
+                       "settings": {}, "items": {}}).encode()
+
+
+def grid_row(control="baseline", seed=0, **extra) -> dict:
+    return {"dataset": "digits", "arch": "simple_cnn", "control": control, "seed": seed, "rho": None, "epochs": 2,
+            "batch_size": 32, "lr": 0.1, "status": "finished", "test_accuracy": 0.5 + seed / 10, **extra}
+
+
+def grid_document(rows) -> bytes:
+    return json.dumps({"provenance": {"machine": "m", "commit": "c", "data": "d", "date": DATE, "settings": {}},
+                       "runs": rows}).encode()
+
+
+def craft(path: Path, files: dict[str, bytes], links: dict[str, str] = {}) -> Path:
+    """A gzipped tar of `files` (member name -> content) and symbolic links (name -> target)."""
+    with tarfile.open(path, "w:gz") as pack:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            pack.addfile(info, io.BytesIO(content))
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            pack.addfile(info)
+    return path
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()}
+
+
+# --- case 1: names in the manifest and the archive that become paths -----------------------------------
+
+
+@pytest.mark.parametrize("field, value", [("tier", "../../x"), ("tier", "tpu"), ("host", "../../.ipython/profile_default/ipython_config"),
+                                          ("host", "a/b"), ("date", "../../../victim"), ("date", "2026-01-31")])
+def test_a_manifest_value_that_would_leave_results_is_refused_and_nothing_is_written(tmp_path, field, value):
+    archive = craft(tmp_path / "evil.tar.gz", {
+        "campaign/manifest.json": manifest(**{field: value}),
+        "campaign/toy/cpu_medium/records.csv": b"a,b\n1,2\n",
+        "campaign/grid/digits_simple_cnn.json": grid_document([grid_row()]),
+    })
+    results_dir = tmp_path / "deep" / "er" / "results"
+    results_dir.mkdir(parents=True)
+    with pytest.raises(untrusted.UntrustedValueError, match=field) as error:
+        campaign_import.import_archive(archive, results_dir)
+    assert repr(value) in str(error.value) and "manifest.json" in str(error.value)
+    assert files_under(tmp_path) == {"evil.tar.gz"}
+
+
+@pytest.mark.parametrize("files, links", [
+    ({"campaign/manifest.json": manifest(), "campaign/toy/cpu_..x/records.csv": b"x"}, {}),
+    ({"campaign/manifest.json": manifest(), "campaign/landscapes/a b;rm/x.json": b"{}"}, {}),
+    ({"campaign/manifest.json": manifest(), "other/ipython_config.py": b"print(1)"}, {}),
+    ({"campaign/manifest.json": manifest()}, {"campaign/landscapes/link.json": "/etc/passwd"}),
+])
+def test_odd_member_names_and_links_are_refused_before_anything_is_unpacked(tmp_path, monkeypatch, files, links):
+    unpacked = []
+    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda self, *a, **k: unpacked.append(a))
+    archive = craft(tmp_path / "odd.tar.gz", files, links)
+    with pytest.raises(ValueError, match="odd.tar.gz: member"):
+        campaign_import.import_archive(archive, tmp_path / "results")
+    assert unpacked == [] and not (tmp_path / "results").exists()
+
+
+def test_every_write_is_checked_to_stay_inside_the_results_folder(tmp_path):
+    with pytest.raises(untrusted.UntrustedValueError, match="outside"):
+        untrusted.inside(tmp_path / "results", tmp_path / "results" / "toy_fit" / ".." / ".." / "x", "archive")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "landscapes").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(untrusted.UntrustedValueError, match="outside"):
+        untrusted.inside(tmp_path / "results", tmp_path / "results" / "landscapes" / "x.json", "archive")
+    assert untrusted.inside(tmp_path / "results", tmp_path / "results" / "a" / "b.json", "archive")
+
+
+def test_a_genuine_archive_imports_with_its_hidden_leftovers_skipped(tmp_path):
+    archive = craft(tmp_path / "good.tar.gz", {
+        "campaign/manifest.json": manifest(host="gpu-box.example"),
+        "campaign/grid/digits_simple_cnn.json": grid_document([grid_row(seed=0), grid_row(seed=1)]),
+        "campaign/grid/.digits_simple_cnn.json.abc.tmp": b"half a file",
+        "campaign/toy/cpu_medium/records.csv": b"a,b\n1,2\n",
+    })
+    results_dir = tmp_path / "results"
+    campaign_import.import_archive(archive, results_dir)
+    assert files_under(results_dir) == {"campaign/digits_simple_cnn.json", "toy_fit/cpu_medium/records.csv",
+                                        "campaign/imports/2026-01-31T120000Z_gpu-box.example.json"}
+
+
+# --- case 3: sizes are capped and the manifest checked before anything is unpacked --------------------------
+
+
+@pytest.mark.parametrize("limit", ["MEMBER_LIMIT", "UNPACKED_LIMIT"])
+def test_an_archive_that_would_unpack_too_much_is_refused_before_unpacking(tmp_path, monkeypatch, limit):
+    monkeypatch.setattr(campaign_import, limit, 2**20)  # the caps scaled down a thousandfold, so the test stays small
+    unpacked = []
+    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda self, *a, **k: unpacked.append(a))
+    zeros = bytes(700 * 2**10) if limit == "UNPACKED_LIMIT" else bytes(2**20 + 1)
+    archive = craft(tmp_path / "bomb.tar.gz", {"campaign/manifest.json": manifest(),
+                                               **{f"campaign/bench/{i}.json": zeros for i in range(2)}})
+    assert archive.stat().st_size < 2**15  # small packed, large unpacked
+    with pytest.raises(ValueError, match="MiB"):
+        campaign_import.import_archive(archive, tmp_path / "results")
+    assert unpacked == []
+
+
+def test_a_hostile_manifest_is_refused_before_anything_is_unpacked(tmp_path, monkeypatch):
+    unpacked = []
+    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda self, *a, **k: unpacked.append(a))
+    archive = craft(tmp_path / "evil.tar.gz", {"campaign/bench/a.json": b"{}", "campaign/manifest.json": manifest(tier="../x")})
+    with pytest.raises(untrusted.UntrustedValueError):
+        campaign_import.import_archive(archive, tmp_path / "results")
+    assert unpacked == []
+
+
+def test_an_archive_over_what_a_device_returns_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(campaign_import, "DEVICE_RETURN_LIMIT", 100)
+    archive = craft(tmp_path / "big.tar.gz", {"campaign/manifest.json": manifest(), "campaign/bench/a.json": bytes(range(256)) * 4})
+    with pytest.raises(ValueError, match="more than a device returns"):
+        campaign_import.import_archive(archive, tmp_path / "results")
+
+
+def test_a_pickled_prediction_file_is_refused_naming_it(tmp_path):
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    archive = craft(tmp_path / "pickled.tar.gz", {"campaign/manifest.json": manifest(),
+                                                  "campaign/predictions/p.npy": buffer.getvalue()})
+    with pytest.raises(ValueError, match=r"p\.npy is not a plain array"):
+        campaign_import.import_archive(archive, tmp_path / "results")
+
+
+# --- case 5 (import): a run twice in one archive is imported once -------------------------------------------
+
+
+def test_a_run_twice_in_an_archive_is_imported_once(tmp_path):
+    archive = craft(tmp_path / "twice.tar.gz", {
+        "campaign/manifest.json": manifest(),
+        "campaign/grid/digits_simple_cnn.json": grid_document([grid_row(seed=0), grid_row(seed=0), grid_row(seed=1)]),
+    })
+    campaign_import.import_archive(archive, tmp_path / "results")
+    rows = json.loads((tmp_path / "results" / "campaign" / "digits_simple_cnn.json").read_text())["runs"]
+    assert sorted(row["seed"] for row in rows) == [0, 1]
+
+
+# --- case 7: an import never replaces results of another source without --replace ---------------------------
+
+
+def test_an_import_refuses_to_replace_committed_results_unless_told(tmp_path, capsys):
+    from sharpness.__main__ import main as cli
+
+    results_dir = tmp_path / "results"
+    committed = {"toy_fit/cpu_medium/records.csv": b"committed toy\n", "landscapes/digits/simple_cnn/s.json": b'{"old": 1}'}
+    for name, content in committed.items():
+        (results_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (results_dir / name).write_bytes(content)
+    archive = craft(tmp_path / "other.tar.gz", {
+        "campaign/manifest.json": manifest(),
+        "campaign/toy/cpu_medium/records.csv": b"archive toy\n",
+        "campaign/landscapes/digits/simple_cnn/s.json": b'{"new": 1}',
+        "campaign/grid/digits_simple_cnn.json": grid_document([grid_row()]),
+    })
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["campaign-import", str(archive), "--results-dir", str(results_dir)])
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--replace" in message and "records.csv" in message and "s.json" in message
+    assert files_under(results_dir) == set(committed)  # nothing written, not even the grid
+    assert all((results_dir / name).read_bytes() == content for name, content in committed.items())
+    assert cli(["campaign-import", str(archive), "--results-dir", str(results_dir), "--replace"]) == 0
+    assert (results_dir / "toy_fit/cpu_medium/records.csv").read_bytes() == b"archive toy\n"
+    # The same archive again is no conflict (same content), and adds no run.
+    assert cli(["campaign-import", str(archive), "--results-dir", str(results_dir)]) == 0
+    assert len(json.loads((results_dir / "campaign" / "digits_simple_cnn.json").read_text())["runs"]) == 1
+
+
+# --- case 4: the train notebook's names and a failed call ----------------------------------------------------
+
+
+def test_run_folders_are_made_of_plain_names_only(tmp_path):
+    from sharpness.book.papermill_guard import checked_run_dir
+    from sharpness.core import runs
+
+    for control in ("../../x/victim", "a/b", "..", ".hidden", ""):
+        with pytest.raises(ValueError, match="control"):
+            runs.run_dir(tmp_path, "digits", "simple_cnn", control, 0)
+        assert checked_run_dir(tmp_path, "digits", "simple_cnn", control, 0) is None
+    for seed in ("0/../..", 0.5, True):
+        with pytest.raises(ValueError, match="seed"):
+            runs.run_dir(tmp_path, "digits", "simple_cnn", "baseline", seed)
+    assert runs.run_dir(tmp_path, "digits", "simple_cnn", "baseline", np.int64(3)) == tmp_path / "digits/simple_cnn/baseline/seed3"
+    assert checked_run_dir(tmp_path, "digits", "simple_cnn", "wd", 1) == tmp_path / "digits/simple_cnn/wd/seed1"
+
+
+def executed_notebook(exception: bool) -> str:
+    return json.dumps({"metadata": {"papermill": {"end_time": "now", "exception": exception}}, "nbformat": 4,
+                       "nbformat_minor": 5, "cells": [{"cell_type": "code", "source": "", "metadata": {},
+                                                       "outputs": [{"output_type": "error"}] if exception else []}]})
+
+
+@pytest.mark.parametrize("exception", [True, False])
+def test_a_failed_call_never_replaces_a_runs_kept_notebook(tmp_path, exception):
+    import subprocess
+    import sys
+
+    from sharpness.book.papermill_guard import _wait_then_keep
+
+    run_dir = tmp_path / "runs" / "digits" / "simple_cnn" / "baseline" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "train.ipynb").write_text("the finished run's notebook")
+    output = tmp_path / "out.ipynb"
+    output.write_text(executed_notebook(exception))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    _wait_then_keep(int(gone), output, run_dir, "", timeout_s=5)
+    kept = (run_dir / "train.ipynb").read_text()
+    assert kept == ("the finished run's notebook" if exception else output.read_text())
+
+
+@pytest.mark.slow
+def test_papermill_with_a_rejected_epoch_count_or_a_path_as_control_writes_nothing(tmp_path):
+    """The issue's two calls, end to end: `-p epochs -3` over a finished run, `-p control ../../x/victim`."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    source = repo / "notebooks" / "train.ipynb"
+    shutil.copy(source, tmp_path / "train.ipynb")
+    quick = ["-p", "max_train_samples", "64", "-p", "max_test_samples", "32", "-p", "batch_size", "32",
+             "-p", "device", "cpu", "-p", "threads", "1"]
+
+    def papermill(*parameters):
+        return subprocess.run([sys.executable, "-m", "papermill", "train.ipynb", "out.ipynb", *quick, *parameters],
+                              cwd=tmp_path, capture_output=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo / "src")})
+
+    run_dir = tmp_path / "runs" / "digits" / "simple_cnn" / "baseline" / "seed0"
+    assert papermill("-p", "epochs", "1").returncode == 0
+    deadline = time.monotonic() + 60
+    while not (run_dir / "train.ipynb").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    finished = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    assert "train.ipynb" in finished and "summary.json" in finished
+
+    victim = tmp_path / "x" / "victim" / "seed0"  # runs/digits/simple_cnn/../../../x/victim/seed0
+    victim.mkdir(parents=True)
+    assert papermill("-p", "epochs", "-3").returncode != 0
+    assert papermill("-p", "control", "../../../x/victim").returncode != 0
+    time.sleep(3)  # the guard's watcher acts just after papermill exits
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()} == finished
+    assert list(victim.iterdir()) == []
+
+
+# --- case 2: a hostile grid shows its text on every page and never runs it ---------------------------------
+
+
+def hostile_grid(results_dir: Path, name: str = "digits_simple_cnn.json") -> Path:
+    """A grid whose every free string (provenance, settings, arch, even a metric's name) is an HTML tag."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for control in ("baseline", "baseline_sam", "aug", "aug_sam", "wd", "wd_sam"):
+        for seed in range(3):
+            rows.append({"dataset": "digits", "arch": HOSTILE, "control": control, "seed": seed, "status": "finished",
+                         "epochs": 2, "rho": 0.05 if control.endswith("sam") else None,
+                         **{metric: float(rng.uniform(0.1, 0.9)) for metric in (
+                             "test_accuracy", "test_ece", "corruption_accuracy", "prediction_disagreement",
+                             "generalisation_gap", "fisher_rao_norm", "sam_sharpness", "relative_flatness",
+                             "hessian_trace", "clean.sam_sharpness", HOSTILE, "clean." + HOSTILE)}})
+    provenance = {"machine": HOSTILE, "commit": HOSTILE, "data": HOSTILE, "date": HOSTILE, "tier": "cpu",
+                  "settings": {"datasets": [HOSTILE], "archs": [HOSTILE], "command": HOSTILE}}
+    path = results_dir / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"provenance": provenance, "runs": rows}))
+    history = [{**{key: row[key] for key in ("dataset", "arch", "control", "seed", "rho")}, "epoch": epoch,
+                "train_loss": 1.0 / epoch, "train_accuracy": 0.5 + epoch / 5} for row in rows for epoch in (1, 2)]
+    path.with_suffix(".history.csv").write_text(__import__("pandas").DataFrame(history).to_csv(index=False))
+    return path
+
+
+def rendered(output) -> str:
+    """What a page shows for a cell's value: a Styler's HTML, or the Markdown text as it is."""
+    return output.to_html() if hasattr(output, "to_html") else str(output)
+
+
+def assert_no_tag(text: str, where: str):
+    assert "<img" not in text and "onerror" not in text.replace("onerror=alert", "") and HOSTILE not in text, where
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text or "img" not in text, where
+
+
+def test_a_hostile_grid_is_escaped_on_the_results_and_rho_pages(tmp_path):
+    from sharpness.book import prose, stats, tables
+    from sharpness.book.figures import results as result_figures
+    from sharpness.core.untrusted import styled
+    from sharpness.studies import store, sweep
+
+    hostile_grid(tmp_path)
+    hostile_grid(tmp_path, "digits_simple_cnn_rho.json")
+    study = sweep.load_study("controls", results_dir=tmp_path)
+    rho_study = sweep.load_study("rho", results_dir=tmp_path)
+    paper = store.paper_results("arxiv")
+    summary = stats.summarise(study.runs)
+    check = stats.clean_data_check(study.runs)
+    sam_runs = stats.sam_rho_runs(rho_study)
+    metrics = [m for m in tables.RHO_METRICS if m in sam_runs.columns]
+    shown = {
+        "study_note": prose.study_note(study),
+        "rho_note": prose.rho_note(rho_study),
+        **{f"comparison table {i}": styled(table, caption) for i, (caption, table) in
+           enumerate(tables.comparison_tables(study, paper, summary))},
+        "ours_table": styled(tables.ours_table(summary, stats.EXTRA_SHARPNESS_METRICS), f"({study.label})"),
+        "pvalue_table": result_figures.pvalue_table(stats.wilcoxon_pvalues(study.runs).T, caption=f"({study.label})"),
+        "claim_agreement": styled(stats.claim_agreement(summary, paper, study.label), "c"),
+        "clean_data_table": styled(tables.clean_data_table(check), f"({study.label})"),
+        "clean_data_sentence": prose.clean_data_sentence(check),
+        "differences_from_paper": prose.differences_from_paper(summary, paper),
+        "wilcoxon_note": prose.wilcoxon_note(study.runs),
+        "rho_findings": prose.rho_findings(sam_runs, stats.minimum_check(rho_study.history), metrics),
+        "rho_table": styled(tables.rho_table(stats.summarise(sam_runs, metrics=metrics), metrics), f"({rho_study.label})"),
+    }
+    assert HOSTILE in study.label and HOSTILE in set(check["measure"])  # the hostile strings do reach the pages
+    for where, output in shown.items():
+        assert_no_tag(rendered(output), where)
+
+
+def test_hostile_provenance_is_escaped_in_the_benchmark_landscape_and_toy_notes(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from sharpness.book import prose
+    from sharpness.book.figures import fit as fit_figures
+    from sharpness.book.figures import landscape as landscape_figures
+
+    bench = tmp_path / "bench_grid.json"
+    bench.write_text(json.dumps({"provenance": {"machine": HOSTILE, "date": HOSTILE}, "best": {
+        "runs_in_parallel": 4, "images_per_second": 1e4, "share_of_bf16_peak": 0.3, "projected_grid_minutes": 50}}))
+    assert_no_tag(prose.grid_benchmark_note(bench), "grid_benchmark_note")
+
+    surface = SimpleNamespace(provenance={"device": HOSTILE}, config={})
+    item = SimpleNamespace(source="stored", surface=surface, control="baseline")
+    monkeypatch.setattr(landscape_figures, "settings_label", lambda landscapes: HOSTILE)  # read from the same provenance
+    assert_no_tag(landscape_figures.source_note([item]), "landscape source_note")
+
+    config = SimpleNamespace(seeds=[0], epochs=10, train_points=5, test_points=5, lr=0.1)
+    stored = SimpleNamespace(config=config, provenance={"machine": HOSTILE, "date": HOSTILE, "commit": HOSTILE, "seconds": 60})
+    assert_no_tag(fit_figures.stored_run_note([stored]), "toy stored_run_note")
+
+
+def test_the_pages_build_tables_through_the_escaping_helper():
+    """pandas' Styler escapes nothing: every table a page shows must go through `untrusted.styled`."""
+    import re
+
+    book = Path(__file__).resolve().parents[1] / "book"
+    offenders = [f"{page.relative_to(book)}:{number}" for page in sorted(book.rglob("*.md"))
+                 for number, line in enumerate(page.read_text().splitlines(), start=1) if re.search(r"\.style\b", line)]
+    assert offenders == []
+
+
+# --- cases 5 and 6: one row per run, and a second sweep adds to the summary ---------------------------------
+
+SWEEP = ["sweep", "--controls", "baseline", "--epochs", "1", "--batch-size", "256", "--backend", "serial",
+         "--no-papermill", "--device", "cpu", "--measures", "test_accuracy"]
+
+
+def test_a_seed_given_twice_is_one_run_and_a_second_sweep_merges_into_the_summary(tmp_path):
+    from sharpness.book import stats
+    from sharpness.studies import registry, store
+    from sharpness.__main__ import main as cli
+
+    summary = tmp_path / "grid.json"
+    common = [*SWEEP, "--runs-dir", str(tmp_path / "runs"), "--results", str(summary)]
+    assert cli([*common, "--seeds", "0", "0"]) == 0
+    rows, _ = store.load_grid(summary)
+    assert list(rows["seed"]) == [0]  # not two rows (and n = 2 with SEM 0) for one run
+    assert cli([*common, "--seeds", "1"]) == 0
+    rows, provenance = store.load_grid(summary)
+    assert sorted(rows["seed"]) == [0, 1] and len(provenance["earlier"]) == 1
+    history = store.load_history(summary)
+    assert sorted(history["seed"]) == [0, 1]  # each run's one epoch
+    summarised = stats.summarise(rows)
+    assert set(summarised["n"]) == {2}
+
+
+def test_a_grid_holding_a_run_twice_is_refused_naming_the_file(tmp_path):
+    from sharpness.book import stats
+    from sharpness.studies import registry, store
+
+    path = tmp_path / "doubled.json"
+    path.write_bytes(grid_document([grid_row(seed=0), grid_row(seed=1), grid_row(seed=0, test_accuracy=0.9)]))
+    with pytest.raises(ValueError, match=r"doubled\.json holds 1 runs twice"):
+        store.load_grid(path)
+    import pandas as pd
+
+    with pytest.raises(ValueError, match="twice"):
+        store.save_grid(pd.DataFrame([grid_row(seed=0), grid_row(seed=0)]), tmp_path / "new.json", settings={}, data="d")
+    assert not (tmp_path / "new.json").exists()
+
+
+# --- case 8: a truncated history is refused, naming the file -------------------------------------------------
+
+
+def history_csv(rows, epochs=3) -> str:
+    import pandas as pd
+
+    return pd.DataFrame([{"epoch": e, "dataset": r["dataset"], "arch": r["arch"], "control": r["control"], "seed": r["seed"],
+                          "rho": r["rho"], "train_loss": 1.0 / e, "train_accuracy": 0.9} for r in rows
+                         for e in range(1, epochs + 1)]).to_csv(index=False)
+
+
+def test_a_truncated_history_is_refused_naming_the_file(tmp_path):
+    from sharpness.book import stats
+    from sharpness.studies import registry, store
+
+    rows = [grid_row(seed=s, epochs=3, epochs_completed=3) for s in (0, 1)]
+    grid = tmp_path / "g.json"
+    grid.write_bytes(grid_document(rows))
+    whole = history_csv(rows)
+    store.history_path(grid).write_text(whole)
+    assert len(store.load_history(grid)) == 6
+    lines = whole.splitlines(keepends=True)
+    for damaged in ("".join(lines[:-1]),                      # the last epoch of the last run lost
+                    "".join(lines[:-1]) + lines[-1][:10],     # cut in the middle of a line
+                    "".join(lines[:3])):                      # one run's history only
+        store.history_path(grid).write_text(damaged)
+        with pytest.raises(ValueError, match=r"g\.history\.csv"):
+            store.load_history(grid)
+
+
+# --- bad command-line values are refused at once, naming the option ----------------------------------------
+
+
+@pytest.mark.parametrize("command, option, value", [
+    ("train", "--threads", "-1"), ("train", "--threads", "0"), ("evaluate", "--hessian-iterations", "0"),
+    ("evaluate", "--corruption-images", "0"), ("evaluate", "--corruption-images", "-1"), ("evaluate", "--sam-draws", "0"),
+    ("sweep", "--num-cpus", "-1"), ("sweep", "--epochs", "0"), ("fit", "--epochs", "0"), ("fit", "--threads", "-1"),
+    ("campaign", "--deadline", "nan"), ("campaign", "--deadline", "-5"), ("landscape", "--span", "0 inf"),
+    ("landscape", "--resolution", "0"),
+])
+def test_a_bad_command_line_value_is_refused_naming_the_option(tmp_path, capsys, command, option, value):
+    from sharpness.__main__ import main as cli
+
+    required = {"evaluate": [str(tmp_path / "runs")], "fit": ["--out", str(tmp_path / "out")]}.get(command, [])
+    with pytest.raises(SystemExit) as exit_info:
+        cli([command, *required, option, *value.split()])
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"argument {option}" in message and "Traceback" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_landscape_span_is_refused(tmp_path):
+    from sharpness.measuring import landscape
+
+    for span in (["1", "-1"], ["0", "0"]):
+        with pytest.raises(ValueError, match="--span"):
+            landscape.main(["--runs-dir", str(tmp_path), "--span", *span])
+
+
+@pytest.mark.parametrize("port", ["-1", "0", "70000", "http"])
+def test_the_explorer_refuses_a_port_it_cannot_listen_on(capsys, port):
+    from sharpness.book.figures import explore
+
+    with pytest.raises(SystemExit) as exit_info:
+        explore.main(["--port", port, "--no-browser"])
+    assert exit_info.value.code == 2 and "argument --port" in capsys.readouterr().err
+
+
+# --- case 9: no baseline, infinite values, truncated files ---------------------------------------------------
+
+
+def test_a_grid_without_a_baseline_reproduces_nothing(tmp_path):
+    import pandas as pd
+
+    from sharpness.book import ledger
+
+    rows = pd.DataFrame([grid_row(control=c, seed=s, dataset="cifar10_folder") for c in ("aug", "wd") for s in (0, 1)])
+    grid = ledger.CommittedGrid(tmp_path / "g.json", rows, {"settings": {}})
+    status, tally = ledger._grid_status(grid, "cifar10", rows)
+    assert status == ledger.NOT_RUN and "no comparison" in tally and "0 of 0" not in tally
+
+
+def test_an_infinite_mean_is_no_comparison_and_an_infinite_finished_measure_is_refused(tmp_path):
+    import pandas as pd
+
+    from sharpness.book import stats
+    from sharpness.studies import registry, store
+
+    summary = pd.DataFrame([{"dataset": "d", "arch": "a", "metric": "test_accuracy", "control": c, "rho": np.nan, "mean": m}
+                            for c, m in (("baseline", 0.5), ("aug", 0.6), ("wd", float("inf")), ("aug_sam", 0.4))])
+    check = stats.claim_check(summary)
+    assert (check["controls agreeing"].item(), check["controls"].item()) == (1, 2)  # aug agrees, aug_sam not, wd no test
+    path = tmp_path / "inf.json"
+    path.write_text(grid_document([grid_row(seed=0), grid_row(seed=1)]).decode().replace('"test_accuracy": 0.5', '"test_accuracy": Infinity'))
+    with pytest.raises(ValueError, match=r"inf\.json: the finished run .* infinite test_accuracy"):
+        store.load_grid(path)
+
+
+def test_a_truncated_grid_json_is_refused_naming_it(tmp_path):
+    from sharpness.book import stats
+    from sharpness.studies import registry, store
+
+    path = tmp_path / "cut.json"
+    path.write_bytes(grid_document([grid_row()])[:40])
+    for read in (store.load_grid, registry.grid_tier):
+        with pytest.raises(ValueError, match=r"cut\.json is not readable JSON"):
+            read(path)
+
+
+# --- case 12: leftovers of an atomic write never reach a commit ------------------------------------------------
+
+
+def test_temporary_files_of_atomic_writes_are_git_ignored():
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    leftover = "results/cpu_study/cifar10_folder/cnn_mlp/baseline/seed0/.metrics.jsonl.abc123.tmp"
+    shown = subprocess.run(["git", "check-ignore", "--no-index", leftover], cwd=repo, capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.strip() == leftover
+
+
+def test_a_pickled_prediction_tensor_is_refused_naming_it(tmp_path):
+    import argparse
+
+    import torch
+
+    from sharpness.book import stats
+    from sharpness.studies import registry, store
+    from sharpness.measuring.evaluate import PREDICTIONS_FILE
+
+    torch.save({"predictions": argparse.Namespace(code="would run")}, tmp_path / PREDICTIONS_FILE)
+    with pytest.raises(ValueError, match=f"{PREDICTIONS_FILE} is not a plain tensor"):
+        store.saved_predictions(tmp_path)
+    torch.save(torch.tensor([1, 2, 3]), tmp_path / PREDICTIONS_FILE)
+    assert store.saved_predictions(tmp_path).tolist() == [1, 2, 3]
