@@ -44,7 +44,7 @@ def test_execute_run_reports_interrupted_without_training_when_no_time_is_left(t
 
 
 def campaign_command(tmp_path, deadline: float) -> int:
-    return cli(["campaign", "--preset", "rehearsal", "--dataset", "digits", "--arch", "simple_cnn", "--items", "grid",
+    return cli(["campaign", "--mode", "slices", "--preset", "rehearsal", "--dataset", "digits", "--arch", "simple_cnn", "--items", "grid",
                 "--seeds", "0", "1", "--deadline", str(deadline), "--work", str(tmp_path / "work"),
                 "--out", str(tmp_path / "out"), "--results-dir", str(tmp_path / "results"), "--device", "cpu",
                 "--commit", "abc123"])
@@ -84,6 +84,60 @@ def test_a_tiny_campaign_stops_at_its_deadline_resumes_packs_one_archive_and_com
     assert len(store.load_grid(grid_file)[0]) == 12
     study = sweep.load_study("controls", results_dir=results_dir)
     assert not study.offline and study.provenance["tier"] == "cpu" and "committed grid (CPU)" in study.label
+
+
+def lease_command(tmp_path, work: str, seeds, deadline: float = 600) -> int:
+    return cli(["campaign", "--preset", "rehearsal", "--dataset", "digits", "--arch", "simple_cnn", "--epochs", "2",
+                "--controls", "baseline", "baseline_sam", "--seeds", *map(str, seeds), "--deadline", str(deadline),
+                "--work", str(tmp_path / work), "--out", str(tmp_path / work / "out"), "--results-dir", str(tmp_path / "results"),
+                "--device", "cpu", "--commit", "abc123"])
+
+
+def test_a_lease_packs_its_finished_runs_with_measured_figures_and_the_next_lease_goes_on_from_the_import(tmp_path):
+    assert lease_command(tmp_path, "lease1", [0]) == 0
+    archive = tmp_path / "lease1" / "out" / campaign.ARCHIVE_NAME
+    with tarfile.open(archive) as pack:
+        names = pack.getnames()
+        manifest = json.load(pack.extractfile("campaign/manifest.json"))
+        grid = json.load(pack.extractfile("campaign/grid/digits_simple_cnn.json"))
+    lease = manifest["lease"]
+    assert sorted(lease["runs"]) == ["baseline/seed0", "baseline_sam/seed0"] and len(grid["runs"]) == 2
+    assert not any(name.endswith(".pt") for name in names)
+    for figures in lease["runs"].values():  # the runs' own figures: 64 images an epoch, 2 epochs, every measure timed
+        assert figures["train_images"] == 64 and figures["epochs"] == 2 and figures["images_per_second"] > 0
+        assert figures["measure_seconds"]["sam_sharpness"] > 0 and figures["evaluate_seconds"] >= figures["measure_seconds"]["sam_sharpness"]
+    assert lease["aggregate_images_per_second"] > 0 and set(lease["control_images_per_second"]) == {"baseline", "baseline_sam"}
+    assert lease["decisions"]["baseline/seed0"]["verdict"] in ("probe", "admitted")
+
+    campaign_import.import_archive(archive, tmp_path / "results")
+    grid_file = tmp_path / "results" / "campaign" / "digits_simple_cnn.json"
+    assert campaign_import.lease_figures(store.load_grid(grid_file)[1])[0]["runs"].keys() == lease["runs"].keys()
+    # The next lease is a fresh machine (its own work folder): seed 0 is imported, so only seed 1 runs.
+    assert lease_command(tmp_path, "lease2", [0, 1]) == 0
+    archive = tmp_path / "lease2" / "out" / campaign.ARCHIVE_NAME
+    with tarfile.open(archive) as pack:
+        manifest = json.load(pack.extractfile("campaign/manifest.json"))
+    assert sorted(manifest["lease"]["runs"]) == ["baseline/seed1", "baseline_sam/seed1"]
+    campaign_import.import_archive(archive, tmp_path / "results")
+    frame, provenance = store.load_grid(grid_file)
+    assert sorted(zip(frame["control"], frame["seed"])) == [("baseline", 0), ("baseline", 1), ("baseline_sam", 0), ("baseline_sam", 1)]
+    figures = campaign_import.lease_figures(provenance)
+    assert [sorted(entry["runs"]) for entry in figures] == [["baseline/seed1", "baseline_sam/seed1"],
+                                                            ["baseline/seed0", "baseline_sam/seed0"]]
+
+
+@pytest.mark.parametrize("deadline", ["nan", "-5", "inf"])
+def test_a_lease_refuses_a_deadline_that_is_not_a_time(tmp_path, capsys, deadline):
+    with pytest.raises(SystemExit):
+        lease_command(tmp_path, "bad", [0], deadline=float(deadline))
+    assert f"--deadline {deadline} is not a usable time" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_items_belong_to_the_slices_mode(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli(["campaign", "--items", "grid", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--device", "cpu"])
+    assert "--items grid belongs to --mode slices" in capsys.readouterr().err
 
 
 def write_grid(path, tier):

@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("sharpness.studies.sweep", "run a grid (datasets x archs x controls x seeds x SAM rhos), k runs per GPU, then evaluate"),
     "cpu-study": ("sharpness.studies.cpu_study", "the real CIFAR-10 study on a CPU (6 controls x seeds), resumable from results/"),
     "cpu-pilot": ("sharpness.studies.cpu_pilot", "the pilot behind the CPU study's protocol: which settings reach a minimum"),
-    "campaign": ("sharpness.studies.campaign", "the paper-scale study on one GPU machine, in slices that stop before --deadline"),
+    "campaign": ("sharpness.studies.campaign", "the paper-scale grid in one GPU lease (only runs that finish by --deadline), or in slices"),
     "campaign-import": ("sharpness.studies.campaign_import", "unpack a campaign archive into results/ with its provenance"),
     "fit": ("sharpness.toys.fit", "the toy-function study: small MLPs fit the toy functions, sharpness at target losses"),
     "landscape": ("sharpness.measuring.landscape", "51 x 51 loss surfaces of trained runs into results/landscapes"),

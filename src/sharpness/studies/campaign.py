@@ -1,21 +1,21 @@
-"""The GPU campaign: the paper-scale study on one bare GPU machine, in slices that stop before a deadline.
+"""The GPU campaign: the paper-scale study on one bare GPU machine, within one lease.
 
 The target machine (DESIGN.md) has torch, torchvision, torchmetrics, numpy, scipy, pandas and tqdm and
-nothing else; work arrives as commands of at most 10 minutes on a machine held at most 30, and results
-leave as a few files. So one command, `python -m sharpness campaign --deadline 540 --out $OUT`, works
-down a priority list until its deadline:
+nothing else. A lease is 15 minutes of device time in all (start, idle waits and the close count), one
+command runs at most 10 minutes and every lease is a fresh, bare machine: about one command of 9
+minutes, and a run unfinished at its end is lost. Two modes:
 
-1. `smoke`: one epoch of every control on a small cut, every measure; then `bench`: the scripts under
-   bench/ (img/s per control, aggregate img/s at k runs per GPU, seconds per measure);
-2. `grid`: the six controls x seeds (in seed order), the paper's protocol, fully evaluated;
-3. `toy`: the toy-function study (`sharpness fit`);
-4. `landscapes`: loss surfaces of the seed-0 runs of the six controls (`sharpness landscape`);
-5. `batch_lr`: the paper's batch {128, 256} x lr {1e-3, 1e-2} sweep.
+- `--mode lease` (the default, `sharpness.studies.lease`): the grid (six controls x seeds, the paper's protocol,
+  fully evaluated), the six controls of a seed side by side, then the next seed; throughput is measured
+  from the grid's own first epochs, and only runs that will finish training AND evaluation before
+  `--deadline` are started or kept (`sharpness.studies.admission`); each run is packed as it finishes.
+- `--mode slices --items ...`: the older priority list for a machine that keeps its files between
+  commands: `smoke`, `bench` (the scripts under bench/), `grid`, `toy` (`sharpness fit`), `landscapes`
+  (`sharpness landscape`) and `batch_lr` (batch {128, 256} x lr {1e-3, 1e-2}); training stops at epoch
+  boundaries before the deadline and the next command on the same machine resumes.
 
-Training stops at epoch boundaries before the deadline (checkpoints intact) and the next command on
-the same machine resumes; children (bench, toy, landscapes) are stopped at the deadline and redone
-whole. After every item the finished summaries are packed into ONE archive in `--out`, so nothing is
-lost when the machine goes back. Runs already in the committed results are not redone.
+Either way the finished summaries go into ONE archive in `--out` (rewritten atomically, so it is always
+whole), and runs already imported under results/campaign/ are not redone.
 `python -m sharpness campaign-import ARCHIVE` brings an archive home (`sharpness.studies.campaign_import`).
 
 Nothing here imports papermill, Ray, Jupyter, plotly or ipywidgets.
@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import signal
@@ -47,6 +48,7 @@ from ..training.controls import CONTROLS
 from . import store
 
 ITEMS = ("smoke", "bench", "grid", "toy", "landscapes", "batch_lr")
+MODES = ("lease", "slices")
 ARCHIVE_NAME = "campaign.tar.gz"
 MANIFEST = "manifest.json"
 ARCHIVE_LIMIT_BYTES = 16 * 2**20  # what one returned file may weigh
@@ -63,6 +65,7 @@ class Settings:
     data_dir: str | None = None
     epochs: int | None = None  # None: the paper's (100)
     seeds: tuple[int, ...] = tuple(range(10))
+    controls: tuple[str, ...] | None = None  # the grid's; None: all six
     train_samples: int | None = None  # None: the whole training set
     test_samples: int | None = None
     runs_per_gpu: int = 8  # 8 processes gave the highest aggregate throughput on one H100 (DESIGN.md)
@@ -125,6 +128,8 @@ class Campaign:
         self.device = str(resolve_device(device))
         self.staging = self.work / "results"  # what the archive holds
         self.status: dict[str, str] = {}
+        self.lease: dict | None = None  # a lease's measured figures and decisions (`sharpness.studies.lease`)
+        self.lease_slots: int | None = None  # runs side by side in a lease; None: the controls of a seed
 
     # --- time ---------------------------------------------------------------------------------
     def seconds_left(self) -> float:
@@ -229,6 +234,7 @@ class Campaign:
             },
             "settings": self.settings.to_dict(),
             "items": self.status,
+            **({"lease": self.lease} if self.lease is not None else {}),
         }  # fmt: skip
 
     def pack(self) -> Path:
@@ -332,7 +338,7 @@ def bench(campaign: Campaign) -> str:
 def grid(campaign: Campaign) -> str:
     """The six controls x seeds at the paper's protocol, seeds in order, each run trained and evaluated."""
     s = campaign.settings
-    grids = [campaign.grid(campaign.work / "runs", (seed,)) for seed in s.seeds]  # seed order: whole seeds first
+    grids = [campaign.grid(campaign.work / "runs", (seed,), controls=s.controls) for seed in s.seeds]  # whole seeds first
     name = f"grid/{s.dataset}_{s.arch}.json"
     status, _ = campaign.run_grids(grids, reserve=s.evaluation_reserve, summary=name)
     campaign.save_grid(grids, name)
@@ -428,7 +434,11 @@ def run_campaign(campaign: Campaign, items) -> dict[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--items", nargs="+", default=list(ITEMS), choices=ITEMS, help="in priority order")
+    parser.add_argument("--mode", default="lease", choices=MODES,
+                        help="lease (default: the grid in one command on a fresh machine, admitted runs only) or "
+                             "slices (--items in priority order, resuming on a machine that keeps its files)")
+    parser.add_argument("--items", nargs="+", default=None, choices=ITEMS,
+                        help=f"--mode slices only: in priority order (default: {' '.join(ITEMS)})")
     parser.add_argument("--preset", default="paper", choices=list(PRESETS), help="paper, or rehearsal (tiny, for a CPU)")
     parser.add_argument("--deadline", type=float, default=540.0,
                         help="seconds from now by which this command ends, archive packed (default 540: a 10-minute command)")
@@ -443,7 +453,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="grid seeds, in order")
     parser.add_argument("--train-samples", type=int, default=None)
     parser.add_argument("--test-samples", type=int, default=None)
-    parser.add_argument("--runs-per-gpu", type=int, default=None)
+    parser.add_argument("--controls", nargs="+", default=None, help="the grid's controls (default: all six)")
+    parser.add_argument("--runs-per-gpu", type=int, default=None,
+                        help="runs side by side (default: lease, the controls of a seed; slices, the preset's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--commit", default=None, help="the code's commit, where git is not on the machine")
 
@@ -453,16 +465,35 @@ def main(args: argparse.Namespace) -> int:
     overrides = {key: getattr(args, key) for key in ("dataset", "arch", "data_dir", "epochs", "train_samples",
                                                       "test_samples", "runs_per_gpu")}  # fmt: skip
     overrides["seeds"] = tuple(args.seeds) if args.seeds else None
+    overrides["controls"] = tuple(args.controls) if args.controls else None
+    if args.mode == "lease" and args.items:
+        raise ValueError(f"--items {' '.join(args.items)} belongs to --mode slices; a lease runs the grid "
+                         "(add --mode slices for the smoke, bench, toy, landscapes and batch_lr items)")
     # Absolute paths: the children (bench scripts, fit, landscape) run from the repository root.
     overrides["data_dir"] = str(Path(args.data_dir).resolve()) if args.data_dir else None
     args.work, args.out, args.results_dir = (Path(path).resolve() for path in (args.work, args.out, args.results_dir))
     settings = preset(args.preset, **overrides)
-    if args.deadline <= PACK_SECONDS:
-        raise ValueError(f"--deadline {args.deadline:g} leaves no time: give more than {PACK_SECONDS:g} seconds")
+    if not math.isfinite(args.deadline) or args.deadline <= PACK_SECONDS:
+        raise ValueError(f"--deadline {args.deadline:g} is not a usable time: give a number of seconds above "
+                         f"{PACK_SECONDS:g} (the last pack), e.g. --deadline 540 for one 10-minute command")
     campaign = Campaign(settings, args.work, args.out, started + args.deadline - PACK_SECONDS,
                         results_dir=args.results_dir, device=args.device, commit=args.commit)
+    campaign.lease_slots = args.runs_per_gpu
     prepare_data(settings, args.data_archive)
-    status = run_campaign(campaign, args.items)
+    if args.mode == "lease":
+        from .lease import grid_lease
+
+        campaign.log("lease: the grid, admitted runs only")
+        try:
+            campaign.status["grid"] = grid_lease(campaign)
+        except Exception as error:  # the archive is still packed with what finished
+            import traceback
+
+            traceback.print_exc()
+            campaign.status["grid"] = f"failed: {type(error).__name__}: {error}"
+        status = campaign.status
+    else:
+        status = run_campaign(campaign, args.items or ITEMS)
     archive = campaign.pack()
     print(f"archive: {archive} ({archive.stat().st_size / 2**20:.2f} MiB), {time.time() - started:.0f} s")
     for name, outcome in status.items():

@@ -14,7 +14,9 @@ commit, date, tier "gpu" or "cpu") and the finished summaries. They land where t
 | `manifest.json` | `campaign/imports/<date>_<host>.json` |
 
 Every grid's provenance gets the campaign's (with `tier`), so `sharpness.studies.sweep.load_study` prefers GPU
-grids to the CPU study and both to the offline stand-in. Runs already imported are kept, not replaced.
+grids to the CPU study and both to the offline stand-in; a lease's measured figures (img/s per run,
+aggregate img/s, seconds per measure, admission decisions) ride along under `lease` and are read back
+with `lease_figures`. Runs already imported are kept, not replaced.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def import_archive(archive: str | Path, results_dir: str | Path = RESULTS_DIR) -
         manifest = runs.read_json(source / MANIFEST)
         provenance = manifest["provenance"]
         tier = provenance["tier"]
-        campaign = {"tier": tier, "campaign": provenance}
+        campaign = {"tier": tier, "campaign": provenance, **({"lease": manifest["lease"]} if "lease" in manifest else {})}
         home = results_dir / CAMPAIGN_RESULTS
 
         for path in sorted((source / "predictions").glob("*.npy")):  # first: the merges below read them
@@ -132,6 +134,12 @@ def import_archive(archive: str | Path, results_dir: str | Path = RESULTS_DIR) -
         stamp = provenance["date"].replace(":", "").replace("+0000", "Z")
         written.append(runs.atomic_write_json(home / "imports" / f"{stamp}_{provenance['host']}.json", manifest))
     return written
+
+
+def lease_figures(provenance: dict) -> list[dict]:
+    """The measured figures of every lease behind an imported grid (its provenance), newest first: each
+    with "runs" (img/s per run, seconds per measure), "aggregate_images_per_second", "measure_seconds"."""
+    return [entry["lease"] for entry in [provenance, *reversed(provenance.get("earlier", []))] if entry.get("lease")]
 
 
 def _copy(source: Path, target: Path) -> Path:
