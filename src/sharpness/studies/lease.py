@@ -168,14 +168,18 @@ class Lease:
         self.workers[run_name(config)] = Worker(config, process, time.time())
         self.queue.remove(config)
 
-    def stop(self, name: str, outcome: str) -> None:
-        worker = self.workers.pop(name)
-        worker.process.terminate()
-        worker.process.join(10)
-        if worker.process.is_alive():
-            worker.process.kill()
-            worker.process.join()
-        self.outcomes[name] = outcome
+    def stop(self, outcomes: dict[str, str]) -> None:
+        """Stop these workers (name -> what to record): all signalled first, then waited for, so that stopping
+        six does not take six times as long."""
+        workers = {name: self.workers.pop(name) for name in outcomes}
+        for worker in workers.values():
+            worker.process.terminate()
+        for name, worker in workers.items():
+            worker.process.join(10)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            self.outcomes[name] = outcomes[name]
 
     def harvest(self) -> bool:
         """Collect workers that have exited; a finished run is packed at once. True when one finished."""
@@ -256,17 +260,17 @@ class Lease:
                 self.harvest()
                 now = time.time()
                 if now >= self.campaign.deadline:
-                    for name in list(self.workers):
-                        self.stop(name, "stopped at the deadline (lost)")
+                    self.stop({name: "stopped at the deadline (lost)" for name in self.workers})
                     break
                 self.observe(now)
                 decisions = admit(self.plan(now), self.rates(), now, self.campaign.deadline, slots=self.slots)
                 self.decisions.update({name: {"verdict": d.verdict, "estimate_seconds": d.estimate, "reason": d.reason}
                                        for name, d in decisions.items()})
-                for name, decision in decisions.items():
-                    if decision.verdict == "refused" and name in self.workers:
-                        self.campaign.log(f"refused {name}: {decision.reason}; stopped")
-                        self.stop(name, f"refused while running: {decision.reason}")
+                refused = {name: f"refused while running: {decision.reason}" for name, decision in decisions.items()
+                           if decision.verdict == "refused" and name in self.workers}
+                for name, outcome in refused.items():
+                    self.campaign.log(f"{name}: {outcome}; stopped")
+                self.stop(refused)
                 for config in list(self.queue):
                     if len(self.workers) >= self.slots:
                         break
@@ -277,8 +281,7 @@ class Lease:
                     break
                 time.sleep(self.poll)
         finally:
-            for name in list(self.workers):
-                self.stop(name, "stopped (the lease ended)")
+            self.stop({name: "stopped (the lease ended)" for name in self.workers})
         for config in self.queue:
             decision = self.decisions.get(run_name(config), {})
             self.outcomes[run_name(config)] = f"not started: {decision.get('verdict', 'not planned')} ({decision.get('reason', '')})"
