@@ -97,6 +97,7 @@ class Lease:
         self.decisions: dict[str, dict] = {}  # run -> the last admission decision
         self.aggregate: list[tuple[float, int]] = []  # (summed training img/s, runs training) per poll
         self.train_images = train_images  # per epoch, for the queued runs' estimates
+        self.last_rates = Rates()  # as last measured (workers that were stopped take theirs with them)
 
     # --- measurements ----------------------------------------------------------------------------
     def rows(self, config) -> list[dict]:
@@ -182,24 +183,23 @@ class Lease:
             self.outcomes[name] = outcomes[name]
 
     def harvest(self) -> bool:
-        """Collect workers that have exited; a finished run is packed at once. True when one finished."""
-        from .sweep import run_state
+        """Collect workers that have ended; a finished run is packed at once. A worker whose run is evaluated
+        (its outcome written) counts as finished even while its interpreter is still shutting down: it is
+        stopped, not judged. True when one finished."""
+        from .sweep import failure_reason, run_state
 
         packed = False
         for name, worker in list(self.workers.items()):
-            if worker.process.is_alive():
-                continue
-            worker.process.join()
-            del self.workers[name]
             run_dir = Path(worker.config.run_dir)
-            if run_state(run_dir) == "done":
+            done = run_state(run_dir) == "done" and (run_dir / OUTCOME).is_file()
+            if worker.process.is_alive() and not done:
+                continue
+            self.stop({name: "finished and evaluated" if done else ""})
+            if done:
                 self.finished[name] = self.figures(worker)
-                self.outcomes[name] = "finished and evaluated"
                 packed = True
             else:
                 outcome = runs.read_json(run_dir / OUTCOME) if (run_dir / OUTCOME).is_file() else {}
-                from .sweep import failure_reason
-
                 self.outcomes[name] = (f"failed: {failure_reason(outcome.get('error'))}" if outcome.get("status") == "failed"
                                        else f"unfinished ({outcome.get('status') or f'exit {worker.process.exitcode}'})")
         if packed:
@@ -229,7 +229,7 @@ class Lease:
         """The lease's figures for the manifest."""
         measure_names = sorted({name for figures in self.finished.values() for name in figures["measure_seconds"]})
         peak = max(self.aggregate, default=(None, 0))
-        rates = self.rates()
+        rates = self.last_rates
         return {
             "slots": self.slots, "margin": {"factor": SAFETY_FACTOR, "seconds": SAFETY_SECONDS},
             "runs": self.finished,
@@ -263,7 +263,8 @@ class Lease:
                     self.stop({name: "stopped at the deadline (lost)" for name in self.workers})
                     break
                 self.observe(now)
-                decisions = admit(self.plan(now), self.rates(), now, self.campaign.deadline, slots=self.slots)
+                self.last_rates = self.rates()
+                decisions = admit(self.plan(now), self.last_rates, now, self.campaign.deadline, slots=self.slots)
                 self.decisions.update({name: {"verdict": d.verdict, "estimate_seconds": d.estimate, "reason": d.reason}
                                        for name, d in decisions.items()})
                 refused = {name: f"refused while running: {decision.reason}" for name, decision in decisions.items()
