@@ -47,7 +47,7 @@ from ..core.paths import REPO_ROOT, RESULTS_DIR, RUNS_DIR
 from ..core.provenance import git_commit
 from ..training.controls import CONTROLS
 from . import store
-from .store import run_key
+from .store import config_row, config_row_from_dict, run_key
 
 ITEMS = ("smoke", "bench", "grid", "toy", "landscapes", "batch_lr")
 MODES = ("lease", "slices")
@@ -257,16 +257,6 @@ class Campaign:
         finally:
             Path(temporary).unlink(missing_ok=True)
         return self.out / ARCHIVE_NAME
-
-
-def config_row(config) -> dict:
-    return config_row_from_dict(config.to_dict())
-
-
-def config_row_from_dict(config: dict) -> dict:
-    row = {key: config.get(key) for key in ("dataset", "arch", "control", "seed", "epochs", "batch_size", "lr")}
-    row["rho"] = config.get("rho") if str(config["control"]).endswith("sam") else None
-    return row
 
 
 def prediction_name(row: dict) -> str:

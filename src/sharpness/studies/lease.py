@@ -302,7 +302,7 @@ def grid_lease(campaign) -> str:
     name = f"grid/{s.dataset}_{s.arch}.json"  # the slices' grid item names it so too: imports merge into one file
     grids = [campaign.grid(campaign.work / "runs", (seed,), controls=s.controls) for seed in s.seeds]
     imported = campaign.imported_keys(name)
-    from .campaign import config_row, run_key
+    from .store import config_row, run_key
 
     configs = [config for grid in grids for config in grid.configs(device=campaign.device)
                if run_key(config_row(config)) not in imported]

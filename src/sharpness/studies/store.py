@@ -351,3 +351,13 @@ def load_history(grid_path: Path | str) -> pd.DataFrame:
 
 BENCH_GRID_JSON = RESULTS_DIR / "bench_grid.json"
 
+
+def config_row(config) -> dict:
+    """The identifying fields of a run's config, as a grid row holds them (`run_key` reads them)."""
+    return config_row_from_dict(config.to_dict())
+
+
+def config_row_from_dict(config: dict) -> dict:
+    row = {key: config.get(key) for key in ("dataset", "arch", "control", "seed", "epochs", "batch_size", "lr")}
+    row["rho"] = config.get("rho") if str(config["control"]).endswith("sam") else None
+    return row
