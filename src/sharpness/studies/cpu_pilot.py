@@ -5,7 +5,7 @@ training images), so the pilot trains `aug` (and `aug_sam`, SAM slows fitting fu
 candidate protocol and records, from the runs themselves, the accuracy and loss on one fixed augmented copy
 of the training images (the images the sharpness measures see), the fall of the training loss over the last
 epochs, the test accuracy and the cost. `python -m sharpness cpu-pilot` trains what is missing and writes
-`results/cpu_study_pilot.json`; the setup chapter shows it beside the protocol it led to.
+`results/cpu_pilot/pilot.json`; the setup chapter shows it beside the protocol it led to.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from ..core import runs
 from ..core.paths import RESULTS_DIR, RUNS_DIR
 
-PILOT_FILE = RESULTS_DIR / "cpu_study_pilot.json"
+PILOT_FILE = RESULTS_DIR / "cpu_pilot" / "pilot.json"
 DEFAULT_RUNS_DIR = RUNS_DIR / "cpu_pilot"
 PILOT_CONTROLS = ("aug", "aug_sam")
 # (arch, training images, epochs, schedule, SAM radius scale): the old protocol first, then the levers in turn.

@@ -85,7 +85,7 @@ class Grid:
 
 # --- the CPU study's protocol ----------------------------------------------------------------------
 
-# The CPU study's settings, chosen with the recorded pilot (results/cpu_study_pilot.json, `cpu_study_pilot`) so that
+# The CPU study's settings, chosen with the recorded pilot (results/cpu_pilot/pilot.json, `cpu_study_pilot`) so that
 # every run of every control ends at a minimum by the study's criterion (>= 95% accuracy on the images its
 # sharpness is measured on, the fixed augmented copy for augmentation controls, and a training loss that has
 # stopped falling). Batch 128 and peak lr 1e-2 come from the paper's own sweep ({128, 256} x {1e-3, 1e-2},
