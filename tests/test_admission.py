@@ -91,3 +91,16 @@ def test_the_lease_measures_img_per_s_from_steady_epochs_by_wall_time():
     assert measured_rate(rows, epochs=100) == pytest.approx(200 / 5.0)  # the warm-up epoch (9 s) left out
     assert measured_rate(rows[:1], epochs=100) is None  # a warm-up epoch alone does not judge a run
     assert measured_rate(rows[:1], epochs=1) == pytest.approx(200 / 9.0)
+
+
+def test_without_a_poll_during_training_the_aggregate_comes_from_the_finished_runs_windows():
+    from sharpness.studies.lease import Lease
+
+    lease = Lease.__new__(Lease)  # only the finished runs' figures matter here
+    lease.finished = {  # by hand: 2 x 200 + 3 x 100 = 700 images from t = 10 to t = 24, so 50 img/s over 2 runs
+        "a": {"training_window": [10.0, 20.0], "epochs": 2, "train_images": 200},
+        "b": {"training_window": [14.0, 24.0], "epochs": 3, "train_images": 100},
+    }
+    assert lease.aggregate_of_finished() == (pytest.approx(50.0), 2)
+    lease.finished = {}
+    assert lease.aggregate_of_finished() == (None, 0)

@@ -213,8 +213,11 @@ class Lease:
         metrics = runs.read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
         outcome = runs.read_json(run_dir / OUTCOME) if (run_dir / OUTCOME).is_file() else {}
         rows = self.rows(worker.config)
+        trained_at = worker.trained_at or (run_dir / runs.SUMMARY).stat().st_mtime
         return {
             "control": worker.config.control, "seed": worker.config.seed, "status": summary.get("status"),
+            "training_window": [trained_at - sum(row.get("epoch_wall_seconds", row["train_seconds"]) for row in rows),
+                                trained_at],  # wall-clock start and end of its epochs
             "epochs": len(rows), "train_images": epoch_images(rows),
             "images_per_second": summary.get("images_per_second"),  # training steps only (train.py)
             "effective_images_per_second": measured_rate(rows, len(rows)),  # per-epoch wall time, as admission uses
@@ -228,7 +231,7 @@ class Lease:
     def report(self) -> dict:
         """The lease's figures for the manifest."""
         measure_names = sorted({name for figures in self.finished.values() for name in figures["measure_seconds"]})
-        peak = max(self.aggregate, default=(None, 0))
+        peak = max(self.aggregate, default=None) or self.aggregate_of_finished()
         rates = self.last_rates
         return {
             "slots": self.slots, "margin": {"factor": SAFETY_FACTOR, "seconds": SAFETY_SECONDS},
@@ -242,6 +245,16 @@ class Lease:
             "control_images_per_second": dict(rates.images_per_second),
             "outcomes": self.outcomes, "decisions": self.decisions,
         }  # fmt: skip
+
+    def aggregate_of_finished(self) -> tuple[float | None, int]:
+        """(img/s, runs) over the finished runs' training windows: every image they trained over the wall time
+        from the first run's first epoch to the last run's last. The fallback when runs train faster than the
+        poll and no poll saw them training."""
+        windows = [(f["training_window"], f["epochs"] * (f["train_images"] or 0)) for f in self.finished.values()]
+        if not windows:
+            return None, 0
+        span = max(end for (_, end), _ in windows) - min(start for (start, _), _ in windows)
+        return (sum(images for _, images in windows) / span if span > 0 else None), len(windows)
 
     def pack(self) -> Path:
         self.campaign.lease = self.report()
