@@ -23,7 +23,8 @@ LABELS = {
     "generalisation_gap": "generalisation gap",
     "fisher_rao_norm": "Fisher-Rao norm",
     "sam_sharpness": "SAM-sharpness",
-    "relative_flatness": "relative flatness",
+    "relative_flatness": "relative flatness (clean mean)",  # two conventions, never under one label
+    "relative_flatness_paper": "relative flatness (paper's convention)",
     "hessian_top_eigenvalue": "Hessian top eigenvalue",
     "hessian_trace": "Hessian trace",
 }
@@ -178,22 +179,29 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
 
 def controls_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, metrics, title: str) -> go.Figure:
     """Per metric, the controls' means +/- SEM, ours and the paper's in two columns of panels (their
-    scales differ, so each has its own axis). `ours`/`paper`: long tables with control, metric, mean, sem."""
+    scales differ, so each has its own axis). `ours`/`paper`: long tables with control, metric, mean, sem.
+    Each panel is titled above it (metric and whose), so nothing hangs off the side of a narrow page."""
     metrics = list(metrics)
     figure = make_subplots(
-        rows=len(metrics), cols=2, column_titles=["ours", "paper"], row_titles=[label(m) for m in metrics],
-        vertical_spacing=0.04, horizontal_spacing=0.08,
+        rows=len(metrics), cols=2, vertical_spacing=0.3 / max(1, len(metrics)), horizontal_spacing=0.1,
+        subplot_titles=[f"{label(m)}: {who}" for m in metrics for who in ("ours", "the paper's")],
     )
     order = {control: position for position, control in enumerate(CONTROL_COLOURS)}  # the paper's order
     for row, metric in enumerate(metrics, start=1):
         for col, table in enumerate((ours, paper), start=1):
             rows = table[table["metric"] == metric].sort_values("control", key=lambda c: c.map(order))
             figure.add_bar(
-                x=rows["control"], y=rows["mean"], error_y=dict(array=rows["sem"].fillna(0)),
-                marker_color=[CONTROL_COLOURS.get(c, "grey") for c in rows["control"]], showlegend=False,
-                row=row, col=col,
+                x=[results.CONTROL_SHORT.get(c, c) for c in rows["control"]], y=rows["mean"],
+                error_y=dict(array=rows["sem"].fillna(0)), showlegend=False, row=row, col=col,
+                marker_color=[CONTROL_COLOURS.get(c, "grey") for c in rows["control"]],
+                customdata=np.stack([rows["control"], rows["sem"].fillna(0)], axis=-1) if len(rows) else None,
+                hovertemplate="%{customdata[0]}: %{y:.4g} ± %{customdata[1]:.2g}<extra></extra>",
             )
-    figure.update_layout(title=title, height=200 * len(metrics) + 120)
+    figure.update_annotations(font_size=12)
+    figure.update_xaxes(tickangle=0, automargin=True)
+    figure.update_yaxes(automargin=True)
+    figure.update_layout(title=dict(text=title, font_size=13), height=210 * len(metrics) + 140,
+                         margin=dict(t=120, l=60, r=20))
     return figure
 
 
@@ -226,8 +234,8 @@ def study_beside_paper(study, summary: pd.DataFrame, paper: pd.DataFrame) -> go.
     (dataset, arch), (paper_dataset, paper_arch) = shown["setting"], shown["paper_setting"]
     return controls_beside_paper(
         shown["ours"], shown["paper"], shown["metrics"],
-        title=f"Per control, mean ± SEM. Left: ours ({arch}, {dataset}; {study.label})"
-              f"<br>Right: the paper's ({paper_arch}, {paper_dataset}; arXiv 2510.12451)",
+        title=f"<b>Per control, mean ± SEM, each on its own axis</b><br>ours: {arch}, {dataset}, {study.label}"
+              f"<br>the paper's: {paper_arch}, {paper_dataset} (arXiv 2510.12451)",
     )
 
 
