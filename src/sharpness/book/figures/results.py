@@ -221,6 +221,31 @@ def training_curves(history: pd.DataFrame, metric: str, title: str) -> go.Figure
     return figure
 
 
+def training_bands(history: pd.DataFrame, title: str, metrics=("train_loss", "train_accuracy")) -> go.Figure:
+    """Per control, the median over seeds of each metric per epoch (a line) and the seeds' range (a band
+    in the control's colour): whether the controls reach a training minimum reads off six lines, not 30."""
+    _check_columns(history, ["control", "seed", "epoch", *metrics])
+    figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=[label(m) for m in metrics],
+                           horizontal_spacing=0.12)
+    controls = [c for c in CONTROL_COLOURS if c in set(history["control"])]
+    for col, metric in enumerate(metrics, start=1):
+        for control in controls:
+            per_epoch = history[history["control"] == control].groupby("epoch")[metric]
+            low, middle, high = per_epoch.min(), per_epoch.median(), per_epoch.max()
+            colour = CONTROL_COLOURS[control]
+            fill = "rgba({}, {}, {}, 0.2)".format(*(int(colour[i:i + 2], 16) for i in (1, 3, 5)))
+            figure.add_scatter(x=[*high.index, *low.index[::-1]], y=[*high, *low[::-1]], fill="toself",
+                               fillcolor=fill, line=dict(width=0), hoverinfo="skip", showlegend=False,
+                               legendgroup=control, row=1, col=col)
+            figure.add_scatter(x=middle.index, y=middle, mode="lines", name=control, legendgroup=control,
+                               line=dict(color=colour, width=2), showlegend=col == 1, row=1, col=col,
+                               hovertemplate=f"{control}, epoch %{{x}}: median %{{y:.3g}}<extra></extra>")
+    figure.update_xaxes(title_text="epoch")
+    figure.update_layout(title=dict(text=title, font_size=13), height=460, margin=dict(t=120),
+                         legend=dict(orientation="h", x=0, y=-0.22))
+    return figure
+
+
 def pvalue_table(pvalues: pd.DataFrame, caption: str):
     """A table of p-values (`stats.wilcoxon_pvalues`) as a pandas Styler: 3 significant figures, a
     dash where no test was possible, greener for smaller p (fully green at p = 0, none from p = 0.5)."""
