@@ -13,7 +13,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ...core.untrusted import styled
-from .. import stats
+from .. import prose, stats
 
 LABELS = {
     "test_accuracy": "test accuracy",
@@ -158,7 +158,8 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
                 marker=dict(symbol="x", size=9, color="grey"), hovertemplate="rho %{x}: did not reach a minimum<extra></extra>",
                 row=row, col=1,
             )
-        printed = paper[(paper["metric"] == metric) & paper["rho"].notna()] if paper is not None else paper
+        printed = (paper[(paper["metric"] == stats.paper_counterpart(metric)) & paper["rho"].notna()]
+                   if paper is not None else paper)  # only a figure computed as ours is set beside it
         if printed is not None and len(printed):
             figure.add_scatter(
                 x=printed["rho"], y=printed["mean"], error_y=dict(array=printed["sem"]), mode="markers",
@@ -171,9 +172,11 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
     figure.update_xaxes(title_text="rho", row=len(metrics))
     figure.update_annotations(font_size=12)
     if len(stuck):
-        title += "<br><sup>grey crosses: runs that did not reach a minimum, left out of the line</sup>"
-    # The right margin holds the row titles (metric names), written sideways beside the paper's panels.
-    figure.update_layout(title=title, height=190 * len(metrics) + 150, margin=dict(t=130, r=70))
+        title += "<br>grey crosses: runs that did not reach a minimum, left out of the line"
+    # The right margin holds the row titles (metric names), written sideways beside the paper's panels;
+    # the title at 13 px in short lines fits a 700 px column.
+    figure.update_layout(title=dict(text=title, font_size=13), height=190 * len(metrics) + 160,
+                         margin=dict(t=140, r=70))
     return figure
 
 
@@ -191,7 +194,7 @@ def controls_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, metrics, titl
         for col, table in enumerate((ours, paper), start=1):
             rows = table[table["metric"] == metric].sort_values("control", key=lambda c: c.map(order))
             figure.add_bar(
-                x=[results.CONTROL_SHORT.get(c, c) for c in rows["control"]], y=rows["mean"],
+                x=[prose.CONTROL_SHORT.get(c, c) for c in rows["control"]], y=rows["mean"],
                 error_y=dict(array=rows["sem"].fillna(0)), showlegend=False, row=row, col=col,
                 marker_color=[CONTROL_COLOURS.get(c, "grey") for c in rows["control"]],
                 customdata=np.stack([rows["control"], rows["sem"].fillna(0)], axis=-1) if len(rows) else None,
