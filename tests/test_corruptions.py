@@ -122,6 +122,6 @@ def test_example_images_note_names_the_cifar_classes_shown_when_the_pack_is_ther
         Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(tmp_path / "pack" / "test" / name / "0.jpg")
     monkeypatch.setattr(sharpness.training.data, "default_data_dir", lambda name: tmp_path / "pack")
     note = corruptions.example_images_note(4)
-    assert "are CIFAR-10 test images" in note and "airplane, automobile, bird, cat read" in note
+    assert "are CIFAR-10 test images" in note and "classes airplane, automobile, bird, cat, read from" in note
     assert "deer" not in note and "not CIFAR-10" not in corruptions.example_images_note(4)
     assert corruptions.example_images(4)[1].startswith("CIFAR-10 test images")
