@@ -87,6 +87,7 @@ def test_bad_names_and_severities_are_refused(images):
 def test_pixelate_matches_pil_box_resizing(images, severity):
     """The published pixelate is PIL's BOX resize down and back up; ours agrees to rounding."""
     import numpy as np
+    import numpy as np
     from PIL import Image
 
     factor = corruptions.CIFAR_SEVERITY["pixelate"][severity - 1]
@@ -107,3 +108,20 @@ def test_example_images_fall_back_to_photo_thumbnails_without_the_pack(monkeypat
     flat = images.reshape(4, -1).float()
     assert torch.cdist(flat, flat).fill_diagonal_(1e9).min() > 100  # four different pictures
     assert images.float().std(dim=(2, 3)).mean() > 10  # texture for the corruptions to act on
+    assert "not CIFAR-10" in corruptions.example_images_note(4)  # the page says so, and why
+
+
+def test_example_images_note_names_the_cifar_classes_shown_when_the_pack_is_there(monkeypatch, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    import sharpness.training.data
+
+    for name in ("airplane", "automobile", "bird", "cat", "deer"):
+        (tmp_path / "pack" / "test" / name).mkdir(parents=True)
+        Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(tmp_path / "pack" / "test" / name / "0.jpg")
+    monkeypatch.setattr(sharpness.training.data, "default_data_dir", lambda name: tmp_path / "pack")
+    note = corruptions.example_images_note(4)
+    assert "are CIFAR-10 test images" in note and "classes airplane, automobile, bird, cat, read from" in note
+    assert "deer" not in note and "not CIFAR-10" not in corruptions.example_images_note(4)
+    assert corruptions.example_images(4)[1].startswith("CIFAR-10 test images")

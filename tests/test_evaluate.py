@@ -149,12 +149,21 @@ def test_evaluate_notebook_writes_metrics_and_shows_a_summary(finished_run, tmp_
     output = tmp_path / "evaluate.out.ipynb"
     papermill.execute_notebook(
         str(REPO_ROOT / "notebooks" / "evaluate.ipynb"), str(output), kernel_name="python3", progress_bar=False,
-        parameters=dict(run_dirs=str(config.runs_dir), device="cpu", measures="test_accuracy,test_ece"),
-    )  # fmt: skip
+        parameters=dict(run_dirs=f"{config.runs_dir}/{config.dataset}", device="cpu", measures="test_accuracy,test_ece"),
+    )  # fmt: skip  (runs/digits: a folder two levels above the run, as the README's reader names it)
     metrics = json.loads((config.run_dir / evaluate.METRICS_FILE).read_text())
     assert {"test_accuracy", "test_ece"} <= set(metrics)
     outputs = [o for cell in json.loads(output.read_text())["cells"] for o in cell.get("outputs", [])]
     assert any("test_accuracy" in str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    printed = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "Empty DataFrame" not in printed and "each of digits/simple_cnn/aug has one evaluated seed" in printed
+
+
+def test_one_seed_per_control_gets_a_sentence_naming_the_groups_instead_of_an_empty_table():
+    results = [{"run_dir": "r1", "run": {"dataset": "digits", "arch": "simple_cnn", "control": "wd"}},
+               {"run_dir": "r2", "run": {"dataset": "digits", "arch": "simple_cnn", "control": "aug"}}]
+    sentence = evaluate.disagreement_or_why_not(results)
+    assert isinstance(sentence, str) and "digits/simple_cnn/aug, digits/simple_cnn/wd" in sentence
 
 
 def test_aug_controls_are_measured_on_one_fixed_augmented_copy_and_others_on_clean_data():

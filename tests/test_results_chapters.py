@@ -131,8 +131,9 @@ def test_clean_data_table_short_names_and_yes_no_verdicts():
 
 
 def test_grid_benchmark_note_with_and_without_a_measurement(tmp_path):
-    missing = prose.grid_benchmark_note(tmp_path / "bench_grid.json")
+    missing = prose.grid_benchmark_note(tmp_path / "bench_grid.json", runs_label="real CIFAR-10, CPU, 5 seeds")
     assert "`results/bench_grid.json` is absent" in missing
+    assert "the runs on this page are real CIFAR-10, CPU, 5 seeds" in missing and "session" not in missing
     bench = {"provenance": {"machine": "h100", "date": "2026-01-02"},
              "best": {"runs_in_parallel": 4, "images_per_second": 12345.6, "share_of_bf16_peak": 0.4567,
                       "projected_grid_minutes": 59.6}}

@@ -73,9 +73,12 @@ def test_training_curves_draw_one_line_per_run():
 
 
 def test_rho_sweep_puts_the_papers_figures_on_their_own_axes():
-    runs = pd.DataFrame({"rho": [0.05, 0.5], "seed": [0, 0], "test_accuracy": [0.7, 0.8], "relative_flatness": [1.0, 2.0]})
+    runs = pd.DataFrame({"rho": [0.05, 0.5], "seed": [0, 0], "test_accuracy": [0.7, 0.8], "relative_flatness": [1.0, 2.0],
+                         "relative_flatness_paper": [10.0, 20.0]})
     paper = pd.DataFrame({"rho": [0.05, 0.25], "metric": ["relative_flatness"] * 2, "mean": [75.0, 4876.0], "sem": [1.7, 314.0]})
-    figure = figures.rho_sweep(runs, paper, ["test_accuracy", "relative_flatness"], title="t")
-    ours_rf, theirs_rf = figure.data[1], figure.data[2]
-    assert list(theirs_rf.y) == [75.0, 4876.0]
-    assert ours_rf.yaxis != theirs_rf.yaxis  # separate y axes: the paper's 4876 cannot flatten our 1 to 2
+    figure = figures.rho_sweep(runs, paper, ["test_accuracy", "relative_flatness", "relative_flatness_paper"], title="t")
+    assert len(figure.data) == 4  # ours x 3 rows, and the paper's only beside ours computed its way
+    ours_clean, ours_rf, theirs_rf = figure.data[1], figure.data[2], figure.data[3]
+    assert list(ours_clean.y) == [1.0, 2.0] and list(ours_rf.y) == [10.0, 20.0]
+    assert list(theirs_rf.y) == [75.0, 4876.0] and theirs_rf.yaxis == "y6"  # third row, right column
+    assert ours_rf.yaxis != theirs_rf.yaxis  # separate y axes: the paper's 4876 cannot flatten our 10 to 20

@@ -106,7 +106,7 @@ def test_run_files_and_a_finished_run_is_skipped(tmp_path):
     run_dir = tmp_path / "digits" / "simple_cnn" / "baseline" / "seed0"
     assert config.run_dir == run_dir
     files = {p.name: p.stat().st_mode & 0o777 for p in run_dir.iterdir()}
-    assert files.keys() == {"config.json", "metrics.jsonl", "checkpoint.pt", "summary.json", ".lock"}
+    assert files.keys() == {"config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"}  # the lock is released
     umask = os.umask(0)
     os.umask(umask)
     assert set(files.values()) == {0o666 & ~umask}  # as any program's files, not mkstemp's 0600

@@ -39,11 +39,10 @@ _OFFLINE_RHO_NOTE = (
 
 
 _NO_BENCH_NOTE = (
-    "No GPU measurement is committed (`results/bench_grid.json` is absent): the session that built "
-    "this chapter had no GPU, so the grid projection of `python bench/grid.py` on an H100 and the "
-    "real ResNet-18 / CIFAR-10 table could not be produced. Run `python bench/grid.py` and "
-    "`python -m sharpness sweep --datasets cifar10_folder --archs resnet18 --seeds 0 1 2 ... "
-    "--results results/cifar10_resnet18.json` on a GPU machine to fill them in."
+    "No GPU measurement is committed (`results/bench_grid.json` is absent), so there is no grid projection "
+    "of `python bench/grid.py` on an H100 and no ResNet-18 / CIFAR-10 grid: the runs on this page are {runs}. "
+    "Run `python bench/grid.py` and `python -m sharpness sweep --datasets cifar10_folder --archs resnet18 "
+    "--seeds 0 1 2 ... --results results/cifar10_resnet18.json` on a GPU machine to fill them in."
 )
 
 
@@ -254,12 +253,12 @@ def simpson_sentence(points: pd.DataFrame, quality: str = "test_accuracy", measu
     return "; ".join(sentences) + "."
 
 
-def grid_benchmark_note(path: Path | str = BENCH_GRID_JSON) -> str:
-    """Markdown: the measured GPU throughput and projected grid time of `bench/grid.py --save`, or
-    what to run where no measurement is committed."""
+def grid_benchmark_note(path: Path | str = BENCH_GRID_JSON, runs_label: str = "the study's") -> str:
+    """Markdown: the measured GPU throughput and projected grid time of `bench/grid.py --save`, or, where
+    no measurement is committed, which runs the page shows (`runs_label`, the study's label) and what to run."""
     path = Path(path)
     if not path.is_file():
-        return _NO_BENCH_NOTE
+        return _NO_BENCH_NOTE.format(runs=runs_label)
     bench = load_json(path)
     best, origin = bench["best"], bench["provenance"]
     return (f"Measured on {escape(origin['machine'])} ({escape(origin['date'])}): "

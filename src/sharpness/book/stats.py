@@ -312,17 +312,36 @@ def claim_checks_beside_paper(summary: pd.DataFrame, paper: pd.DataFrame) -> tup
     return ours, theirs
 
 
+def paper_counterpart(metric: str) -> str | None:
+    """The paper's metric computed the way our `metric` is, or None where the paper has none (our relative
+    flatness as a clean mean: the paper's figure is in its own convention, ours is `relative_flatness_paper`)."""
+    if metric in PAPER_EQUIVALENT:
+        return PAPER_EQUIVALENT[metric]
+    return None if metric in PAPER_EQUIVALENT.values() else metric
+
+
+def in_our_conventions(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """The paper's rows with each figure renamed to our metric computed its way (`PAPER_EQUIVALENT`), where
+    we have that metric: the paper's relative flatness then sits beside ours in the paper's convention, and
+    nothing sets it beside our other convention."""
+    for ours_name, theirs in PAPER_EQUIVALENT.items():
+        if ours_name in set(ours["metric"]):
+            paper = paper.replace({"metric": {theirs: ours_name}})
+    return paper
+
+
 def first_setting_beside_paper(study, summary: pd.DataFrame, paper: pd.DataFrame) -> dict:
     """Our control means of the study's first (dataset, arch) and the paper's matching ones (SAM at
     rho 0.05), over the metrics both have: what `figures.results.controls_beside_paper` draws."""
     dataset, arch = dataset_arch_pairs(study.runs)[0]
     paper_dataset, paper_arch, _ = paper_setting(dataset, arch, paper)
-    paper_rows = paper[(paper["dataset"] == paper_dataset) & (paper["arch"] == paper_arch)
-                       & (paper["rho"].isna() | (paper["rho"] == SAM_RHO))]
+    ours = summary[(summary["dataset"] == dataset) & (summary["arch"] == arch)]
+    paper_rows = in_our_conventions(ours, paper[(paper["dataset"] == paper_dataset) & (paper["arch"] == paper_arch)
+                                                & (paper["rho"].isna() | (paper["rho"] == SAM_RHO))])
     return {
-        "ours": summary[(summary["dataset"] == dataset) & (summary["arch"] == arch)],
+        "ours": ours,
         "paper": paper_rows,
-        "metrics": [m for m in METRICS if m in set(summary["metric"]) and m in set(paper["metric"])],
+        "metrics": [m for m in METRICS if m in set(ours["metric"]) and m in set(paper_rows["metric"])],
         "setting": (dataset, arch),
         "paper_setting": (paper_dataset, paper_arch),
     }

@@ -12,7 +12,7 @@ import pandas as pd
 from ..studies.store import METRICS
 from ..training.controls import SAM_RHO
 from .prose import CONTROL_LEGEND, CONTROL_SHORT, METRIC_SHORT
-from .stats import PAPER_EQUIVALENT, SHARPNESS_METRICS, dataset_arch_pairs, format_mean_sem, paper_setting, summarise
+from .stats import SHARPNESS_METRICS, dataset_arch_pairs, in_our_conventions, format_mean_sem, paper_setting, summarise
 
 
 def comparison_table(
@@ -40,9 +40,7 @@ def comparison_table(
         return rows
 
     ours_rows, paper_rows = select(ours, dataset, arch), select(paper, paper_dataset, paper_arch)
-    for ours_name, theirs in PAPER_EQUIVALENT.items():  # the paper's figure moves beside ours computed its way
-        if ours_name in set(ours_rows["metric"]):
-            paper_rows = paper_rows.replace({"metric": {theirs: ours_name}})
+    paper_rows = in_our_conventions(ours_rows, paper_rows)  # the paper's figure moves beside ours computed its way
     if ours_rows.empty and paper_rows.empty:
         raise ValueError(f"neither we nor the paper have runs for dataset={dataset!r}, arch={arch!r}")
     if metrics is None:

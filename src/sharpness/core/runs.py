@@ -169,7 +169,13 @@ def is_finished(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / SUMMARY).is_file()
 
 
-def find_runs(runs_dir: str | os.PathLike, finished_only: bool = True) -> list[Path]:
-    """Every run directory below `runs_dir` (those with a config.json), sorted."""
-    found = sorted(p.parent for p in Path(runs_dir).glob(f"*/*/*/seed*/{CONFIG}"))
+def find_runs(folder: str | os.PathLike, finished_only: bool = True) -> list[Path]:
+    """Every run directory (a seed<k> folder holding a config.json) at or below `folder`, sorted.
+
+    `folder` may be a run directory itself or any folder above runs, at any depth (runs, runs/digits,
+    runs/digits/simple_cnn/aug), so a reader can name whichever level of the tree they mean.
+    """
+    folder = Path(folder)
+    found = [folder] if folder.name.startswith("seed") and (folder / CONFIG).is_file() else []
+    found = sorted({*found, *(p.parent for p in folder.rglob(f"seed*/{CONFIG}"))})
     return [p for p in found if is_finished(p)] if finished_only else found

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import math
 import zlib
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -422,29 +423,52 @@ def corrupt(images: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
     return (corrupted.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def _example_classes(count: int) -> tuple[Path, list[Path]]:
+    """The CIFAR-10 JPEG pack's test folder (relative to the repository when under it) and its first
+    `count` class folders; no classes when the pack is not extracted there."""
+    from ..training.data import default_data_dir
+    from ..core.paths import REPO_ROOT
+
+    folder = default_data_dir("cifar10_folder") / "test"
+    found = REPO_ROOT / folder if not folder.is_absolute() else folder
+    classes = sorted(p for p in found.iterdir() if p.is_dir())[:count] if found.is_dir() else []
+    return folder, classes if len(classes) == count else []
+
+
 def example_images(count: int = 4) -> tuple[Tensor, str]:
     """A few test images for figures: real CIFAR-10 when the JPEG pack is under data/, else 32 x 32
     thumbnails cut from the two photographs scikit-learn ships (natural colour and texture, which
     the corruptions act on; the offline digits are grey blobs at 32 x 32).
 
     Reads just `count` files (one per class) instead of decoding the whole pack; returns the images
-    and a description of where they came from.
+    and a description of where they came from (`example_images_note` says it as a sentence, with why).
     """
-    from ..training.data import default_data_dir
-
-    folder = default_data_dir("cifar10_folder") / "test"
-    if not folder.is_absolute():
-        from ..core.paths import REPO_ROOT
-
-        folder = REPO_ROOT / folder
-    classes = sorted(p for p in folder.iterdir() if p.is_dir())[:count] if folder.is_dir() else []
-    if len(classes) == count:
+    _, classes = _example_classes(count)
+    if classes:
         pixels = [np.asarray(Image.open(sorted(c.glob("*.jpg"))[0]).convert("RGB")) for c in classes]
         images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
         return images, f"CIFAR-10 test images ({', '.join(c.name for c in classes)}; JPEG pack)"
     return photo_thumbnails(count), (
         "32x32 crops of scikit-learn's sample photographs (offline default; CIFAR-10 pack not found under data/)"
     )
+
+
+def example_images_note(count: int = 4) -> str:
+    """Which images the corruption figures show and why (Markdown; folder names escaped): a reader who
+    followed the README's set-up sees photographs, not CIFAR-10, and should know it and how to change it."""
+    import html
+
+    folder, classes = _example_classes(count)
+    if classes:
+        names = ", ".join(html.escape(c.name) for c in classes)
+        return (f"The images below are CIFAR-10 test images, the first of each of the classes {names}, read "
+                f"from the JPEG pack in `{html.escape(str(folder))}`.")
+    return (f"**The images below are not CIFAR-10.** No CIFAR-10 JPEG pack is extracted in "
+            f"`{html.escape(str(folder))}` (the README's set-up, `make book`, does not extract it), so they are "
+            f"{count} crops of the two photographs scikit-learn ships, shrunk to CIFAR's 32 $\\times$ 32. To see "
+            "CIFAR-10 test images here, extract the pack as the README's study section shows "
+            "(`mkdir -p data/cifar10-jpeg && tar xJf ../shared/data/cifar10-jpeg.tar.xz -C data/cifar10-jpeg`) and build "
+            "the book again.")
 
 
 def photo_thumbnails(count: int) -> Tensor:

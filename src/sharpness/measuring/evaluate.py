@@ -22,7 +22,7 @@ from torchmetrics.classification import MulticlassCalibrationError
 from ..core import runs
 from ..core.paths import DATA_DIR
 from ..core.cli_values import positive_int
-from ..core.progress import tqdm
+from ..core.progress import log_line, tqdm
 from ..core.provenance import code_version
 from ..training.controls import get_control
 from ..training.data import batches as data_batches
@@ -431,7 +431,10 @@ def evaluate_runs(run_dirs, **options) -> list[dict]:
             skipped.append(f"{run_dir}: {reason}")
             print(f"skipping {skipped[-1]}")
             continue
+        log_line(f"evaluating {run_dir}")
+        started = time.perf_counter()
         results.append({"run_dir": str(run_dir), **evaluate_run(run_dir, **options)})
+        log_line(f"evaluated {run_dir} in {time.perf_counter() - started:.0f} s")
     if not results:
         found = "; ".join(skipped) if skipped else "no run directories (with config.json) found"
         raise ValueError(f"nothing to evaluate in {run_dirs}: {found}")
@@ -468,6 +471,17 @@ def disagreement_by_control(results: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["dataset", "arch", "control", "seeds", "prediction_disagreement"])
 
 
+def disagreement_or_why_not(results: Sequence[dict]) -> pd.DataFrame | str:
+    """`disagreement_by_control`, or, where no control has two seeds, a sentence saying so (not an empty table)."""
+    table = disagreement_by_control(results)
+    if len(table):
+        return table
+    groups = sorted({"/".join(str(result.get("run", {}).get(key)) for key in ("dataset", "arch", "control"))
+                     for result in results})
+    return (f"No prediction disagreement: it compares seeds of one control, and each of {', '.join(groups)} has "
+            f"one evaluated seed here. Train and evaluate a second seed (seed=1) to see it.")
+
+
 # ----------------------------------------------------------------------------------------------
 # Command line: `python -m sharpness evaluate RUN_DIR_OR_RUNS_ROOT ...` (no papermill needed)
 # ----------------------------------------------------------------------------------------------
@@ -496,7 +510,6 @@ def main(args) -> int:
         raise FileNotFoundError(f"no finished run under {' '.join(args.run_dirs)}: train first (python -m sharpness train ...)")
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(summary_table(results).to_string(index=False))
-        disagreement = disagreement_by_control(results)
-        if len(disagreement):
-            print(disagreement.to_string(index=False))
+        disagreement = disagreement_or_why_not(results)
+        print(disagreement if isinstance(disagreement, str) else disagreement.to_string(index=False))
     return 0

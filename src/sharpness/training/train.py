@@ -27,7 +27,7 @@ from torch import nn
 
 from ..core.cli_values import positive_int
 from ..core import runs
-from ..core.progress import tqdm
+from ..core.progress import log_line, tqdm
 from ..core.provenance import code_version
 from .controls import CONTROLS, SAM_RHO, get_control, hyperparameters
 from .data import DATASETS, EVALUATION_BATCH_SIZE, ImageData, augmentation_for, batches, load_dataset, textbook_batches
@@ -357,7 +357,10 @@ def train(config: RunConfig, progress: bool = True, stop_after_epochs: int | Non
     data = prepare_data(config)
     trainer = _Trainer(config, data, device)
     with runs.locked(run_dir / runs.LOCK, wait=False):
-        return _train_locked(config, trainer, device, progress, stop_after_epochs, deadline)
+        summary = _train_locked(config, trainer, device, progress, stop_after_epochs, deadline)
+        if runs.is_finished(run_dir):  # a finished run leaves no lock behind; a later trainer sees summary.json
+            (run_dir / runs.LOCK).unlink(missing_ok=True)  # first and stops, so no one waits on the unlinked file
+    return summary
 
 
 def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, progress: bool,
@@ -393,6 +396,10 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
             runs.atomic_write_jsonl(run_dir / runs.METRICS, history)
             bar.update()
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_accuracy']:.3f}")
+            if progress:
+                log_line(f"{config.control} seed{config.seed}: epoch {epoch + 1}/{config.epochs}, train loss "
+                         f"{row['train_loss']:.3f}, train acc {row['train_accuracy']:.3f}, test acc "
+                         f"{row['test_accuracy']:.3f}, {row['epoch_wall_seconds']:.0f} s")
             reason = divergence(row["train_loss"], trainer.data.num_classes)
             if reason:
                 status = "diverged"

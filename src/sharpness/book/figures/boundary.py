@@ -90,11 +90,13 @@ def separation_slider_figure(result: boundary.BoundaryResult, seed: int | None =
     return figure
 
 
-def sharpness_vs_separation(result: boundary.BoundaryResult) -> go.Figure:
-    """Each measure (mean ± SEM over seeds) and the epochs needed, against separation."""
+def sharpness_vs_separation(result: boundary.BoundaryResult,
+                            heading: str = "Sharpness at the stopping point vs separation") -> go.Figure:
+    """Each measure (mean ± SEM over seeds) and the epochs needed, against separation; `heading` names the
+    stopping point (each figure of a page its own)."""
     panels = ["top_eigenvalue", "hessian_trace", "fisher_rao_exact", "epoch"]
     titles = [MEASURE_LABELS.get(p, "epochs to the stopping point") for p in panels]
-    figure = make_subplots(rows=2, cols=2, subplot_titles=titles, vertical_spacing=0.22)
+    figure = make_subplots(rows=2, cols=2, subplot_titles=titles, vertical_spacing=0.2)
     for index, panel in enumerate(panels):
         stats = result.summary(panel)
         figure.add_trace(
@@ -102,14 +104,15 @@ def sharpness_vs_separation(result: boundary.BoundaryResult) -> go.Figure:
                        showlegend=False, line=dict(color="#444")),
             index // 2 + 1, index % 2 + 1,
         )
-    figure.update_xaxes(title_text="class separation")
+    figure.update_xaxes(title_text="class separation", row=2)  # on the bottom row only: none runs into a title
     figure.update_yaxes(type="log")
     unreached = int((~result.records["reached"]).sum())
     figure.update_layout(
-        height=640,
-        title=f"Sharpness at the stopping point vs separation<br>(mean ± SEM over {len(result.config.seeds)} seeds;"
-        f" {unreached} network(s) never met the stopping rule){subtitle(settings_label(result.config))}",
-        margin=dict(t=180),
+        height=680,
+        title=dict(text=f"<b>{heading}</b><br>mean ± SEM over {len(result.config.seeds)} seeds;"
+                        f" {unreached} network(s) never met the stopping rule{subtitle(settings_label(result.config))}",
+                   font_size=13, y=0.98, yanchor="top"),
+        margin=dict(t=130),
     )
     return figure
 

@@ -73,9 +73,18 @@ class ExplorerApp:
         display(self.widget())
 
 
+# A closed page leaves its kernel (about 1 GB with torch) running: Voila culls kernels idle this long with no
+# page connected, checking every CULL_INTERVAL_S (jupyter-server's MappingKernelManager settings).
+CULL_IDLE_S, CULL_INTERVAL_S = 300, 60
+
+
 def voila_arguments(port: int = DEFAULT_PORT, open_browser: bool = True) -> list[str]:
-    """Voila's command line for the app: this machine only (127.0.0.1), one kernel per page."""
-    return [str(EXPLORER_APP), f"--port={port}", "--Voila.ip=127.0.0.1", *([] if open_browser else ["--no-browser"])]
+    """Voila's command line for the app: this machine only (127.0.0.1), one kernel per page, idle kernels of
+    closed pages culled."""
+    return [str(EXPLORER_APP), f"--port={port}", "--Voila.ip=127.0.0.1",
+            f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_S}",
+            f"--MappingKernelManager.cull_interval={CULL_INTERVAL_S}", "--MappingKernelManager.cull_connected=False",
+            *([] if open_browser else ["--no-browser"])]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

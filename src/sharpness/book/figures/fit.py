@@ -49,8 +49,8 @@ def stored_run_note(stored: list[fit.FitResult]) -> str:
 
 
 def subtitle(text: str, width: int = 95) -> str:
-    """`text` as a plotly <sub> line broken into lines that fit the book's page column."""
-    return "<br><sub>" + "<br>".join(textwrap.wrap(text, width)) + "</sub>"
+    """`text` as lines at 12 px (readable; plotly's <sub> draws about 9 px) broken to fit the book's column."""
+    return "".join(f'<br><span style="font-size:12px">{line}</span>' for line in textwrap.wrap(text, width))
 
 
 def _mean_sem(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:

@@ -171,8 +171,8 @@ def surface_dropdown(landscapes: Sequence[ControlLandscape]) -> go.Figure:
     figure.update_layout(
         title=dict(text=title(landscapes[0]), font=dict(size=13)),
         updatemenus=[dict(buttons=buttons, x=0.0, y=1.0, xanchor="left", yanchor="top")],
-        scene=dict(xaxis_title="a (direction 1)", yaxis_title="b (direction 2)", zaxis_title="loss",
-                   zaxis=dict(range=[0, top * 1.02])),
+        scene=dict(xaxis_title="a", yaxis_title="b", zaxis_title="loss",  # a, b: the two directions (caption)
+                   zaxis=dict(range=[0, top * 1.02]), camera=dict(eye=dict(x=1.7, y=1.7, z=1.2))),
         height=600, margin=dict(t=140),
     )
     return figure

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -80,13 +81,23 @@ def severity_changes(images: torch.Tensor, names: Sequence[str] = corruptions.AL
 
 
 def severity_curves(changes: pd.DataFrame, source: str) -> go.Figure:
+    """One line per corruption, each a distinct (colour, dash) pair: the standard ones solid and then dashed
+    through the ten colours, the extra ones dotted; the legend sits below the plot in rows, all of it shown."""
     figure = go.Figure()
+    palette = qualitative.D3
+    standard = extra = 0
     for name, group in changes.groupby("corruption", sort=False):
-        dash = "dot" if name in corruptions.EXTRA_CORRUPTIONS else "solid"
-        figure.add_scatter(x=group.severity, y=group.mean_abs_change, name=name, mode="lines+markers", line_dash=dash)
+        if name in corruptions.EXTRA_CORRUPTIONS:
+            colour, dash, extra = palette[(5 + extra) % len(palette)], "dot", extra + 1
+        else:
+            colour, dash, standard = palette[standard % len(palette)], ("solid", "dash")[standard // len(palette) % 2], standard + 1
+        figure.add_scatter(x=group.severity, y=group.mean_abs_change, name=name, mode="lines+markers",
+                           line=dict(color=colour, dash=dash, width=2))
     figure.update_layout(
-        title=f"How much each corruption changes the images, by severity (dotted: the 4 extra)<br><sup>{source}</sup>",
-        xaxis_title="severity", yaxis_title="mean |corrupted - clean| (0-255)", height=480,
+        title=dict(text=f"<b>How much each corruption changes the images, by severity</b><br>"
+                        f"dotted: the 4 extra corruptions<br>{source}", font_size=13),
+        xaxis_title="severity", yaxis_title="mean |corrupted - clean| (0-255)", height=720, margin=dict(t=110),
+        legend=dict(orientation="h", x=0, y=-0.15, yanchor="top"),
     )
     return figure
 

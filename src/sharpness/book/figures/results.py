@@ -13,7 +13,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ...core.untrusted import styled
-from .. import stats
+from .. import prose, stats
 
 LABELS = {
     "test_accuracy": "test accuracy",
@@ -23,7 +23,8 @@ LABELS = {
     "generalisation_gap": "generalisation gap",
     "fisher_rao_norm": "Fisher-Rao norm",
     "sam_sharpness": "SAM-sharpness",
-    "relative_flatness": "relative flatness",
+    "relative_flatness": "relative flatness (clean mean)",  # two conventions, never under one label
+    "relative_flatness_paper": "relative flatness (paper's convention)",
     "hessian_top_eigenvalue": "Hessian top eigenvalue",
     "hessian_trace": "Hessian trace",
 }
@@ -157,7 +158,8 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
                 marker=dict(symbol="x", size=9, color="grey"), hovertemplate="rho %{x}: did not reach a minimum<extra></extra>",
                 row=row, col=1,
             )
-        printed = paper[(paper["metric"] == metric) & paper["rho"].notna()] if paper is not None else paper
+        printed = (paper[(paper["metric"] == stats.paper_counterpart(metric)) & paper["rho"].notna()]
+                   if paper is not None else paper)  # only a figure computed as ours is set beside it
         if printed is not None and len(printed):
             figure.add_scatter(
                 x=printed["rho"], y=printed["mean"], error_y=dict(array=printed["sem"]), mode="markers",
@@ -170,30 +172,39 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
     figure.update_xaxes(title_text="rho", row=len(metrics))
     figure.update_annotations(font_size=12)
     if len(stuck):
-        title += "<br><sup>grey crosses: runs that did not reach a minimum, left out of the line</sup>"
-    # The right margin holds the row titles (metric names), written sideways beside the paper's panels.
-    figure.update_layout(title=title, height=190 * len(metrics) + 150, margin=dict(t=130, r=70))
+        title += "<br>grey crosses: runs that did not reach a minimum, left out of the line"
+    # The right margin holds the row titles (metric names), written sideways beside the paper's panels;
+    # the title at 13 px in short lines fits a 700 px column.
+    figure.update_layout(title=dict(text=title, font_size=13), height=190 * len(metrics) + 160,
+                         margin=dict(t=140, r=70))
     return figure
 
 
 def controls_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, metrics, title: str) -> go.Figure:
     """Per metric, the controls' means +/- SEM, ours and the paper's in two columns of panels (their
-    scales differ, so each has its own axis). `ours`/`paper`: long tables with control, metric, mean, sem."""
+    scales differ, so each has its own axis). `ours`/`paper`: long tables with control, metric, mean, sem.
+    Each panel is titled above it (metric and whose), so nothing hangs off the side of a narrow page."""
     metrics = list(metrics)
     figure = make_subplots(
-        rows=len(metrics), cols=2, column_titles=["ours", "paper"], row_titles=[label(m) for m in metrics],
-        vertical_spacing=0.04, horizontal_spacing=0.08,
+        rows=len(metrics), cols=2, vertical_spacing=0.3 / max(1, len(metrics)), horizontal_spacing=0.1,
+        subplot_titles=[f"{label(m)}: {who}" for m in metrics for who in ("ours", "the paper's")],
     )
     order = {control: position for position, control in enumerate(CONTROL_COLOURS)}  # the paper's order
     for row, metric in enumerate(metrics, start=1):
         for col, table in enumerate((ours, paper), start=1):
             rows = table[table["metric"] == metric].sort_values("control", key=lambda c: c.map(order))
             figure.add_bar(
-                x=rows["control"], y=rows["mean"], error_y=dict(array=rows["sem"].fillna(0)),
-                marker_color=[CONTROL_COLOURS.get(c, "grey") for c in rows["control"]], showlegend=False,
-                row=row, col=col,
+                x=[prose.CONTROL_SHORT.get(c, c) for c in rows["control"]], y=rows["mean"],
+                error_y=dict(array=rows["sem"].fillna(0)), showlegend=False, row=row, col=col,
+                marker_color=[CONTROL_COLOURS.get(c, "grey") for c in rows["control"]],
+                customdata=np.stack([rows["control"], rows["sem"].fillna(0)], axis=-1) if len(rows) else None,
+                hovertemplate="%{customdata[0]}: %{y:.4g} ± %{customdata[1]:.2g}<extra></extra>",
             )
-    figure.update_layout(title=title, height=200 * len(metrics) + 120)
+    figure.update_annotations(font_size=12)
+    figure.update_xaxes(tickangle=0, automargin=True)
+    figure.update_yaxes(automargin=True)
+    figure.update_layout(title=dict(text=title, font_size=13), height=210 * len(metrics) + 140,
+                         margin=dict(t=120, l=60, r=20))
     return figure
 
 
@@ -213,6 +224,31 @@ def training_curves(history: pd.DataFrame, metric: str, title: str) -> go.Figure
     return figure
 
 
+def training_bands(history: pd.DataFrame, title: str, metrics=("train_loss", "train_accuracy")) -> go.Figure:
+    """Per control, the median over seeds of each metric per epoch (a line) and the seeds' range (a band
+    in the control's colour): whether the controls reach a training minimum reads off six lines, not 30."""
+    _check_columns(history, ["control", "seed", "epoch", *metrics])
+    figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=[label(m) for m in metrics],
+                           horizontal_spacing=0.12)
+    controls = [c for c in CONTROL_COLOURS if c in set(history["control"])]
+    for col, metric in enumerate(metrics, start=1):
+        for control in controls:
+            per_epoch = history[history["control"] == control].groupby("epoch")[metric]
+            low, middle, high = per_epoch.min(), per_epoch.median(), per_epoch.max()
+            colour = CONTROL_COLOURS[control]
+            fill = "rgba({}, {}, {}, 0.2)".format(*(int(colour[i:i + 2], 16) for i in (1, 3, 5)))
+            figure.add_scatter(x=[*high.index, *low.index[::-1]], y=[*high, *low[::-1]], fill="toself",
+                               fillcolor=fill, line=dict(width=0), hoverinfo="skip", showlegend=False,
+                               legendgroup=control, row=1, col=col)
+            figure.add_scatter(x=middle.index, y=middle, mode="lines", name=control, legendgroup=control,
+                               line=dict(color=colour, width=2), showlegend=col == 1, row=1, col=col,
+                               hovertemplate=f"{control}, epoch %{{x}}: median %{{y:.3g}}<extra></extra>")
+    figure.update_xaxes(title_text="epoch")
+    figure.update_layout(title=dict(text=title, font_size=13), height=460, margin=dict(t=120),
+                         legend=dict(orientation="h", x=0, y=-0.22))
+    return figure
+
+
 def pvalue_table(pvalues: pd.DataFrame, caption: str):
     """A table of p-values (`stats.wilcoxon_pvalues`) as a pandas Styler: 3 significant figures, a
     dash where no test was possible, greener for smaller p (fully green at p = 0, none from p = 0.5)."""
@@ -226,8 +262,8 @@ def study_beside_paper(study, summary: pd.DataFrame, paper: pd.DataFrame) -> go.
     (dataset, arch), (paper_dataset, paper_arch) = shown["setting"], shown["paper_setting"]
     return controls_beside_paper(
         shown["ours"], shown["paper"], shown["metrics"],
-        title=f"Per control, mean ± SEM. Left: ours ({arch}, {dataset}; {study.label})"
-              f"<br>Right: the paper's ({paper_arch}, {paper_dataset}; arXiv 2510.12451)",
+        title=f"<b>Per control, mean ± SEM, each on its own axis</b><br>ours: {arch}, {dataset}, {study.label}"
+              f"<br>the paper's: {paper_arch}, {paper_dataset} (arXiv 2510.12451)",
     )
 
 

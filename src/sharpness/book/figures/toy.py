@@ -132,10 +132,14 @@ def function_traces(
     title = function.label
     if stats is not None:
         title += (  # a second, smaller line: long enough to be cut on a narrow page otherwise
-            f"<br><sub>at the minimum {tuple(round(c, 3) for c in minima[0])}: λmax = {stats.max_eigenvalue:.4g},"
-            f" trace = {stats.trace:.4g}, det = {stats.determinant:.4g}, κ = {stats.condition_number:.4g}</sub>"
+            f'<br><span style="font-size:12px">at the minimum {tuple(round(c, 3) for c in minima[0])}: '
+            f"λmax = {stats.max_eigenvalue:.4g}, trace = {stats.trace:.4g}, det = {stats.determinant:.4g}, "
+            f"κ = {stats.condition_number:.4g}</span>"
         )
     return FunctionView(traces, log_colour, title)
+
+
+SCENE_VIEW = dict(camera=dict(eye=dict(x=1.7, y=1.7, z=1.2)), aspectmode="cube")
 
 
 def _two_panel_figure() -> go.Figure:
@@ -147,7 +151,9 @@ def _two_panel_figure() -> go.Figure:
     figure.update_layout(height=600, margin=dict(l=10, r=10, t=130, b=70), showlegend=False)
     figure.update_xaxes(title_text="x", row=1, col=2)
     figure.update_yaxes(title_text="y", scaleanchor="x", row=1, col=2)
-    figure.update_scenes(xaxis_title="x", yaxis_title="y", zaxis_title="f(x, y)")
+    # The camera stands back from plotly's default (1.25, 1.25, 1.25): the whole box, its tick labels and axis
+    # titles stay inside a 300 px wide panel.
+    figure.update_scenes(xaxis_title="x", yaxis_title="y", zaxis_title="f(x, y)", **SCENE_VIEW)
     return figure
 
 
