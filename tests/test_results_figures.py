@@ -70,6 +70,21 @@ def test_training_curves_draw_one_line_per_run():
     figure = figures.training_curves(history, "test_accuracy", title="t")
     assert [list(t.y) for t in figure.data] == [[0.1, 0.2], [0.3, 0.4]]
     assert [t.showlegend for t in figure.data] == [True, False]
+    # a run away from a minimum is dotted, and the title counts it
+    checked = pd.DataFrame({"control": ["aug", "aug"], "seed": [0, 1], "at_minimum": [True, False]})
+    figure = figures.training_curves(history, "test_accuracy", title="t", checked=checked)
+    assert [t.line.dash for t in figure.data] == ["solid", "dot"] and "(1 of 2)" in figure.layout.title.text
+
+
+def test_sharpness_scatter_draws_runs_away_from_a_minimum_as_open_circles():
+    runs = control_runs()
+    figure = figures.sharpness_vs_evaluation(runs, ["fisher_rao_norm"], ["test_accuracy"], title="t",
+                                             away={("aug", 1)})
+    (aug,) = [t for t in figure.data if t.legendgroup == "aug" and t.mode == "markers" and len(t.x) == 3]
+    assert list(aug.marker.symbol) == ["circle", "circle-open", "circle"]
+    assert aug.text[1] == "aug, seed 1 (no minimum)"
+
+
 
 
 def test_rho_sweep_puts_the_papers_figures_on_their_own_axes():
