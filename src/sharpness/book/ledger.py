@@ -536,8 +536,9 @@ def landscape_row(grids: list[CommittedGrid], results_dir: Path = RESULTS_DIR) -
     if grid is not None and grid.settings.get("command"):
         command = f"`{grid.settings['command']}`"
     if grid is None:
-        return Row(item, NOT_SHOWN, ran, "no committed grid holds the runs they were drawn around, so whether "
-                   "those reached a minimum is unknown", theirs, command, "study/landscapes")
+        return Row(item, NOT_RUN, ran, "no committed grid holds the runs they were drawn around (an earlier "
+                   "protocol's?), so whether those reached a minimum cannot be read: none of the committed grid's "
+                   "runs has a stored surface", theirs, command, "study/landscapes")
     checked = grid.minimum_check()
     drawn = {(s.control, s.seed) for s in surfaces}
     around = checked[[(c, s) in drawn for c, s in zip(checked["control"], checked["seed"])]]
