@@ -16,26 +16,45 @@ from sharpness.training.controls import CONTROLS
 
 SHARPER = {"baseline": 1.0, "baseline_sam": 2.0, "aug": 4.0, "aug_sam": 8.0, "wd": 3.0, "wd_sam": 5.0}
 ACCURACY = {"baseline": 0.70, "baseline_sam": 0.75, "aug": 0.85, "aug_sam": 0.88, "wd": 0.72, "wd_sam": 0.78}
+NOISE = (0.0, 0.004, -0.003, 0.002, -0.001, 0.003, -0.002, 0.001, -0.004, 0.0)  # seed-to-seed, per seed
 
 
-def write_grid(path, dataset, arch, seeds, epochs, tier, claims_hold=True, extra_settings=None):
-    """A grid summary in `store.save_grid`'s format: six controls, regularised controls sharper and
-    more accurate than the baseline (or, with `claims_hold=False`, flatter and less accurate)."""
+def converged(epochs):
+    """Training losses flat over the last epochs (at a minimum), one per epoch: a history holds every epoch."""
+    return [2.0, 1.0, 0.5, 0.2] + [0.1] * (epochs - 4)
+
+
+def still_falling(epochs):
+    """Training losses that fall by half over the last five epochs, one per epoch."""
+    return [2.0 * 0.87 ** epoch for epoch in range(epochs)]
+
+
+def write_grid(path, dataset, arch, seeds, epochs, tier, claims_hold=True, extra_settings=None,
+               train_accuracy=1.0, losses=converged):
+    """A grid summary in `store.save_grid`'s format, with its per-epoch history beside it: six controls,
+    regularised controls sharper and more accurate than the baseline (or, with `claims_hold=False`, flatter
+    and less accurate), every run ending at `train_accuracy` after the training losses `losses`."""
     sign = 1 if claims_hold else -1
     runs = [{"dataset": dataset, "arch": arch, "control": control, "seed": seed, "epochs": epochs, "status": "finished",
-             "rho": 0.05 if control.endswith("sam") else None,
-             "test_accuracy": 0.7 + sign * (ACCURACY[control] - 0.7) + 0.001 * seed,
-             "relative_flatness": SHARPER[control] ** sign * (1 + 0.01 * seed)}
+             "rho": 0.05 if control.endswith("sam") else None, "train_accuracy": train_accuracy,
+             "test_accuracy": 0.7 + sign * (ACCURACY[control] - 0.7) + NOISE[seed] * (1 + (control == "baseline")),
+             "relative_flatness": SHARPER[control] ** sign * (1 + NOISE[seed] * (2 if control == "baseline" else 1))}
             for control in CONTROLS for seed in seeds]
     settings = {"tier": tier, "epochs": epochs, "seeds": list(seeds), **(extra_settings or {})}
     provenance = {"machine": "box (2 CPUs, no GPU)", "commit": "0" * 40, "data": dataset, "date": "2026-01-02T00:00:00+00:00",
                   "settings": settings}
     path.write_text(json.dumps({"provenance": provenance, "runs": runs}), encoding="utf-8")
+    history = pd.DataFrame([{**{k: run[k] for k in ("dataset", "arch", "control", "seed", "rho")}, "epoch": epoch + 1,
+                             "train_loss": loss} for run in runs for epoch, loss in enumerate(losses(epochs))])
+    history.to_csv(store.history_path(path), index=False)
     return path
 
 
 def rows_by_item(rows):
     return {row.item: row for row in rows}
+
+
+SHARPEST = "The sharpest model: augmentation + SAM against augmentation alone (sharper and better)"
 
 
 def central(rows):
@@ -66,8 +85,9 @@ def test_cpu_study_with_a_small_network_is_a_reduced_real_scale_and_says_what_ra
     assert claim.status == ledger.REDUCED_SCALE
     for fact in ("small_cnn on CIFAR-10", "10,000 training images", "6 controls x 3 seeds", "12 epochs", "CPU run"):
         assert fact in claim.ran
-    # 5 controls x 2 metrics (accuracy, relative flatness), all in the claimed direction
-    assert claim.ours.startswith("10 of 10 comparisons")
+    # 5 controls, each sharper (relative flatness) and more accurate, every run at a minimum
+    assert claim.ours.startswith("18 of 18 runs reached a minimum")
+    assert "sharper: 5 of 5 (" in claim.ours and "more accurate: 5 of 5 (" in claim.ours
     # a small CNN is none of the paper's tables
     assert table_row(rows, "ResNet-18", "CIFAR-10").status == ledger.NOT_RUN
 
@@ -85,42 +105,84 @@ def test_gpu_grid_at_the_papers_scale_fills_its_table_row(tmp_path):
     assert table_row(ledger.ledger(results_dir=tmp_path), "ResNet-18", "CIFAR-10").status == ledger.REDUCED_SCALE
 
 
-def test_a_grid_against_the_claims_is_contradicted(tmp_path):
-    write_grid(tmp_path / "cifar10_folder_resnet18.json", "cifar10_folder", "resnet18", seeds=(0, 1), epochs=20,
-               tier="cpu", claims_hold=False)
-    rows = ledger.ledger(results_dir=tmp_path)
-    assert table_row(rows, "ResNet-18", "CIFAR-10").status == ledger.CONTRADICTED
-    assert central(rows).ours.startswith("0 of 10 comparisons")
+def test_a_grid_that_contradicts_the_paper_changes_the_statuses_and_the_sentences(tmp_path):
+    """The same grid file name, three contents: the paper's way, against it, and away from a minimum."""
+    path = tmp_path / "cifar10_folder_cnn_mlp_cpu.json"
+    write_grid(path, "cifar10_folder", "cnn_mlp", seeds=range(5), epochs=30, tier="cpu")
+    agreeing = rows_by_item(ledger.ledger(results_dir=tmp_path))
+    assert central(agreeing.values()).status == ledger.REDUCED_SCALE
+    assert agreeing[SHARPEST].status == ledger.REDUCED_SCALE
+
+    # controls flatter and less accurate than the baseline
+    write_grid(path, "cifar10_folder", "cnn_mlp", seeds=range(5), epochs=30, tier="cpu", claims_hold=False)
+    against = rows_by_item(ledger.ledger(results_dir=tmp_path))
+    claim = central(against.values())
+    assert claim.status == ledger.CONTRADICTED
+    assert "sharper: 0 of 5 (none), against for " in claim.ours and "more accurate: 0 of 5 (none), against" in claim.ours
+    assert against[SHARPEST].status == ledger.CONTRADICTED  # aug_sam flatter and less accurate than aug
+    assert claim.ours != agreeing[central(agreeing.values()).item].ours
+
+    # the paper's way, but no run at a minimum: not reproduced, with the reasons
+    write_grid(path, "cifar10_folder", "cnn_mlp", seeds=range(5), epochs=30, tier="cpu", train_accuracy=0.76,
+               losses=still_falling)
+    away = rows_by_item(ledger.ledger(results_dir=tmp_path))
+    claim = central(away.values())
+    assert claim.status == ledger.NOT_REPRODUCED
+    assert claim.ours.startswith("0 of 30 runs reached a minimum, too few to test: baseline: 5 of 5 runs not at a "
+                                 "minimum (accuracy 76.0% on the measured images (< 95%))")
+    assert away[SHARPEST].status == ledger.NOT_REPRODUCED
 
 
-def test_claim_tally_by_hand():
-    runs = pd.DataFrame([
-        {"dataset": "d", "arch": "a", "control": c, "seed": 0, "rho": np.nan, "status": "finished", "test_accuracy": acc}
-        for c, acc in (("baseline", 0.5), ("aug", 0.6), ("wd", 0.4))
-    ])
-    assert ledger.claim_tally(runs) == (1, 2)  # aug beats the baseline, wd does not
+def test_a_partial_grid_with_two_seeds_has_not_enough_seeds(tmp_path):
+    write_grid(tmp_path / "cifar10_folder_cnn_mlp_cpu.json", "cifar10_folder", "cnn_mlp", seeds=(0, 1), epochs=30, tier="cpu")
+    rows = rows_by_item(ledger.ledger(results_dir=tmp_path))
+    assert central(rows.values()).status == ledger.TOO_FEW_SEEDS
+    assert "at most 2 paired seeds per comparison, the tests need 3" in central(rows.values()).ours
+    assert rows[SHARPEST].status == ledger.TOO_FEW_SEEDS
+    write_grid(tmp_path / "cifar10_folder_cnn_mlp_cpu.json", "cifar10_folder", "cnn_mlp", seeds=(0,), epochs=30, tier="cpu")
+    assert central(ledger.ledger(results_dir=tmp_path)).status == ledger.TOO_FEW_SEEDS
 
 
-def test_rho_sweep_file_fills_the_rho_row(tmp_path):
-    runs = [{"dataset": "cifar10_folder", "arch": "resnet18", "control": "baseline_sam", "seed": 0, "epochs": 30,
-             "status": "finished", "rho": rho, "test_accuracy": accuracy}
-            for rho, accuracy in ((0.5, 0.1), (0.05, 0.8), (0.005, 0.78))]
-    (tmp_path / "cifar10_folder_resnet18_rho.json").write_text(
-        json.dumps({"provenance": {"machine": "m", "date": "2026", "settings": {"tier": "gpu"}}, "runs": runs}))
-    row = rows_by_item(ledger.ledger(results_dir=tmp_path))["SAM radius sweep: rho in {0.5, 0.25, 0.05, 0.025, 0.005, 0.0025}"]
-    assert row.status == ledger.REDUCED_SCALE
-    assert row.ours == "radii 0.5, 0.05, 0.005"
+def test_every_status_is_explained_on_the_page():
+    for status in ledger.STATUSES:
+        assert status in ledger.STATUS_COLOURS
+    for word in ("not reproduced", "not enough seeds", "contradicted", "partly reproduced", "not shown at this n"):
+        assert f"*{word}*" in ledger.STATUS_RULE.lower()
+    rules = ledger.status_rules()
+    assert ledger.STATUS_RULE in rules and "10% of the target loss" in rules and "51 x 51" in rules
 
-    # With the per-epoch history beside it: the run at rho 0.5 ends at 11% training accuracy, so it is named.
-    history = pd.DataFrame([{"dataset": "cifar10_folder", "arch": "resnet18", "control": "baseline_sam", "seed": 0,
-                             "rho": rho, "epoch": epoch, "train_loss": 1.0, "train_accuracy": first if epoch < 30 else last}
-                            for rho, (first, last) in ((0.5, (0.10, 0.11)), (0.05, (0.4, 0.99)), (0.005, (0.4, 0.98)))
-                            for epoch in range(1, 31)])  # every epoch: a history missing epochs is refused
-    history.to_csv(store.history_path(tmp_path / "cifar10_folder_resnet18_rho.json"), index=False)
-    row = rows_by_item(ledger.ledger(results_dir=tmp_path))["SAM radius sweep: rho in {0.5, 0.25, 0.05, 0.025, 0.005, 0.0025}"]
-    # the trend leaves rho 0.5 out: 0.78 -> 0.80 from 0.005 to 0.05 is the paper's way
-    assert row.ours == ("radii 0.5, 0.05, 0.005; rho 0.005 → 0.05: 1 of 1 metrics move the paper's way; "
-                        "no minimum (train accuracy < 95%) in some or all runs at rho 0.5")
+
+RHO_ITEM = "SAM radius sweep: rho in {0.5, 0.25, 0.05, 0.025, 0.005, 0.0025}"
+
+
+def write_rho_sweep(path, accuracy_at_025, train_accuracy_at_025=0.99, seeds=range(3)):
+    """A rho sweep (0.5, 0.25, 0.05) with its history: rho 0.5 collapses (train accuracy 0.11); rho 0.25 is
+    sharper than 0.05 and has test accuracy `accuracy_at_025` (0.05 has 0.80)."""
+    runs = [{"dataset": "cifar10_folder", "arch": "resnet18", "control": "baseline_sam", "seed": seed, "epochs": 30,
+             "status": "finished", "rho": rho, "train_accuracy": train, "test_accuracy": test + NOISE[seed],
+             "relative_flatness": flatness * (1 + NOISE[seed])}
+            for rho, train, test, flatness in ((0.5, 0.11, 0.10, 1.0), (0.25, train_accuracy_at_025, accuracy_at_025, 9.0),
+                                               (0.05, 0.99, 0.80, 3.0))
+            for seed in seeds]
+    path.write_text(json.dumps({"provenance": {"machine": "m", "date": "2026", "settings": {"tier": "gpu"}}, "runs": runs}))
+    history = pd.DataFrame([{**{k: run[k] for k in ("dataset", "arch", "control", "seed", "rho")}, "epoch": epoch + 1,
+                             "train_loss": loss} for run in runs for epoch, loss in enumerate(converged(30))])
+    history.to_csv(store.history_path(path), index=False)
+
+
+def test_rho_row_names_the_radii_at_a_minimum_and_tests_the_papers_pair(tmp_path):
+    path = tmp_path / "cifar10_folder_resnet18_rho.json"
+    write_rho_sweep(path, accuracy_at_025=0.85)
+    row = rows_by_item(ledger.ledger(results_dir=tmp_path))[RHO_ITEM]
+    assert row.status == ledger.REDUCED_SCALE  # sharper and more accurate at 0.25; no ECE or corruptions measured
+    assert row.ours.startswith("runs at a minimum per radius: rho 0.5: 0 of 3, rho 0.25: 3 of 3, rho 0.05: 3 of 3; "
+                               "rho 0.25 against rho 0.05 (the paper's printed pair): 6 of 6 runs reached a minimum")
+    assert "3 radii, seeds each 3" in row.ran and "inference" in row.paper
+    write_rho_sweep(path, accuracy_at_025=0.75)  # less accurate at the larger radius
+    assert rows_by_item(ledger.ledger(results_dir=tmp_path))[RHO_ITEM].status == ledger.CONTRADICTED
+    write_rho_sweep(path, accuracy_at_025=0.85, train_accuracy_at_025=0.6)  # rho 0.25 reaches no minimum
+    row = rows_by_item(ledger.ledger(results_dir=tmp_path))[RHO_ITEM]
+    assert row.status == ledger.NOT_REPRODUCED and "rho 0.25: 3 of 3 runs not at a minimum (accuracy 60.0% on the measured images" in row.ours
 
 
 def test_toy_hessian_row_checks_the_papers_tables(tmp_path):
@@ -195,28 +257,42 @@ def test_bayes_accuracy_of_two_gaussians_by_monte_carlo():
     assert bayes_accuracy(0.5) == pytest.approx(0.5987, abs=1e-4)  # Phi(0.25), from a normal table
 
 
-def test_units_and_wilcoxon_notes_read_the_data():
+def test_units_note_and_runs_scale_read_the_data():
     note = prose.units_note()
     assert "percentage points" in note and "divides them by 100" in note
     runs = pd.DataFrame([{"dataset": "d", "arch": "a", "control": c, "seed": s, "rho": np.nan, "status": "finished",
                           "test_accuracy": 0.5 + 0.1 * (c == "aug") + 0.01 * s}
                          for c in ("baseline", "aug") for s in (0, 1)])
-    assert "n = 2 seeds" in prose.wilcoxon_note(runs) and "= 0.25" in prose.wilcoxon_note(runs)
     assert prose.runs_scale(runs.assign(epochs=3)) == "d, a: 2 controls x 2 seeds (0, 1), 3 epochs"
 
 
+F1_ITEM = "Appendix F.1: sharpness of the augmentation controls on clean instead of augmented data"
+
+
 def test_appendix_f1_row_reports_the_clean_data_check(tmp_path):
-    path = write_grid(tmp_path / "cifar10_folder_cnn_mlp_cpu.json", "cifar10_folder", "cnn_mlp", seeds=(0, 1), epochs=30,
+    for name in ("paper_results.csv", "toy_hessians.csv"):
+        shutil.copy(REFERENCE_DIR / name, tmp_path / name)
+    path = write_grid(tmp_path / "cifar10_folder_cnn_mlp_cpu.json", "cifar10_folder", "cnn_mlp", seeds=(0, 1, 2), epochs=30,
                       tier="cpu", extra_settings={"train_images": 10000, "command": "python -m sharpness cpu-study"})
-    assert rows_by_item(ledger.ledger(results_dir=tmp_path))[
-        "Appendix F.1: sharpness of the augmentation controls on clean instead of augmented data"].status == ledger.NOT_RUN
+    row = rows_by_item(ledger.ledger(results_dir=tmp_path, reference_dir=tmp_path))[F1_ITEM]
+    assert row.status == ledger.NOT_RUN and "not transcribed" in row.paper
+    shutil.copy(REFERENCE_DIR / "appendix_f1.csv", tmp_path / "appendix_f1.csv")
     document = json.loads(path.read_text())
     for run in document["runs"]:  # on clean data aug stays sharper than the baseline (4 > 1), aug_sam does not (0.5)
         if run["control"].startswith("aug"):
             run["clean.relative_flatness"] = 0.5 if run["control"] == "aug_sam" else run["relative_flatness"]
     path.write_text(json.dumps(document))
-    row = rows_by_item(ledger.ledger(results_dir=tmp_path))[
-        "Appendix F.1: sharpness of the augmentation controls on clean instead of augmented data"]
-    assert row.status == ledger.REDUCED_SCALE and row.command == "`python -m sharpness cpu-study`"
-    assert row.ours == ("The verdict 'sharper than the baseline' is the same on clean and augmented data in 1 of 2 cases; "
-                        "it flips in 1 (aug_sam, relative_flatness: sharper on augmented data only).")
+    row = rows_by_item(ledger.ledger(results_dir=tmp_path, reference_dir=tmp_path))[F1_ITEM]
+    assert row.status == ledger.PARTLY and row.command == "`python -m sharpness cpu-study`"
+    assert row.ours == ("runs at a minimum: The verdict 'sharper than the baseline' is the same on clean and augmented "
+                        "data in 1 of 2 cases; it flips in 1 (aug_sam, relative_flatness: sharper on augmented data only).")
+    # the paper's figures, read from results/reference/appendix_f1.csv
+    assert row.paper == ("the paper's Appendix F.1: aug Fisher-Rao norm (resnet18, cifar10): 3.94 ± 0.21 on augmented "
+                         "vs 3.96 ± 0.29 on clean data")
+
+
+def test_appendix_f1_reference_with_a_bad_label_names_the_file(tmp_path):
+    (tmp_path / "appendix_f1.csv").write_text("arch,dataset,control,metric,measured_on,mean,sem\n"
+                                              "resnet18,cifar10,aug,fisher_rao_norm,blurred,1,0.1\n")
+    with pytest.raises(ValueError, match="appendix_f1.csv.*blurred"):
+        store.appendix_f1_paper(tmp_path)

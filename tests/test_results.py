@@ -173,20 +173,32 @@ def test_grid_summary_round_trip_keeps_runs_and_provenance(runs, tmp_path):
         store.load_grid(tmp_path / "bad.json")
 
 
-def test_differences_from_paper_names_metrics_whose_majorities_differ():
+def test_differences_from_paper_names_claims_whose_majorities_differ():
+    from sharpness.book import claims
+
     controls = ["baseline", "baseline_sam", "aug", "aug_sam", "wd", "wd_sam"]
-
-    def frame(values_by_metric, dataset, arch):
-        return pd.DataFrame([{"dataset": dataset, "arch": arch, "control": c, "rho": 0.05 if c.endswith("sam") else np.nan,
-                              "metric": metric, "mean": values[i], "sem": np.nan, "n": 3}
-                             for metric, values in values_by_metric.items() for i, c in enumerate(controls)])
-
-    # ours: accuracy up for all 5 controls (holds); ECE up for 4 of 5 (only 1 of 5 lower: does not hold)
-    ours = frame({"test_accuracy": [0.5, 0.6, 0.6, 0.6, 0.6, 0.6], "test_ece": [0.1, 0.2, 0.2, 0.2, 0.2, 0.05]},
-                 "cifar10_folder", "cnn_mlp")
-    # the paper's: both hold for every control
-    paper = frame({"test_accuracy": [0.5, 0.6, 0.6, 0.6, 0.6, 0.6], "test_ece": [0.3, 0.2, 0.2, 0.2, 0.2, 0.2]},
-                  "cifar10", "resnet18")
-    assert prose.differences_from_paper(ours, paper) == (
-        "Most of our controls move in the paper's claimed direction for 1 of 2 metrics (test_accuracy). "
-        "Ours and the paper's differ on: test_ece (1 of 5 ours, 5 of 5 the paper's).")
+    noise = [0.0, 0.002, -0.001, 0.001, -0.002]
+    # ours, five seeds each at a minimum: every control more accurate; ECE higher for four, lower only for wd_sam
+    accuracy = {"baseline": 0.5, **{c: 0.6 for c in controls[1:]}}
+    ece = {"baseline": 0.1, **{c: 0.2 for c in controls[1:5]}, "wd_sam": 0.05}
+    runs = pd.DataFrame([{"dataset": "cifar10_folder", "arch": "cnn_mlp", "control": c, "seed": s, "status": "finished",
+                          "rho": 0.05 if c.endswith("sam") else np.nan, "train_accuracy": 1.0,
+                          "test_accuracy": accuracy[c] + e * (1 + (c == "baseline")), "test_ece": ece[c] + e}
+                         for c in controls for s, e in enumerate(noise)])
+    history = pd.DataFrame([{**row, "epoch": epoch, "train_loss": 0.1} for row in
+                            runs[["dataset", "arch", "control", "seed", "rho"]].to_dict("records") for epoch in range(1, 8)])
+    tally = claims.tally(runs, history)
+    # the paper's means: both claims hold for every control
+    paper = pd.DataFrame([{"dataset": "cifar10", "arch": "resnet18", "control": c, "rho": 0.05 if c.endswith("sam") else np.nan,
+                           "metric": metric, "mean": value, "sem": np.nan}
+                          for c in controls for metric, value in
+                          (("test_accuracy", accuracy[c]), ("test_ece", 0.3 if c == "baseline" else 0.2))])
+    assert prose.differences_from_paper(tally, paper) == (
+        "On our runs at a minimum, 1 of 2 tested claims hold for a majority of the controls (more accurate). "
+        "Ours and the paper's differ on: better calibrated (ours: 1 of 5 controls; the paper's means: 5 of 5).")
+    table = tables.claims_beside_paper(tally, paper)
+    assert table.loc["better calibrated"].tolist() == ["1 of 5 (wd+S)", "1 of 5 (wd+S)", "5 of 5 (base+S, aug, aug+S, wd, wd+S)"]
+    # no run at a minimum: nothing to compare
+    away = claims.tally(runs.assign(train_accuracy=0.5), history)
+    assert prose.differences_from_paper(away, paper).startswith("No claim could be tested on our runs at a minimum "
+                                                                  "(0 of 30 runs reached one)")

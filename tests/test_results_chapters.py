@@ -73,41 +73,38 @@ def test_rho_note_lists_the_finished_sam_radii_and_seeds():
     assert "open diamonds" in prose.rho_note(fake_study(runs, offline=True))
 
 
-def _sweep_history(final_by_run):
-    """Three epochs per run: (rho, seed) -> final (train loss, train accuracy); epoch 1 at loss 2.3, accuracy 0.1."""
-    rows = []
-    for (rho, seed), (loss, accuracy) in final_by_run.items():
-        for epoch, (l, a) in ((1, (2.3, 0.1)), (2, ((2.3 + loss) / 2, (0.1 + accuracy) / 2)), (3, (loss, accuracy))):
-            rows.append({"dataset": "d", "arch": "a", "control": "baseline_sam", "rho": rho, "seed": seed,
-                         "epoch": epoch, "train_loss": l, "train_accuracy": a})
-    return pd.DataFrame(rows).sample(frac=1, random_state=0)  # epochs out of order: the check sorts them
+def _sweep(final_by_run):
+    """(runs, history) of a rho sweep: (rho, seed) -> (final train accuracy, test accuracy, Fisher-Rao norm,
+    losses); the history holds the losses per epoch, shuffled (the check sorts them)."""
+    runs, history = [], []
+    for (rho, seed), (train, test, fisher_rao, losses) in final_by_run.items():
+        key = {"dataset": "d", "arch": "a", "control": "baseline_sam", "rho": rho, "seed": seed}
+        runs.append({**key, "status": "finished", "train_accuracy": train, "test_accuracy": test, "fisher_rao_norm": fisher_rao})
+        history += [{**key, "epoch": epoch + 1, "train_loss": loss} for epoch, loss in enumerate(losses)]
+    return pd.DataFrame(runs), pd.DataFrame(history).sample(frac=1, random_state=0)
 
 
-def test_minimum_check_uses_the_final_training_accuracy():
-    history = _sweep_history({(0.05, 0): (0.02, 0.999), (0.5, 0): (2.29, 0.11), (0.5, 1): (0.4, 0.949),
-                              (0.5, 2): (0.3, 0.95)})
-    check = stats.minimum_check(history).set_index(["rho", "seed"])
-    assert check["at_minimum"].to_dict() == {(0.05, 0): True, (0.5, 0): False, (0.5, 1): False, (0.5, 2): True}
-    assert check.loc[(0.5, 0), "last_train_loss"] == 2.29 and check.loc[(0.5, 0), "first_train_loss"] == 2.3
-    assert check.loc[(0.5, 0), "epochs"] == 3
+FLAT = [2.3, 1.0, 0.5, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+COLLAPSED = [2.3] * 10
 
 
-def test_rho_findings_leave_out_runs_away_from_a_minimum_and_name_the_trends():
-    history = _sweep_history({(r, s): (0.05, 0.99) for r in (0.005, 0.05) for s in (0, 1)}
-                             | {(0.5, 0): (2.30, 0.11), (0.5, 1): (1.07, 0.61)})
-    runs = pd.DataFrame({"dataset": "d", "arch": "a", "control": "baseline_sam",
-                         "rho": [0.005, 0.005, 0.05, 0.05, 0.5, 0.5], "seed": [0, 1, 0, 1, 0, 1],
-                         "test_accuracy": [0.60, 0.62, 0.64, 0.66, 0.10, 0.11],
-                         "fisher_rao_norm": [2.0, 2.0, 1.0, 1.0, 0.2, 0.2]})
-    text = prose.rho_findings(runs, stats.minimum_check(history), ["test_accuracy", "fisher_rao_norm"])
+def test_rho_findings_leave_out_runs_away_from_a_minimum_and_test_the_end_radii():
+    from sharpness.training import minimum
+
+    noise = (0.0, 0.002, -0.001)
+    runs, history = _sweep(
+        {(0.005, s): (0.99, 0.60 + e, 2.0 * (1 + e), FLAT) for s, e in enumerate(noise)}
+        | {(0.05, s): (0.99, 0.66 + 2 * e, 1.0 * (1 - e), FLAT) for s, e in enumerate(noise)}
+        | {(0.5, 0): (0.11, 0.10, 0.2, COLLAPSED), (0.5, 1): (0.61, 0.50, 0.2, FLAT)})
+    checked = minimum.check(runs, history)
+    text = prose.rho_findings(runs, checked, history)
     first, second, third = text.split("\n\n")
-    assert first.startswith("**At rho = 0.5 SAM did not bring this network to a minimum** in 2 of 2 runs: ")
-    assert "training accuracy is 0.11–0.61 (the bar: 95%) and their training loss 1.07–2.30, from 2.30 after" in first
-    assert second == ("Over the radii whose runs reached a minimum (rho = 0.005, 0.05; 2 seeds each), from "
-                      "rho = 0.005 to 0.05: test accuracy rises (0.61 → 0.65); Fisher-Rao norm falls (2 → 1).")
-    # the paper: a larger radius gives a more accurate function at a sharper minimum
-    assert "the paper's way (more accurate, better calibrated, sharper) for test accuracy; the other way for " \
-           "Fisher-Rao norm." in third
+    assert first.startswith("**Runs that reached no minimum** (a run reached a minimum when")
+    assert "rho 0.5: 2 of 2 runs not at a minimum (accuracy 11.0–61.0% on the measured images (< 95%))" in first
+    assert second == "Runs at a minimum per radius: rho 0.5: 0 of 2; rho 0.05: 3 of 3; rho 0.005: 3 of 3."
+    # rho 0.05 against 0.005: more accurate (the paper's way), flatter by Fisher-Rao (against it)
+    assert third.startswith("rho = 0.05 against rho = 0.005, paired over the seeds both reached a minimum in")
+    assert third.endswith("sharper: against; more accurate: holds.")
 
 
 def test_rho_table_largest_radius_first_with_dashes_for_missing_figures():
@@ -143,30 +140,6 @@ def test_grid_benchmark_note_with_and_without_a_measurement(tmp_path):
     assert "45.7% of the bf16 peak" in note and "60 minutes (goal: 60)" in note
 
 
-def test_wilcoxon_pvalues_pivot_matches_scipy():
-    accuracy = {"baseline": [0.70, 0.72, 0.71, 0.69], "aug": [0.71, 0.75, 0.70, 0.74]}
-    runs = run_rows(accuracy)
-    runs = pd.concat([runs, run_rows({"aug": [0.0]}).assign(seed=9, status="diverged")], ignore_index=True)
-    pvalues = stats.wilcoxon_pvalues(runs)
-    expected = scipy_stats.wilcoxon(np.subtract(accuracy["aug"], accuracy["baseline"]), alternative="greater").pvalue
-    assert pvalues.loc[("digits", "simple_cnn", "aug"), "test_accuracy"] == pytest.approx(expected)
-    assert list(pvalues.index) == [("digits", "simple_cnn", "aug")]
-
-
-def test_claim_agreement_counts_controls_in_the_claimed_direction():
-    summary = pd.DataFrame({
-        "dataset": "digits", "arch": "simple_cnn", "rho": [np.nan, np.nan, 0.05],
-        "control": ["baseline", "aug", "aug_sam"], "metric": "test_ece", "mean": [0.10, 0.05, 0.20], "sem": np.nan,
-    })
-    paper = pd.DataFrame({
-        "dataset": "cifar10", "arch": "resnet18", "rho": [np.nan, np.nan, 0.05],
-        "control": ["baseline", "aug", "aug_sam"], "metric": "test_ece", "mean": [0.10, 0.05, 0.02], "sem": np.nan,
-    })
-    table = stats.claim_agreement(summary, paper, "LABEL")
-    assert table.loc["test_ece"].tolist() == ["less than baseline", "1 of 2", "2 of 2"]
-    assert list(table.columns) == ["claim (vs baseline)", "ours (LABEL)", "paper (ResNet-18, CIFAR-10)"]
-
-
 def test_comparison_tables_one_function_and_one_sharpness_table_per_setting():
     runs = run_rows({"baseline": [0.7, 0.8], "aug": [0.9, 1.0]}, fisher_rao_norm=3.0)
     paper = store.paper_results("arxiv")
@@ -181,6 +154,11 @@ def test_comparison_tables_one_function_and_one_sharpness_table_per_setting():
     assert list(captioned[0][1].columns) == list(prose.CONTROL_SHORT.values())  # ours and the paper's controls, short
     # Mean of 0.9 and 1.0; SEM = sample std (0.1 / sqrt 2) / sqrt 2 = 0.05.
     assert captioned[0][1].loc[("test acc.", "ours"), "aug"] == "0.95 ± 0.05"
+    # with a minimum check, every table ends with the count of our runs at a minimum per control
+    checked = pd.DataFrame({"control": ["baseline", "baseline", "aug", "aug"], "at_minimum": [True, True, False, True]})
+    for _, table in tables.comparison_tables(fake_study(runs), paper, checked=checked):
+        assert table.index[-1] == (tables.MINIMUM_ROW, "ours")
+        assert table.loc[(tables.MINIMUM_ROW, "ours"), ["base", "aug", "wd"]].tolist() == ["2 of 2", "1 of 2", "—"]
 
 
 def test_first_setting_beside_paper_takes_sam_at_the_paper_radius():

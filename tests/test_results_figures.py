@@ -64,12 +64,28 @@ def test_sharpness_vs_evaluation_has_a_point_per_run_and_a_mean_per_control():
         figures.sharpness_vs_evaluation(runs, ["sam_sharpness"], ["test_accuracy"], title="t")
 
 
-def test_training_curves_draw_one_line_per_run():
-    history = pd.DataFrame({"control": ["aug"] * 4, "seed": [0, 0, 1, 1], "epoch": [1, 2, 1, 2],
-                            "test_accuracy": [0.1, 0.2, 0.3, 0.4]})
-    figure = figures.training_curves(history, "test_accuracy", title="t")
-    assert [list(t.y) for t in figure.data] == [[0.1, 0.2], [0.3, 0.4]]
-    assert [t.showlegend for t in figure.data] == [True, False]
+def test_training_bands_draw_the_median_and_range_per_control_and_dot_runs_away_from_a_minimum():
+    history = pd.DataFrame({"control": ["aug"] * 6, "seed": [0, 0, 1, 1, 2, 2], "epoch": [1, 2] * 3,
+                            "train_loss": [0.9, 0.5, 0.7, 0.1, 0.8, 0.3], "train_accuracy": [0.1] * 6})
+    figure = figures.training_bands(history, title="t", metrics=("train_loss",))
+    band, median = figure.data
+    assert list(median.y) == [0.8, 0.3]  # by hand: medians of (0.9, 0.7, 0.8) and (0.5, 0.1, 0.3)
+    assert list(band.y) == [0.9, 0.5, 0.1, 0.7]  # the top edge forward, the bottom edge back
+    checked = pd.DataFrame({"control": ["aug"] * 3, "seed": [0, 1, 2], "at_minimum": [True, False, True]})
+    figure = figures.training_bands(history, title="t", metrics=("train_loss",), checked=checked)
+    (dotted,) = [t for t in figure.data if t.line.dash == "dot"]
+    assert list(dotted.y) == [0.7, 0.1] and "(1 of 3)" in figure.layout.title.text
+
+
+def test_sharpness_scatter_draws_runs_away_from_a_minimum_as_open_circles():
+    runs = control_runs()
+    figure = figures.sharpness_vs_evaluation(runs, ["fisher_rao_norm"], ["test_accuracy"], title="t",
+                                             away={("aug", 1)})
+    (aug,) = [t for t in figure.data if t.legendgroup == "aug" and t.mode == "markers" and len(t.x) == 3]
+    assert list(aug.marker.symbol) == ["circle", "circle-open", "circle"]
+    assert aug.text[1] == "aug, seed 1 (no minimum)"
+
+
 
 
 def test_rho_sweep_puts_the_papers_figures_on_their_own_axes():

@@ -309,10 +309,11 @@ def assert_no_tag(text: str, where: str):
 
 
 def test_a_hostile_grid_is_escaped_on_the_results_and_rho_pages(tmp_path):
-    from sharpness.book import prose, stats, tables
+    from sharpness.book import claims, prose, stats, tables
     from sharpness.book.figures import results as result_figures
     from sharpness.core.untrusted import styled
     from sharpness.studies import store, sweep
+    from sharpness.training import minimum
 
     hostile_grid(tmp_path)
     hostile_grid(tmp_path, "digits_simple_cnn_rho.json")
@@ -323,19 +324,21 @@ def test_a_hostile_grid_is_escaped_on_the_results_and_rho_pages(tmp_path):
     check = stats.clean_data_check(study.runs)
     sam_runs = stats.sam_rho_runs(rho_study)
     metrics = [m for m in tables.RHO_METRICS if m in sam_runs.columns]
+    tally = claims.tally(study.runs, study.history)
     shown = {
         "study_note": prose.study_note(study),
         "rho_note": prose.rho_note(rho_study),
         **{f"comparison table {i}": styled(table, caption) for i, (caption, table) in
            enumerate(tables.comparison_tables(study, paper, summary))},
         "ours_table": styled(tables.ours_table(summary, stats.EXTRA_SHARPNESS_METRICS), f"({study.label})"),
-        "pvalue_table": result_figures.pvalue_table(stats.wilcoxon_pvalues(study.runs).T, caption=f"({study.label})"),
-        "claim_agreement": styled(stats.claim_agreement(summary, paper, study.label), "c"),
+        "claim_test_table": result_figures.pvalue_table(tables.claim_test_table(tally.all_tests), f"({study.label})",
+                                                         pvalue_columns=["p (t)", "p (Holm)", "p (Wilcoxon)"]),
+        "claims_beside_paper": styled(tables.claims_beside_paper(tally, paper), "c"),
         "clean_data_table": styled(tables.clean_data_table(check), f"({study.label})"),
         "clean_data_sentence": prose.clean_data_sentence(check),
-        "differences_from_paper": prose.differences_from_paper(summary, paper),
-        "wilcoxon_note": prose.wilcoxon_note(study.runs),
-        "rho_findings": prose.rho_findings(sam_runs, stats.minimum_check(rho_study.history), metrics),
+        "differences_from_paper": prose.differences_from_paper(tally, paper),
+        "resolution_note": claims.resolution_note(tally.all_tests),
+        "rho_findings": prose.rho_findings(sam_runs, minimum.check(sam_runs, rho_study.history), rho_study.history),
         "rho_table": styled(tables.rho_table(stats.summarise(sam_runs, metrics=metrics), metrics), f"({rho_study.label})"),
     }
     assert HOSTILE in study.label and HOSTILE in set(check["measure"])  # the hostile strings do reach the pages
@@ -489,12 +492,11 @@ def test_the_explorer_refuses_a_port_it_cannot_listen_on(capsys, port):
 def test_a_grid_without_a_baseline_reproduces_nothing(tmp_path):
     import pandas as pd
 
-    from sharpness.book import ledger
+    from sharpness.book import claims, ledger
 
     rows = pd.DataFrame([grid_row(control=c, seed=s, dataset="cifar10_folder") for c in ("aug", "wd") for s in (0, 1)])
-    grid = ledger.CommittedGrid(tmp_path / "g.json", rows, {"settings": {}})
-    status, tally = ledger._grid_status(grid, "cifar10", rows)
-    assert status == ledger.NOT_RUN and "no comparison" in tally and "0 of 0" not in tally
+    status, text = ledger.claims_status(claims.tally(rows, pd.DataFrame()), ledger.REDUCED_SCALE)
+    assert status == ledger.NOT_RUN and "no comparison" in text and "0 of 0" not in text
 
 
 def test_an_infinite_mean_is_no_comparison_and_an_infinite_finished_measure_is_refused(tmp_path):
@@ -505,8 +507,10 @@ def test_an_infinite_mean_is_no_comparison_and_an_infinite_finished_measure_is_r
 
     summary = pd.DataFrame([{"dataset": "d", "arch": "a", "metric": "test_accuracy", "control": c, "rho": np.nan, "mean": m}
                             for c, m in (("baseline", 0.5), ("aug", 0.6), ("wd", float("inf")), ("aug_sam", 0.4))])
-    check = stats.claim_check(summary)
-    assert (check["controls agreeing"].item(), check["controls"].item()) == (1, 2)  # aug agrees, aug_sam not, wd no test
+    from sharpness.book import claims
+
+    verdicts = claims.mean_verdicts(summary).query("claim == 'more accurate'").set_index("control")["verdict"]
+    assert verdicts.to_dict() == {"aug": claims.HOLDS, "aug_sam": claims.AGAINST}  # wd's infinite mean: no comparison
     path = tmp_path / "inf.json"
     path.write_text(grid_document([grid_row(seed=0), grid_row(seed=1)]).decode().replace('"test_accuracy": 0.5', '"test_accuracy": Infinity'))
     with pytest.raises(ValueError, match=r"inf\.json: the finished run .* infinite test_accuracy"):

@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.paths import REFERENCE_DIR, RESULTS_DIR
 from ..core.untrusted import escape
-from ..studies.store import BENCH_GRID_JSON, PERCENT_METRICS, load_json
+from ..studies import registry, store
+from ..studies.store import BENCH_GRID_JSON, METRICS, PERCENT_METRICS, load_json
+from ..training.controls import SAM_RHO
 from .stats import (
-    MINIMUM_TRAIN_ACCURACY, SHARPNESS_METRICS, claim_checks_beside_paper, finished_runs, moves_the_papers_way,
-    rho_means, runs_at_minimum, sam_rho_runs, simpson_finding, simpson_slopes, wilcoxon_table
+    CLAIM_DIRECTION, PAPER_RHO_HIGH, SHARPNESS_METRICS, finished_runs, format_mean_sem, sam_rho_runs, simpson_finding,
+    simpson_slopes
 )
 
 
@@ -61,6 +64,60 @@ def study_note(study) -> str:
     return note + (f"\n\n{_OFFLINE_CONTROLS_NOTE}" if study.offline else "")
 
 
+ARCH_NAMES = {"resnet18": "ResNet-18", "vgg19": "VGG-19", "vgg19_bn": "VGG19-BN", "vit": "ViT"}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar10_folder": "CIFAR-10", "cifar100": "CIFAR-100", "tiny_imagenet": "Tiny ImageNet"}
+#: Data sets on which the paper fine-tunes ImageNet-pretrained networks (DESIGN.md; `controls.hyperparameters`).
+FINE_TUNED = ("tiny_imagenet",)
+
+
+def paper_settings_note() -> str:
+    """The (data set, network) settings of the paper's tables, read from our transcription of them."""
+    paper = store.paper_results(None)
+    parts = []
+    for dataset, block in paper.groupby("dataset", sort=False):
+        archs = ", ".join(ARCH_NAMES.get(a, a) for a in dict.fromkeys(block["arch"]))
+        tuned = " (pretrained on ImageNet, fine-tuned)" if dataset in FINE_TUNED else ""
+        parts.append(f"{DATASET_NAMES.get(dataset, dataset)}: {archs}{tuned}")
+    return "The paper's tables cover " + "; ".join(parts) + "."
+
+
+def committed_controls_settings(results_dir: Path = RESULTS_DIR) -> tuple[Path, dict] | None:
+    """(path, settings) of the best-tier committed controls grid (not a rho sweep), or None."""
+    path = registry.committed_grid("controls", results_dir)
+    return None if path is None else (path, store.load_grid(path)[1].get("settings") or {})
+
+
+def measured_images_note(results_dir: Path = RESULTS_DIR) -> str:
+    """Over which training images the committed study took its measures, read from its settings."""
+    committed = committed_controls_settings(results_dir)
+    if committed is None:
+        return ("No study is committed under `results/`: the pages measure the offline stand-in's runs over their "
+                "whole (small) training set.")
+    path, settings = committed
+    train, slow = settings.get("train_images"), settings.get("slow_measure_images")
+    whole = f"all {int(train):,} training images of each run" if train else "each run's whole training set"
+    subset = (f"a fixed {int(slow):,} of them" + (f" ({int(slow) / int(train):.0%})" if train else "")) if slow else "all of them"
+    return (f"In the committed study (`{escape(path.name)}`), the Fisher-Rao norm and relative flatness are taken over "
+            f"{whole}; SAM-sharpness and the Hessian measures over {subset}.")
+
+
+def training_settings_note(results_dir: Path = RESULTS_DIR) -> str:
+    """The paper's SGD settings on CIFAR-10 beside those of the committed controls grid, read from both."""
+    from ..training.controls import hyperparameters
+
+    paper = hyperparameters("cifar10")
+    text = (f"The paper trains with SGD (momentum {paper.momentum:g}), batch {paper.batch_size}, learning rate "
+            f"{paper.lr:g} ({paper.schedule}), {paper.epochs} epochs on CIFAR-10.")
+    committed = committed_controls_settings(results_dir)
+    if committed is None:
+        return text + " No study of ours is committed yet."
+    path, settings = committed
+    formats = {"batch_size": "batch {}", "lr": "learning rate {:g}", "lr_schedule": "{} schedule", "epochs": "{} epochs",
+               "train_images": "{:,} training images"}
+    listed = ", ".join(form.format(settings[key]) for key, form in formats.items() if settings.get(key) is not None)
+    return text + f" Our committed study (`{escape(path.name)}`) used {escape(listed)}."
+
+
 def runs_scale(runs: pd.DataFrame) -> str:
     """What the runs are, read from them: data, network, controls, seeds and epochs (never typed)."""
     runs = finished_runs(runs)
@@ -79,17 +136,6 @@ def units_note() -> str:
     return (f"`sharpness.measuring.evaluate` records {recorded}, as the paper prints them; every table and figure of "
             f"the results chapters divides them by 100, so they are fractions like accuracy (a gap of 0.05 is "
             f"5 percentage points), and the paper's figures beside them are converted the same way.")
-
-
-def wilcoxon_note(runs: pd.DataFrame) -> str:
-    """The paired test's resolution with the seeds actually paired: n and the smallest attainable p, 2^-n."""
-    pvalues = wilcoxon_table(finished_runs(runs))
-    counts = sorted(pvalues["n"].unique()) if len(pvalues) else [0]
-    n = int(min(counts))
-    smallest = f"{2.0 ** -n:.3g}" if n else "undefined"
-    seeds = f"n = {n}" if len(counts) == 1 else f"n = {n} to {int(max(counts))}"
-    return (f"Here {seeds} seeds are paired, so the smallest possible p-value is $2^{{-{n}}}$ = {smallest}"
-            + (": the tests can show a direction but never significance at 0.05." if n and 2.0 ** -n > 0.05 else "."))
 
 
 def rho_note(study) -> str:
@@ -123,61 +169,76 @@ def metric_name(metric: str) -> str:
     return MEASURE_NAMES.get(metric, metric.replace("_", " ").replace("ece", "ECE"))
 
 
-def rho_findings(sam_runs: pd.DataFrame, checked: pd.DataFrame, metrics) -> str:
+def rho_findings(sam_runs: pd.DataFrame, checked: pd.DataFrame, history: pd.DataFrame | None = None) -> str:
     """Markdown computed from our sweep: the radii at which SAM did not bring the network to a minimum
-    (`checked`, a `minimum_check` of the sweep's runs); then, over the runs that reached one, how each
-    metric moves with the radius, and which of them move the paper's way (`CLAIM_DIRECTION`) between the
-    smallest radius and the largest."""
-    failed = checked[~checked["at_minimum"]]
+    (`checked`, a `minimum.check` of the sweep's runs) with the reasons; how many runs per radius did; then,
+    between the smallest and the largest radius with enough runs at a minimum, the claims tested (a larger
+    radius sharper, more accurate, better calibrated: one-sided paired t-tests, Holm-corrected)."""
+    from ..training import minimum
+    from . import claims
+
     lines = []
+    failed = checked[~checked["at_minimum"]]
     if len(failed):
-        radii = sorted(failed["rho"].unique())
-        runs_there = int(checked["rho"].isin(radii).sum())
-        lines.append(
-            f"**At rho = {', '.join(f'{r:g}' for r in radii)} SAM did not bring this network to a minimum** "
-            f"in {len(failed)} of {runs_there} runs: after {int(failed['epochs'].max())} epochs their training "
-            f"accuracy is {_span(failed['last_train_accuracy'])} (the bar: {MINIMUM_TRAIN_ACCURACY:.0%}) and their "
-            f"training loss {_span(failed['last_train_loss'])}, from {_span(failed['first_train_loss'])} after "
-            "the first epoch. Their sharpness describes no minimum: the figure draws them as grey crosses and "
-            "the trends below leave them out.")
-    kept = runs_at_minimum(sam_runs, checked)
-    means = rho_means(kept, metrics)
-    if len(means) < 2:
-        lines.append("Fewer than two radii reached a minimum, so there is no trend to read.")
+        lines.append(f"**Runs that reached no minimum** ({minimum.criterion()}): "
+                     f"{minimum.reasons_sentence(checked, by='rho')}. Their sharpness describes no minimum: the "
+                     "figure draws them as grey crosses and the comparison below leaves them out.")
+    counts = minimum.counts(checked.sort_values("rho", ascending=False), by="rho")
+    lines.append("Runs at a minimum per radius: " + "; ".join(f"rho {r:g}: {c}" for r, c in counts.items()) + ".")
+    kept = checked[checked["at_minimum"]].groupby("rho")["seed"].nunique()
+    enough = sorted(kept[kept >= claims.MIN_SEEDS].index)
+    if len(enough) < 2:
+        lines.append(f"Fewer than two radii have {claims.MIN_SEEDS} or more runs at a minimum, so no two radii are "
+                     "compared.")
         return "\n\n".join(lines)
-    seeds = kept.groupby("rho")["seed"].nunique()
-    seed_count = str(seeds.min()) if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
-    low, high = means.index[0], means.index[-1]
-    parts = [f"{metric_name(m)} {_trend(means[m])} ({means.loc[low, m]:.3g} → {means.loc[high, m]:.3g})" for m in means.columns]
-    lines.append(
-        f"Over the radii whose runs reached a minimum (rho = {', '.join(f'{r:g}' for r in means.index)}; "
-        f"{seed_count} seeds each), from rho = {low:g} to {high:g}: " + "; ".join(parts) + ".")
-    moved = moves_the_papers_way(means)
-    with_paper = [metric_name(m) for m, agrees in moved.items() if agrees]
-    against = [metric_name(m) for m, agrees in moved.items() if not agrees]
-    lines.append(
-        f"Comparing only those two radii, the larger one moves the paper's way (more accurate, better calibrated, "
-        f"sharper) for {', '.join(with_paper) or 'none'}; the other way for {', '.join(against) or 'none'}. "
-        "A single pair of radii with this many seeds is a description, not a test.")
+    low, high = enough[0], enough[-1]
+    tally = claims.tally(claims.by_radius(sam_runs), claims.by_radius(history) if history is not None else pd.DataFrame(),
+                         baseline=f"rho {low:g}", controls=[f"rho {high:g}"])
+    verdicts = claims.verdicts(tally.tests)
+    parts = [f"{row['claim']}: {row['verdict']}" for row in verdicts.to_dict("records") if row["verdict"] != claims.NOT_TESTED]
+    lines.append(f"rho = {high:g} against rho = {low:g}, paired over the seeds both reached a minimum in (one-sided "
+                 f"paired t-tests in the paper's direction, Holm-corrected; a claim 'not shown' is within the "
+                 f"seed-to-seed spread): " + "; ".join(parts) + ".")
     return "\n\n".join(lines)
 
 
-def rho_paper_sentence(paper_sweep: pd.DataFrame, low: float = 0.05, high: float = 0.25) -> str:
-    """What the paper's printed sweep says between two radii, computed from its figures: each metric's
-    value at `low` and `high`, sharpness as a fold change."""
+def rho_paper_sentence(paper_sweep: pd.DataFrame, low: float = SAM_RHO, high: float = PAPER_RHO_HIGH) -> str:
+    """What the paper's printed figures say between two radii, each metric's value at `low` and `high`
+    (sharpness as a fold change), with the pairing labelled as our inference; the reading 'a better function
+    at a sharper minimum' only where every printed metric supports it."""
     by_rho = paper_sweep.pivot_table(index="metric", columns="rho", values="mean")
     if not {low, high} <= set(by_rho.columns):
         return f"The paper prints no figures for both rho = {low:g} and rho = {high:g}."
-    parts = []
+    parts, better, sharper = [], [], []
     for metric, row in by_rho[[low, high]].dropna().iterrows():
         name = metric_name(metric)
         if metric in SHARPNESS_METRICS:
-            parts.append(f"{name} x{row[high] / row[low]:.0f}")
+            parts.append(f"{name} x{row[high] / row[low]:.3g}")
+            sharper.append(row[high] > row[low])
         else:
             parts.append(f"{name} {row[low]:.3g} → {row[high]:.3g}")
-    return (f"In the paper's figures, going from rho = {low:g} to rho = {high:g}: " + "; ".join(parts)
-            + ". Where accuracy rises and calibration error falls while the sharpness measures grow, the larger "
-              "radius finds a better function at a *sharper* minimum.")
+            if metric in CLAIM_DIRECTION:
+                better.append((row[high] > row[low]) == (CLAIM_DIRECTION[metric] == "greater"))
+    text = (f"In the paper's figures, from rho = {low:g} (its baseline + SAM row: our inference, the tables do not "
+            f"say which control the sweep used) to rho = {high:g}: " + "; ".join(parts) + ".")
+    if better and sharper and all(better) and all(sharper):
+        text += (f" If that pairing is right, the larger radius finds a better function at a *sharper* minimum; "
+                 f"the paper itself calls rho = {high:g} the best trade-off, not the largest radius the best.")
+    return text
+
+
+def appendix_f1_paper_sentence(reference_dir: Path = REFERENCE_DIR) -> str:
+    """The paper's F.1 figures in words: each measure on augmented beside clean data."""
+    table = store.appendix_f1_paper(reference_dir)
+    if table.empty:
+        return "the paper's Appendix F.1 figures are not transcribed under results/reference/"
+    parts = []
+    for (arch, dataset, control, metric), block in table.groupby(["arch", "dataset", "control", "metric"], sort=False):
+        on = block.set_index("measured_on")
+        figures = [f"{format_mean_sem(on.loc[kind, 'mean'], on.loc[kind, 'sem'])} on {kind}"
+                   for kind in ("augmented", "clean") if kind in on.index]
+        parts.append(escape(f"{control} {metric_name(metric)} ({arch}, {dataset}): {' vs '.join(figures)} data"))
+    return "the paper's Appendix F.1: " + "; ".join(parts)
 
 
 # Short column headers for the six controls, and the legend that explains them.
@@ -209,20 +270,43 @@ def clean_data_sentence(check: pd.DataFrame) -> str:
     return f"{text}; it flips in {len(flips)} ({listed})."
 
 
-def differences_from_paper(summary: pd.DataFrame, paper: pd.DataFrame) -> str:
-    """A sentence computed from the claim checks: the metrics where most of our controls go the paper's
-    way, and those where most of the paper's do but most of ours do not (or the reverse)."""
-    ours, theirs = (check.set_index("metric") for check in claim_checks_beside_paper(summary, paper))
-    majority = lambda check: check["controls agreeing"] > check["controls"] / 2  # noqa: E731
-    ours_hold, paper_holds = majority(ours), majority(theirs).reindex(ours.index)
-    held = [m for m in ours.index if ours_hold[m]]
-    differ = [f"{m} ({ours.loc[m, 'controls agreeing']} of {ours.loc[m, 'controls']} ours, "
-              f"{int(theirs.loc[m, 'controls agreeing'])} of {int(theirs.loc[m, 'controls'])} the paper's)"
-              for m in ours.index if m in theirs.index and ours_hold[m] != paper_holds[m]]
-    text = (f"Most of our controls move in the paper's claimed direction for {len(held)} of {len(ours)} metrics"
+def differences_from_paper(tally, paper: pd.DataFrame, dataset: str = "cifar10", arch: str = "resnet18") -> str:
+    """A sentence computed by one rule for both sides: per claim, does it hold for a majority of the controls,
+    ours by Holm-corrected paired tests over the runs at a minimum, the paper's by the direction of its means;
+    the claims where the two differ are named."""
+    from . import claims
+
+    theirs = paper[(paper["dataset"] == dataset) & (paper["arch"] == arch)]
+    theirs = theirs[theirs["rho"].isna() | np.isclose(theirs["rho"].fillna(SAM_RHO), SAM_RHO)]
+    ours = tally.summary.set_index("claim")
+    paper_summary = claims.claim_summary(claims.mean_verdicts(theirs)).set_index("claim")
+    tested = [c for c in ours.index if ours.loc[c, "tested"]]
+    if not tested:
+        return (f"No claim could be tested on our runs at a minimum ({tally.runs_at_minimum} runs reached one), so "
+                "nothing of ours can agree or disagree with the paper yet.")
+    held = [c for c in tested if ours.loc[c, "majority"] == claims.HOLDS]
+    differ = [f"{c} (ours: {len(ours.loc[c, 'holds for'])} of {ours.loc[c, 'tested']} controls; the paper's means: "
+              f"{len(paper_summary.loc[c, 'holds for'])} of {paper_summary.loc[c, 'tested']})"
+              for c in tested if c in paper_summary.index
+              and (ours.loc[c, "majority"] == claims.HOLDS) != (paper_summary.loc[c, "majority"] == claims.HOLDS)]
+    text = (f"On our runs at a minimum, {len(held)} of {len(tested)} tested claims hold for a majority of the controls"
             + (f" ({', '.join(held)})" if held else "") + ".")
     return text + (f" Ours and the paper's differ on: {'; '.join(differ)}." if differ else
-                   " Where the paper's ResNet-18 figures exist, the majorities agree on every metric.")
+                   " For every tested claim, ours and the paper's majorities agree.")
+
+
+def paper_pair_sentence(paper: pd.DataFrame, first: str, second: str, dataset: str = "cifar10",
+                        arch: str = "resnet18") -> str:
+    """The paper's figures for two controls side by side, metric by metric (`second` first), computed from
+    its table; a metric it prints for only one of them is left out."""
+    rows = paper[(paper["dataset"] == dataset) & (paper["arch"] == arch)
+                 & (paper["rho"].isna() | np.isclose(paper["rho"].fillna(SAM_RHO), SAM_RHO))]
+    means = rows.pivot_table(index="metric", columns="control", values="mean", aggfunc="first")
+    if not {first, second} <= set(means.columns):
+        return f"The paper prints no figures for both {first} and {second} ({arch}, {dataset})."
+    parts = [f"{metric_name(m)} {means.loc[m, second]:.4g} against {means.loc[m, first]:.4g}"
+             for m in METRICS if m in means.index and not means.loc[m, [first, second]].isna().any()]
+    return f"In the paper's figures ({arch}, {dataset}), {second} against {first}: " + "; ".join(parts) + "."
 
 
 MEASURE_NAMES = {"fisher_rao_norm": "Fisher-Rao norm", "sam_sharpness": "SAM-sharpness", "relative_flatness": "relative flatness"}

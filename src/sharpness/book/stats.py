@@ -2,7 +2,7 @@
 
 `summarise` gives mean and SEM per (dataset, arch, control, rho); `wilcoxon_vs_baseline` tests a control
 against the baseline with seeds as pairs (every control of a seed starts from the same weights, so the
-pairing is real); `claim_check` counts the controls that move the paper's claimed way.
+pairing is real). The claims themselves are tested in `book.claims` (paired t-tests, Holm).
 """
 
 from __future__ import annotations
@@ -173,25 +173,6 @@ def paper_setting(dataset: str, arch: str, paper: pd.DataFrame) -> tuple[str, st
     return "cifar10", "resnet18", False
 
 
-def claim_check(summary: pd.DataFrame, baseline: str = "baseline") -> pd.DataFrame:
-    """Per (dataset, arch, metric with a claim): how many controls beat the baseline in the claimed
-    direction (e.g. are sharper, or better calibrated), out of how many. Works on ours and the paper's."""
-    rows = []
-    for (dataset, arch, metric), block in summary.groupby(["dataset", "arch", "metric"], sort=False):
-        if metric not in CLAIM_DIRECTION or baseline not in set(block["control"]):
-            continue
-        base = block.loc[block["control"] == baseline, "mean"].iloc[0]
-        if not np.isfinite(base):
-            continue
-        others = block[(block["control"] != baseline) & (block["rho"].isna() | np.isclose(block["rho"].fillna(SAM_RHO), SAM_RHO))
-                       & np.isfinite(block["mean"])]  # an infinite or missing mean is no comparison
-        sign = 1 if CLAIM_DIRECTION[metric] == "greater" else -1
-        agree = int((sign * (others["mean"] - base) > 0).sum())
-        rows.append({"dataset": dataset, "arch": arch, "metric": metric, "claim": f"{CLAIM_DIRECTION[metric]} than baseline",
-                     "controls agreeing": agree, "controls": len(others)})
-    return pd.DataFrame(rows)
-
-
 def finished_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs that trained to the end (diverged runs have no meaningful measures)."""
     return runs[runs["status"] == "finished"]
@@ -207,44 +188,14 @@ def paper_rho_sweep(paper: pd.DataFrame) -> pd.DataFrame:
     return paper[(paper["control"] == "baseline_sam") & (paper["dataset"] == "cifar10") & (paper["arch"] == "resnet18")]
 
 
-#: A run has reached a minimum when its final training accuracy is at least this (the study's bar).
-MINIMUM_TRAIN_ACCURACY = 0.95
-
-
-RUN_KEYS = [*GROUP_KEYS, "seed"]
-
-
-def minimum_check(history: pd.DataFrame) -> pd.DataFrame:
-    """Per run: training loss at the first and last epoch, the final training accuracy, and whether the
-    run reached a minimum (`MINIMUM_TRAIN_ACCURACY`). Sharpness away from a minimum describes no minimum."""
-    keys = [k for k in RUN_KEYS if k in history.columns]
-    ordered = history.sort_values("epoch").groupby(keys, dropna=False)
-    first, last = ordered.first(), ordered.last()
-    check = pd.DataFrame({
-        "epochs": last["epoch"], "first_train_loss": first["train_loss"], "last_train_loss": last["train_loss"],
-        "last_train_accuracy": last["train_accuracy"],
-    })
-    check["at_minimum"] = check["last_train_accuracy"] >= MINIMUM_TRAIN_ACCURACY
-    return check.reset_index()
-
-
-def runs_at_minimum(runs: pd.DataFrame, checked: pd.DataFrame) -> pd.DataFrame:
-    """The runs that `checked` (a `minimum_check`) does not list as away from a minimum."""
-    away = set(checked.loc[~checked["at_minimum"], RUN_KEYS].itertuples(index=False, name=None))
-    return runs[[run not in away for run in runs[RUN_KEYS].itertuples(index=False, name=None)]]
+#: The larger radius of the paper's printed rho comparison (its rho-sweep row); the smaller is SAM_RHO, whose
+#: figures we take from its baseline + SAM row (our inference: its tables do not say which control the sweep used).
+PAPER_RHO_HIGH = 0.25
 
 
 def rho_means(runs: pd.DataFrame, metrics) -> pd.DataFrame:
     """rho x metric means over seeds (the metrics `runs` carries), smallest radius first."""
     return runs.groupby("rho")[[m for m in metrics if m in runs.columns]].mean().sort_index()
-
-
-def moves_the_papers_way(means: pd.DataFrame) -> dict[str, bool]:
-    """Per metric with a claim: does it move in the claimed direction (`CLAIM_DIRECTION`) from the first
-    row of `means` (rho x metric, sorted) to the last?"""
-    low, high = means.index[0], means.index[-1]
-    return {m: bool((means.loc[high, m] > means.loc[low, m]) == (CLAIM_DIRECTION[m] == "greater"))
-            for m in means.columns if m in CLAIM_DIRECTION}
 
 
 def dataset_arch_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
@@ -278,38 +229,6 @@ def clean_data_check(runs: pd.DataFrame, baseline: str = "baseline") -> pd.DataF
                 "sharper than baseline (clean)": bool(clean.mean() > base.mean()),
             })
     return pd.DataFrame(rows)
-
-
-def wilcoxon_pvalues(runs: pd.DataFrame) -> pd.DataFrame:
-    """`wilcoxon_table` of the finished runs as a (dataset, arch, control) x metric table of p-values."""
-    tests = wilcoxon_table(finished_runs(runs))
-    return tests.pivot_table(index=["dataset", "arch", "control"], columns="metric", values="pvalue")
-
-
-def claim_agreement(summary: pd.DataFrame, paper: pd.DataFrame, label: str) -> pd.DataFrame:
-    """Per metric with a claim, 'k of n' controls moving in the claimed direction (`claim_check`):
-    ours (named `label`) beside the paper's ResNet-18 on CIFAR-10."""
-
-    def agreeing(check):
-        return check.set_index("metric").apply(lambda row: f"{row['controls agreeing']} of {row['controls']}", axis=1)
-
-    ours, theirs = claim_checks_beside_paper(summary, paper)
-    return pd.DataFrame({
-        "claim (vs baseline)": ours.set_index("metric")["claim"],
-        f"ours ({label})": agreeing(ours),
-        "paper (ResNet-18, CIFAR-10)": agreeing(theirs),
-    }).rename_axis("metric").fillna("—")
-
-
-def claim_checks_beside_paper(summary: pd.DataFrame, paper: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`claim_check` of ours and of the paper's ResNet-18 on CIFAR-10; the paper's row of a metric we
-    also compute its way (PAPER_EQUIVALENT) is repeated under our name."""
-    ours = claim_check(summary)
-    theirs = claim_check(paper[(paper["dataset"] == "cifar10") & (paper["arch"] == "resnet18")])
-    for ours_name, theirs_name in PAPER_EQUIVALENT.items():
-        if ours_name in set(ours["metric"]):
-            theirs = pd.concat([theirs, theirs[theirs["metric"] == theirs_name].assign(metric=ours_name)])
-    return ours, theirs
 
 
 def paper_counterpart(metric: str) -> str | None:

@@ -82,9 +82,11 @@ def rho_table(long: pd.DataFrame, metrics) -> pd.DataFrame:
     return table
 
 
-def comparison_tables(study, paper: pd.DataFrame, summary: pd.DataFrame | None = None) -> list[tuple[str, pd.DataFrame]]:
+def comparison_tables(study, paper: pd.DataFrame, summary: pd.DataFrame | None = None,
+                      checked: pd.DataFrame | None = None) -> list[tuple[str, pd.DataFrame]]:
     """(caption, `comparison_table`) per (dataset, arch) of the study: first the learned function's
-    metrics, then sharpness, each beside the paper's matching setting (`paper_setting`)."""
+    metrics, then sharpness, each beside the paper's matching setting (`paper_setting`). With `checked`
+    (a `minimum.check`), each table ends with a row counting our runs at a minimum per control."""
     summary = summarise(study.runs) if summary is None else summary
     present = set(summary["metric"]) | set(paper["metric"])
     tables = []
@@ -95,8 +97,25 @@ def comparison_tables(study, paper: pd.DataFrame, summary: pd.DataFrame | None =
         for kind, metrics in (("The learned function", FUNCTION_METRICS), ("Sharpness", beside_paper_sharpness(summary))):
             table = comparison_table(summary, paper, dataset, arch, metrics=[m for m in metrics if m in present],
                                      paper_dataset=paper_dataset, paper_arch=paper_arch)
-            tables.append((f"{kind}: {caption}. {CONTROL_LEGEND}", narrow_layout(table)))
+            tables.append((f"{kind}: {caption}. {CONTROL_LEGEND}", with_minimum_row(narrow_layout(table), checked)))
     return tables
+
+
+MINIMUM_ROW = "runs at a minimum"
+
+
+def with_minimum_row(table: pd.DataFrame, checked: pd.DataFrame | None) -> pd.DataFrame:
+    """`table` (controls as short-named columns) with a last row counting our runs at a minimum per control
+    ('k of n', `minimum.counts`); unchanged without `checked`."""
+    if checked is None:
+        return table
+    from ..training import minimum
+
+    counts = minimum.counts(checked).rename(index=CONTROL_SHORT)
+    key = (MINIMUM_ROW, "ours") if isinstance(table.index, pd.MultiIndex) else MINIMUM_ROW
+    row = pd.DataFrame([[counts.get(c, "—") for c in table.columns]], columns=table.columns,
+                       index=pd.MultiIndex.from_tuples([key], names=table.index.names) if isinstance(key, tuple) else [key])
+    return pd.concat([table, row])
 
 
 def beside_paper_sharpness(summary: pd.DataFrame) -> tuple[str, ...]:
@@ -107,14 +126,19 @@ def beside_paper_sharpness(summary: pd.DataFrame) -> tuple[str, ...]:
     return SHARPNESS_METRICS
 
 
-def ours_table(summary: pd.DataFrame, metrics) -> pd.DataFrame:
-    """Controls x metrics of 'mean ± SEM' for figures the paper has no counterpart of (one dataset/arch)."""
+def ours_table(summary: pd.DataFrame, metrics, checked: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Controls x metrics of 'mean ± SEM' for figures the paper has no counterpart of (one dataset/arch),
+    with a last column counting the runs at a minimum where `checked` (a `minimum.check`) is given."""
     from ..training.controls import CONTROLS
 
     rows = summary[summary["metric"].isin(metrics) & (summary["rho"].isna() | np.isclose(summary["rho"].fillna(0.05), 0.05))]
     cells = rows.assign(figure=[format_mean_sem(m, e) for m, e in zip(rows["mean"], rows["sem"])])
     table = cells.pivot_table(index="control", columns="metric", values="figure", aggfunc="first")
     table = table.reindex(index=[c for c in CONTROLS if c in table.index], columns=[m for m in metrics if m in table.columns])
+    if checked is not None and len(table.columns):
+        from ..training import minimum
+
+        table[MINIMUM_ROW] = minimum.counts(checked).reindex(table.index)
     return table.fillna("—")
 
 
@@ -158,3 +182,42 @@ def hyperparameter_table(datasets=SETUP_DATASETS) -> pd.DataFrame:
 
     return pd.DataFrame([{"data set": name, **vars(hyperparameters(name))} for name in datasets])
 
+
+CLAIM_TABLE_COLUMNS = {"n": "n", "difference": "mean diff.", "p": "p (t)", "p_holm": "p (Holm)",
+                       "p_wilcoxon": "p (Wilcoxon)", "verdict": "verdict"}
+
+
+def claim_test_table(tests: pd.DataFrame) -> pd.DataFrame:
+    """The deciding tests of a `claims.claim_tests` as a page table: (claim, measure, control) rows with n,
+    mean difference, the t-test's p, its Holm-adjusted p, Wilcoxon's p beside it, and the verdict."""
+    deciding = tests[tests["deciding"]].copy()
+    deciding["measure"] = deciding["metric"].map(lambda m: METRIC_SHORT.get(m, m))
+    deciding["control"] = deciding["control"].map(lambda c: CONTROL_SHORT.get(c, c))
+    table = deciding.set_index(["claim", "measure", "control"])[list(CLAIM_TABLE_COLUMNS)]
+    return table.rename(columns=CLAIM_TABLE_COLUMNS)
+
+
+def claims_beside_paper(tally, paper: pd.DataFrame, dataset: str = "cifar10", arch: str = "resnet18") -> pd.DataFrame:
+    """Per claim, the controls that hold it: ours over the runs at a minimum (deciding), ours over every run
+    (labelled: not minima), and the paper's by the direction of its means (it prints no per-seed values)."""
+    from . import claims
+
+    theirs = paper[(paper["dataset"] == dataset) & (paper["arch"] == arch)]
+    theirs = theirs[theirs["rho"].isna() | np.isclose(theirs["rho"].fillna(SAM_RHO), SAM_RHO)]
+    columns = {"ours, runs at a minimum": tally.summary, "ours, all runs (not all at a minimum)": tally.all_summary,
+               f"paper ({arch}, {dataset}), direction of means": claims.claim_summary(claims.mean_verdicts(theirs))}
+    cells = {}
+    for label, summary in columns.items():
+        cells[label] = {row["claim"]: _holders(row) for row in summary.to_dict("records")}
+    return pd.DataFrame(cells).rename_axis("claim (vs baseline)").fillna("—")
+
+
+def _holders(row: dict) -> str:
+    from . import claims
+
+    if row["majority"] == claims.NOT_TESTED:
+        return "not tested"
+    if not row["tested"]:
+        return "not enough seeds" if row["too few seeds"] else "—"
+    names = ", ".join(CONTROL_SHORT.get(c, c) for c in row["holds for"]) or "none"
+    return f"{len(row['holds for'])} of {row['tested']} ({names})"

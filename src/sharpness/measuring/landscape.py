@@ -39,6 +39,8 @@ ONE_DIM_OPTIONS = ("zero", "random", "weights")
 METHODS = ("auto", "vmap", "loop")
 FILTER_EPS = 1e-10
 STORED_SURFACES = RESULTS_DIR / "landscapes"
+#: Grid points per axis of the paper's surfaces (its setting: 2-D, span (-1, 1), over the training set).
+PAPER_RESOLUTION = 51
 
 Direction = dict[str, torch.Tensor]
 
@@ -330,7 +332,7 @@ def loss_surface(
     labels: torch.Tensor,
     *,
     dims: int = 2,
-    resolution: int = 51,
+    resolution: int = PAPER_RESOLUTION,
     span: tuple[float, float] = (-1.0, 1.0),
     seed: int = 0,
     one_dim: str = "zero",
@@ -464,7 +466,7 @@ def invariant_measures(
 def landscape_of_run(
     run_dir: Path | str,
     *,
-    resolution: int = 51,
+    resolution: int = PAPER_RESOLUTION,
     span: tuple[float, float] = (-1.0, 1.0),
     subset: int | None = 10_000,
     subset_seed: int = 0,
@@ -532,7 +534,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--controls", nargs="+", default=list(CONTROLS))
-    parser.add_argument("--resolution", type=positive_int, default=51)
+    parser.add_argument("--resolution", type=positive_int, default=PAPER_RESOLUTION)
     parser.add_argument("--span", type=finite_float, nargs=2, default=(-1.0, 1.0))
     parser.add_argument("--subset", type=int, default=10_000, help="training images per point (0: all)")
     parser.add_argument("--directions-seed", type=int, default=0)

@@ -134,9 +134,10 @@ def grid_tier(path: Path | str) -> str | None:
 
 def committed_grids(results_dir: Path = RESULTS_DIR) -> list[Path]:
     """Grid summaries committed under results/ and results/campaign/ (imported campaigns), best tier first
-    (see TIERS), then by name; not the paper's reference folder, not benchmarks."""
+    (see TIERS), then by name; not the paper's reference folder, not benchmarks, not pilots (results/*_pilot.json
+    records pilot runs, not a grid: the ledger would read it as one)."""
     found = [p for folder in (Path(results_dir), Path(results_dir) / "campaign")
-             for p in folder.glob("*.json") if not p.stem.startswith("bench")]
+             for p in folder.glob("*.json") if not p.stem.startswith("bench") and not p.stem.endswith("_pilot")]
     rank = lambda path: TIERS.index(grid_tier(path)) if grid_tier(path) in TIERS else len(TIERS)  # noqa: E731
     return sorted(found, key=lambda path: (rank(path), path.name))
 

@@ -361,3 +361,16 @@ def config_row_from_dict(config: dict) -> dict:
     row = {key: config.get(key) for key in ("dataset", "arch", "control", "seed", "epochs", "batch_size", "lr")}
     row["rho"] = config.get("rho") if str(config["control"]).endswith("sam") else None
     return row
+
+
+def appendix_f1_paper(reference_dir: Path = REFERENCE_DIR) -> pd.DataFrame:
+    """The paper's Appendix F.1 figures (`results/reference/appendix_f1.csv`): sharpness of the augmentation
+    control measured on augmented and on clean training images."""
+    path = Path(reference_dir) / "appendix_f1.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=["arch", "dataset", "control", "metric", "measured_on", "mean", "sem"])
+    table = pd.read_csv(path)
+    unknown = set(table["measured_on"]) - {"augmented", "clean"}
+    if unknown:
+        raise ValueError(f"{path}: measured_on must be 'augmented' or 'clean', found {sorted(unknown)}; fix the file")
+    return table

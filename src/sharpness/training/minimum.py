@@ -12,7 +12,11 @@ per-epoch sampling noise (fresh augmentations, batch statistics) is judged the s
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
+
+import numpy as np
+import pandas as pd
 
 MIN_ACCURACY = 0.95
 PLATEAU_EPOCHS = 5
@@ -49,3 +53,115 @@ def reached_minimum(history: Sequence[dict], measured_accuracy: float | None) ->
     fell = loss_drop(history, absolute=True)[0]
     return True, (f"accuracy {measured_accuracy:.1%}, {key.replace('_', ' ')} fell {drop:.1%} ({fell:.1e} nats) over the "
                   f"last {PLATEAU_EPOCHS} epochs")
+
+
+# --- verdicts for the runs of a committed grid (one row per run of a grid summary) ----------------------------
+
+#: A run's coordinates in a grid: what matches its row of a grid summary to its rows of the history.
+RUN_KEYS = ("dataset", "arch", "control", "rho", "seed")
+#: Where a grid's per-run row keeps the accuracy on the measured images (metrics.json's measured_set), and the
+#: column an older run falls back to (its train accuracy, measured on the same images: the fixed augmented
+#: copy for augmentation controls, the clean images otherwise).
+ACCURACY_COLUMNS = ("measured_set.accuracy", "train_accuracy")
+
+
+def criterion() -> str:
+    """The criterion in words, for the pages: 'a run reached a minimum when it has ...' (from CRITERION)."""
+    return f"a run reached a minimum when it has {CRITERION}"
+
+
+def _key(values) -> tuple:
+    """A run's RUN_KEYS values as a hashable key (NaN rho of non-SAM runs made None, so it matches)."""
+    return tuple(None if isinstance(v, float) and math.isnan(v) else v for v in values)
+
+
+def _measured_accuracy(run: dict) -> float | None:
+    for column in ACCURACY_COLUMNS:
+        value = run.get(column)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            return float(value)
+    return None
+
+
+def _rows(block: pd.DataFrame) -> list[dict]:
+    """A run's history as `reached_minimum` reads it: epoch order, missing values dropped per row."""
+    return [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+            for row in block.sort_values("epoch").to_dict("records")]
+
+
+def check(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """One row per run of `runs` (a grid's per-run rows): its RUN_KEYS, the accuracy on its measured images,
+    epochs of history, first and last training loss, the loss drop `reached_minimum` judged, `at_minimum`
+    and `reason`. `history` holds the per-epoch rows of the same runs (`results.load_history`); a run
+    without any, or that did not finish, is not at a minimum."""
+    missing = [k for k in RUN_KEYS if k not in runs.columns]
+    if missing:
+        raise ValueError(f"runs lack the columns {missing}; a grid's per-run rows carry {list(RUN_KEYS)}")
+    by_run = {}
+    if len(history):
+        for column in ("epoch", "train_loss"):
+            if column not in history.columns:
+                raise ValueError(f"the per-epoch history has no {column!r} column; it has {sorted(history.columns)}")
+        keys = [k for k in RUN_KEYS if k in history.columns]
+        for values, block in history.groupby(keys, dropna=False, sort=False):
+            by_run[_key(values)] = _rows(block)
+    rows = []
+    for run in runs.to_dict("records"):
+        rows_of_run = by_run.get(_key([run.get(k) for k in RUN_KEYS]), [])
+        accuracy = _measured_accuracy(run)
+        if run.get("status", "finished") != "finished":
+            at_minimum, reason = False, "did not finish"
+        elif not rows_of_run:
+            at_minimum, reason = False, "no per-epoch history"
+        else:
+            at_minimum, reason = reached_minimum(rows_of_run, accuracy)
+        drop = loss_drop(rows_of_run)[0] if rows_of_run else None
+        losses = [row.get("train_loss", math.nan) for row in rows_of_run]
+        rows.append({**{k: run.get(k) for k in RUN_KEYS}, "accuracy": accuracy, "epochs": len(rows_of_run),
+                     "first_train_loss": losses[0] if losses else math.nan,
+                     "last_train_loss": losses[-1] if losses else math.nan,
+                     "loss_drop": math.nan if drop is None else drop, "at_minimum": at_minimum, "reason": reason})
+    columns = [*RUN_KEYS, "accuracy", "epochs", "first_train_loss", "last_train_loss", "loss_drop", "at_minimum", "reason"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["rho"] = pd.to_numeric(table["rho"])
+    table["at_minimum"] = table["at_minimum"].astype(bool)
+    return table
+
+
+def at_minimum(runs: pd.DataFrame, checked: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `runs` that `checked` (a `check`) finds at a minimum."""
+    reached = {_key(values) for values in checked.loc[checked["at_minimum"], list(RUN_KEYS)].itertuples(index=False)}
+    keep = [_key(values) in reached for values in runs[list(RUN_KEYS)].itertuples(index=False)]
+    return runs[np.array(keep, dtype=bool)] if len(runs) else runs
+
+
+def counts(checked: pd.DataFrame, by: str = "control") -> pd.Series:
+    """'k of n' runs at a minimum per value of `by` (in order of first appearance)."""
+    grouped = checked.groupby(by, sort=False, dropna=False)["at_minimum"]
+    return grouped.sum().astype(int).astype(str) + " of " + grouped.size().astype(str)
+
+
+def reasons_sentence(checked: pd.DataFrame, by: str = "control") -> str:
+    """Per value of `by` with runs away from a minimum: how many, and the range of the figures that fail
+    (accuracy on the measured images, loss drop); '' where every run reached one."""
+    failed = checked[~checked["at_minimum"]]
+    parts = []
+    for name, block in failed.groupby(by, sort=False, dropna=False):
+        total = int((checked[by] == name).sum())
+        causes = []
+        low = block[block["reason"].str.startswith("accuracy")]["accuracy"]
+        if len(low):
+            causes.append(f"accuracy {_span(low * 100, 1)}% on the measured images (< {MIN_ACCURACY:.0%})")
+        falling = block[block["reason"].str.contains("still falling")]["loss_drop"]
+        if len(falling):
+            causes.append(f"loss still falling {_span(falling * 100, 1)}% over the last {PLATEAU_EPOCHS} epochs")
+        explained = set(low.index) | set(falling.index)
+        causes.extend(sorted(set(block.loc[[i for i in block.index if i not in explained], "reason"])))
+        label = f"rho {name:g}" if by == "rho" else str(name)
+        parts.append(f"{label}: {len(block)} of {total} runs not at a minimum ({'; '.join(causes)})")
+    return "; ".join(parts)
+
+
+def _span(values: pd.Series, digits: int) -> str:
+    low, high = f"{values.min():.{digits}f}", f"{values.max():.{digits}f}"
+    return low if low == high else f"{low}–{high}"

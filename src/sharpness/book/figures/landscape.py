@@ -67,6 +67,27 @@ def source_note(landscapes: Sequence[ControlLandscape]) -> str:
     return f"**Surfaces shown: {escape(settings_label(landscapes))}.** {origin}"
 
 
+def minimum_note(landscapes: Sequence[ControlLandscape]) -> str:
+    """Markdown: whether the runs the surfaces are drawn around reached a minimum (`minimum.check` of the
+    committed controls grid that holds them), or that no committed grid says."""
+    from ...studies import registry, store
+    from ...training import minimum
+
+    committed = registry.committed_grid("controls")
+    if landscapes[0].source == "offline runs" or committed is None:
+        return "_Whether these runs reached a minimum is not checked: no committed grid holds them._"
+    runs, _ = store.load_grid(committed)
+    checked = minimum.check(runs, store.load_history(committed))
+    drawn = {(item.dataset, item.arch, item.control, item.seed) for item in landscapes}
+    around = checked[[run in drawn for run in checked[["dataset", "arch", "control", "seed"]].itertuples(index=False, name=None)]]
+    if around.empty:
+        return f"_No run of `{escape(committed.name)}` matches these surfaces, so whether they are minima is not checked._"
+    away = escape(minimum.reasons_sentence(around))  # control names come from the results files
+    return (f"Runs at a minimum ({minimum.criterion()}): {int(around['at_minimum'].sum())} of {len(around)} of the "
+            "runs drawn here" + (f". **Surfaces around runs that reached no minimum** show the descent, not a "
+                                 f"minimum: {away}." if away else "."))
+
+
 def picture_measure_correlations(landscapes: Sequence[ControlLandscape]) -> dict[str, float]:
     """Spearman rank correlation, over the controls, of the picture's `visual_rise` with each invariant
     measure (keys as `MEASURE_LABELS`): +1 when a measure orders the controls as the picture does."""

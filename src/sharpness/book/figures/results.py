@@ -44,10 +44,11 @@ def _check_columns(runs: pd.DataFrame, columns) -> None:
 
 
 def sharpness_vs_evaluation(
-    runs: pd.DataFrame, sharpness_metrics, evaluation_metrics, title: str
+    runs: pd.DataFrame, sharpness_metrics, evaluation_metrics, title: str, away=frozenset()
 ) -> go.Figure:
     """The paper's Figure 1 layout: one panel per (sharpness, evaluation) pair, a point per run,
-    coloured by control, with each control's mean +/- SEM as a cross. Sharpness axes are logarithmic."""
+    coloured by control, with each control's mean +/- SEM as a cross. Sharpness axes are logarithmic.
+    Runs whose (control, seed) is in `away` (no minimum; `minimum.check`) are open circles."""
     sharpness_metrics, evaluation_metrics = list(sharpness_metrics), list(evaluation_metrics)
     _check_columns(runs, sharpness_metrics + evaluation_metrics + ["control", "seed"])
     figure = make_subplots(
@@ -61,8 +62,10 @@ def sharpness_vs_evaluation(
                 first = row == 1 and col == 1
                 figure.add_scatter(
                     x=block[x_metric], y=block[y_metric], mode="markers", name=control, legendgroup=control,
-                    showlegend=first, marker=dict(color=colour, size=7, opacity=0.6),
-                    text=[f"{control}, seed {s}" for s in block["seed"]], row=row, col=col,
+                    showlegend=first, marker=dict(color=colour, size=7, opacity=0.6, symbol=[
+                        "circle-open" if (control, s) in away else "circle" for s in block["seed"]]),
+                    text=[f"{control}, seed {s}" + (" (no minimum)" if (control, s) in away else "")
+                          for s in block["seed"]], row=row, col=col,
                     hovertemplate="%{text}<br>x=%{x:.3g}<br>y=%{y:.3g}<extra></extra>",
                 )
                 if len(block) > 1:
@@ -134,7 +137,7 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
               not_at_minimum: pd.DataFrame | None = None) -> go.Figure:
     """One row per metric against SAM's rho (log axis): our runs (mean +/- SEM over seeds) on the left,
     the paper's printed figures on the right, each on its own y axis so neither flattens the other.
-    Runs listed in `not_at_minimum` (rho, seed; see `stats.minimum_check`) are grey crosses, off the line."""
+    Runs listed in `not_at_minimum` (rho, seed; see `minimum.check`) are grey crosses, off the line."""
     metrics = list(metrics)
     _check_columns(ours, ["rho", *metrics])
     failed_runs = set() if not_at_minimum is None else set(zip(not_at_minimum["rho"], not_at_minimum["seed"]))
@@ -208,26 +211,15 @@ def controls_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, metrics, titl
     return figure
 
 
-def training_curves(history: pd.DataFrame, metric: str, title: str) -> go.Figure:
-    """`metric` per epoch, one line per run, coloured by control (seeds share their control's colour)."""
-    _check_columns(history, ["control", "seed", "epoch", metric])
-    figure = go.Figure()
-    for (control, seed), block in history.groupby(["control", "seed"], sort=False):
-        figure.add_scatter(
-            x=block["epoch"], y=block[metric], mode="lines+markers", name=control, legendgroup=control,
-            showlegend=bool(seed == history.loc[history["control"] == control, "seed"].min()),
-            line=dict(color=CONTROL_COLOURS.get(control)), hovertemplate=f"{control}, seed {seed}<br>epoch %{{x}}: %{{y:.3g}}<extra></extra>",
-        )
-    figure.update_xaxes(title_text="epoch")
-    figure.update_yaxes(title_text=label(metric))
-    figure.update_layout(title=title, height=420, legend_title_text="control")
-    return figure
-
-
-def training_bands(history: pd.DataFrame, title: str, metrics=("train_loss", "train_accuracy")) -> go.Figure:
+def training_bands(history: pd.DataFrame, title: str, metrics=("train_loss", "train_accuracy"),
+                   checked: pd.DataFrame | None = None) -> go.Figure:
     """Per control, the median over seeds of each metric per epoch (a line) and the seeds' range (a band
-    in the control's colour): whether the controls reach a training minimum reads off six lines, not 30."""
+    in the control's colour): whether the controls reach a training minimum reads off six lines, not 30.
+    Runs that `checked` (a `minimum.check`) finds away from a minimum are also drawn alone, dotted."""
     _check_columns(history, ["control", "seed", "epoch", *metrics])
+    away = set() if checked is None else set(checked.loc[~checked["at_minimum"], ["control", "seed"]].itertuples(index=False, name=None))
+    if checked is not None:
+        title += f"<br>dotted: runs that reached no minimum ({len(away)} of {len(checked)})"
     figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=[label(m) for m in metrics],
                            horizontal_spacing=0.12)
     controls = [c for c in CONTROL_COLOURS if c in set(history["control"])]
@@ -243,36 +235,51 @@ def training_bands(history: pd.DataFrame, title: str, metrics=("train_loss", "tr
             figure.add_scatter(x=middle.index, y=middle, mode="lines", name=control, legendgroup=control,
                                line=dict(color=colour, width=2), showlegend=col == 1, row=1, col=col,
                                hovertemplate=f"{control}, epoch %{{x}}: median %{{y:.3g}}<extra></extra>")
+            for seed in sorted(seed for c, seed in away if c == control):
+                run = history[(history["control"] == control) & (history["seed"] == seed)]
+                figure.add_scatter(x=run["epoch"], y=run[metric], mode="lines", legendgroup=control, showlegend=False,
+                                   line=dict(color=colour, width=1.5, dash="dot"), row=1, col=col,
+                                   hovertemplate=f"{control}, seed {seed} (no minimum), epoch %{{x}}: %{{y:.3g}}<extra></extra>")
     figure.update_xaxes(title_text="epoch")
     figure.update_layout(title=dict(text=title, font_size=13), height=460, margin=dict(t=120),
                          legend=dict(orientation="h", x=0, y=-0.22))
     return figure
 
 
-def pvalue_table(pvalues: pd.DataFrame, caption: str):
-    """A table of p-values (`stats.wilcoxon_pvalues`) as a pandas Styler: 3 significant figures, a
-    dash where no test was possible, greener for smaller p (fully green at p = 0, none from p = 0.5)."""
-    return (styled(pvalues, caption).format("{:.3g}", na_rep="—")
-            .map(lambda p: f"background-color: rgba(40, 160, 70, {max(0.0, 1 - 2 * p):.2f})" if pd.notna(p) else ""))
+def pvalue_table(pvalues: pd.DataFrame, caption: str, pvalue_columns=None):
+    """A table of p-values as a pandas Styler (strings escaped, `styled`): 3 significant figures, a dash where
+    no test was possible, greener for smaller p (fully green at p = 0, none from p = 0.5). `pvalue_columns`:
+    the columns that hold p-values (None: all); other numeric columns get 3 significant figures."""
+    columns = list(pvalues.columns) if pvalue_columns is None else [c for c in pvalue_columns if c in pvalues.columns]
+    others = [c for c in pvalues.columns if c not in columns and pd.api.types.is_float_dtype(pvalues[c])]
+    return (styled(pvalues, caption).format("{:.3g}", na_rep="—", subset=columns + others)
+            .map(lambda p: f"background-color: rgba(40, 160, 70, {max(0.0, 1 - 2 * p):.2f})" if pd.notna(p) else "",
+                 subset=columns))
 
 
-def study_beside_paper(study, summary: pd.DataFrame, paper: pd.DataFrame) -> go.Figure:
-    """`controls_beside_paper` for the study's first (dataset, arch) and the paper's matching setting."""
+def study_beside_paper(study, summary: pd.DataFrame, paper: pd.DataFrame, at_minimum: str | None = None) -> go.Figure:
+    """`controls_beside_paper` for the study's first (dataset, arch) and the paper's matching setting;
+    `at_minimum` ('k of n', from `minimum.check`) is named in the title beside our means."""
     shown = stats.first_setting_beside_paper(study, summary, paper)
     (dataset, arch), (paper_dataset, paper_arch) = shown["setting"], shown["paper_setting"]
+    minima = "" if at_minimum is None else f"; {at_minimum} runs reached a minimum"
     return controls_beside_paper(
         shown["ours"], shown["paper"], shown["metrics"],
-        title=f"<b>Per control, mean ± SEM, each on its own axis</b><br>ours: {arch}, {dataset}, {study.label}"
+        title=f"<b>Per control, mean ± SEM, each on its own axis</b><br>ours: {arch}, {dataset}, {study.label}{minima}"
               f"<br>the paper's: {paper_arch}, {paper_dataset} (arXiv 2510.12451)",
     )
 
 
-def study_sharpness_vs_evaluation(study) -> go.Figure:
-    """`sharpness_vs_evaluation` of the study's finished runs, over the measures they have."""
+def study_sharpness_vs_evaluation(study, checked: pd.DataFrame | None = None) -> go.Figure:
+    """`sharpness_vs_evaluation` of the study's finished runs, over the measures they have; runs that
+    `checked` (a `minimum.check`) finds away from a minimum are open circles, counted in the title."""
     runs = stats.finished_runs(study.runs)
+    away = set() if checked is None else set(checked.loc[~checked["at_minimum"], ["control", "seed"]].itertuples(index=False, name=None))
+    note = ("" if checked is None else f"<br><sup>open circles: runs that reached no minimum "
+            f"({len(away)} of {len(checked)}); crosses: means over all runs</sup>")
     return sharpness_vs_evaluation(
         runs,
         [m for m in stats.SHARPNESS_METRICS if m in runs.columns],
         [m for m in ("test_accuracy", "test_ece", "corruption_accuracy") if m in runs.columns],
-        title=f"Sharpness vs evaluation, one point per run<br>{study.label}",
+        title=f"Sharpness vs evaluation, one point per run<br>{study.label}{note}", away=away,
     )

@@ -292,3 +292,18 @@ def hessian_comparison_table(reference_csv) -> pd.DataFrame:
     both = pd.concat({"ours": ours, "paper": paper}, names=["source"]).swaplevel().sort_index(
         level=0, sort_remaining=False, key=lambda level: level.map({m: i for i, m in enumerate(ours.index)}))
     return both[list(HESSIAN_COLUMNS)].rename(columns=HESSIAN_HEADERS)
+
+
+SHARPNESS_STATISTICS = {"max_eigenvalue": "top eigenvalue", "hessian_trace": "trace", "hessian_determinant": "determinant"}
+
+
+def sharpest_sentence() -> str:
+    """Which function's minimum is sharpest, by each Hessian statistic (computed from `toy.minima_table`;
+    Himmelblau: its sharpest minimum): the answer depends on the statistic, so none is 'the sharpest of all'."""
+    table = pd.DataFrame(toy.minima_table())
+    parts = []
+    for column, name in SHARPNESS_STATISTICS.items():
+        best = table.loc[table[column].idxmax()]
+        runner = table[table["function"] != best["function"]].sort_values(column).iloc[-1]
+        parts.append(f"by {name}, {best['function']} ({best[column]:,.1f}; next {runner['function']}, {runner[column]:,.1f})")
+    return "Which minimum is sharpest depends on the statistic: " + "; ".join(parts) + "."
