@@ -27,9 +27,10 @@ from pathlib import Path
 
 import torch
 
-from sharpness import cpu_study, evaluate, measures
-from sharpness.data import batches as data_batches
-from sharpness.train import load_run
+from sharpness.measuring import evaluate, measures
+from sharpness.studies import cpu_study
+from sharpness.training.data import batches as data_batches
+from sharpness.training.train import load_run
 
 FORWARD_REPEATS = 3
 

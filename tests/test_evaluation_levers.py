@@ -245,9 +245,9 @@ def test_hessian_estimates_and_their_accuracy_are_stored_beside_the_values(basel
 
 
 def test_clean_remeasure_covers_the_papers_three_measures_only(tmp_path):
-    from sharpness import results
+    from sharpness.book import stats
 
-    assert set(evaluate.CLEAN_REMEASURED) == {*results.SHARPNESS_METRICS, "relative_flatness_paper"}
+    assert set(evaluate.CLEAN_REMEASURED) == {*stats.SHARPNESS_METRICS, "relative_flatness_paper"}
     config = RunConfig(dataset="digits", arch="cnn_mlp", control="aug", seed=0, epochs=1, device="cpu",
                        runs_dir=str(tmp_path), max_train_samples=48, max_test_samples=32)
     train(config, progress=False)
