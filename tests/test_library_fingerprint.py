@@ -135,6 +135,8 @@ def test_results_places_from_literals_f_strings_paths_names_and_bare_uses():
     assert results_read(source, names) == {"cpu_study", "*_cpu.json", "reference/paper.csv", "reference"}
     assert "" in results_read("def f(folder=RESULTS_DIR):\n    return folder\n", names)  # anything: all of it
     assert "" in results_read("x = RESULTS_DIR / name\n", names)  # a path not spelt out: all of it
+    declared = "RESULTS_READ = ('grid',)\ndef stale(folder=RESULTS_DIR):\n    return folder\n"
+    assert results_read(declared, names) == {"grid"}  # the module's own statement wins over the bare use
 
 
 def test_the_book_toy_chapters_read_no_study_results():

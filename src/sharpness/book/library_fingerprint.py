@@ -8,7 +8,7 @@ are run again. It also hashes the committed results the chapter can read, and on
 code or a module it reaches writes `RESULTS_DIR / "cpu_study"` (or a name `sharpness.core.paths` defines
 so, like REFERENCE_DIR), that part of `results/` counts (an f-string's fields count as `*`); a bare
 `RESULTS_DIR` (a default argument, a comparison) counts all of `results/`, so nothing a chapter reads
-is ever missed. Committing a study run then re-executes the pages that show it, not the toy chapters.
+is missed, unless the module declares what it reads (`RESULTS_READ`, the build helpers: none). Committing a study run then re-executes the pages that show it, not the toy chapters.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ PACKAGE = "sharpness"
 LIBRARY_DIR = Path(__file__).resolve().parents[1]
 PATHS_MODULE = f"{PACKAGE}.core.paths"  # defines RESULTS_DIR and the names below it (it reads nothing itself)
 RESULTS_NAME = "RESULTS_DIR"
+# A module that names RESULTS_DIR without reading what is there (the build passes it to this module) says so
+# with `RESULTS_READ = ()`; otherwise what it reads is found from its code.
+DECLARED_READS = "RESULTS_READ"
 
 
 def library_modules(library_dir: Path = LIBRARY_DIR) -> dict[str, Path]:
@@ -109,11 +112,23 @@ def _join(base: str, part: str) -> str:
     return f"{base}/{part}" if base else part
 
 
+def declared_reads(tree: ast.Module) -> set[str] | None:
+    """A module's own `RESULTS_READ = (...)` (places under results/ it reads), where it declares one."""
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == DECLARED_READS):
+            return set(ast.literal_eval(node.value))
+    return None
+
+
 def results_read(source: str, names: dict[str, str]) -> set[str]:
     """The places under results/ `source` can read: `RESULTS_DIR / "x"` gives "x"; a bare use gives the
-    name's whole folder ("" for RESULTS_DIR: everything)."""
+    name's whole folder ("" for RESULTS_DIR: everything); a module's RESULTS_READ, where it has one, wins."""
     places, joined = set(), set()
     tree = ast.parse(source)
+    declared = declared_reads(tree)
+    if declared is not None:
+        return declared
     for node in ast.walk(tree):
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
             name, part = _results_name(node.left, names), _path_part(node.right)
