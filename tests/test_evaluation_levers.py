@@ -9,7 +9,9 @@ accuracy from the pass the measures already made.
 from __future__ import annotations
 
 import copy
+import math
 import shutil
+import statistics
 
 import pytest
 import torch
@@ -127,16 +129,56 @@ def test_hutchinson_sharing_each_batch_graph_gives_the_same_numbers():
     assert forms == pytest.approx(independent, rel=1e-4, abs=1e-6)
 
 
-def test_hutchinson_tolerance_stops_at_the_same_probe_as_one_probe_at_a_time():
+def rademacher_forms(model, batches, count, seed):
+    """v^T H v for the first `count` probes of `seed`, one plain Hessian-vector product each."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    generator = torch.Generator().manual_seed(seed)
+    forms = []
+    for _ in range(count):
+        vector = [(torch.randint(0, 2, p.shape, generator=generator).float() * 2 - 1) for p in params]
+        product = measures.hessian_vector_product(model, batches, vector)
+        forms.append(float(sum((v.double() * h.double()).sum() for v, h in zip(vector, product))))
+    return forms
+
+
+def test_hutchinson_stops_at_the_first_round_whose_standard_error_meets_the_tolerance():
     model, _ = cnn_mlp_pair()
     _, _, batches = image_batches(32, 16)
-    forms = [measures.hessian_trace(model, batches, draws=k, seed=2, progress=False) * k for k in range(1, 7)]
-    forms = [forms[0]] + [b - a for a, b in zip(forms, forms[1:])]  # the individual v^T H v
-    tol = 0.3
-    means = [sum(forms[: k + 1]) / (k + 1) for k in range(len(forms))]
-    stop = next((k for k in range(1, len(means)) if abs(means[k] - means[k - 1]) <= tol * abs(means[k - 1])), len(means) - 1)
-    value = measures.hessian_trace(model, batches, draws=6, tol=tol, seed=2, progress=False)
-    assert value == pytest.approx(means[stop], rel=1e-9)
+    forms = rademacher_forms(model, batches, 30, seed=2)
+    ends = range(measures.HUTCHINSON_MIN_PROBES, 31, measures.HUTCHINSON_ROUND)
+    relative = {n: statistics.stdev(forms[:n]) / math.sqrt(n) / abs(statistics.fmean(forms[:n])) for n in ends}
+    tol = relative[15] * 1.0001
+    expected = next(n for n in ends if relative[n] <= tol)
+    estimate = measures.hessian_trace_estimate(model, batches, draws=30, tol=tol, seed=2, progress=False)
+    assert estimate.steps == expected and estimate.converged
+    assert estimate.value == pytest.approx(statistics.fmean(forms[:expected]), rel=1e-12)
+    assert estimate.standard_error == pytest.approx(statistics.stdev(forms[:expected]) / math.sqrt(expected), rel=1e-9)
+    assert estimate.standard_error <= tol * abs(estimate.value)
+    capped = measures.hessian_trace_estimate(model, batches, draws=12, tol=1e-9, seed=2, progress=False)
+    assert capped.steps == 12 and not capped.converged  # the budget ran out first, and says so
+    assert capped.value == pytest.approx(statistics.fmean(forms[:12]), rel=1e-12)
+
+
+def test_power_iteration_reports_its_steps_and_an_eigenvalue_bound():
+    """On a tiny net with its exact Hessian: an eigenvalue lies within the residual; the stop is as stated."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
+    x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
+    flat = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+    shapes = [p.shape for p in net.parameters()]
+    names = [name for name, _ in net.named_parameters()]
+
+    def loss(vector):
+        pieces = [piece.reshape(shape) for piece, shape in zip(vector.split([s.numel() for s in shapes]), shapes)]
+        return F.cross_entropy(torch.func.functional_call(net, dict(zip(names, pieces)), (x,)), y)
+
+    eigenvalues = torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss, flat))
+    early = measures.hessian_top_eigenvalue_estimate(net, [(x, y)], iterations=3, tol=1e-12, progress=False)
+    assert early.steps == 3 and not early.converged and early.residual > 0
+    assert float((eigenvalues - early.value).abs().min()) <= early.residual * (1 + 1e-9)
+    done = measures.hessian_top_eigenvalue_estimate(net, [(x, y)], iterations=500, tol=1e-6, progress=False)
+    assert done.converged and done.steps < 500 and done.relative_change <= 1e-6
+    assert done.value == pytest.approx(float(eigenvalues[eigenvalues.abs().argmax()]), rel=1e-4)
 
 
 def test_training_test_evaluation_in_small_batches_matches_one_plain_pass(tmp_path):
@@ -188,3 +230,28 @@ def test_train_accuracy_comes_from_the_measures_pass_and_equals_a_plain_predicti
     alone = evaluate.evaluate_run(shutil.copytree(baseline_run.run_dir, tmp_path / "alone"),
                                   measures=("train_accuracy",), device="cpu", progress=False)
     assert "train_predictions" in alone["seconds"] and alone["train_accuracy"] == metrics["train_accuracy"]
+
+
+def test_hessian_estimates_and_their_accuracy_are_stored_beside_the_values(baseline_run, tmp_path):
+    run_dir = shutil.copytree(baseline_run.run_dir, tmp_path / "run")
+    metrics = evaluate.evaluate_run(run_dir, measures=("hessian_trace", "hessian_top_eigenvalue"), device="cpu",
+                                    slow_samples=32, hessian_iterations=12, progress=False)
+    stored = evaluate.runs.read_json(run_dir / evaluate.METRICS_FILE)
+    trace, top = stored[evaluate.ESTIMATES_KEY]["hessian_trace"], stored[evaluate.ESTIMATES_KEY]["hessian_top_eigenvalue"]
+    assert trace["steps"] in (10, 12) and trace["standard_error"] > 0 and trace["tolerance"] == measures.HESSIAN_TRACE_TOL
+    assert trace["converged"] == (trace["standard_error"] <= measures.HESSIAN_TRACE_TOL * abs(stored["hessian_trace"]))
+    assert 1 <= top["steps"] <= 12 and top["residual"] >= 0 and top["tolerance"] == measures.HESSIAN_EIGENVALUE_TOL
+    assert metrics["settings"]["hessian_trace_tol"] == measures.HESSIAN_TRACE_TOL
+
+
+def test_clean_remeasure_covers_the_papers_three_measures_only(tmp_path):
+    from sharpness.book import stats
+
+    assert set(evaluate.CLEAN_REMEASURED) == {*stats.SHARPNESS_METRICS, "relative_flatness_paper"}
+    config = RunConfig(dataset="digits", arch="cnn_mlp", control="aug", seed=0, epochs=1, device="cpu",
+                       runs_dir=str(tmp_path), max_train_samples=48, max_test_samples=32)
+    train(config, progress=False)
+    metrics = evaluate.evaluate_run(config.run_dir, measures=("fisher_rao_norm", "sam_sharpness", "hessian_trace"),
+                                    device="cpu", sam_draws=1, hessian_iterations=2, also_clean=True, progress=False)
+    assert set(metrics["clean"]) == {"fisher_rao_norm", "relative_flatness", "relative_flatness_paper", "sam_sharpness"}
+    assert "hessian_trace" in metrics and not any(key.startswith("clean.hessian") for key in metrics["seconds"])

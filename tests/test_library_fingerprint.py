@@ -9,7 +9,8 @@ from jupyter_cache.base import CacheBundleIn
 
 from sharpness.book.build import FINGERPRINTS_FILE, stale_chapters
 from sharpness.book.library_fingerprint import (
-    chapter_fingerprint, dependencies, executed_code, imported_modules, library_modules,
+    chapter_fingerprint, chapter_results, dependencies, executed_code, imported_modules, library_modules,
+    results_files, results_names, results_read,
 )
 
 CHAPTER = """---
@@ -109,7 +110,7 @@ def test_committed_results_count_only_for_chapters_that_reach_the_results_paths(
 
     (library / "core").mkdir()
     (library / "core" / "paths.py").write_text("RESULTS_DIR = 'results'\n")
-    (library / "constants.py").write_text("from .core import paths\nK = 1\n")
+    (library / "constants.py").write_text("from .core.paths import RESULTS_DIR\nK = 1\nGRID = RESULTS_DIR / 'grid'\n")
     reads_results = chapter_fingerprint(chapter, library, results)
     assert chapter_fingerprint(chapter, library, results) == reads_results
     (results / "grid" / "seed3").mkdir()
@@ -117,5 +118,38 @@ def test_committed_results_count_only_for_chapters_that_reach_the_results_paths(
     after_new_run = chapter_fingerprint(chapter, library, results)
     assert after_new_run != reads_results
     (results / "grid" / "summary.json").write_text('{"runs": 21}')  # a rewritten grid summary
-    assert chapter_fingerprint(chapter, library, results) != after_new_run
+    after_rewrite = chapter_fingerprint(chapter, library, results)
+    assert after_rewrite != after_new_run
+    (results / "toy_fit").mkdir()
+    (results / "toy_fit" / "fit.json").write_text("{}")  # what the chapter cannot read
+    assert chapter_fingerprint(chapter, library, results) == after_rewrite
 
+
+def test_results_places_from_literals_f_strings_paths_names_and_bare_uses():
+    names = results_names("from pathlib import Path\nRESULTS_DIR = Path('results')\nREFERENCE_DIR = RESULTS_DIR / 'reference'\n"
+                          "RUNS_DIR = Path('runs')\n")
+    assert names == {"RESULTS_DIR": "", "REFERENCE_DIR": "reference"}
+    source = ("from .core.paths import RESULTS_DIR, REFERENCE_DIR\nfrom .core import paths\n"
+              "A = RESULTS_DIR / 'cpu_study' / 'x'\nB = RESULTS_DIR / f'{name}_cpu.json'\n"
+              "C = REFERENCE_DIR / 'paper.csv'\nD = paths.REFERENCE_DIR\n")
+    assert results_read(source, names) == {"cpu_study", "*_cpu.json", "reference/paper.csv", "reference"}
+    assert "" in results_read("def f(folder=RESULTS_DIR):\n    return folder\n", names)  # anything: all of it
+    assert "" in results_read("x = RESULTS_DIR / name\n", names)  # a path not spelt out: all of it
+    declared = "RESULTS_READ = ('grid',)\ndef stale(folder=RESULTS_DIR):\n    return folder\n"
+    assert results_read(declared, names) == {"grid"}  # the module's own statement wins over the bare use
+
+
+def test_the_book_toy_chapters_read_no_study_results():
+    """The issue's case: committing a study run must not re-execute the toy chapters (they read the paper's
+    figures and toy_fit only), while every study chapter that shows the CPU study still sees its runs."""
+    book = Path(__file__).resolve().parents[1] / "book"
+    results_dir = Path(__file__).resolve().parents[1] / "results"
+    run_file = results_dir / "cpu_study" / "cifar10_folder" / "x" / "baseline" / "seed0" / "summary.json"
+    for chapter in sorted((book / "toy").glob("*.md")):
+        places = chapter_results(chapter)
+        assert "" not in places and not any(place.startswith("cpu_study") for place in places), (chapter, places)
+        assert run_file not in results_files(results_dir, places)
+    assert chapter_results(book / "toy" / "fitting.md") == {"toy_fit"}
+    for name in ("results.md", "rho.md", "setup.md"):
+        places = chapter_results(book / "study" / name)
+        assert "" in places or "cpu_study" in places, (name, places)

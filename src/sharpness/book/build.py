@@ -38,6 +38,7 @@ from ..core.paths import RESULTS_DIR
 from .library_fingerprint import LIBRARY_DIR, chapter_fingerprint
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
+RESULTS_READ = ()  # names RESULTS_DIR only to hand it to the fingerprints; a page reading this module reads no results
 
 ROOT = Path(__file__).resolve().parents[3]
 STATIC = ROOT / "book" / "_static"

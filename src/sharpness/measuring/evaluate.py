@@ -204,6 +204,8 @@ SHARPNESS_MEASURES = (
     "fisher_rao_norm", "fisher_rao_norm_exact", "relative_flatness", "relative_flatness_paper", "sam_sharpness",
     "hessian_top_eigenvalue", "hessian_trace",
 )  # fmt: skip
+# metrics.json key holding, per Hessian measure, the steps it used and its accuracy (HessianEstimate.record).
+ESTIMATES_KEY = "estimates"
 
 
 # Appendix F.1 re-measures the paper's three measures on the clean training images (not the Hessian extras).
@@ -218,7 +220,9 @@ def sharpness_of(
     the forward pass that serves Fisher-Rao and relative flatness ran (else None).
 
     Fisher-Rao and relative flatness use every image (one forward pass serves all three); SAM-sharpness
-    and the Hessian measures use a fixed random `slow_samples` of them (None: all).
+    and the Hessian measures use a fixed random `slow_samples` of them (None: all). The Hessian measures
+    stop at their tolerance (at most `hessian_iterations` steps); what they used and their accuracy go
+    under ESTIMATES_KEY.
     """
     values, pass_accuracy = {}, None
     train_batches = batches_of(images, labels)
@@ -237,12 +241,16 @@ def sharpness_of(
     slow = {
         "fisher_rao_norm_exact": lambda: sharpness_measures.fisher_rao_norm_exact(model, train_batches, progress),
         "sam_sharpness": lambda: sharpness_measures.sam_sharpness(model, slow_batches, draws=sam_draws, seed=seed, progress=progress),
-        "hessian_top_eigenvalue": lambda: sharpness_measures.hessian_top_eigenvalue(model, slow_batches, iterations=hessian_iterations, seed=seed, progress=progress),
-        "hessian_trace": lambda: sharpness_measures.hessian_trace(model, slow_batches, draws=hessian_iterations, seed=seed, progress=progress),
+        "hessian_top_eigenvalue": lambda: sharpness_measures.hessian_top_eigenvalue_estimate(model, slow_batches, iterations=hessian_iterations, seed=seed, progress=progress),
+        "hessian_trace": lambda: sharpness_measures.hessian_trace_estimate(model, slow_batches, draws=hessian_iterations, seed=seed, progress=progress),
     }  # fmt: skip
     for name in todo:
         if name in slow:
-            values[name] = timed(f"{prefix}{name}", slow[name])
+            value = timed(f"{prefix}{name}", slow[name])
+            if isinstance(value, sharpness_measures.HessianEstimate):  # its accuracy goes beside it
+                values.setdefault(ESTIMATES_KEY, {})[name] = value.record()
+                value = value.value
+            values[name] = value
     return values, pass_accuracy
 
 
@@ -312,8 +320,9 @@ def evaluate_run(
     Measures already in metrics.json are skipped unless `overwrite`. `max_train_samples` limits the
     training images every train-set measure sees (quick looks; the paper used the full set);
     `slow_samples` limits only SAM-sharpness and the Hessian measures to a fixed random subset.
-    `also_clean`: for augmentation controls, the sharpness measures again on the clean training images,
-    stored under "clean" (the paper's Appendix F.1 check that the trends survive).
+    `also_clean`: for augmentation controls, the paper's three sharpness measures (CLEAN_REMEASURED) again on
+    the clean training images, stored under "clean" (the paper's Appendix F.1 check that the trends survive).
+    `hessian_iterations` caps the Hessian measures, which stop earlier at their tolerances.
     """
     check_measures(measures)
     run_dir = Path(run_dir)
@@ -349,6 +358,7 @@ def evaluate_run(
                              seed=seed, progress=progress)
     train_images, train_labels = measurement_images(data, config, seed)
     values, clean_accuracy = sharpness_of(model, batches_of, train_images, train_labels, todo, timed, **sharpness_options)
+    metrics[ESTIMATES_KEY] = {**metrics.get(ESTIMATES_KEY, {}), **values.pop(ESTIMATES_KEY, {})}
     metrics.update(values)
     if augmented:
         clean_accuracy = None  # that pass saw the augmented copy
@@ -382,7 +392,8 @@ def evaluate_run(
             "train_set": "one fixed augmented copy" if augmented else "clean",
             "clean_measures": "also on the clean training images (under 'clean')" if augmented and also_clean else None,
             "slow_measure_images": slow_count, "sam_draws": sam_draws, "sam_rho": sharpness_measures.SAM_SHARPNESS_RHO,
-            "hessian_iterations": hessian_iterations, "seed": seed, "fisher_rao_layers": count_weight_layers(model),
+            "hessian_iterations": hessian_iterations, "hessian_eigenvalue_tol": sharpness_measures.HESSIAN_EIGENVALUE_TOL,
+            "hessian_trace_tol": sharpness_measures.HESSIAN_TRACE_TOL, "seed": seed, "fisher_rao_layers": count_weight_layers(model),
         },  # fmt: skip
     )
     runs.atomic_write_json(run_dir / METRICS_FILE, metrics)

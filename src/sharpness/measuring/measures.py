@@ -19,7 +19,7 @@ import contextlib
 import copy
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
@@ -391,29 +391,74 @@ def _random_like(params: list[Tensor], generator: torch.Generator, rademacher: b
     return vectors
 
 
-def hessian_top_eigenvalue(
-    model: nn.Module, batches, iterations: int = 20, tol: float = 1e-3, seed: int = 0, progress: bool = True
-) -> float:
+# Where the Hessian extras stop (stated in every metrics.json beside the values and their accuracy):
+HESSIAN_EIGENVALUE_TOL = 1e-3  # power iteration: the Rayleigh quotient changed by less than this, relative
+HESSIAN_TRACE_TOL = 0.05  # Hutchinson: standard error over the probes at most this fraction of |trace|
+HUTCHINSON_ROUND = 5  # probes per pass over the data (they share each batch's graph)
+HUTCHINSON_MIN_PROBES = 10  # before the probes' spread is trusted as a standard error
+
+
+@dataclass
+class HessianEstimate:
+    """An iterative Hessian figure with what it cost and how accurate it is.
+
+    `steps`: power iterations or Hutchinson probes used (each one Hessian-vector product per image).
+    `standard_error`: Hutchinson, sample standard deviation of v^T H v over the probes / sqrt(probes).
+    `residual`: power iteration, ||H v - lambda v|| for the final unit v; some eigenvalue of H lies within
+    it of `value` (Bauer-Fike for a symmetric matrix). `relative_change`: the last step's change of the
+    value, relative. `converged`: whether the tolerance was met before the step budget ran out.
+    """
+
+    value: float
+    steps: int
+    tolerance: float | None
+    converged: bool
+    relative_change: float | None = None
+    standard_error: float | None = None
+    residual: float | None = None
+
+    def record(self) -> dict:
+        """The accuracy fields for metrics.json (the value itself is stored under the measure's name)."""
+        return {key: value for key, value in asdict(self).items() if key != "value" and value is not None}
+
+
+def hessian_top_eigenvalue_estimate(
+    model: nn.Module, batches, iterations: int = 20, tol: float = HESSIAN_EIGENVALUE_TOL, seed: int = 0,
+    progress: bool = True,
+) -> HessianEstimate:
     """Largest-magnitude Hessian eigenvalue (the top one at a minimum) by power iteration, eval mode.
 
     Stops when the Rayleigh quotient changes by less than `tol` relative, or after `iterations` HVPs.
     Runs on a contiguous copy of a channels_last model (`contiguous_model`).
     """
+    if iterations < 1:
+        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
     model = contiguous_model(model)
     params = [p for p in model.parameters() if p.requires_grad]
     vector = _random_like(params, torch.Generator().manual_seed(seed), rademacher=False)
-    eigenvalue = None
+    eigenvalue, change, converged, steps, residual = None, None, False, 0, None
     with evaluation_mode(model):
-        for _ in tqdm(range(iterations), desc="Hessian top eigenvalue", disable=not progress, leave=False):
+        for steps in tqdm(range(1, iterations + 1), desc="Hessian top eigenvalue", disable=not progress, leave=False):
             norm = math.sqrt(_dot(vector, vector))
             vector = [v / norm for v in vector]
             product = hessian_vector_product(model, batches, vector)
             estimate = _dot(vector, product)
-            converged = eigenvalue is not None and abs(estimate - eigenvalue) <= tol * (abs(eigenvalue) + 1e-12)
+            residual = math.sqrt(max(_dot(product, product) - estimate**2, 0.0))  # ||Hv - lambda v||, |v| = 1
+            if eigenvalue is not None:
+                change = abs(estimate - eigenvalue) / (abs(eigenvalue) + 1e-12)
+                converged = change <= tol
             eigenvalue, vector = estimate, product
             if converged:
                 break
-    return eigenvalue
+    return HessianEstimate(eigenvalue, steps, tol, converged, relative_change=change, residual=residual)
+
+
+def hessian_top_eigenvalue(
+    model: nn.Module, batches, iterations: int = 20, tol: float = HESSIAN_EIGENVALUE_TOL, seed: int = 0,
+    progress: bool = True,
+) -> float:
+    """The value of `hessian_top_eigenvalue_estimate`."""
+    return hessian_top_eigenvalue_estimate(model, batches, iterations, tol, seed, progress).value
 
 
 def hessian_quadratic_forms(model: nn.Module, batches, vectors: list[list[Tensor]], progress: bool = False) -> list[float]:
@@ -438,29 +483,51 @@ def hessian_quadratic_forms(model: nn.Module, batches, vectors: list[list[Tensor
     return [_dot(vector, [total / count for total in product]) for vector, product in zip(vectors, products)]
 
 
-def hessian_trace(
-    model: nn.Module, batches, draws: int = 20, tol: float | None = None, seed: int = 0, progress: bool = True
-) -> float:
+def hutchinson_standard_error(forms: list[float]) -> float:
+    """Standard error of the mean of the probes' v^T H v: sample standard deviation / sqrt(probes)."""
+    if len(forms) < 2:
+        return math.inf
+    mean = sum(forms) / len(forms)
+    return math.sqrt(sum((form - mean) ** 2 for form in forms) / (len(forms) - 1) / len(forms))
+
+
+def hessian_trace_estimate(
+    model: nn.Module, batches, draws: int = 20, tol: float | None = HESSIAN_TRACE_TOL, seed: int = 0,
+    progress: bool = True,
+) -> HessianEstimate:
     """Hutchinson's estimate of the Hessian trace, mean of v^T H v over Rademacher v, eval mode.
 
-    All `draws` probes share each batch's graph (`hessian_quadratic_forms`). With `tol`, the estimate
-    is the running mean at the first probe where it changed by less than `tol` relative (as PyHessian).
+    Probes come in rounds of HUTCHINSON_ROUND that share each batch's graph (`hessian_quadratic_forms`);
+    after each round, from HUTCHINSON_MIN_PROBES probes on, it stops once the standard error is at most
+    `tol` x |estimate| (`tol` None: all `draws` probes). The k-th probe is the same whatever the stop.
     Runs on a contiguous copy of a channels_last model (`contiguous_model`).
     """
+    if draws < 1:
+        raise ValueError(f"draws must be a positive integer, got {draws!r}")
     model = contiguous_model(model)
     params = [p for p in model.parameters() if p.requires_grad]
     generator = torch.Generator().manual_seed(seed)
-    vectors = [_random_like(params, generator, rademacher=True) for _ in range(draws)]
-    with evaluation_mode(model):
-        forms = hessian_quadratic_forms(model, batches, vectors, progress)
-    estimates: list[float] = []
-    for form in forms:
-        previous = sum(estimates) / len(estimates) if estimates else None
-        estimates.append(form)
-        current = sum(estimates) / len(estimates)
-        if tol is not None and previous is not None and abs(current - previous) <= tol * (abs(previous) + 1e-12):
-            break
-    return sum(estimates) / len(estimates)
+    forms: list[float] = []
+    converged = False
+    with evaluation_mode(model), tqdm(total=draws, desc="Hessian trace", disable=not progress, leave=False) as bar:
+        while len(forms) < draws and not converged:
+            size = min(HUTCHINSON_ROUND if tol is not None else draws, draws - len(forms))
+            vectors = [_random_like(params, generator, rademacher=True) for _ in range(size)]
+            forms += hessian_quadratic_forms(model, batches, vectors)
+            bar.update(size)
+            mean = sum(forms) / len(forms)
+            converged = (tol is not None and len(forms) >= min(HUTCHINSON_MIN_PROBES, draws)
+                         and hutchinson_standard_error(forms) <= tol * abs(mean))
+    mean = sum(forms) / len(forms)
+    error = hutchinson_standard_error(forms)
+    return HessianEstimate(mean, len(forms), tol, converged, standard_error=error if math.isfinite(error) else None)
+
+
+def hessian_trace(
+    model: nn.Module, batches, draws: int = 20, tol: float | None = None, seed: int = 0, progress: bool = True
+) -> float:
+    """The value of `hessian_trace_estimate`; by default all `draws` probes (no early stop)."""
+    return hessian_trace_estimate(model, batches, draws, tol, seed, progress).value
 
 
 MEASURES: dict[str, Callable] = {

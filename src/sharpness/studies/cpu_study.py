@@ -30,6 +30,7 @@ from ..core import runs
 from ..core.paths import DATA_DIR, RESULTS_DIR, RUNS_DIR
 from ..measuring.corruptions import ALL_CORRUPTIONS
 from ..measuring.evaluate import MEASURES, PREDICTIONS_FILE
+from ..measuring.measures import HESSIAN_EIGENVALUE_TOL, HESSIAN_TRACE_TOL
 from ..training.controls import CONTROLS
 from . import store
 from .registry import DEFAULT_RHO, PAPER_RHOS, PROTOCOL, Grid, network_label
@@ -85,7 +86,8 @@ def protocol_table():
         "test_images": "test images", "epochs": "epochs", "batch_size": "batch size", "lr": "peak learning rate (SGD momentum 0.9)",
         "lr_schedule": "learning-rate schedule", "monitor_test_images": "test images of the per-epoch curve",
         "slow_measure_images": "images for SAM-sharpness and the Hessian measures", "sam_draws": "SAM-sharpness draws (rho 0.005)",
-        "hessian_iterations": "power-iteration steps / Hutchinson draws", "corruptions": "corruptions (x 5 severities)",
+        "hessian_iterations": (f"Hessian steps, at most (power iteration stops at a {HESSIAN_EIGENVALUE_TOL:g} relative "
+                               f"change, Hutchinson at a standard error of {HESSIAN_TRACE_TOL:.0%})"), "corruptions": "corruptions (x 5 severities)",
         "corruption_images": "test images per corruption and severity", "landscape_resolution": "loss surface grid (per axis)",
         "landscape_images": "training images per surface point",
         "sam_rho_scale": "SAM radius = the paper's rho x this (||theta_0|| ours / ResNet-18's)",
