@@ -253,8 +253,9 @@ def _history_key(row) -> tuple:
 
 
 def _duplicates(rows: list[dict]) -> list[tuple]:
+    """The run keys held twice (rows without a seed, e.g. a pilot's settings, are no runs of a grid)."""
     seen, twice = set(), []
-    for row in rows:
+    for row in (row for row in rows if row.get("seed") is not None):
         key = run_key(row)
         if key in seen:
             twice.append(key)
@@ -303,7 +304,7 @@ def load_grid(path: Path | str) -> tuple[pd.DataFrame, dict]:
     missing = {"provenance", "runs"} - set(document)
     if missing:
         raise ValueError(f"{path} is not a grid summary: missing {sorted(missing)}")
-    infinite = [(key, name) for row in document["runs"] if row.get("status") == "finished"
+    infinite = [(key, name) for row in document["runs"] if row.get("status") == "finished" and row.get("seed") is not None
                 for name, value in row.items() if isinstance(value, float) and math.isinf(value) for key in [run_key(row)]]
     if infinite:
         raise ValueError(f"{path}: the finished run {infinite[0][0]} has an infinite {infinite[0][1]}; a finished run's "
@@ -339,7 +340,7 @@ def load_history(grid_path: Path | str) -> pd.DataFrame:
         epochs.setdefault(_history_key(row), []).append(int(row["epoch"]))
     for row in load_json(Path(grid_path))["runs"]:
         completed = as_number(row.get("epochs_completed", row.get("epochs")))
-        if completed is None:
+        if completed is None or row.get("seed") is None:
             continue
         key = _history_key(row)
         if "dataset" not in history.columns:
