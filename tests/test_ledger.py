@@ -296,3 +296,42 @@ def test_appendix_f1_reference_with_a_bad_label_names_the_file(tmp_path):
                                               "resnet18,cifar10,aug,fisher_rao_norm,blurred,1,0.1\n")
     with pytest.raises(ValueError, match="appendix_f1.csv.*blurred"):
         store.appendix_f1_paper(tmp_path)
+
+
+def test_rows_across_networks_and_settings_take_their_status_from_our_cpu_grids(tmp_path):
+    from sharpness.book import across
+
+    paths = across.committed_paths(tmp_path)
+    controls = {"baseline": 1.0, "aug": 2.0, "wd": 3.0, "aug_sam": 4.0}  # sharpness and accuracy rise together
+    rows = [dict(dataset="cifar10_folder", arch=arch, control=control, seed=seed, status="finished", at_minimum=True,
+                 rho=0.05 if control.endswith("sam") else None, fisher_rao_norm=level * scale,
+                 relative_flatness=level * scale, test_accuracy=base + level / 10)
+            for arch, scale, base in (("resnet_small", 1.0, 0.4), ("vgg_small", 100.0, 0.0))
+            for control, level in controls.items() for seed in (0, 1, 2)]
+    paths["families"].parent.mkdir(parents=True)
+    store.save_grid(pd.DataFrame(rows), paths["families"], settings={}, data="hand-made")
+    by_item = rows_by_item(ledger.ledger(results_dir=tmp_path))
+    # Within each family accuracy rises with sharpness; the sharper family is the less accurate: pooled, it falls.
+    simpson = by_item["Simpson's paradox: pooled over architectures, the sharpness-accuracy trend differs from within each"]
+    assert simpson.status == ledger.REDUCED_SCALE and "reverses" in simpson.ours and simpson.chapter == "study/across"
+    assert "resnet_small: 12 of 12 runs at a minimum" in simpson.ran
+    # Best (aug_sam) at 4 in one family and 400 in the other: the other's 100-300 sit inside that band.
+    goldilocks = by_item["No Goldilocks zone: no single level of sharpness is best across architectures and data sets"]
+    assert goldilocks.status == ledger.REDUCED_SCALE and "no single level of sharpness is best everywhere" in goldilocks.ours
+    scale = by_item["Sharpness is not comparable across architectures: each network family has its own scale"]
+    assert scale.status == ledger.REDUCED_SCALE and "factor 100" in scale.ours and "1 of 1 pairs" in scale.ours
+
+    # A batch x lr sweep where aug_sam is best and sharper in one cell and worst and flattest in the other.
+    cells = {(128, 1e-3): 1, (256, 1e-2): -1}
+    sweep = [dict(dataset="cifar10_folder", arch="cnn_mlp_wide", control=control, seed=seed, status="finished",
+                  at_minimum=not (control == "wd" and seed == 0), batch_size=batch, lr=lr,
+                  rho=0.05 if control == "aug_sam" else None,
+                  fisher_rao_norm=level ** sign, test_accuracy=0.5 + sign * level / 10)
+             for (batch, lr), sign in cells.items() for control, level in controls.items() for seed in (0, 1, 2)]
+    paths["batch_lr"].parent.mkdir(parents=True)
+    store.save_grid(pd.DataFrame(sweep), paths["batch_lr"], settings={}, data="hand-made")
+    by_item = rows_by_item(ledger.ledger(results_dir=tmp_path))
+    figure1 = next(row for item, row in by_item.items() if item.startswith("Figure 1"))
+    assert figure1.status == ledger.PARTLY and figure1.ours == "22 of 24 runs reached a minimum"
+    g1 = next(row for item, row in by_item.items() if item.startswith("Appendix G.1"))
+    assert g1.status == ledger.PARTLY and "best control by test accuracy in 1 of 2 cells" in g1.ours

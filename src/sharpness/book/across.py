@@ -265,12 +265,14 @@ def _same_run(a, b) -> bool:
     return all((pd.isna(x) and pd.isna(y)) or x == y for x, y in zip(a, b))
 
 
-def committed_paths() -> dict[str, Path]:
+def committed_paths(results_dir: Path | None = None) -> dict[str, Path]:
     """Where the grids these findings read are committed: the families, the CPU study (the CNN-MLP family), and
-    the batch x lr sweep."""
+    the batch x lr sweep; under `results_dir` when given (the same layout as results/)."""
+    from ..core.paths import RESULTS_DIR
     from ..studies import cpu_families, cpu_study
 
-    return {"families": cpu_families.FAMILIES_GRID, "study": cpu_study.GRID_FILE, "batch_lr": cpu_families.BATCH_LR_GRID}
+    paths = {"families": cpu_families.FAMILIES_GRID, "study": cpu_study.GRID_FILE, "batch_lr": cpu_families.BATCH_LR_GRID}
+    return paths if results_dir is None else {name: Path(results_dir) / path.relative_to(RESULTS_DIR) for name, path in paths.items()}
 
 
 def family_points(families_grid: Path | None = None, study_grid: Path | None = None) -> pd.DataFrame:

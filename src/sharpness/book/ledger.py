@@ -20,7 +20,7 @@ from ..core.paths import REFERENCE_DIR, RESULTS_DIR
 from ..studies import registry, store
 from ..training import minimum
 from ..training.controls import SAM_RHO
-from . import claims, prose, stats
+from . import across, claims, prose, stats
 
 PAPER_SCALE = "reproduced at the paper's scale"
 REDUCED_SCALE = "reproduced at a reduced real scale"
@@ -40,6 +40,15 @@ PAPER_SEEDS = 10
 STAND_IN_DATASETS = ("digits",)
 # The paper's toy fitting study (sharpness.toys.fit's default FitConfig is the paper's setting).
 ARCH_NAMES, DATASET_NAMES = prose.ARCH_NAMES, prose.DATASET_NAMES
+# What each finding across networks or settings (`book.across`) means for the paper's claim.
+ACROSS_STATUS = {
+    across.NOT_RUN: NOT_RUN, across.TOO_FEW: NOT_RUN,  # one family or cell so far: the comparison is not run yet
+    "no Goldilocks zone": REDUCED_SCALE, "a Goldilocks zone": CONTRADICTED,
+    "disjoint ranges": REDUCED_SCALE, "overlapping": NOT_REPRODUCED,
+    "reverses": REDUCED_SCALE, "nearly vanishes": REDUCED_SCALE, "weakens": PARTLY,
+    "keeps its sign": NOT_REPRODUCED, "mixed within": NOT_REPRODUCED, "no slope": NOT_REPRODUCED,
+    "holds in every cell": REDUCED_SCALE, "holds in some cells": PARTLY, "holds in no cell": CONTRADICTED,
+}
 # Relative difference within which a toy Hessian statistic agrees with the paper's printed (rounded) one.
 TOY_TOLERANCE = 5e-3
 
@@ -287,6 +296,20 @@ def sharpest_model_row(grids: list[CommittedGrid], paper: pd.DataFrame) -> Row:
     return Row(item, status, grid.description(), text, theirs, grid.command(default=command), "study/results")
 
 
+def _across_row(item: str, finding: tuple[str, str], ran: str, theirs: str, part: str) -> Row:
+    """A row from a finding of `book.across` on our CPU runs across networks or settings (`part` of
+    `cpu-families`), its status by ACROSS_STATUS (a ledger status passes as it is)."""
+    from ..studies.cpu_families import COMMANDS
+
+    status, sentence = finding
+    return Row(item, ACROSS_STATUS.get(status, status), ran, sentence, theirs, f"`{COMMANDS[part]}`", "study/across")
+
+
+def _families_ran(results_dir: Path) -> tuple[str, str]:
+    """(status, what ran) of the CPU families plan under `results_dir`."""
+    return across.families_finding(across.committed_paths(results_dir)["families"])
+
+
 def _batch_lr_grid(grids: list[CommittedGrid]) -> CommittedGrid | None:
     for grid in grids:
         columns = [c for c in ("batch_size", "lr") if c in grid.runs.columns]
@@ -295,9 +318,16 @@ def _batch_lr_grid(grids: list[CommittedGrid]) -> CommittedGrid | None:
     return None
 
 
-def batch_lr_row(grids: list[CommittedGrid]) -> Row:
-    """Figure 1 / Appendix F.2: minima over a batch-size x learning-rate sweep."""
+def batch_lr_row(grids: list[CommittedGrid], results_dir: Path = RESULTS_DIR) -> Row:
+    """Figure 1 / Appendix F.2: minima over a batch-size x learning-rate sweep (ours: `cpu-families --part
+    batch-lr`, else any committed grid that varies both)."""
     item = "Figure 1 / Appendix F.2: sharpness vs quality over a batch {128, 256} x lr {1e-3, 1e-2} sweep (240 minima)"
+    ours = across.load_runs(across.committed_paths(results_dir)["batch_lr"])
+    if len(ours):  # our CPU sweep: the row counts its minima
+        minima = int(ours["at_minimum"].fillna(False).astype(bool).sum())
+        status = NOT_REPRODUCED if minima == 0 else REDUCED_SCALE if minima == len(ours) else PARTLY
+        return _across_row(item, (status, f"{minima} of {len(ours)} runs reached a minimum"),
+                           f"{len(ours)} runs of the CPU batch x learning-rate sweep", "240 minima", "batch-lr")
     command = "`python -m sharpness sweep ... --batch-size B --lr LR` for each (B, LR) of the sweep"
     grid = _batch_lr_grid(grids)
     if grid is None:
@@ -310,7 +340,7 @@ def batch_lr_row(grids: list[CommittedGrid]) -> Row:
                command, "study/results")
 
 
-def appendix_g_rows(grids: list[CommittedGrid]) -> list[Row]:
+def appendix_g_rows(grids: list[CommittedGrid], results_dir: Path = RESULTS_DIR) -> list[Row]:
     """Appendix G.1 (the batch x learning-rate sweep's per-setting claims) and G.2; neither is transcribed
     under results/reference/, so the paper's column names the claim only."""
     grid = _batch_lr_grid(grids)
@@ -319,6 +349,10 @@ def appendix_g_rows(grids: list[CommittedGrid]) -> list[Row]:
           "while the learning rate moves absolute sharpness")
     g2 = "Appendix G.2"
     paper = "the appendix's figures are not transcribed under results/reference/"
+    finding = across.figure1_finding(across.committed_paths(results_dir)["batch_lr"])
+    if finding[0] != across.NOT_RUN:  # our CPU sweep: the claim judged per cell on runs at a minimum
+        return [_across_row(g1, finding, "the CPU batch x learning-rate sweep", paper, "batch-lr"),
+                Row(g2, NOT_RUN, "nothing of ours bears on it", "—", paper, "—", "study/results")]
     if grid is None:
         ran = "no batch x learning-rate sweep of ours"
         return [Row(g1, NOT_RUN, ran, "—", paper, command, "study/results"),
@@ -330,7 +364,7 @@ def appendix_g_rows(grids: list[CommittedGrid]) -> list[Row]:
             Row(g2, NOT_RUN, "nothing of ours bears on it", "—", paper, "—", "study/results")]
 
 
-def goldilocks_row(grids: list[CommittedGrid]) -> Row:
+def goldilocks_row(grids: list[CommittedGrid], results_dir: Path = RESULTS_DIR) -> Row:
     """'No Goldilocks zone': the sharpest model is not always the best across architectures and data sets."""
     item = "No Goldilocks zone: no single level of sharpness is best across architectures and data sets"
     paper = store.paper_results("workshop")
@@ -349,6 +383,9 @@ def goldilocks_row(grids: list[CommittedGrid]) -> Row:
     theirs = ("the paper's workshop tables, re-analysed: the sharpest control is also the most accurate in "
               + "; ".join(f"{same[m]} of {total[m]} (data set, architecture) settings by {prose.metric_name(m)}"
                           for m in measures if total[m]))
+    finding = across.goldilocks_finding(*(across.committed_paths(results_dir)[k] for k in ("families", "study")))
+    if finding[0] != across.NOT_RUN:
+        return _across_row(item, finding, _families_ran(results_dir)[1], theirs, "families")
     ours_settings = {(d, a) for grid in grids if grid.real_data and not grid.is_rho_sweep
                      for d, a in grid.runs[["dataset", "arch"]].drop_duplicates().itertuples(index=False)}
     command = "`python -m sharpness sweep --archs resnet18 vgg19 vit ...` (several architectures)"
@@ -550,16 +587,27 @@ def landscape_row(grids: list[CommittedGrid], results_dir: Path = RESULTS_DIR) -
                theirs, command, "study/landscapes")
 
 
-def simpson_row(grids: list[CommittedGrid]) -> Row:
+def simpson_row(grids: list[CommittedGrid], results_dir: Path = RESULTS_DIR) -> Row:
     item = "Simpson's paradox: pooled over architectures, the sharpness-accuracy trend differs from within each"
     points = stats.paper_control_means("workshop", dataset="cifar10")
     theirs = "the paper's own figures (workshop tables, CIFAR-10), re-analysed: " + prose.simpson_sentence(points)
+    finding = across.simpson_finding(*(across.committed_paths(results_dir)[k] for k in ("families", "study")))
+    if finding[0] != across.NOT_RUN:
+        return _across_row(item, finding, _families_ran(results_dir)[1], theirs, "families")
     several = [grid for grid in grids if grid.real_data and not grid.is_rho_sweep and grid.runs["arch"].nunique() > 1]
     command = "`python -m sharpness sweep --archs resnet18 vgg19 vit ...` (several architectures on one data set)"
     if not several:
         return Row(item, NOT_RUN, "no grid of ours spans two architectures", "—", theirs, command, "study/results")
     grid = several[0]
     return Row(item, NOT_SHOWN, grid.description(), "see the results chapter", theirs, command, "study/results")
+
+
+def comparability_row(results_dir: Path = RESULTS_DIR) -> Row:
+    """Sharpness is not comparable across architectures: per family the range of the Fisher-Rao norm."""
+    item = "Sharpness is not comparable across architectures: each network family has its own scale"
+    theirs = "the paper's argument (Section 5): sharpness values of different architectures are not compared"
+    finding = across.comparability_finding(*(across.committed_paths(results_dir)[k] for k in ("families", "study")))
+    return _across_row(item, finding, _families_ran(results_dir)[1], theirs, "families")
 
 
 def _fewest_seeds(runs: pd.DataFrame, controls) -> int:
@@ -620,6 +668,13 @@ def status_rules() -> str:
         "clean and augmented data, partly reproduced where some flip.",
         f"- **Landscapes**: not reproduced where a surface is drawn around a run that reached no minimum; the "
         f"resolution is read from the files (the paper's: {PAPER_RESOLUTION} x {PAPER_RESOLUTION}).",
+        "- **Across networks and settings** (our CPU families and batch x learning-rate sweep, runs at a minimum; "
+        "`book.across`): Simpson's paradox reproduced where pooling reverses or nearly removes a trend that every "
+        "family shares, partly where it only weakens it, not reproduced where it keeps it or the families disagree; "
+        "no Goldilocks zone reproduced where some family has a worse control inside the band of the best controls' "
+        "sharpness, contradicted where none has; not comparable reproduced where some pair of families has disjoint "
+        "ranges; Appendix G.1 reproduced where aug + SAM is best and sharper than the baseline in every cell, partly "
+        "in some, contradicted in none. One family or cell so far: not run yet.",
         "- **Rows that need data we have not committed** (a boundary study, a batch x learning-rate sweep, several "
         "architectures): not run yet.",
     ])
@@ -632,8 +687,9 @@ def ledger(results_dir: Path = RESULTS_DIR, reference_dir: Path = REFERENCE_DIR)
     return [
         toy_hessian_row(reference_dir), toy_fit_row(results_dir), toy_gap_row(results_dir), boundary_row(results_dir),
         central_claim_row(grids, paper), sharpest_model_row(grids, paper), *table_rows(grids, paper),
-        goldilocks_row(grids), batch_lr_row(grids), *appendix_g_rows(grids), appendix_f1_row(grids, reference_dir),
-        rho_row(grids, paper), landscape_row(grids, results_dir), simpson_row(grids),
+        goldilocks_row(grids, results_dir), comparability_row(results_dir), batch_lr_row(grids, results_dir),
+        *appendix_g_rows(grids, results_dir), appendix_f1_row(grids, reference_dir),
+        rho_row(grids, paper), landscape_row(grids, results_dir), simpson_row(grids, results_dir),
     ]
 
 
