@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..core import runs
 from ..core.paths import RESULTS_DIR, RUNS_DIR
+from ..training import models
 
 PILOT_FILE = RESULTS_DIR / "cpu_pilot" / "pilot.json"
 DEFAULT_RUNS_DIR = RUNS_DIR / "cpu_pilot"
@@ -46,17 +47,6 @@ def candidate_config(arch: str, images: int, epochs: int, schedule: str, rho_sca
                      rho=rho, rho_scale=rho_scale, runs_dir=str(folder), data_dir=data_dir, **SHARED)
 
 
-def initial_weight_norm(arch: str, seed: int) -> float:
-    """||theta_0||: the norm of the parameters SAM perturbs, as the run started."""
-    import torch
-
-    from ..training.models import build_model
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return float(torch.sqrt(sum(p.detach().double().square().sum() for p in build_model(arch, 10).parameters())))
-
-
 def measure(run_dir: Path) -> dict:
     """What the pilot records of one run, finished or stopped early (`epochs_done` says which)."""
     import torch
@@ -81,7 +71,7 @@ def measure(run_dir: Path) -> dict:
         "arch": config.arch, "parameters": sum(p.numel() for p in model.parameters()),
         "train_images": config.max_train_samples, "epochs": config.epochs, "epochs_done": len(history),
         "lr_schedule": config.lr_schedule, "control": config.control, "sam_radius": radius,
-        "relative_radius": radius / initial_weight_norm(config.arch, config.seed) if radius else None,
+        "relative_radius": radius / models.initial_weight_norm(config.arch, config.seed) if radius else None,
         "measured_set_accuracy": measured["accuracy"], "measured_set_loss": measured["loss"],
         "loss_drop_last_5_epochs": drop, "loss_drop_read_from": drop_read_from,
         "reached_minimum": verdict, "reason": reason,

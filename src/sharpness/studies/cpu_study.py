@@ -64,17 +64,9 @@ def sam_rho_scale(arch: str = PROTOCOL["arch"], reference: str = "resnet18") -> 
     units die within a few steps (the committed 30-epoch rho sweep). Scaling the radius keeps the paper's
     relative step; run folders and result rows keep the paper's rho, the config records the scale.
     """
-    import torch
+    from ..training.models import initial_weight_norm
 
-    from ..training.models import build_model
-
-    def weight_norm(name: str) -> float:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = build_model(name, 10, pretrained=False)
-        return float(torch.sqrt(sum(p.detach().double().square().sum() for p in model.parameters())))
-
-    return float(f"{weight_norm(arch) / weight_norm(reference):.2g}")
+    return float(f"{initial_weight_norm(arch) / initial_weight_norm(reference):.2g}")
 
 
 def protocol_table():
@@ -412,26 +404,20 @@ def kernel_rerun(seed: int = 0, control: str = "baseline", data_dir=None, runs_d
 def rerun_disagreement(path: Path = RERUN_FILE) -> dict | None:
     """Share of test images on which the kernel re-run and the committed run disagree, beside the mean
     disagreement between the committed seeds of the same control (None when no re-run is committed)."""
-    import itertools
+    import torch
 
-    import numpy as np
+    from ..measuring.evaluate import prediction_disagreement
 
     if not Path(path).is_file():
         return None
     rerun = runs.read_json(path)
     config = rerun["provenance"]["config"]
     folder = STUDY_DIR / config["dataset"] / config["arch"] / config["control"]
-
-    def top1(file: Path) -> np.ndarray:
-        values = np.asarray(json.loads(file.read_text()))
-        return values.argmax(axis=1) if values.ndim == 2 else values
-
-    seeds = {p.parent.name: top1(p) for p in sorted(folder.glob(f"seed*/{store.PREDICTIONS_JSON}"))}
+    seeds = {p.parent.name: store.saved_predictions(p.parent) for p in sorted(folder.glob(f"seed*/{store.PREDICTIONS_JSON}"))}
     ours = seeds.get(f"seed{config['seed']}")
     if ours is None:
         return None
-    pairs = list(itertools.combinations(seeds.values(), 2))
     return {"control": config["control"], "seed": config["seed"],
-            "rerun": float(np.mean(np.asarray(rerun["test_predictions"]) != ours)),
-            "between_seeds": float(np.mean([np.mean(a != b) for a, b in pairs])) if pairs else None,
+            "rerun": prediction_disagreement([torch.tensor(rerun["test_predictions"]), ours]),
+            "between_seeds": prediction_disagreement(list(seeds.values())) if len(seeds) > 1 else None,
             "seeds": len(seeds)}

@@ -42,6 +42,15 @@ SMALL_VIT = {"dim": 64, "depth": 3, "heads": 2, "head_dim": 32, "mlp_dim": 128}
 ARCHS += ("resnet_small", "vgg_small", "vit_small")
 
 
+def initial_weight_norm(arch: str, seed: int = 0, num_classes: int = 10) -> float:
+    """||theta_0||, the norm of the parameters SAM perturbs as a run from scratch with `seed` starts: what a
+    SAM radius is measured against."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(arch, num_classes, pretrained=False)
+    return float(torch.sqrt(sum(p.detach().double().square().sum() for p in model.parameters())))
+
+
 def build_model(
     arch: str,
     num_classes: int,
