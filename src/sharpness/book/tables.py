@@ -82,6 +82,26 @@ def rho_table(long: pd.DataFrame, metrics) -> pd.DataFrame:
     return table
 
 
+def rho_state_table(runs: pd.DataFrame, checked: pd.DataFrame, rho_scale: float, weight_norm: float) -> pd.DataFrame:
+    """Per radius, why it trains or not, from the runs themselves: the step SAM took (the paper's rho x
+    `rho_scale`) against ||theta_0|| (`weight_norm`), how many runs reached a minimum, and the trained
+    network's state on its measured images (median over seeds): accuracy, the share of hidden ReLUs that
+    never fire, and the spread of its logits (a network that predicts one constant has none)."""
+    state = {"measured_set.accuracy": "accuracy on its measured images", "measured_set.dead_unit_fraction": "dead hidden units",
+             "measured_set.logit_spread": "logit spread"}
+    rows = []
+    for rho, block in runs.groupby("rho", sort=True):
+        verdicts = checked[np.isclose(checked["rho"].astype(float), float(rho))]
+        row = {"rho (the paper's)": f"{rho:g}", "radius used": f"{rho * rho_scale:.3g}",
+               "radius / ||θ₀||": f"{rho * rho_scale / weight_norm:.2%}",
+               "runs at a minimum": f"{int(verdicts['at_minimum'].sum())} of {len(verdicts)}"}
+        for column, name in state.items():
+            value = block[column].median() if column in block.columns else np.nan
+            row[name] = "—" if pd.isna(value) else f"{value:.1%}" if "fraction" in column or "accuracy" in column else f"{value:.3g}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def comparison_tables(study, paper: pd.DataFrame, summary: pd.DataFrame | None = None,
                       checked: pd.DataFrame | None = None) -> list[tuple[str, pd.DataFrame]]:
     """(caption, `comparison_table`) per (dataset, arch) of the study: first the learned function's
