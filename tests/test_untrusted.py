@@ -554,3 +554,86 @@ def test_a_pickled_prediction_tensor_is_refused_naming_it(tmp_path):
         store.saved_predictions(tmp_path)
     torch.save(torch.tensor([1, 2, 3]), tmp_path / PREDICTIONS_FILE)
     assert store.saved_predictions(tmp_path).tolist() == [1, 2, 3]
+
+
+# --- case 10: metrics.json keeps each value beside the settings it was computed with -------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny finished run (64 digits, one epoch), copied by each test that changes it."""
+    from sharpness.training.train import RunConfig, train
+
+    config = RunConfig(epochs=1, runs_dir=str(tmp_path_factory.mktemp("runs")), dataset="digits", max_train_samples=64,
+                       max_test_samples=32, batch_size=32, device="cpu")
+    train(config, progress=False)
+    return config.run_dir
+
+
+def run_copy(trained_run, tmp_path, name="run") -> Path:
+    import shutil
+
+    return Path(shutil.copytree(trained_run, tmp_path / name))
+
+
+def test_a_second_evaluation_with_other_settings_measures_again_and_records_what_it_used(trained_run, tmp_path):
+    from sharpness.measuring.evaluate import evaluate_run
+
+    quick = dict(device="cpu", progress=False, sam_draws=2)
+    run, fresh = run_copy(trained_run, tmp_path), run_copy(trained_run, tmp_path, "fresh")
+    first = evaluate_run(run, ["fisher_rao_norm"], max_train_samples=40, **quick)
+    again = evaluate_run(run, ["fisher_rao_norm"], max_train_samples=20, **quick)
+    truth = evaluate_run(fresh, ["fisher_rao_norm"], max_train_samples=20, **quick)  # 20 images from the start
+    assert again["fisher_rao_norm"] == truth["fisher_rao_norm"] != first["fisher_rao_norm"]
+    assert again["settings"]["train_images"] == 20
+
+
+def test_a_kept_value_keeps_the_settings_it_was_computed_with(trained_run, tmp_path):
+    from sharpness.measuring.evaluate import METRICS_FILE, evaluate_run
+
+    run = run_copy(trained_run, tmp_path)
+    first = evaluate_run(run, ["sam_sharpness"], device="cpu", progress=False, sam_draws=2, slow_samples=16)
+    later = evaluate_run(run, ["hessian_trace"], device="cpu", progress=False, hessian_iterations=2, slow_samples=16)
+    assert later["sam_sharpness"] == first["sam_sharpness"]  # not measured again: nothing it depends on changed...
+    assert later["settings"]["sam_draws"] == 2 and later["settings"]["hessian_iterations"] == 2  # ...and said so
+    stored = json.loads((run / METRICS_FILE).read_text())
+    assert stored["settings"]["sam_draws"] == 2 and stored["hessian_trace"] == later["hessian_trace"]
+
+
+def test_a_kept_value_and_a_new_one_on_other_images_are_refused_before_measuring(trained_run, tmp_path):
+    from sharpness.measuring.evaluate import METRICS_FILE, evaluate_run
+
+    run = run_copy(trained_run, tmp_path)
+    evaluate_run(run, ["fisher_rao_norm", "test_accuracy"], device="cpu", progress=False, max_train_samples=40)
+    before = (run / METRICS_FILE).read_bytes()
+    with pytest.raises(ValueError, match=rf"{METRICS_FILE} holds fisher_rao_norm measured with train_images = 40.*"
+                                         r"train_accuracy with train_images = 20.*Measure fisher_rao_norm again too"):
+        evaluate_run(run, ["train_accuracy"], device="cpu", progress=False, max_train_samples=20)
+    assert (run / METRICS_FILE).read_bytes() == before
+
+
+def test_a_null_value_and_lost_test_predictions_are_measured_again(trained_run, tmp_path):
+    from sharpness.measuring.evaluate import METRICS_FILE, PREDICTIONS_FILE, evaluate_run
+
+    run, fresh = run_copy(trained_run, tmp_path), run_copy(trained_run, tmp_path, "fresh")
+    options = dict(device="cpu", progress=False, hessian_iterations=2, slow_samples=16)
+    evaluate_run(run, ["test_accuracy", "hessian_trace"], **options)
+    stored = json.loads((run / METRICS_FILE).read_text())
+    stored["hessian_trace"] = None  # as a call with --hessian-iterations 0 left it
+    (run / METRICS_FILE).write_text(json.dumps(stored))
+    (run / PREDICTIONS_FILE).unlink()
+    again = evaluate_run(run, ["test_accuracy", "hessian_trace"], **options)
+    truth = evaluate_run(fresh, ["test_accuracy", "hessian_trace"], **options)
+    assert again["hessian_trace"] == truth["hessian_trace"] is not None
+    assert (run / PREDICTIONS_FILE).is_file()
+
+
+@pytest.mark.parametrize("option, value", [("hessian_iterations", 0), ("corruption_images", 0), ("corruption_images", -1),
+                                           ("sam_draws", 0), ("max_train_samples", -5), ("hessian_iterations", 2.5)])
+def test_bad_evaluation_values_from_python_are_refused_naming_them(trained_run, tmp_path, option, value):
+    from sharpness.measuring.evaluate import METRICS_FILE, evaluate_run
+
+    run = run_copy(trained_run, tmp_path)
+    with pytest.raises(ValueError, match=rf"--{option.replace('_', '-')} {value} is not a whole number of at least 1"):
+        evaluate_run(run, ["hessian_trace", "corruption_accuracy"], device="cpu", progress=False, **{option: value})
+    assert not (run / METRICS_FILE).exists()
