@@ -637,3 +637,54 @@ def test_bad_evaluation_values_from_python_are_refused_naming_them(trained_run, 
     with pytest.raises(ValueError, match=rf"--{option.replace('_', '-')} {value} is not a whole number of at least 1"):
         evaluate_run(run, ["hessian_trace", "corruption_accuracy"], device="cpu", progress=False, **{option: value})
     assert not (run / METRICS_FILE).exists()
+
+
+# --- case 11: a study with nothing to do keeps its grid; lost predictions are redone ------------------------
+
+
+def committed_run(folder: Path, seed: int, predictions: bool = True) -> Path:
+    """A run folder as the CPU study commits it (config, summary, per-epoch rows, metrics, predictions)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"dataset": "d", "arch": "a", "control": "baseline", "seed": seed,
+                                                    "epochs": 1, "batch_size": 8, "lr": 0.1}))
+    (folder / "summary.json").write_text(json.dumps({"status": "finished", "epochs_completed": 1}))
+    (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8}) + "\n")
+    (folder / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5 + seed / 10}))
+    if predictions:
+        (folder / "test_predictions.json").write_text(json.dumps([seed, 1, 2]))
+    return folder
+
+
+def test_rewriting_a_grid_with_nothing_new_keeps_its_machine_commit_and_date(tmp_path, monkeypatch):
+    from sharpness.studies import store
+
+    folders = [committed_run(tmp_path / "study" / f"seed{seed}", seed) for seed in (0, 1)]
+    path = tmp_path / "grid.json"
+    store.save_grid(store.runs_from_dirs(folders), path, settings={"epochs": 1}, data="d", tier="cpu")
+    written = path.read_bytes(), store.history_path(path).read_bytes()
+    monkeypatch.setattr(store, "git_commit", lambda: "another commit")
+    monkeypatch.setattr(store, "machine_description", lambda: "another machine")
+    store.save_grid(store.runs_from_dirs(folders), path, settings={"epochs": 1}, data="d", tier="cpu")
+    assert (path.read_bytes(), store.history_path(path).read_bytes()) == written
+    folders.append(committed_run(tmp_path / "study" / "seed2", 2))  # a new run: a new file, with where it was made
+    store.save_grid(store.runs_from_dirs(folders), path, settings={"epochs": 1}, data="d", tier="cpu")
+    rows, provenance = store.load_grid(path)
+    assert sorted(rows["seed"]) == [0, 1, 2] and provenance["commit"] == "another commit"
+
+
+def test_a_committed_run_without_its_test_predictions_is_redone(tmp_path):
+    from types import SimpleNamespace
+
+    from sharpness.studies import cpu_study, sweep
+
+    runs_dir, study_dir = tmp_path / "runs", tmp_path / "results"
+    config = SimpleNamespace(run_dir=runs_dir / "d" / "a" / "baseline" / "seed0")
+    committed = committed_run(study_dir / "d" / "a" / "baseline" / "seed0", 0)
+    assert cpu_study.is_committed(config, runs_dir, study_dir)
+    (committed / "test_predictions.json").unlink()
+    assert not cpu_study.is_committed(config, runs_dir, study_dir)
+    # and the run folder itself: evaluated again when its saved predictions are gone (evaluate measures them again)
+    local = committed_run(config.run_dir, 0, predictions=False)
+    assert sweep.run_state(local) == "trained"
+    (local / "test_predictions.pt").write_bytes(b"saved")
+    assert sweep.run_state(local) == "done"

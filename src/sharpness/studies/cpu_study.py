@@ -126,11 +126,16 @@ def committed_dir(config, runs_dir: str | Path = DEFAULT_RUNS_DIR, study_dir: Pa
 
 
 def is_committed(config, runs_dir: str | Path = DEFAULT_RUNS_DIR, study_dir: Path | None = None) -> bool:
-    """A run is done for good once its evaluation (metrics.json) or its divergence is under results/."""
+    """A run is done for good once its evaluation (metrics.json, and the test predictions disagreement needs when
+    it measured test accuracy) or its divergence is under results/."""
     folder = committed_dir(config, runs_dir, study_dir)
     if not runs.is_finished(folder):
         return False
-    return (folder / "metrics.json").is_file() or runs.read_json(folder / runs.SUMMARY).get("status") != "finished"
+    if runs.read_json(folder / runs.SUMMARY).get("status") != "finished":
+        return True
+    if not (folder / "metrics.json").is_file():
+        return False
+    return "test_accuracy" not in runs.read_json(folder / "metrics.json") or (folder / store.PREDICTIONS_JSON).is_file()
 
 
 def copy_to_results(run_dir: Path, target: Path) -> None:

@@ -93,12 +93,23 @@ def run_state(run_dir: Path) -> str:
     summary = run_dir / "summary.json"
     if summary.is_file():
         status = runs_on_disk.read_json(summary, "delete it; the next sweep finishes the run again from its checkpoint").get("status", "finished")
-        if status != "finished" or (run_dir / "metrics.json").is_file():
+        if status != "finished" or _evaluated(run_dir):
             return "done"
         return "trained"
     if (run_dir / FAILURE_FILE).is_file():
         return "failed"
     return "todo"
+
+
+def _evaluated(run_dir: Path) -> bool:
+    """metrics.json is there, with the test predictions beside it where it holds test accuracy (prediction
+    disagreement reads them: lost, the run is evaluated again, which measures them again)."""
+    from ..measuring.evaluate import METRICS_FILE, PREDICTIONS_FILE
+
+    if not (run_dir / METRICS_FILE).is_file():
+        return False
+    metrics = runs_on_disk.read_json(run_dir / METRICS_FILE, "delete it; the next sweep evaluates the run again")
+    return "test_accuracy" not in metrics or (run_dir / PREDICTIONS_FILE).is_file()
 
 
 def _train_with_papermill(config) -> None:
