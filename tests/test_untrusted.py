@@ -688,3 +688,60 @@ def test_a_committed_run_without_its_test_predictions_is_redone(tmp_path):
     assert sweep.run_state(local) == "trained"
     (local / "test_predictions.pt").write_bytes(b"saved")
     assert sweep.run_state(local) == "done"
+
+
+# --- case 11: no loss surface of a diverged run, none that is all NaN, and damaged stored surfaces named ------
+
+
+def test_a_diverged_run_has_no_loss_surface_and_the_command_fails(trained_run, tmp_path, capsys):
+    from sharpness.__main__ import main as cli
+    from sharpness.measuring import landscape
+
+    runs_dir = tmp_path / "runs"
+    run = Path(__import__("shutil").copytree(trained_run, runs_dir / "digits" / "simple_cnn" / "baseline" / "seed0"))
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "diverged", "diverged_reason": "loss nan at epoch 1"}))
+    with pytest.raises(ValueError, match=rf"no loss surface of {run}: training diverged \(loss nan at epoch 1\)"):
+        landscape.landscape_of_run(run, resolution=3, subset=16, sam_draws=1, progress=False)
+    out = tmp_path / "surfaces"
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["landscape", "--runs-dir", str(runs_dir), "--dataset", "digits", "--arch", "simple_cnn", "--controls",
+             "baseline", "--interpolate", "baseline", "baseline", "--resolution", "3", "--subset", "16", "--out", str(out)])
+    assert exit_info.value.code == 2 and "diverged" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_surface_without_one_finite_loss_is_not_saved(tmp_path):
+    from sharpness.measuring import landscape
+
+    axes = [np.linspace(-1, 1, 3)] * 2
+    nothing = landscape.Surface(axes, np.full((3, 3), np.nan), np.zeros((3, 3)))
+    item = landscape.ControlLandscape("digits", "simple_cnn", "baseline", 0, nothing)
+    with pytest.raises(ValueError, match=r"not writing .*baseline\.json: every loss of the surface .* is NaN or infinite"):
+        landscape.save_landscape(item, tmp_path)
+    assert files_under(tmp_path) == set()
+    partly = np.full((3, 3), np.inf)
+    partly[1, 1] = 0.3  # far from the minimum the loss may overflow; the surface still shows the minimum
+    saved = landscape.save_landscape(landscape.ControlLandscape("digits", "simple_cnn", "baseline", 0,
+                                                                landscape.Surface(axes, partly, np.zeros((3, 3)))), tmp_path)
+    assert landscape.stored_landscapes(root=tmp_path)[0].surface.loss[1, 1] == pytest.approx(0.3)
+    assert saved.is_file()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "junk"])
+def test_a_damaged_stored_surface_is_named_with_the_fix(tmp_path, monkeypatch, damage):
+    from sharpness.measuring import landscape
+    from sharpness.studies import surfaces
+
+    axes = [np.linspace(-1, 1, 3)]
+    surface = landscape.Surface(axes, np.array([1.0, 0.5, 1.0]), np.array([0.5, 0.9, 0.5]))
+    path = landscape.save_landscape(landscape.ControlLandscape("digits", "simple_cnn", "baseline", 0, surface), tmp_path)
+    between = landscape.save_surface_json(surface, landscape.interpolation_path("digits", "simple_cnn", 0, "baseline",
+                                                                                "aug_sam", tmp_path))
+    for damaged in (path, between):
+        text = damaged.read_text()
+        damaged.write_text(text[: len(text) // 2] if damage == "truncated" else '{"surface": {"axes": "junk"}}')
+    with pytest.raises(ValueError, match=rf"{path}.*git checkout -- {path}"):
+        landscape.stored_landscapes(root=tmp_path)
+    monkeypatch.setattr(surfaces, "STORED_SURFACES", tmp_path)
+    with pytest.raises(ValueError, match=rf"{between}.*git checkout"):
+        surfaces.control_interpolation(0)

@@ -210,10 +210,9 @@ def _landscape(run_dir: str, surfaces_dir: str, resolution: int, images: int, sa
 
 
 def _interpolation(run_a: str, run_b: str, path: str, images: int) -> str:
-    from ..measuring.landscape import interpolation_of_runs
+    from ..measuring.landscape import interpolation_of_runs, save_surface_json
 
-    surface = interpolation_of_runs(run_a, run_b, subset=images, progress=False)
-    return str(runs.atomic_write_text(path, json.dumps(surface.to_dict(), separators=(",", ":"))))
+    return str(save_surface_json(interpolation_of_runs(run_a, run_b, subset=images, progress=False), path))
 
 
 @dataclass
