@@ -745,3 +745,65 @@ def test_a_damaged_stored_surface_is_named_with_the_fix(tmp_path, monkeypatch, d
     monkeypatch.setattr(surfaces, "STORED_SURFACES", tmp_path)
     with pytest.raises(ValueError, match=rf"{between}.*git checkout"):
         surfaces.control_interpolation(0)
+
+
+# --- case 11 and the errors list: image folders (16-bit PNGs, an empty class folder) and a rate that is 0 ----
+
+
+def image_pack(root: Path, image=lambda split, c, i: np.full((8, 8, 3), 40 * c + i, np.uint8), empty=None) -> Path:
+    """train/ and test/ of two classes, two PNGs each (`image` makes each one's pixels); `empty`: a class folder
+    (split, class) left without images."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in range(2):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            if (split, c) == empty:
+                (folder / "README.txt").write_text("images to come")
+                continue
+            for i in range(2):
+                Image.fromarray(image(split, c, i)).save(folder / f"{i}.png")
+    return root
+
+
+def test_16_bit_pngs_are_scaled_to_8_bits_not_clipped_to_white(tmp_path):
+    from sharpness.training.data import load_dataset
+
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)  # 0 to 63,000 of 65,535
+    data = load_dataset("cifar10_folder", image_pack(tmp_path, lambda split, c, i: ramp + 100 * c + i))
+    first = data.train_images[0]  # class0/0.png
+    assert first.shape == (3, 8, 8) and bool((first[0] == first[1]).all() and (first[1] == first[2]).all())
+    assert first[0].tolist() == np.round(ramp / 257).astype(np.uint8).tolist()  # the same brightness in 8 bits
+    assert int(first.min()) == 0 and int(first.max()) == 245
+
+
+def test_an_image_of_floats_is_refused_naming_it(tmp_path):
+    from PIL import Image
+
+    from sharpness.training.data import load_dataset
+
+    root = image_pack(tmp_path)
+    odd = root / "test" / "class1" / "2.tiff"
+    Image.fromarray(np.ones((8, 8), np.float32)).save(odd)
+    with pytest.raises(ValueError, match=rf"cannot decode the image {odd} \(its pixels are 32-bit floats"):
+        load_dataset("cifar10_folder", root)
+
+
+def test_an_empty_class_folder_is_named(tmp_path):
+    from sharpness.training.data import load_dataset
+
+    root = image_pack(tmp_path, empty=("train", 1))
+    with pytest.raises(ValueError, match=rf"the class folder {root / 'train' / 'class1'} holds no images .* remove the class"):
+        load_dataset("cifar10_folder", root)
+
+
+def test_a_learning_rate_that_is_0_in_float32_is_refused_before_training(tmp_path, capsys):
+    from sharpness.__main__ import main as cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["train", "--lr", "1e-300", "--dataset", "digits", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu",
+             "--epochs", "1", "--no-progress"])
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "lr must be a positive number from 1.18e-38" in message and "1e-300" in message
+    assert not (tmp_path / "runs").exists()

@@ -40,6 +40,7 @@ LOADERS = ("resident", "dataloader")
 # uniform guess over C classes (where every freshly initialised or re-headed network starts).
 DIVERGENCE_FACTOR = 10
 _LARGEST_RATE = torch.finfo(torch.float32).max  # SGD applies lr and rho in float32
+_SMALLEST_RATE = torch.finfo(torch.float32).tiny  # below it a rate is 0 (or subnormal) in float32: nothing would train
 PRECISIONS = ("auto", "bf16", "fp32")
 SCHEDULES = ("constant", "cosine")
 # Fields that may differ when a run is resumed (where things are, not what is trained).
@@ -95,8 +96,9 @@ class RunConfig:
                 raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} integer, got {value!r}")
         self.rho_scale = float(self.rho_scale)
         for name in ("lr", "rho", "rho_scale"):
-            if not 0 < getattr(self, name) <= _LARGEST_RATE:
-                raise ValueError(f"{name} must be a positive number below {_LARGEST_RATE:.3g} (float32), got {getattr(self, name)!r}")
+            if not _SMALLEST_RATE <= getattr(self, name) <= _LARGEST_RATE:
+                raise ValueError(f"{name} must be a positive number from {_SMALLEST_RATE:.3g} to {_LARGEST_RATE:.3g} (SGD applies "
+                                 f"it in float32, where a smaller one is 0 and the weights never move), got {getattr(self, name)!r}")
         if self.lr_schedule not in (None, *SCHEDULES):
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(SCHEDULES)} (or None: the data set's)")
         for name in ("max_train_samples", "max_test_samples", "monitor_test_images"):
