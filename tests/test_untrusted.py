@@ -807,3 +807,90 @@ def test_a_learning_rate_that_is_0_in_float32_is_refused_before_training(tmp_pat
     message = capsys.readouterr().err
     assert exit_info.value.code == 2 and "lr must be a positive number from 1.18e-38" in message and "1e-300" in message
     assert not (tmp_path / "runs").exists()
+
+
+# --- case 12: cpu-study leaves nothing behind: no temporary files on a full disk, no workers after kill -9 ----
+
+
+def test_a_full_disk_while_committing_a_run_is_named_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from sharpness.core import runs
+    from sharpness.studies import cpu_study
+
+    run = committed_run(tmp_path / "runs" / "seed0", 0, predictions=False)
+    target = tmp_path / "results" / "seed0"
+    target.mkdir(parents=True)
+    (target / "metrics.jsonl").write_text("the committed rows\n")
+
+    def no_space(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runs.os, "fsync", no_space)
+    with pytest.raises(runs.RunFileError, match=rf"cannot write {target}/\S+: No space left on device; .*free space"):
+        cpu_study.copy_to_results(run, target)
+    assert [path.name for path in target.iterdir()] == ["metrics.jsonl"]  # no .<name>.tmp left behind
+    assert (target / "metrics.jsonl").read_text() == "the committed rows\n"
+
+
+PARENT = '''
+import os, sys, time
+from pathlib import Path
+from types import SimpleNamespace
+
+from sharpness.studies import cpu_study
+
+
+class Job:
+    def __init__(self, kind, call, *args):
+        self.kind, self.call, self.args = kind, call, args
+        self.name, self.config = kind, SimpleNamespace(run_dir=Path("runs") / kind)
+
+    def ready(self):
+        return True
+
+    def submit(self, pool):
+        return pool.submit(self.call, *self.args)
+
+
+if __name__ == "__main__":
+    cpu_study.run_tasks([Job("pid", os.getpid), Job("sleep", time.sleep, 600)], workers=1, runs_dir="runs",
+                        study_dir=Path("results"), write=lambda: None, progress=False)
+'''
+
+
+def test_the_workers_of_a_killed_cpu_study_end_with_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "parent.py").write_text(PARENT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    parent = subprocess.Popen([sys.executable, "-u", "parent.py"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        line = parent.stdout.readline()  # "pid written: <the worker's pid>", once the worker is up
+        worker = int(line.rsplit(":", 1)[1])
+        time.sleep(1)  # the worker is now in its 600 s task
+        assert alive(worker)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(worker), "the worker outlived its killed parent"
+    finally:
+        parent.kill()
+        if "worker" in locals() and alive(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
