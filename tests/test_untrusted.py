@@ -894,3 +894,50 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+# --- errors list: a full disk inside torch.save, a checkpoint of another network --------------------------------
+
+TINY = ["--dataset", "digits", "--max-train-samples", "64", "--max-test-samples", "32", "--batch-size", "32",
+        "--device", "cpu", "--threads", "1", "--no-progress"]
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_it_and_the_fix(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from sharpness.__main__ import main as cli
+
+    real_save = torch.save
+
+    def full_disk(value, file, *args, **kwargs):  # what torch's C++ writer raises when the disk is full
+        if isinstance(value, dict) and "epochs_done" in value:
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 4416 vs 4304")
+        return real_save(value, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["train", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), *TINY])
+    message = capsys.readouterr().err
+    checkpoint = tmp_path / "runs" / "digits" / "simple_cnn" / "baseline" / "seed0" / "checkpoint.pt"
+    assert exit_info.value.code == 2 and f"cannot write {checkpoint}" in message and "disk full" in message
+    assert "free space" in message and "Traceback" not in message
+    assert not list(checkpoint.parent.glob(".*.tmp")) and not checkpoint.exists()
+
+
+def test_a_checkpoint_of_another_network_is_named_on_evaluate_and_on_resume(tmp_path, capsys):
+    from sharpness.__main__ import main as cli
+
+    runs_dir = tmp_path / "runs"
+    for arch in ("simple_cnn", "cnn_mlp"):  # two runs stopped after one epoch of two
+        assert cli(["train", "--epochs", "2", "--stop-after-epochs", "1", "--arch", arch, "--runs-dir", str(runs_dir), *TINY]) == 0
+    ours, other = (runs_dir / "digits" / arch / "baseline" / "seed0" for arch in ("simple_cnn", "cnn_mlp"))
+    (ours / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    for command in (["train", "--epochs", "2", "--runs-dir", str(runs_dir), *TINY], ["evaluate", str(ours), "--device", "cpu"]):
+        if command[0] == "evaluate":
+            (ours / "summary.json").write_text(json.dumps({"status": "finished"}))  # as if it had finished
+        with pytest.raises(SystemExit) as exit_info:
+            cli(command)
+        message = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "Traceback" not in message, command
+        assert f"{ours / 'checkpoint.pt'} holds the weights of another network than simple_cnn" in message, command
+        assert "train the run" in message, command

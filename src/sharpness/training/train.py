@@ -378,7 +378,9 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
     checkpoint_path = run_dir / runs.CHECKPOINT
     if checkpoint_path.is_file():
         fix = "delete it to train the run from the start (the result is the same, bit for bit on CPU)"
-        epochs_done, history = trainer.load_state(runs.load_checkpoint(checkpoint_path, fix, map_location=device))
+        state = runs.load_checkpoint(checkpoint_path, fix, map_location=device)
+        epochs_done, history = runs.restore(lambda: trainer.load_state(state), checkpoint_path,
+                                            f"{config.arch} with {trainer.data.num_classes} classes (this run's settings)", fix)
     runs.atomic_write_jsonl(run_dir / runs.METRICS, history)  # the checkpoint's history is the record (a kill may
     # have come between a checkpoint and its metric rows); writing now also proves the folder writable
     started, status, reason = time.perf_counter(), "finished", None
@@ -459,7 +461,9 @@ def load_run(
         config.data_dir = str(data_dir)
     data = prepare_data(config)
     model = build_model(config.arch, data.num_classes, data.image_size, pretrained=False)
-    model.load_state_dict(runs.load_checkpoint(checkpoint, fix)["model"])
+    weights = runs.load_checkpoint(checkpoint, fix)["model"]
+    runs.restore(lambda: model.load_state_dict(weights), checkpoint, f"{config.arch} with {data.num_classes} classes "
+                 f"(its {runs.CONFIG})", fix)
     return model.to(resolve_device(device)).eval(), config, data
 
 
