@@ -941,3 +941,35 @@ def test_a_checkpoint_of_another_network_is_named_on_evaluate_and_on_resume(tmp_
         assert exit_info.value.code == 2 and "Traceback" not in message, command
         assert f"{ours / 'checkpoint.pt'} holds the weights of another network than simple_cnn" in message, command
         assert "train the run" in message, command
+
+
+# --- errors list: a read-only results folder is noticed before anything trains --------------------------------
+
+
+@pytest.mark.parametrize("command", ["sweep", "cpu-study"])
+def test_a_read_only_results_folder_is_noticed_before_a_run_trains(tmp_path, monkeypatch, capsys, command):
+    """As root (CI) a read-only folder stays writable, so the refusal mkstemp would raise is injected."""
+    from sharpness.__main__ import main as cli
+    from sharpness.core import runs
+    from sharpness.studies import cpu_study, sweep
+
+    results = tmp_path / "results"
+
+    def read_only(*args, dir=None, **kwargs):
+        if str(dir).startswith(str(results)):
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    real_mkstemp = runs.tempfile.mkstemp
+    monkeypatch.setattr(runs.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: pytest.fail("a run was started"))
+    monkeypatch.setattr(cpu_study, "run_study", lambda *a, **k: pytest.fail("a run was started"))
+    for name, value in (("GRID_FILE", results / "grid.json"), ("RHO_GRID_FILE", results / "grid_rho.json"),
+                        ("STUDY_DIR", results / "cpu_study")):
+        monkeypatch.setattr(cpu_study, name, value)
+    arguments = [*SWEEP, "--runs-dir", str(tmp_path / "runs"), "--results", str(results / "grid.json")] \
+        if command == "sweep" else ["cpu-study", "--runs-dir", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli(arguments)
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"cannot write {results}" in message and "Permission denied; make" in message

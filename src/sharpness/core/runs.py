@@ -70,6 +70,20 @@ def _unwritable(path: Path, error: OSError) -> RunFileError:
                         "on its disk (or choose another folder, e.g. --runs-dir), then run the command again")
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """Prove that a file can be written at `path` (its folder made where missing) before work is spent that would
+    end by writing it: a RunFileError names the file and the fix. Nothing is left behind."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise _unwritable(path, error) from error
+    os.close(handle)
+    os.unlink(temporary)
+    return path
+
+
 def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that a kill in the middle of an atomic write left in `folder`."""
     leftovers = list(Path(folder).glob(".*.tmp"))

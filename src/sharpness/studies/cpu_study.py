@@ -396,6 +396,8 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be a positive integer, got {args.workers}")
     if len(set(args.seeds)) != len(args.seeds) or any(seed < 0 for seed in args.seeds):
         raise ValueError(f"--seeds must be distinct non-negative integers, got {args.seeds}")
+    for path in (GRID_FILE, RHO_GRID_FILE, STUDY_DIR / "metrics.json"):  # a read-only results/ is noticed before training
+        runs.check_writable(path)
     started = time.perf_counter()
     failures = run_study(tuple(args.seeds), workers=args.workers, data_dir=args.data_dir, runs_dir=args.runs_dir,
                          landscapes=not args.no_landscapes, rho_sweep=not args.no_rho_sweep, progress=not args.no_progress)

@@ -446,6 +446,8 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         seeds=args.seeds, rhos=parse_rhos(args.rhos), epochs=args.epochs, runs_dir=args.runs_dir, data_dir=args.data_dir,
         batch_size=args.batch_size, lr=args.lr, measures=args.measures,
     )
+    if args.results:  # a read-only results folder is noticed now, not after the runs have trained
+        runs_on_disk.check_writable(args.results)
     report = run_sweep(
         grid, backend=args.backend, address=args.address, num_cpus=args.num_cpus, runs_per_gpu=args.runs_per_gpu,
         device=args.device, retry_failed=args.retry_failed, use_papermill=False if args.no_papermill else None,
