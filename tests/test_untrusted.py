@@ -554,3 +554,422 @@ def test_a_pickled_prediction_tensor_is_refused_naming_it(tmp_path):
         store.saved_predictions(tmp_path)
     torch.save(torch.tensor([1, 2, 3]), tmp_path / PREDICTIONS_FILE)
     assert store.saved_predictions(tmp_path).tolist() == [1, 2, 3]
+
+
+# --- case 10: metrics.json keeps each value beside the settings it was computed with -------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny finished run (64 digits, one epoch), copied by each test that changes it."""
+    from sharpness.training.train import RunConfig, train
+
+    config = RunConfig(epochs=1, runs_dir=str(tmp_path_factory.mktemp("runs")), dataset="digits", max_train_samples=64,
+                       max_test_samples=32, batch_size=32, device="cpu")
+    train(config, progress=False)
+    return config.run_dir
+
+
+def run_copy(trained_run, tmp_path, name="run") -> Path:
+    import shutil
+
+    return Path(shutil.copytree(trained_run, tmp_path / name))
+
+
+def test_a_second_evaluation_with_other_settings_measures_again_and_records_what_it_used(trained_run, tmp_path):
+    from sharpness.measuring.evaluate import evaluate_run
+
+    quick = dict(device="cpu", progress=False, sam_draws=2)
+    run, fresh = run_copy(trained_run, tmp_path), run_copy(trained_run, tmp_path, "fresh")
+    first = evaluate_run(run, ["fisher_rao_norm"], max_train_samples=40, **quick)
+    again = evaluate_run(run, ["fisher_rao_norm"], max_train_samples=20, **quick)
+    truth = evaluate_run(fresh, ["fisher_rao_norm"], max_train_samples=20, **quick)  # 20 images from the start
+    assert again["fisher_rao_norm"] == truth["fisher_rao_norm"] != first["fisher_rao_norm"]
+    assert again["settings"]["train_images"] == 20
+
+
+def test_a_kept_value_keeps_the_settings_it_was_computed_with(trained_run, tmp_path):
+    from sharpness.measuring.evaluate import METRICS_FILE, evaluate_run
+
+    run = run_copy(trained_run, tmp_path)
+    first = evaluate_run(run, ["sam_sharpness"], device="cpu", progress=False, sam_draws=2, slow_samples=16)
+    later = evaluate_run(run, ["hessian_trace"], device="cpu", progress=False, hessian_iterations=2, slow_samples=16)
+    assert later["sam_sharpness"] == first["sam_sharpness"]  # not measured again: nothing it depends on changed...
+    assert later["settings"]["sam_draws"] == 2 and later["settings"]["hessian_iterations"] == 2  # ...and said so
+    stored = json.loads((run / METRICS_FILE).read_text())
+    assert stored["settings"]["sam_draws"] == 2 and stored["hessian_trace"] == later["hessian_trace"]
+
+
+def test_a_kept_value_and_a_new_one_on_other_images_are_refused_before_measuring(trained_run, tmp_path):
+    from sharpness.measuring.evaluate import METRICS_FILE, evaluate_run
+
+    run = run_copy(trained_run, tmp_path)
+    evaluate_run(run, ["fisher_rao_norm", "test_accuracy"], device="cpu", progress=False, max_train_samples=40)
+    before = (run / METRICS_FILE).read_bytes()
+    with pytest.raises(ValueError, match=rf"{METRICS_FILE} holds fisher_rao_norm measured with train_images = 40.*"
+                                         r"train_accuracy with train_images = 20.*Measure fisher_rao_norm again too"):
+        evaluate_run(run, ["train_accuracy"], device="cpu", progress=False, max_train_samples=20)
+    assert (run / METRICS_FILE).read_bytes() == before
+
+
+def test_a_null_value_and_lost_test_predictions_are_measured_again(trained_run, tmp_path):
+    from sharpness.measuring.evaluate import METRICS_FILE, PREDICTIONS_FILE, evaluate_run
+
+    run, fresh = run_copy(trained_run, tmp_path), run_copy(trained_run, tmp_path, "fresh")
+    options = dict(device="cpu", progress=False, hessian_iterations=2, slow_samples=16)
+    evaluate_run(run, ["test_accuracy", "hessian_trace"], **options)
+    stored = json.loads((run / METRICS_FILE).read_text())
+    stored["hessian_trace"] = None  # as a call with --hessian-iterations 0 left it
+    (run / METRICS_FILE).write_text(json.dumps(stored))
+    (run / PREDICTIONS_FILE).unlink()
+    again = evaluate_run(run, ["test_accuracy", "hessian_trace"], **options)
+    truth = evaluate_run(fresh, ["test_accuracy", "hessian_trace"], **options)
+    assert again["hessian_trace"] == truth["hessian_trace"] is not None
+    assert (run / PREDICTIONS_FILE).is_file()
+
+
+@pytest.mark.parametrize("option, value", [("hessian_iterations", 0), ("corruption_images", 0), ("corruption_images", -1),
+                                           ("sam_draws", 0), ("max_train_samples", -5), ("hessian_iterations", 2.5)])
+def test_bad_evaluation_values_from_python_are_refused_naming_them(trained_run, tmp_path, option, value):
+    from sharpness.measuring.evaluate import METRICS_FILE, evaluate_run
+
+    run = run_copy(trained_run, tmp_path)
+    with pytest.raises(ValueError, match=rf"--{option.replace('_', '-')} {value} is not a whole number of at least 1"):
+        evaluate_run(run, ["hessian_trace", "corruption_accuracy"], device="cpu", progress=False, **{option: value})
+    assert not (run / METRICS_FILE).exists()
+
+
+# --- case 11: a study with nothing to do keeps its grid; lost predictions are redone ------------------------
+
+
+def committed_run(folder: Path, seed: int, predictions: bool = True) -> Path:
+    """A run folder as the CPU study commits it (config, summary, per-epoch rows, metrics, predictions)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"dataset": "d", "arch": "a", "control": "baseline", "seed": seed,
+                                                    "epochs": 1, "batch_size": 8, "lr": 0.1}))
+    (folder / "summary.json").write_text(json.dumps({"status": "finished", "epochs_completed": 1}))
+    (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8}) + "\n")
+    (folder / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5 + seed / 10}))
+    if predictions:
+        (folder / "test_predictions.json").write_text(json.dumps([seed, 1, 2]))
+    return folder
+
+
+def test_rewriting_a_grid_with_nothing_new_keeps_its_machine_commit_and_date(tmp_path, monkeypatch):
+    from sharpness.studies import store
+
+    folders = [committed_run(tmp_path / "study" / f"seed{seed}", seed) for seed in (0, 1)]
+    path = tmp_path / "grid.json"
+    store.save_grid(store.runs_from_dirs(folders), path, settings={"epochs": 1}, data="d", tier="cpu")
+    written = path.read_bytes(), store.history_path(path).read_bytes()
+    monkeypatch.setattr(store, "git_commit", lambda: "another commit")
+    monkeypatch.setattr(store, "machine_description", lambda: "another machine")
+    store.save_grid(store.runs_from_dirs(folders), path, settings={"epochs": 1}, data="d", tier="cpu")
+    assert (path.read_bytes(), store.history_path(path).read_bytes()) == written
+    folders.append(committed_run(tmp_path / "study" / "seed2", 2))  # a new run: a new file, with where it was made
+    store.save_grid(store.runs_from_dirs(folders), path, settings={"epochs": 1}, data="d", tier="cpu")
+    rows, provenance = store.load_grid(path)
+    assert sorted(rows["seed"]) == [0, 1, 2] and provenance["commit"] == "another commit"
+
+
+def test_a_committed_run_without_its_test_predictions_is_redone(tmp_path):
+    from types import SimpleNamespace
+
+    from sharpness.studies import cpu_study, sweep
+
+    runs_dir, study_dir = tmp_path / "runs", tmp_path / "results"
+    config = SimpleNamespace(run_dir=runs_dir / "d" / "a" / "baseline" / "seed0")
+    committed = committed_run(study_dir / "d" / "a" / "baseline" / "seed0", 0)
+    assert cpu_study.is_committed(config, runs_dir, study_dir)
+    (committed / "test_predictions.json").unlink()
+    assert not cpu_study.is_committed(config, runs_dir, study_dir)
+    # and the run folder itself: evaluated again when its saved predictions are gone (evaluate measures them again)
+    local = committed_run(config.run_dir, 0, predictions=False)
+    assert sweep.run_state(local) == "trained"
+    (local / "test_predictions.pt").write_bytes(b"saved")
+    assert sweep.run_state(local) == "done"
+
+
+# --- case 11: no loss surface of a diverged run, none that is all NaN, and damaged stored surfaces named ------
+
+
+def test_a_diverged_run_has_no_loss_surface_and_the_command_fails(trained_run, tmp_path, capsys):
+    from sharpness.__main__ import main as cli
+    from sharpness.measuring import landscape
+
+    runs_dir = tmp_path / "runs"
+    run = Path(__import__("shutil").copytree(trained_run, runs_dir / "digits" / "simple_cnn" / "baseline" / "seed0"))
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "diverged", "diverged_reason": "loss nan at epoch 1"}))
+    with pytest.raises(ValueError, match=rf"no loss surface of {run}: training diverged \(loss nan at epoch 1\)"):
+        landscape.landscape_of_run(run, resolution=3, subset=16, sam_draws=1, progress=False)
+    out = tmp_path / "surfaces"
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["landscape", "--runs-dir", str(runs_dir), "--dataset", "digits", "--arch", "simple_cnn", "--controls",
+             "baseline", "--interpolate", "baseline", "baseline", "--resolution", "3", "--subset", "16", "--out", str(out)])
+    assert exit_info.value.code == 2 and "diverged" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_surface_without_one_finite_loss_is_not_saved(tmp_path):
+    from sharpness.measuring import landscape
+
+    axes = [np.linspace(-1, 1, 3)] * 2
+    nothing = landscape.Surface(axes, np.full((3, 3), np.nan), np.zeros((3, 3)))
+    item = landscape.ControlLandscape("digits", "simple_cnn", "baseline", 0, nothing)
+    with pytest.raises(ValueError, match=r"not writing .*baseline\.json: every loss of the surface .* is NaN or infinite"):
+        landscape.save_landscape(item, tmp_path)
+    assert files_under(tmp_path) == set()
+    partly = np.full((3, 3), np.inf)
+    partly[1, 1] = 0.3  # far from the minimum the loss may overflow; the surface still shows the minimum
+    saved = landscape.save_landscape(landscape.ControlLandscape("digits", "simple_cnn", "baseline", 0,
+                                                                landscape.Surface(axes, partly, np.zeros((3, 3)))), tmp_path)
+    assert landscape.stored_landscapes(root=tmp_path)[0].surface.loss[1, 1] == pytest.approx(0.3)
+    assert saved.is_file()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "junk"])
+def test_a_damaged_stored_surface_is_named_with_the_fix(tmp_path, monkeypatch, damage):
+    from sharpness.measuring import landscape
+    from sharpness.studies import surfaces
+
+    axes = [np.linspace(-1, 1, 3)]
+    surface = landscape.Surface(axes, np.array([1.0, 0.5, 1.0]), np.array([0.5, 0.9, 0.5]))
+    path = landscape.save_landscape(landscape.ControlLandscape("digits", "simple_cnn", "baseline", 0, surface), tmp_path)
+    between = landscape.save_surface_json(surface, landscape.interpolation_path("digits", "simple_cnn", 0, "baseline",
+                                                                                "aug_sam", tmp_path))
+    for damaged in (path, between):
+        text = damaged.read_text()
+        damaged.write_text(text[: len(text) // 2] if damage == "truncated" else '{"surface": {"axes": "junk"}}')
+    with pytest.raises(ValueError, match=rf"{path}.*git checkout -- {path}"):
+        landscape.stored_landscapes(root=tmp_path)
+    monkeypatch.setattr(surfaces, "STORED_SURFACES", tmp_path)
+    with pytest.raises(ValueError, match=rf"{between}.*git checkout"):
+        surfaces.control_interpolation(0)
+
+
+# --- case 11 and the errors list: image folders (16-bit PNGs, an empty class folder) and a rate that is 0 ----
+
+
+def image_pack(root: Path, image=lambda split, c, i: np.full((8, 8, 3), 40 * c + i, np.uint8), empty=None) -> Path:
+    """train/ and test/ of two classes, two PNGs each (`image` makes each one's pixels); `empty`: a class folder
+    (split, class) left without images."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in range(2):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            if (split, c) == empty:
+                (folder / "README.txt").write_text("images to come")
+                continue
+            for i in range(2):
+                Image.fromarray(image(split, c, i)).save(folder / f"{i}.png")
+    return root
+
+
+def test_16_bit_pngs_are_scaled_to_8_bits_not_clipped_to_white(tmp_path):
+    from sharpness.training.data import load_dataset
+
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)  # 0 to 63,000 of 65,535
+    data = load_dataset("cifar10_folder", image_pack(tmp_path, lambda split, c, i: ramp + 100 * c + i))
+    first = data.train_images[0]  # class0/0.png
+    assert first.shape == (3, 8, 8) and bool((first[0] == first[1]).all() and (first[1] == first[2]).all())
+    assert first[0].tolist() == np.round(ramp / 257).astype(np.uint8).tolist()  # the same brightness in 8 bits
+    assert int(first.min()) == 0 and int(first.max()) == 245
+
+
+def test_an_image_of_floats_is_refused_naming_it(tmp_path):
+    from PIL import Image
+
+    from sharpness.training.data import load_dataset
+
+    root = image_pack(tmp_path)
+    odd = root / "test" / "class1" / "2.tiff"
+    Image.fromarray(np.ones((8, 8), np.float32)).save(odd)
+    with pytest.raises(ValueError, match=rf"cannot decode the image {odd} \(its pixels are 32-bit floats"):
+        load_dataset("cifar10_folder", root)
+
+
+def test_an_empty_class_folder_is_named(tmp_path):
+    from sharpness.training.data import load_dataset
+
+    root = image_pack(tmp_path, empty=("train", 1))
+    with pytest.raises(ValueError, match=rf"the class folder {root / 'train' / 'class1'} holds no images .* remove the class"):
+        load_dataset("cifar10_folder", root)
+
+
+def test_a_learning_rate_that_is_0_in_float32_is_refused_before_training(tmp_path, capsys):
+    from sharpness.__main__ import main as cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["train", "--lr", "1e-300", "--dataset", "digits", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu",
+             "--epochs", "1", "--no-progress"])
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "lr must be a positive number from 1.18e-38" in message and "1e-300" in message
+    assert not (tmp_path / "runs").exists()
+
+
+# --- case 12: cpu-study leaves nothing behind: no temporary files on a full disk, no workers after kill -9 ----
+
+
+def test_a_full_disk_while_committing_a_run_is_named_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from sharpness.core import runs
+    from sharpness.studies import cpu_study
+
+    run = committed_run(tmp_path / "runs" / "seed0", 0, predictions=False)
+    target = tmp_path / "results" / "seed0"
+    target.mkdir(parents=True)
+    (target / "metrics.jsonl").write_text("the committed rows\n")
+
+    def no_space(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runs.os, "fsync", no_space)
+    with pytest.raises(runs.RunFileError, match=rf"cannot write {target}/\S+: No space left on device; .*free space"):
+        cpu_study.copy_to_results(run, target)
+    assert [path.name for path in target.iterdir()] == ["metrics.jsonl"]  # no .<name>.tmp left behind
+    assert (target / "metrics.jsonl").read_text() == "the committed rows\n"
+
+
+PARENT = '''
+import os, sys, time
+from pathlib import Path
+from types import SimpleNamespace
+
+from sharpness.studies import cpu_study
+
+
+class Job:
+    def __init__(self, kind, call, *args):
+        self.kind, self.call, self.args = kind, call, args
+        self.name, self.config = kind, SimpleNamespace(run_dir=Path("runs") / kind)
+
+    def ready(self):
+        return True
+
+    def submit(self, pool):
+        return pool.submit(self.call, *self.args)
+
+
+if __name__ == "__main__":
+    cpu_study.run_tasks([Job("pid", os.getpid), Job("sleep", time.sleep, 600)], workers=1, runs_dir="runs",
+                        study_dir=Path("results"), write=lambda: None, progress=False)
+'''
+
+
+def test_the_workers_of_a_killed_cpu_study_end_with_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "parent.py").write_text(PARENT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    parent = subprocess.Popen([sys.executable, "-u", "parent.py"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        line = parent.stdout.readline()  # "pid written: <the worker's pid>", once the worker is up
+        worker = int(line.rsplit(":", 1)[1])
+        time.sleep(1)  # the worker is now in its 600 s task
+        assert alive(worker)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(worker), "the worker outlived its killed parent"
+    finally:
+        parent.kill()
+        if "worker" in locals() and alive(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+# --- errors list: a full disk inside torch.save, a checkpoint of another network --------------------------------
+
+TINY = ["--dataset", "digits", "--max-train-samples", "64", "--max-test-samples", "32", "--batch-size", "32",
+        "--device", "cpu", "--threads", "1", "--no-progress"]
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_it_and_the_fix(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from sharpness.__main__ import main as cli
+
+    real_save = torch.save
+
+    def full_disk(value, file, *args, **kwargs):  # what torch's C++ writer raises when the disk is full
+        if isinstance(value, dict) and "epochs_done" in value:
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 4416 vs 4304")
+        return real_save(value, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["train", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), *TINY])
+    message = capsys.readouterr().err
+    checkpoint = tmp_path / "runs" / "digits" / "simple_cnn" / "baseline" / "seed0" / "checkpoint.pt"
+    assert exit_info.value.code == 2 and f"cannot write {checkpoint}" in message and "disk full" in message
+    assert "free space" in message and "Traceback" not in message
+    assert not list(checkpoint.parent.glob(".*.tmp")) and not checkpoint.exists()
+
+
+def test_a_checkpoint_of_another_network_is_named_on_evaluate_and_on_resume(tmp_path, capsys):
+    from sharpness.__main__ import main as cli
+
+    runs_dir = tmp_path / "runs"
+    for arch in ("simple_cnn", "cnn_mlp"):  # two runs stopped after one epoch of two
+        assert cli(["train", "--epochs", "2", "--stop-after-epochs", "1", "--arch", arch, "--runs-dir", str(runs_dir), *TINY]) == 0
+    ours, other = (runs_dir / "digits" / arch / "baseline" / "seed0" for arch in ("simple_cnn", "cnn_mlp"))
+    (ours / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    for command in (["train", "--epochs", "2", "--runs-dir", str(runs_dir), *TINY], ["evaluate", str(ours), "--device", "cpu"]):
+        if command[0] == "evaluate":
+            (ours / "summary.json").write_text(json.dumps({"status": "finished"}))  # as if it had finished
+        with pytest.raises(SystemExit) as exit_info:
+            cli(command)
+        message = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "Traceback" not in message, command
+        assert f"{ours / 'checkpoint.pt'} holds the weights of another network than simple_cnn" in message, command
+        assert "train the run" in message, command
+
+
+# --- errors list: a read-only results folder is noticed before anything trains --------------------------------
+
+
+@pytest.mark.parametrize("command", ["sweep", "cpu-study"])
+def test_a_read_only_results_folder_is_noticed_before_a_run_trains(tmp_path, monkeypatch, capsys, command):
+    """As root (CI) a read-only folder stays writable, so the refusal mkstemp would raise is injected."""
+    from sharpness.__main__ import main as cli
+    from sharpness.core import runs
+    from sharpness.studies import cpu_study, sweep
+
+    results = tmp_path / "results"
+
+    def read_only(*args, dir=None, **kwargs):
+        if str(dir).startswith(str(results)):
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    real_mkstemp = runs.tempfile.mkstemp
+    monkeypatch.setattr(runs.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: pytest.fail("a run was started"))
+    monkeypatch.setattr(cpu_study, "run_study", lambda *a, **k: pytest.fail("a run was started"))
+    for name, value in (("GRID_FILE", results / "grid.json"), ("RHO_GRID_FILE", results / "grid_rho.json"),
+                        ("STUDY_DIR", results / "cpu_study")):
+        monkeypatch.setattr(cpu_study, name, value)
+    arguments = [*SWEEP, "--runs-dir", str(tmp_path / "runs"), "--results", str(results / "grid.json")] \
+        if command == "sweep" else ["cpu-study", "--runs-dir", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli(arguments)
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"cannot write {results}" in message and "Permission denied; make" in message

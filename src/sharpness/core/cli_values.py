@@ -49,3 +49,15 @@ def port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535 (e.g. 8866)")
     return value
+
+
+def check_count(value, option: str, none_means: str | None = None):
+    """`value` if it is a whole number of at least 1 (or None where `none_means` says what None stands for),
+    else a ValueError naming `option` and the value: the same rule as `positive_int`, for values given in Python
+    (notebooks, sweep and campaign options) rather than on the command line."""
+    if value is None and none_means is not None:
+        return None
+    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
+        allowed = f" or None ({none_means})" if none_means is not None else ""
+        raise ValueError(f"{option} {value!r} is not a whole number of at least 1{allowed}; give e.g. {option} 1")
+    return int(value)

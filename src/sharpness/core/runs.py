@@ -70,6 +70,20 @@ def _unwritable(path: Path, error: OSError) -> RunFileError:
                         "on its disk (or choose another folder, e.g. --runs-dir), then run the command again")
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """Prove that a file can be written at `path` (its folder made where missing) before work is spent that would
+    end by writing it: a RunFileError names the file and the fix. Nothing is left behind."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise _unwritable(path, error) from error
+    os.close(handle)
+    os.unlink(temporary)
+    return path
+
+
 def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that a kill in the middle of an atomic write left in `folder`."""
     leftovers = list(Path(folder).glob(".*.tmp"))
@@ -124,10 +138,22 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
 
 
 def atomic_save(value: Any, path: str | os.PathLike) -> Path:
-    """torch.save, atomically."""
+    """torch.save, atomically. torch reports a failed write (a full disk) as a RuntimeError from its C++ writer
+    (inline_container.cc): it is raised as the OSError it is, so the error names the file and the fix."""
+    import errno
+
     import torch  # here, so that the papermill guard's watcher process starts without torch
 
-    return _atomic(path, lambda f: torch.save(value, f), "wb")
+    def save(file) -> None:
+        try:
+            torch.save(value, file)
+        except RuntimeError as error:
+            text = str(error)
+            if not any(mark in text for mark in ("inline_container", "PytorchStreamWriter", "write")):
+                raise
+            raise OSError(errno.EIO, f"torch could not write it, is the disk full? ({text.strip().splitlines()[0][:120]})") from error
+
+    return _atomic(path, save, "wb")
 
 
 def read_json(path: str | os.PathLike, fix: str = "restore it or delete it (a run rewrites what it needs)") -> dict:
@@ -155,6 +181,17 @@ def load_checkpoint(path: str | os.PathLike, fix: str, map_location: Any = "cpu"
     if not isinstance(state, dict) or not {"model", "epochs_done", "history"} <= state.keys():
         raise RunFileError(f"{path} is not a checkpoint written by sharpness.training.train: {fix}")
     return state
+
+
+def restore(load: Callable[[], Any], path: str | os.PathLike, network: str, fix: str) -> Any:
+    """`load()` (model.load_state_dict of a checkpoint's weights, and the optimizer's); weights of another network
+    than `network` (another arch, another number of classes) raise RunFileError naming `path` and ending in `fix`."""
+    try:
+        return load()
+    except (RuntimeError, ValueError, KeyError) as error:
+        first = str(error).strip().splitlines()
+        raise RunFileError(f"{path} holds the weights of another network than {network} "
+                           f"({type(error).__name__}: {first[0].strip() if first else ''}...): {fix}") from error
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

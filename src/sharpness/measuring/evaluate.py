@@ -9,6 +9,7 @@ generalisation gap and corruption accuracy in percent.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,7 +22,7 @@ from torchmetrics.classification import MulticlassCalibrationError
 
 from ..core import runs
 from ..core.paths import DATA_DIR
-from ..core.cli_values import positive_int
+from ..core.cli_values import check_count, positive_int
 from ..core.progress import log_line, tqdm
 from ..core.provenance import code_version
 from ..training.controls import get_control
@@ -272,6 +273,55 @@ def measured_set_diagnostics(result: sharpness_measures.ClassifierPass) -> dict:
     }
 
 
+# The settings (keys of metrics.json's "settings") each measure's value depends on. A value is kept only beside
+# the settings it was computed with: a call with other settings measures it again, and one metrics.json never
+# states settings that a value it holds was not computed with (`_settled`).
+_ON_TRAIN = ("train_images", "train_set", "seed")
+_SLOW = (*_ON_TRAIN, "slow_measure_images")
+DEPENDS_ON = {
+    "test_accuracy": (), "test_ece": (), "train_accuracy": ("train_images",), "generalisation_gap": ("train_images",),
+    "fisher_rao_norm": _ON_TRAIN, "fisher_rao_norm_exact": _ON_TRAIN, "relative_flatness": _ON_TRAIN,
+    "relative_flatness_paper": _ON_TRAIN, "sam_sharpness": (*_SLOW, "sam_draws", "sam_rho"),
+    "hessian_top_eigenvalue": (*_SLOW, "hessian_iterations", "hessian_eigenvalue_tol"),
+    "hessian_trace": (*_SLOW, "hessian_iterations", "hessian_trace_tol"),
+    "corruption_accuracy": ("corruption_images", "corruptions", "seed"),
+}  # fmt: skip
+
+
+# What measuring one of `asked` writes too: (asked, written) pairs.
+_PASS = ("fisher_rao_norm", "relative_flatness", "relative_flatness_paper")
+_CLEAN_PASS = tuple(f"clean.{name}" for name in _PASS)
+_WRITTEN_TOGETHER = ((("test_accuracy", "test_ece"),) * 2, (("generalisation_gap",), ("train_accuracy",)),
+                     (_PASS, _PASS), (_CLEAN_PASS, _CLEAN_PASS))
+
+
+def _changed(name: str, old: dict, new: dict) -> list[str]:
+    """The settings `name` depends on whose stored value (`old`) differs from this call's (`new`); a setting an
+    older metrics.json did not record counts as unchanged."""
+    return [key for key in DEPENDS_ON[name] if key in old and old[key] != new.get(key)]
+
+
+def _settled(path: Path, stored: dict, todo: Sequence[str], old: dict, new: dict) -> dict:
+    """The settings to record beside every value once `todo` is measured with `new`: `new`, except where a value
+    kept from before (`stored`: name -> value, clean ones as "clean.<name>") depends on an older setting that no
+    measure of this call uses. A kept value and a new one that depend on one setting with two values cannot share
+    one metrics.json: refused (before anything is measured), naming the file, the setting and the fix."""
+    settings = dict(new)
+    used = {key for name in todo for key in DEPENDS_ON[name.removeprefix("clean.")]}
+    for name in stored:
+        if name in todo:
+            continue
+        for key in _changed(name.removeprefix("clean."), old, new):
+            if key in used:
+                raise ValueError(
+                    f"{path} holds {name} measured with {key} = {old[key]!r}, and this call measures "
+                    f"{', '.join(dict.fromkeys(n for n in todo if key in DEPENDS_ON[n.removeprefix('clean.')]))} with {key} = {new[key]!r}: "
+                    f"one file keeps one {key}. Measure {name} again too (add it to the measures), or use {key} = "
+                    f"{old[key]!r} again")
+            settings[key] = old[key]
+    return settings
+
+
 def _read_metrics(run_dir: Path) -> dict:
     path = run_dir / METRICS_FILE
     return runs.read_json(path) if path.is_file() else {}
@@ -317,7 +367,9 @@ def evaluate_run(
 ) -> dict:
     """Measure a finished run and write `metrics.json` beside its summary; returns the merged metrics.
 
-    Measures already in metrics.json are skipped unless `overwrite`. `max_train_samples` limits the
+    Measures already in metrics.json are skipped unless `overwrite`, or unless they were computed with other
+    settings (those this call's value would depend on, `DEPENDS_ON`): metrics.json keeps each value beside the
+    settings it was computed with, and a null value is measured again. `max_train_samples` limits the
     training images every train-set measure sees (quick looks; the paper used the full set);
     `slow_samples` limits only SAM-sharpness and the Hessian measures to a fixed random subset.
     `also_clean`: for augmentation controls, the paper's three sharpness measures (CLEAN_REMEASURED) again on
@@ -325,18 +377,46 @@ def evaluate_run(
     `hessian_iterations` caps the Hessian measures, which stop earlier at their tolerances.
     """
     check_measures(measures)
+    sam_draws = check_count(sam_draws, "--sam-draws")
+    hessian_iterations = check_count(hessian_iterations, "--hessian-iterations")
+    corruption_images = check_count(corruption_images, "--corruption-images", "every test image")
+    slow_samples = check_count(slow_samples, "slow_samples", "every training image")
+    max_train_samples = check_count(max_train_samples, "--max-train-samples", "every training image")
+    batch_size = check_count(batch_size, "--batch-size", "the run's training batch size")
     run_dir = Path(run_dir)
     device = resolve_device(device)
     model, config, data = load_run(run_dir, device)
     sharpness_measures.to_channels_last(model)  # faster on a CPU; the values move by float rounding only
     data = data.subset(max_train_samples, None).to(device)
     metrics = _read_metrics(run_dir)
-    todo = [name for name in measures if overwrite or name not in metrics]
     augmented = get_control(config.control).augment
-    clean_todo = [name for name in measures if name in CLEAN_REMEASURED and augmented and also_clean
-                  and (overwrite or name not in metrics.get("clean", {}))]
-    timings = dict(metrics.get("seconds", {}))
     batch_size = batch_size or config.batch_size
+    train_images, train_labels = measurement_images(data, config, seed)
+    slow_count = len(train_labels) if slow_samples is None else min(slow_samples, len(train_labels))
+    settings = json.loads(json.dumps({
+        "device": str(device), "batch_size": batch_size, "train_images": len(train_labels),
+        "train_set": "one fixed augmented copy" if augmented else "clean",
+        "clean_measures": "also on the clean training images (under 'clean')" if augmented and also_clean else None,
+        "slow_measure_images": slow_count, "sam_draws": sam_draws, "sam_rho": sharpness_measures.SAM_SHARPNESS_RHO,
+        "hessian_iterations": hessian_iterations, "hessian_eigenvalue_tol": sharpness_measures.HESSIAN_EIGENVALUE_TOL,
+        "hessian_trace_tol": sharpness_measures.HESSIAN_TRACE_TOL, "seed": seed, "fisher_rao_layers": count_weight_layers(model),
+        "corruption_images": corruption_images, "corruptions": list(corruptions),
+    }))  # fmt: skip
+    old_settings = metrics.get("settings") or {}
+    # A value is measured (again) when asked to, when missing or null, when it was computed with other settings,
+    # and (test accuracy and ECE) when the test predictions saved with it are gone.
+    no_predictions = not (run_dir / PREDICTIONS_FILE).is_file()
+    todo = [name for name in measures if overwrite or metrics.get(name) is None or _changed(name, old_settings, settings)
+            or (no_predictions and name in ("test_accuracy", "test_ece"))]
+    clean_stored = metrics.get("clean", {})
+    clean_todo = [name for name in measures if name in CLEAN_REMEASURED and augmented and also_clean
+                  and (overwrite or clean_stored.get(name) is None or _changed(name, old_settings, settings))]
+    stored = [name for name in MEASURES if metrics.get(name) is not None] + \
+        [f"clean.{name}" for name in CLEAN_REMEASURED if clean_stored.get(name) is not None]
+    rewritten = [*todo, *(f"clean.{n}" for n in clean_todo)]
+    rewritten += [name for asked, written in _WRITTEN_TOGETHER for name in written if set(asked) & set(rewritten)]
+    settings = _settled(run_dir / METRICS_FILE, stored, rewritten, old_settings, settings)
+    timings = dict(metrics.get("seconds", {}))
 
     def batches_of(images, labels):
         return lambda: data_batches(images, labels, batch_size, data=data)
@@ -356,7 +436,6 @@ def evaluate_run(
         runs.atomic_save(logits.argmax(dim=1), run_dir / PREDICTIONS_FILE)
     sharpness_options = dict(slow_samples=slow_samples, sam_draws=sam_draws, hessian_iterations=hessian_iterations,
                              seed=seed, progress=progress)
-    train_images, train_labels = measurement_images(data, config, seed)
     values, clean_accuracy = sharpness_of(model, batches_of, train_images, train_labels, todo, timed, **sharpness_options)
     metrics[ESTIMATES_KEY] = {**metrics.get(ESTIMATES_KEY, {}), **values.pop(ESTIMATES_KEY, {})}
     metrics.update(values)
@@ -381,21 +460,7 @@ def evaluate_run(
             model, data, corruptions, cifar_c_dir=folder, max_images=corruption_images, seed=seed, progress=progress))  # fmt: skip
         metrics["corruption_accuracy"] = result.pop("corruption_accuracy")
         metrics["corruption"] = result
-    slow_count = len(train_labels) if slow_samples is None else min(slow_samples, len(train_labels))
-    metrics.update(
-        run=config.to_dict(),
-        code=code_version(),
-        seconds=timings,
-        units=UNITS,
-        settings={
-            "device": str(device), "batch_size": batch_size, "train_images": len(train_labels),
-            "train_set": "one fixed augmented copy" if augmented else "clean",
-            "clean_measures": "also on the clean training images (under 'clean')" if augmented and also_clean else None,
-            "slow_measure_images": slow_count, "sam_draws": sam_draws, "sam_rho": sharpness_measures.SAM_SHARPNESS_RHO,
-            "hessian_iterations": hessian_iterations, "hessian_eigenvalue_tol": sharpness_measures.HESSIAN_EIGENVALUE_TOL,
-            "hessian_trace_tol": sharpness_measures.HESSIAN_TRACE_TOL, "seed": seed, "fisher_rao_layers": count_weight_layers(model),
-        },  # fmt: skip
-    )
+    metrics.update(run=config.to_dict(), code=code_version(), seconds=timings, units=UNITS, settings=settings)
     runs.atomic_write_json(run_dir / METRICS_FILE, metrics)
     return metrics
 

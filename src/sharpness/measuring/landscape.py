@@ -427,10 +427,46 @@ def landscape_path(dataset: str, arch: str, seed: int, control: str, root: Path 
 
 def save_landscape(item: ControlLandscape, root: Path | str = STORED_SURFACES) -> Path:
     """Write `item` as compact JSON (npz is kept out of git) under root/dataset/arch/seed<k>/<control>.json."""
+    path = landscape_path(item.dataset, item.arch, item.seed, item.control, root)
+    return save_surface_json(item.surface, path, item.to_dict())
+
+
+def save_surface_json(surface: Surface, path: Path | str, document: dict | None = None) -> Path:
+    """Write `document` (default: the surface itself) as compact JSON at `path`, unless the surface holds no finite
+    loss at all (a diverged network, a span that leaves the weights far behind): that is refused, naming the file
+    that was not written, so a command never reports a picture of nothing as done."""
     from ..core.runs import atomic_write_text
 
-    path = landscape_path(item.dataset, item.arch, item.seed, item.control, root)
-    return atomic_write_text(path, json.dumps(item.to_dict(), separators=(",", ":")))
+    if not np.isfinite(np.asarray(surface.loss, dtype=float)).any():
+        axes = ", ".join(f"{float(np.min(axis)):g} to {float(np.max(axis)):g}" for axis in surface.axes)
+        raise ValueError(f"not writing {path}: every loss of the surface (coefficients {axes}) is NaN or infinite; "
+                         "draw it from a run that trained to a finite loss, over a smaller --span (e.g. -1 1)")
+    return atomic_write_text(path, json.dumps(surface.to_dict() if document is None else document, separators=(",", ":")))
+
+
+def read_landscape_json(path: Path | str, parse):
+    """`parse(record)` of the JSON file `path` (a stored surface); a truncated or junk file raises ValueError naming
+    it and the fix."""
+    from ..core.runs import RunFileError, read_json
+
+    fix = (f"restore it (git checkout -- {path}) or delete it and draw it again "
+           "(python -m sharpness landscape, or the cpu-study that made it)")
+    try:
+        return parse(read_json(path, fix))
+    except RunFileError as error:
+        raise ValueError(str(error)) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{path} is not a stored loss surface ({type(error).__name__}: {error}): {fix}") from None
+
+
+def refuse_untrained(run_dir: Path | str) -> None:
+    """A ValueError naming `run_dir` when it did not train to a finished minimum (unfinished or diverged)."""
+    from .evaluate import why_not_evaluable
+
+    reason = why_not_evaluable(Path(run_dir))
+    if reason:
+        raise ValueError(f"no loss surface of {run_dir}: {reason}. A surface is drawn around a trained minimum: "
+                         "choose a run that finished, or train this one again (e.g. with a smaller --lr)")
 
 
 def stored_landscapes(
@@ -439,7 +475,7 @@ def stored_landscapes(
     """Surfaces stored under `root` (e.g. computed on a GPU), filtered by whatever is given."""
     pattern = f"{dataset or '*'}/{arch or '*'}/seed{'*' if seed is None else seed}/*.json"
     return [
-        replace(ControlLandscape.from_dict(json.loads(path.read_text())), source=str(path))
+        replace(read_landscape_json(path, ControlLandscape.from_dict), source=str(path))
         for path in sorted(Path(root).glob(pattern))
     ]
 
@@ -479,6 +515,7 @@ def landscape_of_run(
     """Load a trained run, draw its surface over a training subset, and measure it on the same subset."""
     from ..training.train import load_run
 
+    refuse_untrained(run_dir)
     model, config, data = load_run(run_dir, device=device)
     images, labels = training_subset(data, min(subset, len(data.train_labels)) if subset else None, seed=subset_seed)
     images, labels = images.to(device), labels.to(device)
@@ -512,6 +549,8 @@ def interpolation_of_runs(
     """The 1-D interpolation between two trained runs, over a subset of run_a's training set."""
     from ..training.train import load_run
 
+    refuse_untrained(run_a)
+    refuse_untrained(run_b)
     model_a, config_a, data = load_run(run_a, device=device)
     model_b, config_b, _ = load_run(run_b, device=device)
     images, labels = training_subset(data, min(subset, len(data.train_labels)) if subset else None, seed=subset_seed)
@@ -571,10 +610,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         print(f"{control}: {item.surface.provenance['seconds']:.1f} s for {args.resolution}x{args.resolution} -> {path}")
     control_a, control_b = args.interpolate
     surface = interpolation_of_runs(run_dir(control_a), run_dir(control_b), **evaluation)
-    from ..core.runs import atomic_write_text
-
-    path = interpolation_path(args.dataset, args.arch, args.seed, control_a, control_b, args.out)
-    atomic_write_text(path, json.dumps(surface.to_dict(), separators=(",", ":")))
+    path = save_surface_json(surface, interpolation_path(args.dataset, args.arch, args.seed, control_a, control_b, args.out))
     print(f"interpolation {control_a} -> {control_b}: {path}")
     return 0
 

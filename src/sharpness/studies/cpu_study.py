@@ -20,7 +20,7 @@ import functools
 import concurrent.futures
 import json
 import multiprocessing
-import shutil
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -126,22 +126,25 @@ def committed_dir(config, runs_dir: str | Path = DEFAULT_RUNS_DIR, study_dir: Pa
 
 
 def is_committed(config, runs_dir: str | Path = DEFAULT_RUNS_DIR, study_dir: Path | None = None) -> bool:
-    """A run is done for good once its evaluation (metrics.json) or its divergence is under results/."""
+    """A run is done for good once its evaluation (metrics.json, and the test predictions disagreement needs when
+    it measured test accuracy) or its divergence is under results/."""
     folder = committed_dir(config, runs_dir, study_dir)
     if not runs.is_finished(folder):
         return False
-    return (folder / "metrics.json").is_file() or runs.read_json(folder / runs.SUMMARY).get("status") != "finished"
+    if runs.read_json(folder / runs.SUMMARY).get("status") != "finished":
+        return True
+    if not (folder / "metrics.json").is_file():
+        return False
+    return "test_accuracy" not in runs.read_json(folder / "metrics.json") or (folder / store.PREDICTIONS_JSON).is_file()
 
 
 def copy_to_results(run_dir: Path, target: Path) -> None:
     """The run's small files (no checkpoint), and its test predictions as JSON (disagreement needs them)."""
     import torch
 
-    target.mkdir(parents=True, exist_ok=True)
-    for name in COPIED_FILES:
+    for name in COPIED_FILES:  # atomically: a full disk leaves the old file and no temporary one, and names the file
         if (run_dir / name).is_file():
-            shutil.copyfile(run_dir / name, target / f".{name}.tmp")
-            (target / f".{name}.tmp").replace(target / name)
+            runs.atomic_write_bytes(target / name, (run_dir / name).read_bytes())
     predictions = run_dir / PREDICTIONS_FILE
     if predictions.is_file():
         values = torch.load(predictions, weights_only=True).tolist()
@@ -184,10 +187,12 @@ def made_under_protocol(run_dir: Path, arch: str = PROTOCOL["arch"]) -> bool:
 # --- the work: tasks for the worker processes ---------------------------------------------------------
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int | None = None) -> None:
     import torch
 
     from ..core.provenance import code_version
+
+    die_with_parent(parent)
 
     torch.set_num_threads(1)  # one thread per process is fastest for a small network on a shared CPU
     code_version()  # the commit this worker's code was loaded from, recorded in every run it makes
@@ -205,10 +210,35 @@ def _landscape(run_dir: str, surfaces_dir: str, resolution: int, images: int, sa
 
 
 def _interpolation(run_a: str, run_b: str, path: str, images: int) -> str:
-    from ..measuring.landscape import interpolation_of_runs
+    from ..measuring.landscape import interpolation_of_runs, save_surface_json
 
-    surface = interpolation_of_runs(run_a, run_b, subset=images, progress=False)
-    return str(runs.atomic_write_text(path, json.dumps(surface.to_dict(), separators=(",", ":"))))
+    return str(save_surface_json(interpolation_of_runs(run_a, run_b, subset=images, progress=False), path))
+
+
+def die_with_parent(parent: int | None) -> None:
+    """Make this worker process end when the process that started it (pid `parent`) ends, even by kill -9: Linux
+    sends it SIGKILL then (prctl PR_SET_PDEATHSIG), and a thread watches the parent elsewhere (and covers a parent
+    that died before the prctl call). Without it the workers of a killed cpu-study go on training, unseen."""
+    import ctypes
+    import signal
+    import threading
+
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 @dataclass
@@ -306,7 +336,8 @@ def run_tasks(todo: list[Task], *, workers: int, runs_dir, study_dir: Path, writ
 
     todo, failures = list(todo), 0
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool, \
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                                                initargs=(os.getpid(),)) as pool, \
             tqdm(total=len(todo), desc=desc, unit="task", disable=not progress) as bar:
         running: dict[concurrent.futures.Future, Task] = {}
         while todo or running:
@@ -365,6 +396,8 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be a positive integer, got {args.workers}")
     if len(set(args.seeds)) != len(args.seeds) or any(seed < 0 for seed in args.seeds):
         raise ValueError(f"--seeds must be distinct non-negative integers, got {args.seeds}")
+    for path in (GRID_FILE, RHO_GRID_FILE, STUDY_DIR / "metrics.json"):  # a read-only results/ is noticed before training
+        runs.check_writable(path)
     started = time.perf_counter()
     failures = run_study(tuple(args.seeds), workers=args.workers, data_dir=args.data_dir, runs_dir=args.runs_dir,
                          landscapes=not args.no_landscapes, rho_sweep=not args.no_rho_sweep, progress=not args.no_progress)

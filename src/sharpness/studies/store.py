@@ -292,10 +292,32 @@ def save_grid(runs: pd.DataFrame, path: Path | str, settings: dict, data: str, t
             kept_keys = {_history_key(row) for row in kept}
             old_history = old_history[[_history_key(row) in kept_keys for row in old_history.to_dict("records")]]
             histories = old_history if histories is None else pd.concat([old_history, histories], ignore_index=True)
+    history_text = None if histories is None else histories.to_csv(index=False)
+    if _unchanged(path, rows, origin, history_text):
+        return path  # the same runs, settings and curves: the file keeps the machine, commit and date that made them
     atomic_write_json(path, {"provenance": origin, "runs": rows})
     if histories is not None:
-        atomic_write_text(history_path(path), histories.to_csv(index=False))
+        atomic_write_text(history_path(path), history_text)
     return path
+
+
+def _unchanged(path: Path, rows: list, origin: dict, history_text: str | None) -> bool:
+    """Whether the grid file `path` already holds `rows` with the same settings, data, tier (and earlier
+    provenance) as `origin`, and its history file `history_text`: rewriting it would change only when and
+    where it was written."""
+    if not path.is_file():
+        return False
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # damaged: rewrite it
+    if not isinstance(document, dict) or not isinstance(document.get("provenance"), dict):
+        return False
+    volatile = ("machine", "commit", "date")
+    same_origin = {k: v for k, v in document["provenance"].items() if k not in volatile} == \
+        json.loads(json.dumps({k: v for k, v in origin.items() if k not in volatile}))
+    same_history = history_text is None or (history_path(path).is_file() and history_path(path).read_text() == history_text)
+    return same_origin and document.get("runs") == rows and same_history
 
 
 def load_grid(path: Path | str) -> tuple[pd.DataFrame, dict]:

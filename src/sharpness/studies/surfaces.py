@@ -6,7 +6,6 @@ with the results chapter) and draws the surfaces of its runs (`measuring.landsca
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -14,7 +13,7 @@ from typing import Sequence
 from ..core.progress import tqdm
 from ..core.threads import single_cpu_thread
 from ..measuring.landscape import (
-    STORED_SURFACES, ControlLandscape, Surface, choose, interpolation_of_runs, landscape_of_run, stored_landscapes
+    STORED_SURFACES, ControlLandscape, Surface, choose, interpolation_of_runs, landscape_of_run, read_landscape_json, stored_landscapes
 )
 from ..training.controls import CONTROLS
 from .registry import offline_grid
@@ -46,7 +45,7 @@ def control_interpolation(
     if use_stored:
         pattern = f"*/*/seed{seed}/interpolation/{control_a}__{control_b}.json"
         for path in sorted(STORED_SURFACES.glob(pattern)):
-            return Surface.from_dict(json.loads(path.read_text()))
+            return read_landscape_json(path, Surface.from_dict)
     run_dirs = offline_run_dirs(seed, [control_a, control_b], progress=progress)
     with single_cpu_thread():  # the offline CPU path: one thread per process is fastest on a shared machine
         return interpolation_of_runs(run_dirs[control_a], run_dirs[control_b], resolution=resolution,

@@ -93,12 +93,23 @@ def run_state(run_dir: Path) -> str:
     summary = run_dir / "summary.json"
     if summary.is_file():
         status = runs_on_disk.read_json(summary, "delete it; the next sweep finishes the run again from its checkpoint").get("status", "finished")
-        if status != "finished" or (run_dir / "metrics.json").is_file():
+        if status != "finished" or _evaluated(run_dir):
             return "done"
         return "trained"
     if (run_dir / FAILURE_FILE).is_file():
         return "failed"
     return "todo"
+
+
+def _evaluated(run_dir: Path) -> bool:
+    """metrics.json is there, with the test predictions beside it where it holds test accuracy (prediction
+    disagreement reads them: lost, the run is evaluated again, which measures them again)."""
+    from ..measuring.evaluate import METRICS_FILE, PREDICTIONS_FILE
+
+    if not (run_dir / METRICS_FILE).is_file():
+        return False
+    metrics = runs_on_disk.read_json(run_dir / METRICS_FILE, "delete it; the next sweep evaluates the run again")
+    return "test_accuracy" not in metrics or (run_dir / PREDICTIONS_FILE).is_file()
 
 
 def _train_with_papermill(config) -> None:
@@ -435,6 +446,8 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         seeds=args.seeds, rhos=parse_rhos(args.rhos), epochs=args.epochs, runs_dir=args.runs_dir, data_dir=args.data_dir,
         batch_size=args.batch_size, lr=args.lr, measures=args.measures,
     )
+    if args.results:  # a read-only results folder is noticed now, not after the runs have trained
+        runs_on_disk.check_writable(args.results)
     report = run_sweep(
         grid, backend=args.backend, address=args.address, num_cpus=args.num_cpus, runs_per_gpu=args.runs_per_gpu,
         device=args.device, retry_failed=args.retry_failed, use_papermill=False if args.no_papermill else None,

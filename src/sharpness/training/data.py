@@ -209,6 +209,25 @@ def _load_torchvision_cifar(name: str, root: Path, download: bool) -> ImageData:
     )
 
 
+def _rgb8(image, path: str):
+    """An opened Pillow image as 8-bit RGB (H, W, 3). 16-bit greyscale (PNG) is scaled to 0-255; Pillow's own
+    convert("RGB") clips it (every value above 255 becomes white). Pixels of 32-bit integers or floats have no
+    known range: refused, naming the file."""
+    import numpy as np
+
+    sixteen_bit = image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG")
+    if sixteen_bit:
+        values = np.asarray(image).astype(np.uint32)
+        if values.max(initial=0) > 65535:
+            raise ValueError(f"{values.max()} exceeds 16 bits")
+        grey = ((values * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if image.mode in ("I", "F"):
+        raise ValueError(f"its pixels are 32-bit {'integers' if image.mode == 'I' else 'floats'} (mode {image.mode}) with "
+                         "no known range; save it as an 8-bit image")
+    return np.asarray(image.convert("RGB"))
+
+
 def _decode_all(paths: Sequence[str], desc: str) -> Tensor:
     """Decode image files (with Pillow) to one uint8 (N, 3, H, W) tensor; all must share one size."""
     import numpy as np
@@ -218,7 +237,7 @@ def _decode_all(paths: Sequence[str], desc: str) -> Tensor:
     def decode(path: str) -> np.ndarray:
         try:
             with Image.open(path) as image:
-                return np.asarray(image.convert("RGB"))
+                return _rgb8(image, path)
         except (OSError, ValueError) as error:  # truncated, empty or not an image
             raise ValueError(f"cannot decode the image {path} ({error}): replace it with a good copy or delete it, "
                              "then load the data set again") from None
@@ -235,9 +254,15 @@ def _load_image_folders(name: str, root: Path, train_dir: Path, test_dir: Path) 
     """An ImageFolder pack: train/<class>/*.jpg and test/<class>/*.jpg with the same classes."""
     from torchvision.datasets import ImageFolder
 
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
     for folder in (train_dir, test_dir):
         if not folder.is_dir():
             raise _missing(name, root, f"no folder {folder.name}/")
+        for class_dir in sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith(".")):
+            if not any(path.suffix.lower() in IMG_EXTENSIONS for path in class_dir.rglob("*") if path.is_file()):
+                raise ValueError(f"the class folder {class_dir} holds no images ({', '.join(IMG_EXTENSIONS)}): put that "
+                                 f"class's images in it, or remove the class from both {train_dir} and {test_dir}")
     train, test = ImageFolder(str(train_dir)), ImageFolder(str(test_dir))
     if train.classes != test.classes:
         raise ValueError(f"{train_dir} and {test_dir} have different class folders: {train.classes} vs {test.classes}")

@@ -40,6 +40,7 @@ LOADERS = ("resident", "dataloader")
 # uniform guess over C classes (where every freshly initialised or re-headed network starts).
 DIVERGENCE_FACTOR = 10
 _LARGEST_RATE = torch.finfo(torch.float32).max  # SGD applies lr and rho in float32
+_SMALLEST_RATE = torch.finfo(torch.float32).tiny  # below it a rate is 0 (or subnormal) in float32: nothing would train
 PRECISIONS = ("auto", "bf16", "fp32")
 SCHEDULES = ("constant", "cosine")
 # Fields that may differ when a run is resumed (where things are, not what is trained).
@@ -95,8 +96,9 @@ class RunConfig:
                 raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} integer, got {value!r}")
         self.rho_scale = float(self.rho_scale)
         for name in ("lr", "rho", "rho_scale"):
-            if not 0 < getattr(self, name) <= _LARGEST_RATE:
-                raise ValueError(f"{name} must be a positive number below {_LARGEST_RATE:.3g} (float32), got {getattr(self, name)!r}")
+            if not _SMALLEST_RATE <= getattr(self, name) <= _LARGEST_RATE:
+                raise ValueError(f"{name} must be a positive number from {_SMALLEST_RATE:.3g} to {_LARGEST_RATE:.3g} (SGD applies "
+                                 f"it in float32, where a smaller one is 0 and the weights never move), got {getattr(self, name)!r}")
         if self.lr_schedule not in (None, *SCHEDULES):
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(SCHEDULES)} (or None: the data set's)")
         for name in ("max_train_samples", "max_test_samples", "monitor_test_images"):
@@ -376,7 +378,9 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
     checkpoint_path = run_dir / runs.CHECKPOINT
     if checkpoint_path.is_file():
         fix = "delete it to train the run from the start (the result is the same, bit for bit on CPU)"
-        epochs_done, history = trainer.load_state(runs.load_checkpoint(checkpoint_path, fix, map_location=device))
+        state = runs.load_checkpoint(checkpoint_path, fix, map_location=device)
+        epochs_done, history = runs.restore(lambda: trainer.load_state(state), checkpoint_path,
+                                            f"{config.arch} with {trainer.data.num_classes} classes (this run's settings)", fix)
     runs.atomic_write_jsonl(run_dir / runs.METRICS, history)  # the checkpoint's history is the record (a kill may
     # have come between a checkpoint and its metric rows); writing now also proves the folder writable
     started, status, reason = time.perf_counter(), "finished", None
@@ -457,7 +461,9 @@ def load_run(
         config.data_dir = str(data_dir)
     data = prepare_data(config)
     model = build_model(config.arch, data.num_classes, data.image_size, pretrained=False)
-    model.load_state_dict(runs.load_checkpoint(checkpoint, fix)["model"])
+    weights = runs.load_checkpoint(checkpoint, fix)["model"]
+    runs.restore(lambda: model.load_state_dict(weights), checkpoint, f"{config.arch} with {data.num_classes} classes "
+                 f"(its {runs.CONFIG})", fix)
     return model.to(resolve_device(device)).eval(), config, data
 
 
