@@ -3,9 +3,12 @@
 import ipywidgets as widgets
 import numpy as np
 
+from sharpness.book.figures.boundary import BoundaryExplorer
 from sharpness.book.figures.explore import EXPLORERS, ExplorerApp, voila_arguments
+from sharpness.book.figures.landscape import LandscapeExplorer
 from sharpness.book.figures.toy_widgets import ToyExplorer
 from sharpness.core.paths import EXPLORER_APP
+from sharpness.measuring.landscape import ControlLandscape, Surface
 from sharpness.toys import toy
 
 
@@ -62,3 +65,21 @@ def test_a_redrawn_figure_is_what_a_page_loaded_afterwards_draws():
     x, y = np.asarray(surface["x"]), np.asarray(surface["y"])
     np.testing.assert_allclose(np.asarray(surface["z"]), (1 - x[None, :]) ** 2 + 20.0 * (y[:, None] - x[None, :] ** 2) ** 2)
     assert explorer.figure._widget_layout["title"]["text"].startswith(toy.get("rosenbrock").label)
+
+
+def flat_landscape(control: str, seed: int, resolution: int) -> ControlLandscape:
+    axis = np.linspace(-1, 1, resolution)
+    loss = np.ones((resolution, resolution))
+    return ControlLandscape("digits", "simple_cnn", control, seed, Surface([axis, axis], loss, loss / 2, {}), {})
+
+
+def test_every_explorers_figure_follows_the_window_width():
+    # What the browser's view reads when it draws: plotly's `responsive` config redraws the figure on a window
+    # resize, to the container's width (autosize, no fixed width). tests/test_explore_browser.py resizes a page.
+    explorers = [ToyExplorer("rosenbrock", resolution=7),
+                 BoundaryExplorer(separation=4.0, points_per_class=10, sizes=(2, 4, 1), max_epochs=50),
+                 LandscapeExplorer(flat_landscape, controls=("baseline",), seeds=(0,), resolutions=(3,))]
+    for explorer in explorers:
+        figure = explorer.figure
+        assert figure._config.get("responsive") is True, type(explorer).__name__
+        assert figure._widget_layout.get("autosize") is True and "width" not in figure._widget_layout

@@ -12,7 +12,7 @@ from scipy.special import expit
 
 from ...toys import boundary, fit
 from .fit import MEASURE_LABELS, subtitle
-from .live import sync_state
+from .live import live_figure, sync_state
 
 CLASS_COLOURS = ("#1f77b4", "#d62728")
 
@@ -131,7 +131,7 @@ class BoundaryExplorer:
         self.points = widgets.IntSlider(value=points_per_class, min=10, max=200, step=10,
                                         description="points/class", continuous_update=False)
         self.readout = widgets.HTML()
-        self.figure = go.FigureWidget()
+        self.figure = live_figure()
         _boundary_layout(self.figure)
         for control in (self.separation, self.seed, self.points):
             control.observe(self._redraw, names="value")

@@ -17,7 +17,7 @@ from scipy.stats import spearmanr
 
 from ...core.untrusted import escape
 from ...measuring.landscape import MEASURE_LABELS, ControlLandscape, Surface
-from .live import sync_state
+from .live import live_figure, sync_state
 
 COLOURSCALE = "Viridis"
 LOSS_TICKS = (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000)
@@ -265,7 +265,7 @@ class LandscapeExplorer:
         self.resolution = widgets.Dropdown(options=list(resolutions), description="resolution")
         self.readout = widgets.HTML()
         self.progress = widgets.Output()  # the computation's progress bars (tqdm draws widgets here)
-        self.figure = go.FigureWidget()
+        self.figure = live_figure()
         self.figure.update_layout(height=520, scene=dict(xaxis_title="a", yaxis_title="b", zaxis_title="loss"))
         self._cache: dict[tuple, ControlLandscape] = {}
         for control in (self.control, self.seed, self.resolution):
