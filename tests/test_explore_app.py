@@ -1,7 +1,13 @@
 """The explorer app without a browser: tabs built on first view, failures shown in place, synced figures."""
 
+import re
+import urllib.parse
+import urllib.request
+
 import ipywidgets as widgets
 import numpy as np
+import pytest
+from conftest import PAGE_TIMEOUT_S
 
 from sharpness.book.figures.boundary import BoundaryExplorer
 from sharpness.book.figures.explore import EXPLORERS, ExplorerApp, voila_arguments
@@ -83,3 +89,32 @@ def test_every_explorers_figure_follows_the_window_width():
         figure = explorer.figure
         assert figure._config.get("responsive") is True, type(explorer).__name__
         assert figure._widget_layout.get("autosize") is True and "width" not in figure._widget_layout
+
+
+def addresses_off_this_machine(page: str) -> set[str]:
+    """Every http(s) address in a page that points off 127.0.0.1, less XML namespace names (xmlns and rdf
+    attributes of an inline SVG: identifiers a browser never fetches)."""
+    names = set(re.findall(r'(?:xmlns(?::\w+)?|rdf:\w+)="(https?://[^"]+)"', page))
+    addresses = set(re.findall(r"https?://[^\s\"'()<>]+", page)) - names
+    return {a for a in addresses if urllib.parse.urlsplit(a).hostname not in ("127.0.0.1", "localhost")}
+
+
+def test_address_finder_sees_what_voilas_own_template_loads_from_a_cdn():
+    # The lab template's lines as Voila 0.5 writes them (the app's template drops them).
+    page = ('<svg xmlns="http://www.w3.org/2000/svg"><cc:Work rdf:resource="http://purl.org/dc/dcmitype/StillImage"/>'
+            '<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@^5/css/all.min.css" />'
+            '<script src="http://127.0.0.1:8866/voila/static/voila.js"></script>'
+            '(await import("https://cdnjs.cloudflare.com/ajax/libs/mermaid/11.10.0/mermaid.esm.min.mjs"))')
+    assert addresses_off_this_machine(page) == {
+        "https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@^5/css/all.min.css",
+        "https://cdnjs.cloudflare.com/ajax/libs/mermaid/11.10.0/mermaid.esm.min.mjs"}
+
+
+@pytest.mark.slow
+def test_the_served_page_loads_nothing_from_off_this_machine(explorer_app_url):
+    # Offline, a CDN link is a failed request (Font Awesome's, "#RUNTIME-012" in the console). The icons come
+    # with Voila's own bundle; tests/test_explore_browser.py also watches the requests a browser makes.
+    with urllib.request.urlopen(explorer_app_url, timeout=PAGE_TIMEOUT_S) as response:
+        page = response.read().decode()
+    assert "application/vnd.jupyter.widget-view+json" in page  # the app's page, its widgets drawn, not an error
+    assert addresses_off_this_machine(page) == set()
