@@ -1,6 +1,7 @@
 """The explorer app without a browser: tabs built on first view, failures shown in place, synced figures."""
 
 import re
+import threading
 import urllib.parse
 import urllib.request
 
@@ -12,6 +13,7 @@ from conftest import PAGE_TIMEOUT_S
 from sharpness.book.figures.boundary import BoundaryExplorer
 from sharpness.book.figures.explore import EXPLORERS, ExplorerApp, voila_arguments
 from sharpness.book.figures.landscape import LandscapeExplorer
+from sharpness.book.figures.live import LatestOnly
 from sharpness.book.figures.toy_widgets import ToyExplorer
 from sharpness.core.paths import EXPLORER_APP
 from sharpness.measuring.landscape import ControlLandscape, Surface
@@ -118,3 +120,60 @@ def test_the_served_page_loads_nothing_from_off_this_machine(explorer_app_url):
         page = response.read().decode()
     assert "application/vnd.jupyter.widget-view+json" in page  # the app's page, its widgets drawn, not an error
     assert addresses_off_this_machine(page) == set()
+
+
+def test_steps_made_during_a_slow_redraw_replace_each_other_and_a_busy_sign_shows():
+    # The reader presses an arrow key 3 times while the first request computes: only the newest is computed
+    # next, the first's result (no longer what the slider shows) is never drawn, and the sign says what runs.
+    first_started, release = threading.Event(), threading.Event()
+    computed, drawn = [], []
+
+    def compute(request):
+        computed.append(request)
+        first_started.set()
+        assert release.wait(timeout=60)
+        return 10 * request
+
+    updates = LatestOnly(compute, drawn.append, describe=lambda request: f"request {request}")
+    updates.submit(1)
+    assert first_started.wait(timeout=60) and "⏳ request 1" in updates.status.value
+    for request in (2, 3, 4):
+        updates.submit(request)  # returns at once: the kernel stays free for the next press
+    assert "⏳ request 4" in updates.status.value and drawn == []
+    release.set()
+    assert updates.wait(timeout=60)
+    assert computed == [1, 4] and drawn == [40] and updates.status.value == ""
+
+
+def test_a_failed_redraw_says_why_and_the_next_request_still_draws():
+    def compute(request):
+        if request < 0:
+            raise ValueError(f"no network for {request}")
+        return request
+
+    drawn = []
+    updates = LatestOnly(compute, drawn.append, describe=lambda request: f"request {request}")
+    updates.submit(-1)
+    assert updates.wait(timeout=60) and "request -1 failed:</b> no network for -1" in updates.status.value
+    updates.submit(5)
+    assert updates.wait(timeout=60) and drawn == [5] and updates.status.value == ""
+
+
+def test_the_boundary_explorer_trains_only_the_newest_separation():
+    explorer = BoundaryExplorer(separation=4.0, points_per_class=10, sizes=(2, 4, 1), max_epochs=50)
+    trained, train, pressed = [], explorer.updates.compute, threading.Event()
+
+    def compute(request):  # the training, held until the reader's presses are made (however slow they are)
+        trained.append(request[0])
+        assert pressed.wait(timeout=60)
+        return train(request)
+
+    explorer.updates.compute = compute
+    for separation in (3.0, 2.0, 1.0):  # three presses while the first training runs
+        explorer.separation.value = separation
+    assert "training a network for separation 1, seed 0, 10 points/class" in explorer.updates.status.value
+    pressed.set()
+    assert explorer.updates.wait(timeout=300)  # a bound for a failure, not an expectation
+    # at most the one the worker had taken when the presses came, then the newest: never one per press
+    assert trained[-1] == 1.0 and len(trained) <= 2
+    assert explorer.figure.layout.title.text.startswith("separation 1") and explorer.result.config.separations == (1.0,)

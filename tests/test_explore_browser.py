@@ -115,3 +115,17 @@ def test_the_contour_panel_stays_on_the_page_when_the_window_is_resized(page, wi
                            timeout=PAGE_TIMEOUT_S * 1000)
     figure_width, container_width, contour_right = page.evaluate(WIDTHS_JS)
     assert contour_right <= figure_width <= container_width + 2
+
+
+def test_arrow_presses_on_a_retraining_slider_show_a_busy_sign_and_end_at_the_last_press(page):
+    page.get_by_role("tab", name="Decision boundaries").click()
+    title = page.locator(".js-plotly-plot .gtitle", has_text="separation 1")
+    title.first.wait_for(timeout=PAGE_TIMEOUT_S * 1000)
+    slider = page.locator(".widget-slider", has_text="separation")
+    slider.locator(".noUi-handle").focus()
+    for _ in range(3):  # 1 -> 1.75 in steps of 0.25, faster than one retrain
+        page.keyboard.press("ArrowRight")
+    page.get_by_text("training a network for separation").first.wait_for(timeout=PAGE_TIMEOUT_S * 1000)
+    page.locator(".js-plotly-plot .gtitle", has_text="separation 1.75").first.wait_for(timeout=PAGE_TIMEOUT_S * 1000)
+    page.get_by_text("training a network for separation").first.wait_for(state="hidden", timeout=PAGE_TIMEOUT_S * 1000)
+    assert slider.locator(".widget-readout").inner_text() == "1.75"
