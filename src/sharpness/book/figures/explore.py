@@ -88,6 +88,8 @@ def voila_arguments(port: int = DEFAULT_PORT, open_browser: bool = True) -> list
     """Voila's command line for the app: this machine only (127.0.0.1), nothing loaded from off it, one kernel
     per page, idle kernels of closed pages culled."""
     return [str(EXPLORER_APP), f"--port={port}", "--Voila.ip=127.0.0.1", f"--template={TEMPLATE}",
+            # jupytext's lab extension needs JupyterLab's document manager, which Voila lacks (#RUNTIME-012)
+            '--VoilaConfiguration.extension_denylist=["jupyterlab-jupytext"]',
             f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_S}",
             f"--MappingKernelManager.cull_interval={CULL_INTERVAL_S}", "--MappingKernelManager.cull_connected=False",
             *([] if open_browser else ["--no-browser"])]

@@ -65,7 +65,7 @@ class LatestOnly(Generic[Request, Result]):
         with self._lock:
             self._newest += 1
             self._pending = (self._newest, request)
-            self.status.value = f"<i>⏳ {html.escape(self.describe(request))}…</i>"
+            self.status.value = f"<i>Busy: {html.escape(self.describe(request))}…</i>"
             self._idle.clear()
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="explorer-redraw", daemon=True)

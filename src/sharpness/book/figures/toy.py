@@ -146,7 +146,7 @@ def function_traces(
     return FunctionView(traces, log_colour, title)
 
 
-SCENE_VIEW = dict(camera=dict(eye=dict(x=1.7, y=1.7, z=1.2)), aspectmode="cube")
+SCENE_VIEW = dict(camera=dict(eye=dict(x=1.9, y=1.9, z=1.35)), aspectmode="cube")
 
 
 def _two_panel_figure() -> go.Figure:

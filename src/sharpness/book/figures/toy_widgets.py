@@ -122,8 +122,10 @@ class ToyExplorer:
         self.stats = stats
 
     def widget(self) -> widgets.Widget:
+        # the point's column wraps under the first on a narrow page instead of squeezing both until cut
         controls = widgets.HBox([widgets.VBox([self.function, self.parameter, self.zoom]),
-                                 widgets.VBox([self.x, self.y, self.typed_point, self.message])])
+                                 widgets.VBox([self.x, self.y, self.typed_point, self.message])],
+                                layout=widgets.Layout(flex_flow="row wrap"))
         return widgets.VBox([controls, self.readout, self.figure])
 
     def _ipython_display_(self):
