@@ -69,9 +69,11 @@ def test_live_explorer_retrains_when_a_slider_moves():
     first_title, first_points = explorer.figure.layout.title.text, explorer.figure.data[2].x
     assert first_title.startswith("separation 4")
     explorer.separation.value = 1.0
+    assert explorer.updates.wait(timeout=300)  # trained off the kernel's thread (a bound, not an expectation)
     assert explorer.figure.layout.title.text.startswith("separation 1")
     assert explorer.figure.data[2].x[0] != first_points[0]  # class-0 points moved
     explorer.points.value = 30
+    assert explorer.updates.wait(timeout=300)
     assert len(explorer.figure.data[2].x) + len(explorer.figure.data[3].x) == 60
 
 

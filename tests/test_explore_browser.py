@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PAGE_TIMEOUT_S
 
 from sharpness.toys import toy
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python package) is not installed")
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM") or next(
     (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), None
 )
@@ -29,9 +25,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)"),
 ]
-# Bounds for a failure, not expectations: the Voila kernel imports torch and draws the first tab before the
-# page shows it, which on a loaded 2-core machine can take minutes. Every wait ends as soon as its condition holds.
-PAGE_TIMEOUT_S = 600
+# PAGE_TIMEOUT_S bounds a failure, it is not an expectation: every wait ends as soon as its condition holds.
 # The toy tab's surface trace as the browser holds it, or null while no figure holds one yet (plotly may be
 # mid-redraw, or a figure without a surface drawn first): waited for, never read before it exists.
 SURFACE_JS = """() => {
@@ -42,50 +36,26 @@ SURFACE_JS = """() => {
     return null;
 }"""
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    """The app served by the same command `make explore` runs, on a free port; stopped afterwards."""
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sharpness.book.figures.explore", f"--port={port}", "--no-browser"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + PAGE_TIMEOUT_S
-    try:
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"voila exited with {server.returncode}: {server.stderr.read()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"voila did not answer on {url} within {PAGE_TIMEOUT_S} s")
-                time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+# Width of the toy figure as plotly laid it out, the width its container offers, and the right edge of its
+# contour panel (the x axis of the xy subplot), once the figure holds a surface.
+WIDTHS_JS = """() => {
+    for (const plot of document.querySelectorAll(".js-plotly-plot")) {
+        const layout = plot._fullLayout;
+        if (!layout || !(plot.data || []).some(t => t && t.type === "surface")) continue;
+        return [layout.width, plot.parentElement.clientWidth, layout.xaxis._offset + layout.xaxis._length];
+    }
+    return null;
+}"""
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def page(explorer_app_url):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1300, "height": 1000})
-        page.goto(app_url, timeout=PAGE_TIMEOUT_S * 1000)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.requested = []  # every address the page asked for, to check none is off this machine
+        page.on("request", lambda request: page.requested.append(request.url))
+        page.goto(explorer_app_url, timeout=PAGE_TIMEOUT_S * 1000)
         page.wait_for_function(SURFACE_JS, timeout=PAGE_TIMEOUT_S * 1000)
         yield page
         browser.close()
@@ -130,3 +100,32 @@ def test_moving_the_parameter_slider_redraws_the_surface_the_library_computes(pa
     stats = toy.hessian_stats("rosenbrock", (1.0, 1.0), b=b)
     np.testing.assert_allclose(stats.eigenvalues, np.linalg.eigvalsh(rosenbrock_hessian(1.0, 1.0, b)), rtol=1e-9)
     page.locator(".widget-html-content", has_text=f"trace {stats.trace:.4g};").wait_for(timeout=PAGE_TIMEOUT_S * 1000)
+
+
+def test_the_page_asks_nothing_of_any_machine_but_this_one(page):
+    off = [url for url in page.requested if not url.startswith(("http://127.0.0.1", "data:", "blob:"))]
+    assert page.requested and off == []
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+def test_the_contour_panel_stays_on_the_page_when_the_window_is_resized(page, width):
+    page.set_viewport_size({"width": width, "height": 1000})
+    # plotly redraws a responsive figure on the window's resize event; wait until it has, however long that takes
+    page.wait_for_function(f"() => {{ const w = ({WIDTHS_JS})(); return w && w[1] < {width} && Math.abs(w[0] - w[1]) <= 2; }}",
+                           timeout=PAGE_TIMEOUT_S * 1000)
+    figure_width, container_width, contour_right = page.evaluate(WIDTHS_JS)
+    assert contour_right <= figure_width <= container_width + 2
+
+
+def test_arrow_presses_on_a_retraining_slider_show_a_busy_sign_and_end_at_the_last_press(page):
+    page.get_by_role("tab", name="Decision boundaries").click()
+    title = page.locator(".js-plotly-plot .gtitle", has_text="separation 1")
+    title.first.wait_for(timeout=PAGE_TIMEOUT_S * 1000)
+    slider = page.locator(".widget-slider", has_text="separation")
+    slider.locator(".noUi-handle").focus()
+    for _ in range(3):  # 1 -> 1.75 in steps of 0.25, faster than one retrain
+        page.keyboard.press("ArrowRight")
+    page.get_by_text("training a network for separation").first.wait_for(timeout=PAGE_TIMEOUT_S * 1000)
+    page.locator(".js-plotly-plot .gtitle", has_text="separation 1.75").first.wait_for(timeout=PAGE_TIMEOUT_S * 1000)
+    page.get_by_text("training a network for separation").first.wait_for(state="hidden", timeout=PAGE_TIMEOUT_S * 1000)
+    assert slider.locator(".widget-readout").inner_text() == "1.75"

@@ -118,3 +118,13 @@ def test_the_cpu_study_surfaces_are_named_as_the_real_study():
 
     parameters = sum(p.numel() for p in build_model(registry.PROTOCOL["arch"], 10).parameters())  # counted here
     assert figures.settings_label([item]).startswith(f"real CIFAR-10, CNN-MLP ({parameters / 1000:.0f}k parameters), CPU study, seed 0;")
+
+
+def test_the_3d_surfaces_name_their_axes_in_readable_type():
+    explorer = figures.LandscapeExplorer(lambda control, seed, resolution: bowl(control, 1.0, seed=seed),
+                                         controls=("baseline",), seeds=(0,), resolutions=(5,))
+    for figure in (figures.surface_dropdown([bowl("baseline", 1.0)]), explorer.figure):
+        scene = figure.layout.scene
+        axes = (scene.xaxis, scene.yaxis, scene.zaxis)
+        assert [axis.title.text for axis in axes] == ["a", "b", "loss"]
+        assert all(axis.title.font.size >= 12 for axis in axes)

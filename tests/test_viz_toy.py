@@ -70,7 +70,10 @@ def test_live_explorer_redraws_and_reads_out_the_local_hessian():
     surface = next(t for t in explorer.figure.data if t.type == "surface")
     xs, ys, z = np.asarray(surface.x), np.asarray(surface.y), np.asarray(surface.z)
     assert z[3, 7] == pytest.approx(float(toy.get("rosenbrock")(xs[7], ys[3], b=20.0)))  # redrawn with b = 20
-    assert (xs[0] + xs[-1]) / 2 == pytest.approx(0.5)  # zoom box centred on the chosen point
+    assert (xs[0], xs[-1], ys[0], ys[-1]) == pytest.approx(toy.get("rosenbrock").domain)  # zoom 1: the whole box
+    explorer.zoom.value = 4.0
+    xs = np.asarray(next(t for t in explorer.figure.data if t.type == "surface").x)
+    assert (xs[0], xs[-1]) == pytest.approx((0.0, 1.0))  # a quarter of the 4 wide box, centred on x = 0.5
     arrow = [t for t in explorer.figure.data if t.type == "scatter" and t.mode == "lines+markers"][0]
     assert (arrow.x[0], arrow.y[0]) == (0.5, 1.0)  # arrows now start at the chosen point
 
@@ -86,6 +89,26 @@ def test_typed_point_moves_the_point_and_bad_text_gets_a_message():
         explorer.typed_point.value = text
         assert says in explorer.message.value, text
         assert (explorer.x.value, explorer.y.value) == (0.5, 1.0)  # the point stays where it was
+
+
+def test_the_zoom_box_stays_inside_the_functions_box():
+    # Rosenbrock's box is x in [-2, 2], y in [-1, 3]: zoom 2 gives a 2 x 2 window, centred on the point
+    # where it fits and pushed back against the edge where it would stick out.
+    assert toy_figures.zoomed_domain("rosenbrock", 2.0, centre=(0.5, 1.0)) == pytest.approx((-0.5, 1.5, 0.0, 2.0))
+    assert toy_figures.zoomed_domain("rosenbrock", 2.0, centre=(1.9, -0.9)) == pytest.approx((0.0, 2.0, -1.0, 1.0))
+    assert toy_figures.zoomed_domain("rosenbrock", 1.0, centre=(1.0, 1.0)) == pytest.approx((-2.0, 2.0, -1.0, 3.0))
+
+
+def test_go_to_accepts_exactly_the_points_the_figure_shows():
+    # The two points: (2.5, 1) was drawn but refused, (-1.8, 2.8) accepted but off the picture.
+    explorer = ToyExplorer("rosenbrock", resolution=11)
+    explorer.typed_point.value = "-1.8, 2.8"
+    assert (explorer.x.value, explorer.y.value) == (-1.8, 2.8) and explorer.message.value == ""
+    surface = next(t for t in explorer.figure.data if t.type == "surface")
+    assert surface.x[0] <= -1.8 <= surface.x[-1] and surface.y[0] <= 2.8 <= surface.y[-1]
+    explorer.typed_point.value = "2.5, 1"
+    assert "(2.5, 1) lies outside" in explorer.message.value and "x in [-2, 2], y in [-1, 3]" in explorer.message.value
+    assert max(surface.x) < 2.5 and (explorer.x.value, explorer.y.value) == (-1.8, 2.8)
 
 
 def test_live_explorer_switches_function_and_resets_controls():

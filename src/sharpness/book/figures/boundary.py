@@ -12,7 +12,7 @@ from scipy.special import expit
 
 from ...toys import boundary, fit
 from .fit import MEASURE_LABELS, subtitle
-from .live import sync_state
+from .live import LatestOnly, live_figure, sync_state
 
 CLASS_COLOURS = ("#1f77b4", "#d62728")
 
@@ -120,7 +120,8 @@ def sharpness_vs_separation(result: boundary.BoundaryResult,
 class BoundaryExplorer:
     """Live version (needs a kernel): sliders for separation, seed and points; each change trains a network.
 
-    One network trains in about a second on a CPU core; the read-out gives its sharpness.
+    One network trains in about a second on a CPU core (four on a loaded one), off the kernel's main thread:
+    slider steps made meanwhile replace each other, and only the newest is trained next (`LatestOnly`).
     """
 
     def __init__(self, separation: float = 1.0, seed: int = 0, points_per_class: int = 50, **settings):
@@ -131,26 +132,38 @@ class BoundaryExplorer:
         self.points = widgets.IntSlider(value=points_per_class, min=10, max=200, step=10,
                                         description="points/class", continuous_update=False)
         self.readout = widgets.HTML()
-        self.figure = go.FigureWidget()
+        self.figure = live_figure()
         _boundary_layout(self.figure)
+        self.updates = LatestOnly(self._train, self._draw, describe=self._describe)
         for control in (self.separation, self.seed, self.points):
-            control.observe(self._redraw, names="value")
-        self._redraw()
+            control.observe(lambda change: self.updates.submit(self._request()), names="value")
+        self._draw(self._train(self._request()))  # the first drawing before the page shows
 
-    def _redraw(self, change=None):
-        self.result = boundary.run_single(
-            self.separation.value, self.seed.value, points_per_class=self.points.value, **self.settings
-        )
+    def _request(self) -> tuple[float, int, int]:
+        return self.separation.value, self.seed.value, self.points.value
+
+    @staticmethod
+    def _describe(request: tuple[float, int, int]) -> str:
+        separation, seed, points = request
+        return f"training a network for separation {separation:g}, seed {seed}, {points} points/class"
+
+    def _train(self, request: tuple[float, int, int]) -> boundary.BoundaryResult:
+        separation, seed, points = request
+        return boundary.run_single(separation, seed, points_per_class=points, **self.settings)
+
+    def _draw(self, result: boundary.BoundaryResult) -> None:
+        self.result = result
         with self.figure.batch_update():
             self.figure.data = ()
-            for trace in boundary_traces(self.result, 0):
+            for trace in boundary_traces(result, 0):
                 self.figure.add_trace(trace)
-            self.figure.layout.title.text = network_title(self.result, 0)
+            self.figure.layout.title.text = network_title(result, 0)
         sync_state(self.figure)
-        self.readout.value = f"<small>{settings_label(self.result.config)}</small>"
+        self.readout.value = f"<small>{settings_label(result.config)}</small>"
 
     def widget(self) -> widgets.Widget:
-        return widgets.VBox([widgets.HBox([self.separation, self.seed, self.points]), self.readout, self.figure])
+        return widgets.VBox([widgets.HBox([self.separation, self.seed, self.points]), self.updates.status,
+                             self.readout, self.figure])
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import os
 import sys
 import traceback
 from typing import Callable, Sequence
@@ -78,10 +79,17 @@ class ExplorerApp:
 CULL_IDLE_S, CULL_INTERVAL_S = 300, 60
 
 
+# The app's Voila template ("offline": the lab template without its CDN links), found on JUPYTER_PATH.
+TEMPLATES = EXPLORER_APP.parent / "jupyter"
+TEMPLATE = "offline"
+
+
 def voila_arguments(port: int = DEFAULT_PORT, open_browser: bool = True) -> list[str]:
-    """Voila's command line for the app: this machine only (127.0.0.1), one kernel per page, idle kernels of
-    closed pages culled."""
-    return [str(EXPLORER_APP), f"--port={port}", "--Voila.ip=127.0.0.1",
+    """Voila's command line for the app: this machine only (127.0.0.1), nothing loaded from off it, one kernel
+    per page, idle kernels of closed pages culled."""
+    return [str(EXPLORER_APP), f"--port={port}", "--Voila.ip=127.0.0.1", f"--template={TEMPLATE}",
+            # jupytext's lab extension needs JupyterLab's document manager, which Voila lacks (#RUNTIME-012)
+            '--VoilaConfiguration.extension_denylist=["jupyterlab-jupytext"]',
             f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_S}",
             f"--MappingKernelManager.cull_interval={CULL_INTERVAL_S}", "--MappingKernelManager.cull_connected=False",
             *([] if open_browser else ["--no-browser"])]
@@ -98,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     from voila.app import main as voila_main
 
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(TEMPLATES), os.environ.get("JUPYTER_PATH")]))
     voila_main(voila_arguments(args.port, open_browser=not args.no_browser))
     return 0
 

@@ -17,7 +17,7 @@ from scipy.stats import spearmanr
 
 from ...core.untrusted import escape
 from ...measuring.landscape import MEASURE_LABELS, ControlLandscape, Surface
-from .live import sync_state
+from .live import live_figure, sync_state
 
 COLOURSCALE = "Viridis"
 LOSS_TICKS = (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000)
@@ -165,6 +165,12 @@ def contour_grid(landscapes: Sequence[ControlLandscape], columns: int = 2) -> go
     return figure
 
 
+# The 3-D surfaces' axes: a, b the two directions (the captions say which), titles at 14 px; the camera stands
+# back from plotly's default so the box, its tick labels and titles stay inside the panel.
+SCENE = dict(xaxis=dict(title=dict(text="a", font_size=14)), yaxis=dict(title=dict(text="b", font_size=14)),
+             zaxis=dict(title=dict(text="loss", font_size=14)), camera=dict(eye=dict(x=1.7, y=1.7, z=1.2)))
+
+
 def surface_dropdown(landscapes: Sequence[ControlLandscape]) -> go.Figure:
     """A 3-D surface per control behind a dropdown; z axis and colours fixed across controls."""
     _require_2d(landscapes)
@@ -192,10 +198,10 @@ def surface_dropdown(landscapes: Sequence[ControlLandscape]) -> go.Figure:
     figure.update_layout(
         title=dict(text=title(landscapes[0]), font=dict(size=13)),
         updatemenus=[dict(buttons=buttons, x=0.0, y=1.0, xanchor="left", yanchor="top")],
-        scene=dict(xaxis_title="a", yaxis_title="b", zaxis_title="loss",  # a, b: the two directions (caption)
-                   zaxis=dict(range=[0, top * 1.02]), camera=dict(eye=dict(x=1.7, y=1.7, z=1.2))),
+        scene=SCENE,
         height=600, margin=dict(t=140),
     )
+    figure.update_scenes(zaxis_range=[0, top * 1.02])
     return figure
 
 
@@ -265,8 +271,8 @@ class LandscapeExplorer:
         self.resolution = widgets.Dropdown(options=list(resolutions), description="resolution")
         self.readout = widgets.HTML()
         self.progress = widgets.Output()  # the computation's progress bars (tqdm draws widgets here)
-        self.figure = go.FigureWidget()
-        self.figure.update_layout(height=520, scene=dict(xaxis_title="a", yaxis_title="b", zaxis_title="loss"))
+        self.figure = live_figure()
+        self.figure.update_layout(height=520, scene=SCENE)
         self._cache: dict[tuple, ControlLandscape] = {}
         for control in (self.control, self.seed, self.resolution):
             control.observe(self._redraw, names="value")

@@ -40,11 +40,18 @@ def needs_log_colour(z: np.ndarray) -> bool:
 
 
 def zoomed_domain(name: str, zoom: float, centre=None) -> tuple[float, float, float, float]:
-    """The function's box shrunk by `zoom` (>= 1) around `centre` (default: its first minimum)."""
+    """The function's box shrunk by `zoom` (>= 1) around `centre` (default: its first minimum), moved back
+    inside the function's box where it would stick out: at zoom 1 the view is the box itself, so every point
+    a reader sees is one the explorer's "go to" accepts, and none it accepts is off the picture."""
     x_min, x_max, y_min, y_max = toy.get(name).domain
     cx, cy = centre if centre is not None else toy.get(name).minima[0]
-    half_x, half_y = (x_max - x_min) / (2 * zoom), (y_max - y_min) / (2 * zoom)
-    return cx - half_x, cx + half_x, cy - half_y, cy + half_y
+
+    def window(centre: float, low: float, high: float) -> tuple[float, float]:
+        half = (high - low) / (2 * zoom)
+        middle = min(max(centre, low + half), high - half)
+        return middle - half, middle + half
+
+    return (*window(cx, x_min, x_max), *window(cy, y_min, y_max))
 
 
 def eigen_arrows(name: str, point, box_size: float, params=None) -> list[go.Scatter]:
@@ -139,7 +146,7 @@ def function_traces(
     return FunctionView(traces, log_colour, title)
 
 
-SCENE_VIEW = dict(camera=dict(eye=dict(x=1.7, y=1.7, z=1.2)), aspectmode="cube")
+SCENE_VIEW = dict(camera=dict(eye=dict(x=1.9, y=1.9, z=1.35)), aspectmode="cube")
 
 
 def _two_panel_figure() -> go.Figure:

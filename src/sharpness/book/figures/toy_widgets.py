@@ -12,7 +12,7 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from ...toys import toy
-from .live import sync_state
+from .live import live_figure, sync_state
 from .toy import _two_panel_figure, function_traces, zoomed_domain
 
 
@@ -32,7 +32,7 @@ class ToyExplorer:
         self.typed_point = widgets.Text(placeholder="x, y  (Enter)", description="go to", continuous_update=False)
         self.message = widgets.HTML()
         self.readout = widgets.HTML()
-        self.figure = go.FigureWidget(_two_panel_figure())
+        self.figure = live_figure(_two_panel_figure())
         self._updating = False
         self.function.observe(self._on_function, names="value")
         for control in (self.parameter, self.zoom, self.x, self.y):
@@ -122,8 +122,10 @@ class ToyExplorer:
         self.stats = stats
 
     def widget(self) -> widgets.Widget:
+        # the point's column wraps under the first on a narrow page instead of squeezing both until cut
         controls = widgets.HBox([widgets.VBox([self.function, self.parameter, self.zoom]),
-                                 widgets.VBox([self.x, self.y, self.typed_point, self.message])])
+                                 widgets.VBox([self.x, self.y, self.typed_point, self.message])],
+                                layout=widgets.Layout(flex_flow="row wrap"))
         return widgets.VBox([controls, self.readout, self.figure])
 
     def _ipython_display_(self):
