@@ -33,10 +33,9 @@ from ..core import runs
 from ..core.paths import RESULTS_DIR, RUNS_DIR
 from ..training.controls import CONTROLS
 from ..training.minimum import reached_minimum
-from . import cpu_study, store
+from . import cpu_study, registry, store
 
 FAMILIES = ("resnet_small", "vgg_small", "vit_small")  # the order of the work
-FAMILY_NAMES = {"cnn_mlp_wide": "CNN-MLP", "resnet_small": "ResNet-8", "vgg_small": "VGG-8 (BN)", "vit_small": "ViT (3 blocks, patch 4)"}
 FAMILY_SEEDS = (0, 1, 2)
 BATCH_SIZES = (128, 256)
 LEARNING_RATES = (1e-3, 1e-2)
@@ -95,7 +94,7 @@ def networks_table() -> pd.DataFrame:
     rows = []
     for arch in ("cnn_mlp_wide", *FAMILIES):
         model = build_model(arch, 10)
-        rows.append({"network": FAMILY_NAMES[arch], "arch": arch, "parameters": sum(p.numel() for p in model.parameters()),
+        rows.append({"network": registry.NETWORK_NAMES[arch], "arch": arch, "parameters": sum(p.numel() for p in model.parameters()),
                      "weight layers (L)": count_weight_layers(model), "SAM radius scale": cpu_study.sam_rho_scale(arch),
                      "SGD step cost": FAMILY_COST[arch]["sgd"], "SAM step cost": FAMILY_COST[arch]["sam"],
                      "forward cost": FAMILY_COST[arch]["forward"],

@@ -112,12 +112,17 @@ PROTOCOL = {
 }
 
 
-def network_label() -> str:
-    """The study's network as the book names it, with its size counted from the model itself."""
+#: The CPU networks as the book names them (the studies across families name theirs the same way).
+NETWORK_NAMES = {"cnn_mlp": "CNN-MLP", "cnn_mlp_wide": "CNN-MLP", "resnet_small": "ResNet-8", "vgg_small": "VGG-8 (BN)",
+                 "vit_small": "ViT (3 blocks, patch 4)"}
+
+
+def network_label(arch: str = PROTOCOL["arch"]) -> str:
+    """A network as the book names it, with its size counted from the model itself."""
     from ..training.models import build_model
 
-    parameters = sum(p.numel() for p in build_model(PROTOCOL["arch"], 10).parameters())
-    return f"CNN-MLP ({parameters / 1000:.0f}k parameters)"
+    parameters = sum(p.numel() for p in build_model(arch, 10).parameters())
+    return f"{NETWORK_NAMES.get(arch, arch)} ({parameters / 1000:.0f}k parameters)"
 
 
 # --- committed grids under results/ ---------------------------------------------------------------
@@ -198,7 +203,8 @@ class Study:
         low, high = (int(seeds.min()), int(seeds.max())) if len(seeds) else (0, 0)
         seed_count = f"{low} seed{'s' * (high != 1)}" if low == high else f"{low}-{high} seeds"
         if str(settings.get("command", "")).endswith("cpu-study"):
-            return f"real CIFAR-10, {network_label()}, CPU, {seed_count}"
+            archs = sorted(set(self.runs["arch"]))
+            return f"real CIFAR-10, {', '.join(network_label(arch) for arch in archs)}, CPU, {seed_count}"
         tier = {"gpu": " (GPU campaign)", "cpu": " (CPU)"}.get(self.provenance.get("tier"), "")
         return f"{'/'.join(settings.get('datasets', []))}, {'/'.join(settings.get('archs', []))}, committed grid{tier}, {seed_count}"
 
