@@ -87,7 +87,7 @@ def rho_state_table(runs: pd.DataFrame, checked: pd.DataFrame, rho_scale: float,
     `rho_scale`) against ||theta_0|| (`weight_norm`), how many runs reached a minimum, and the trained
     network's state on its measured images (median over seeds): accuracy, the share of hidden ReLUs that
     never fire, and the spread of its logits (a network that predicts one constant has none)."""
-    state = {"measured_set.accuracy": "accuracy on its measured images", "measured_set.dead_unit_fraction": "dead hidden units",
+    state = {"measured_set.accuracy": "accuracy (measured images)", "measured_set.dead_unit_fraction": "dead hidden units",
              "measured_set.logit_spread": "logit spread"}
     rows = []
     for rho, block in runs.groupby("rho", sort=True):
