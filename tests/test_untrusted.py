@@ -888,6 +888,79 @@ def test_the_workers_of_a_killed_cpu_study_end_with_it(tmp_path):
             os.kill(worker, signal.SIGKILL)
 
 
+# The campaign's processes, started the way the campaign starts them: a lease's run process (Lease.start, whose
+# run is swapped for a sleep: spawn imports this script, __mp_main__, in the worker before the target runs) and
+# a child command (Campaign.run_child). Each prints its pid, then sleeps.
+CAMPAIGN_PARENT = '''
+import os, sys, time
+from types import SimpleNamespace
+
+from sharpness.studies import campaign, lease, sweep
+
+
+def sleeping_run(*args, **kwargs):
+    print(f"worker pid: {os.getpid()}", flush=True)
+    time.sleep(600)
+
+
+sweep.execute_run = sleeping_run  # also in the spawned worker, which imports this file as __mp_main__
+
+if __name__ == "__main__":
+    if sys.argv[1] == "lease":
+        config = SimpleNamespace(control="baseline", seed=0, run_dir="runs/baseline/seed0")
+        holder = SimpleNamespace(slots=1, measures=None, evaluation_options={}, workers={}, queue=[config],
+                                 campaign=SimpleNamespace(deadline=time.time() + 600))
+        lease.Lease.start(holder, config)
+        time.sleep(600)
+    else:
+        child = "import os, time; print(f'worker pid: {os.getpid()}', flush=True); time.sleep(600)"
+        campaign.Campaign.run_child(SimpleNamespace(seconds_left=lambda: 600.0), ["-c", child])
+'''
+
+
+@pytest.mark.parametrize("kind", ["lease", "child"])
+def test_the_processes_of_a_killed_campaign_end_with_it(tmp_path, kind):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "parent.py").write_text(CAMPAIGN_PARENT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    parent = subprocess.Popen([sys.executable, "-u", "parent.py", kind], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        line = parent.stdout.readline()  # "worker pid: <pid>", once the worker is up
+        assert line.startswith("worker pid:"), line + parent.stdout.read()
+        worker = int(line.rsplit(":", 1)[1])
+        time.sleep(1)
+        assert alive(worker) and worker != parent.pid
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(worker), f"the {kind} process outlived its killed parent"
+    finally:
+        parent.kill()
+        if "worker" in locals() and alive(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
+def test_a_worker_whose_parent_is_already_gone_ends_at_once(tmp_path):
+    """The race the prctl cannot cover: the parent died before the worker asked to die with it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    code = ("import os, time; from sharpness.core.lifeline import die_with_parent; "
+            "die_with_parent(os.getppid() + 1); time.sleep(60); print('still here')")  # a parent that is not ours
+    finished = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 1 and "still here" not in finished.stdout
+
+
 def alive(pid: int) -> bool:
     """Whether process `pid` runs (a zombie waiting for its reaper counts as gone)."""
     try:
