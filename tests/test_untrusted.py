@@ -657,6 +657,29 @@ def test_an_integer_too_long_to_read_is_refused_naming_the_file(tmp_path):
         store.load_grid(path)
 
 
+@pytest.mark.parametrize("damage, named", [
+    (lambda document: document["runs"][2].pop("status"), "run 3 of 18 lacks status"),
+    (lambda document: document["runs"][0].pop("control"), "run 1 of 18 lacks control"),
+    (lambda document: [row.pop(key) for row in document["runs"] for key in ("dataset", "seed")], "lacks dataset, seed"),
+    (lambda document: document["runs"].clear(), "holds no runs"),
+    (lambda document: document.update(runs={"a": 1}), "runs are no list"),
+    (lambda document: document["runs"].append(5), "runs are no list"),
+    (lambda document: document["runs"][4].update(seed="zero"), 'run 5 of 18 has seed = "zero"'),
+    (lambda document: document["runs"][4].update(control=["baseline"]), "run 5 of 18 has control"),
+    (lambda document: document["runs"][6].update(test_accuracy="0.5"), 'run 7 of 18 has test_accuracy = "0.5"'),
+    (lambda document: document["runs"][6].update({"clean.sam_sharpness": [1]}), "has clean.sam_sharpness = [1]"),
+    (lambda document: document.update(provenance="x"), "provenance is no JSON object"),
+    (lambda document: document.pop("provenance"), "missing ['provenance']"),
+], ids=["status", "control", "dataset and seed", "no runs", "runs a dict", "a row a number", "seed text",
+        "control a list", "measure text", "clean measure a list", "provenance text", "no provenance"])
+def test_a_results_page_on_a_grid_of_another_shape_names_the_file_and_the_fix(tmp_path, damage, named):
+    path = plain_grid(tmp_path, damage)
+    with pytest.raises(ValueError) as error:
+        page_outputs(tmp_path)
+    message = str(error.value)
+    assert str(path) in message and named in message and f"git checkout -- {path}" in message
+
+
 def test_a_results_page_on_a_grid_holding_a_run_twice_names_the_file_and_the_fix(tmp_path):
     path = plain_grid(tmp_path, lambda document: document["runs"].append(dict(document["runs"][3])))
     with pytest.raises(ValueError) as error:
