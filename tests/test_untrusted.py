@@ -528,6 +528,174 @@ def test_a_truncated_grid_json_is_refused_naming_it(tmp_path):
             read(path)
 
 
+# --- errors list: a results page on a bad grid names the file and the fix, or renders --------------------------
+
+
+def plain_grid(results_dir: Path, damage) -> Path:
+    """`hostile_grid`'s layout (controls and rho grids, six controls x three seeds, histories beside them) with
+    plain names, then `damage(document)` applied to both grid files."""
+    paths = [hostile_grid(results_dir), hostile_grid(results_dir, "digits_simple_cnn_rho.json")]
+    for path in paths:
+        text = path.read_text().replace(json.dumps(HOSTILE)[1:-1], "simple_cnn")
+        document = json.loads(text)
+        for row in document["runs"]:
+            row.pop("clean.simple_cnn", None)
+            row["simple_cnn_extra"] = row.pop("simple_cnn", 0.5)
+        damage(document)
+        path.write_text(json.dumps(document))
+        history = path.with_suffix(".history.csv")
+        history.write_text(history.read_text().replace(HOSTILE, "simple_cnn").replace('"simple_cnn"', "simple_cnn"))
+    return paths[0]
+
+
+def page_outputs(results_dir: Path) -> dict:
+    """What the results, rho, setup and ledger pages compute from the grids under `results_dir`, rendered (the
+    library calls their cells make, in their order)."""
+    from sharpness.book import claims, ledger, prose, stats, tables
+    from sharpness.book.figures import results as result_figures
+    from sharpness.core.untrusted import styled
+    from sharpness.studies import store, sweep
+    from sharpness.training import minimum
+
+    study = sweep.load_study("controls", results_dir=results_dir)
+    paper = store.paper_results("arxiv")
+    summary = stats.summarise(study.runs)
+    checked = minimum.check(study.runs, study.history)
+    tally = claims.tally(study.runs, study.history)
+    shown = {
+        "study_note": prose.study_note(study),
+        "minimum": minimum.reasons_sentence(checked),
+        "study_beside_paper": result_figures.study_beside_paper(study, summary, paper, "x of y"),
+        **{f"comparison {i}": styled(table, caption) for i, (caption, table) in
+           enumerate(tables.comparison_tables(study, paper, summary, checked))},
+        "ours_table": styled(tables.ours_table(summary, stats.EXTRA_SHARPNESS_METRICS, checked), "c"),
+        "resolution": claims.resolution_note(tally.tests) + claims.resolution_note(tally.all_tests),
+        **{f"claim tests {i}": result_figures.pvalue_table(tables.claim_test_table(tests), "c",
+                                                           pvalue_columns=["p (t)", "p (Holm)", "p (Wilcoxon)"])
+           for i, tests in enumerate((tally.tests, tally.all_tests)) if not tables.claim_test_table(tests).empty},
+        "claims_beside_paper": styled(tables.claims_beside_paper(tally, paper), "c"),
+        "differences": prose.differences_from_paper(tally, paper),
+        **{"clean_data": styled(tables.clean_data_table(check), "c") for check in [stats.clean_data_check(study.runs)]
+           if not check.empty},  # the page shows a sentence instead of an empty table
+        "sharpness_vs_evaluation": result_figures.study_sharpness_vs_evaluation(study, checked),
+        "training_bands": result_figures.training_bands(study.history, title="t", checked=checked),
+    }
+    rho_study = sweep.load_study("rho", results_dir=results_dir)
+    sam_runs = stats.sam_rho_runs(rho_study)
+    metrics = [m for m in tables.RHO_METRICS if m in sam_runs.columns]
+    sam_history = rho_study.history[rho_study.history["control"] == "baseline_sam"]
+    rho_checked = minimum.check(sam_runs, sam_history)
+    shown |= {
+        "rho_note": prose.rho_note(rho_study),
+        "rho_sweep": result_figures.rho_sweep(sam_runs, stats.paper_rho_sweep(paper), metrics, title="t",
+                                              not_at_minimum=rho_checked[~rho_checked["at_minimum"]]),
+        "rho_table": styled(tables.rho_table(stats.summarise(minimum.at_minimum(sam_runs, rho_checked), metrics=metrics),
+                                             metrics), "c"),
+        "rho_findings": prose.rho_findings(sam_runs, rho_checked, sam_history),
+    }
+    rows = ledger.ledger(results_dir=results_dir)
+    shown["ledger"] = ledger.status_counts(rows) + ledger.ledger_html(rows)
+    return {where: output.to_html() if hasattr(output, "to_html") else output.to_json() if hasattr(output, "to_json")
+            else str(output) for where, output in shown.items()}
+
+
+def drop_provenance(document):
+    for key in ("commit", "machine", "date", "data", "settings"):
+        document["provenance"].pop(key)
+
+
+def drop_some_measures(document):
+    for row in document["runs"][::2]:
+        for name in ("test_accuracy", "sam_sharpness", "relative_flatness"):
+            row.pop(name)
+
+
+def drop_every_measure(document):
+    document["runs"] = [{k: v for k, v in row.items() if k in ("dataset", "arch", "control", "seed", "rho", "status",
+                                                               "epochs")} for row in document["runs"]]
+
+
+def huge_in_unfinished_runs(document):
+    for row in document["runs"][:4]:
+        row |= {"status": "failed", "test_accuracy": 1e308, "relative_flatness": -1e308, "fisher_rao_norm": 1e308}
+
+
+def nan_measures(document):
+    for row in document["runs"][::3]:
+        row["sam_sharpness"] = float("nan")
+
+
+@pytest.mark.parametrize("damage", [drop_provenance, drop_some_measures, drop_every_measure, huge_in_unfinished_runs,
+                                    nan_measures])
+def test_a_results_page_on_an_odd_grid_renders(tmp_path, damage):
+    plain_grid(tmp_path, damage)
+    shown = page_outputs(tmp_path)
+    assert "Traceback" not in "".join(shown.values()) and len(shown) > 15
+
+
+@pytest.mark.parametrize("value, shown", [(1e308, "1e+308"), (-1e308, "-1e+308"), (10**400, "10^400"),
+                                          (float("inf"), "infinite")], ids=["1e308", "-1e308", "10^400", "inf"])
+def test_a_results_page_on_a_grid_with_a_measure_too_large_to_average_names_the_file_and_the_fix(tmp_path, value, shown):
+    def huge(document):
+        document["runs"][1]["relative_flatness"] = value
+        document["runs"][2]["relative_flatness"] = value
+
+    path = plain_grid(tmp_path, huge)
+    with pytest.raises(ValueError) as error:
+        page_outputs(tmp_path)
+    message = str(error.value)
+    assert str(path) in message and "relative_flatness" in message and shown in message
+    assert "sharpness evaluate --overwrite" in message and "remove the row" in message
+
+
+def test_an_integer_too_long_to_read_is_refused_naming_the_file(tmp_path):
+    from sharpness.studies import store
+
+    path = plain_grid(tmp_path, lambda document: None)
+    path.write_text(path.read_text().replace('"epochs": 2', '"epochs": 1' + "0" * 5000, 1))
+    with pytest.raises(ValueError, match=rf"{path} is not readable JSON .*git checkout"):
+        store.load_grid(path)
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda document: document["runs"][2].pop("status"), "run 3 of 18 lacks status"),
+    (lambda document: document["runs"][0].pop("control"), "run 1 of 18 lacks control"),
+    (lambda document: [row.pop(key) for row in document["runs"] for key in ("dataset", "seed")], "lacks dataset, seed"),
+    (lambda document: document["runs"].clear(), "holds no runs"),
+    (lambda document: document.update(runs={"a": 1}), "runs are no list"),
+    (lambda document: document["runs"].append(5), "runs are no list"),
+    (lambda document: document["runs"][4].update(seed="zero"), 'run 5 of 18 has seed = "zero"'),
+    (lambda document: document["runs"][4].update(control=["baseline"]), "run 5 of 18 has control"),
+    (lambda document: document["runs"][6].update(test_accuracy="0.5"), 'run 7 of 18 has test_accuracy = "0.5"'),
+    (lambda document: document["runs"][6].update({"clean.sam_sharpness": [1]}), "has clean.sam_sharpness = [1]"),
+    (lambda document: document.update(provenance="x"), "provenance is no JSON object"),
+    (lambda document: document.pop("provenance"), "missing ['provenance']"),
+], ids=["status", "control", "dataset and seed", "no runs", "runs a dict", "a row a number", "seed text",
+        "control a list", "measure text", "clean measure a list", "provenance text", "no provenance"])
+def test_a_results_page_on_a_grid_of_another_shape_names_the_file_and_the_fix(tmp_path, damage, named):
+    path = plain_grid(tmp_path, damage)
+    with pytest.raises(ValueError) as error:
+        page_outputs(tmp_path)
+    message = str(error.value)
+    assert str(path) in message and named in message and f"git checkout -- {path}" in message
+
+
+def test_a_results_page_on_a_grid_holding_a_run_twice_names_the_file_and_the_fix(tmp_path):
+    path = plain_grid(tmp_path, lambda document: document["runs"].append(dict(document["runs"][3])))
+    with pytest.raises(ValueError) as error:
+        page_outputs(tmp_path)
+    assert str(path) in str(error.value) and "remove the duplicate rows" in str(error.value)
+
+
+def test_a_mean_or_sem_that_is_not_finite_is_shown_not_a_crash():
+    from sharpness.book import stats
+
+    assert stats.format_mean_sem(1e308, float("inf")) == "1e+308 ± inf"
+    assert stats.format_mean_sem(float("inf"), 0.5) == "inf ± 0.5"
+    assert stats.format_mean_sem(float("-inf"), float("inf")) == "-inf ± inf"
+    assert stats.format_mean_sem(0.825, 0.078) == "0.825 ± 0.078"
+
+
 # --- case 12: leftovers of an atomic write never reach a commit ------------------------------------------------
 
 
@@ -886,6 +1054,79 @@ def test_the_workers_of_a_killed_cpu_study_end_with_it(tmp_path):
         parent.kill()
         if "worker" in locals() and alive(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+# The campaign's processes, started the way the campaign starts them: a lease's run process (Lease.start, whose
+# run is swapped for a sleep: spawn imports this script, __mp_main__, in the worker before the target runs) and
+# a child command (Campaign.run_child). Each prints its pid, then sleeps.
+CAMPAIGN_PARENT = '''
+import os, sys, time
+from types import SimpleNamespace
+
+from sharpness.studies import campaign, lease, sweep
+
+
+def sleeping_run(*args, **kwargs):
+    print(f"worker pid: {os.getpid()}", flush=True)
+    time.sleep(600)
+
+
+sweep.execute_run = sleeping_run  # also in the spawned worker, which imports this file as __mp_main__
+
+if __name__ == "__main__":
+    if sys.argv[1] == "lease":
+        config = SimpleNamespace(control="baseline", seed=0, run_dir="runs/baseline/seed0")
+        holder = SimpleNamespace(slots=1, measures=None, evaluation_options={}, workers={}, queue=[config],
+                                 campaign=SimpleNamespace(deadline=time.time() + 600))
+        lease.Lease.start(holder, config)
+        time.sleep(600)
+    else:
+        child = "import os, time; print(f'worker pid: {os.getpid()}', flush=True); time.sleep(600)"
+        campaign.Campaign.run_child(SimpleNamespace(seconds_left=lambda: 600.0), ["-c", child])
+'''
+
+
+@pytest.mark.parametrize("kind", ["lease", "child"])
+def test_the_processes_of_a_killed_campaign_end_with_it(tmp_path, kind):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "parent.py").write_text(CAMPAIGN_PARENT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    parent = subprocess.Popen([sys.executable, "-u", "parent.py", kind], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        line = parent.stdout.readline()  # "worker pid: <pid>", once the worker is up
+        assert line.startswith("worker pid:"), line + parent.stdout.read()
+        worker = int(line.rsplit(":", 1)[1])
+        time.sleep(1)
+        assert alive(worker) and worker != parent.pid
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(worker), f"the {kind} process outlived its killed parent"
+    finally:
+        parent.kill()
+        if "worker" in locals() and alive(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
+def test_a_worker_whose_parent_is_already_gone_ends_at_once(tmp_path):
+    """The race the prctl cannot cover: the parent died before the worker asked to die with it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    code = ("import os, time; from sharpness.core.lifeline import die_with_parent; "
+            "die_with_parent(os.getppid() + 1); time.sleep(60); print('still here')")  # a parent that is not ours
+    finished = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 1 and "still here" not in finished.stdout
 
 
 def alive(pid: int) -> bool:

@@ -143,6 +143,8 @@ def format_mean_sem(mean: float, sem: float) -> str:
         return "—"
     if _missing(sem) or sem == 0:
         return f"{mean:.3g}" + ("" if _missing(sem) else " ± 0")
+    if not (math.isfinite(mean) and math.isfinite(sem)):  # no digits to align: shown as they are ('inf ± inf')
+        return f"{mean:.3g} ± {sem:.2g}"
     sem_exponent = math.floor(math.log10(abs(sem)))
     decimals = 1 - sem_exponent  # two significant digits of the SEM...
     if math.isclose(round(sem, decimals), round(sem, decimals - 1)):

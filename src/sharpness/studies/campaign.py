@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -43,6 +44,7 @@ import numpy as np
 
 from ..core.cli_values import positive_float
 from ..core import runs
+from ..core.lifeline import die_with_parent
 from ..core.paths import REPO_ROOT, RESULTS_DIR, RUNS_DIR
 from ..core.provenance import git_commit
 from ..training.controls import CONTROLS
@@ -144,8 +146,10 @@ class Campaign:
         """Run `python argv...` (a bench script or a sharpness command) until it ends or the deadline comes:
         'done', 'stopped at the deadline' or 'failed (exit N)'."""
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")]))}
-        # Its own process group, so that the workers it starts (bench/grid.py's) are stopped with it.
-        child = subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=env, start_new_session=True)
+        # Its own process group, so that the workers it starts (bench/grid.py's) are stopped with it; and it ends
+        # with this process, even a killed one (PR_SET_PDEATHSIG, set before exec and kept across it).
+        child = subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=env, start_new_session=True,
+                                 preexec_fn=functools.partial(die_with_parent, os.getpid(), watch=False))
         try:
             returncode = child.wait(timeout=max(1.0, self.seconds_left()))
         except subprocess.TimeoutExpired:

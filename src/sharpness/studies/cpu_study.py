@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import runs
+from ..core.lifeline import die_with_parent
 from ..core.paths import DATA_DIR, RESULTS_DIR, RUNS_DIR
 from ..measuring.corruptions import ALL_CORRUPTIONS
 from ..measuring.evaluate import MEASURES, PREDICTIONS_FILE
@@ -213,32 +214,6 @@ def _interpolation(run_a: str, run_b: str, path: str, images: int) -> str:
     from ..measuring.landscape import interpolation_of_runs, save_surface_json
 
     return str(save_surface_json(interpolation_of_runs(run_a, run_b, subset=images, progress=False), path))
-
-
-def die_with_parent(parent: int | None) -> None:
-    """Make this worker process end when the process that started it (pid `parent`) ends, even by kill -9: Linux
-    sends it SIGKILL then (prctl PR_SET_PDEATHSIG), and a thread watches the parent elsewhere (and covers a parent
-    that died before the prctl call). Without it the workers of a killed cpu-study go on training, unseen."""
-    import ctypes
-    import signal
-    import threading
-
-    if parent is None:
-        return
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    if os.getppid() != parent:
-        os._exit(1)
-    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 @dataclass

@@ -35,11 +35,12 @@ def run_name(config) -> str:
     return f"{config.control}/seed{config.seed}"
 
 
-def _work(config, measures, evaluation_options, threads: int, deadline: float) -> None:
-    """A worker process: train and evaluate one run, then leave its outcome beside it."""
+def _work(config, measures, evaluation_options, threads: int, deadline: float, parent: int | None = None) -> None:
+    """A worker process: train and evaluate one run, then leave its outcome beside it; it ends with the lease
+    process `parent`, even a killed one."""
     from .sweep import _start_worker, execute_run
 
-    _start_worker(threads)
+    _start_worker(threads, parent)
     outcome = execute_run(config, measures, False, evaluation_options, deadline=deadline)
     runs.atomic_write_json(Path(config.run_dir) / OUTCOME, outcome)
 
@@ -163,7 +164,7 @@ class Lease:
     def start(self, config) -> None:
         threads = max(1, (os.cpu_count() or 1) // self.slots)
         process = multiprocessing.get_context("spawn").Process(
-            target=_work, args=(config, self.measures, self.evaluation_options, threads, self.campaign.deadline),
+            target=_work, args=(config, self.measures, self.evaluation_options, threads, self.campaign.deadline, os.getpid()),
             name=f"lease {run_name(config)}", daemon=True)  # fmt: skip
         process.start()
         self.workers[run_name(config)] = Worker(config, process, time.time())

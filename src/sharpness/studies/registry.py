@@ -133,8 +133,12 @@ TIERS = ("gpu", "cpu")
 
 def grid_tier(path: Path | str) -> str | None:
     """The `tier` in a grid summary's provenance ("gpu", "cpu"), or None where it names none."""
-    origin = load_json(Path(path)).get("provenance", {})  # a truncated file: a ValueError naming it
-    return origin.get("tier") or origin.get("settings", {}).get("tier")  # grids of the first CPU-study code kept it in settings
+    document = load_json(Path(path))  # a truncated file: a ValueError naming it
+    origin = document.get("provenance") if isinstance(document, dict) else None
+    if not isinstance(origin, dict):
+        return None  # no grid: reading it (store.load_grid) names the file and the fix
+    settings = origin.get("settings") if isinstance(origin.get("settings"), dict) else {}
+    return origin.get("tier") or settings.get("tier")  # grids of the first CPU-study code kept it in settings
 
 
 def committed_grids(results_dir: Path = RESULTS_DIR) -> list[Path]:

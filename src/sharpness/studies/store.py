@@ -86,7 +86,7 @@ def load_json(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError) as error:  # ValueError: JSONDecodeError, or an integer of over 4,300 digits
         raise ValueError(f"{path} is not readable JSON ({error}); restore it (git checkout -- {path}) or rewrite it "
                          "with the command that made it") from None
 
@@ -320,17 +320,70 @@ def _unchanged(path: Path, rows: list, origin: dict, history_text: str | None) -
     return same_origin and document.get("runs") == rows and same_history
 
 
+# The largest magnitude a grid's figure may have: means and SEMs over its runs sum squares, and a square beyond
+# float64's range (about 1.8e308) is infinite, so 1e308 reads as a figure but averages to inf (OverflowError in
+# the pages' formatting). 1e150 leaves room for the sum of squares of any number of runs a grid holds.
+LARGEST_FIGURE = 1e150
+
+
+def finite_figure(value) -> bool:
+    """Whether a grid's value is no number, or one whose mean and SEM with others stay finite (NaN: missing)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    return (isinstance(value, float) and math.isnan(value)) or abs(value) <= LARGEST_FIGURE
+
+
+# What every row of a grid holds (`run_record` writes them): without them a page cannot place or count the run.
+ROW_KEYS = ("dataset", "arch", "control", "seed", "status")
+
+
+def _check_grid_shape(path, document) -> None:
+    """Refuse, naming the file and the fix, a grid that is no {"provenance": {...}, "runs": [row, ...]} with at
+    least one run, each row with `ROW_KEYS` (names as text, the seed a whole number)."""
+    fix = f"restore it (git checkout -- {path}) or rewrite it from the run folders (sweep ... --results {path})"
+    if not isinstance(document, dict):
+        raise ValueError(f"{path} is not a grid summary (a JSON object with provenance and runs); {fix}")
+    missing = {"provenance", "runs"} - set(document)
+    if missing:
+        raise ValueError(f"{path} is not a grid summary: missing {sorted(missing)}; {fix}")
+    if not isinstance(document["provenance"], dict):
+        raise ValueError(f"{path}: its provenance is no JSON object; {fix}")
+    rows = document["runs"]
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ValueError(f"{path}: its runs are no list of JSON objects; {fix}")
+    if not rows:
+        raise ValueError(f"{path} holds no runs; remove it, or {fix}")
+    for number, row in enumerate(rows, start=1):
+        lacking = [key for key in ROW_KEYS if key not in row]
+        if lacking:
+            raise ValueError(f"{path}: run {number} of {len(rows)} lacks {', '.join(lacking)}; every run has "
+                             f"{', '.join(ROW_KEYS)}; {fix}")
+        wrong = [key for key in ROW_KEYS if key != "seed" and not isinstance(row[key], str)]
+        if wrong or isinstance(row["seed"], bool) or not isinstance(row["seed"], (int, type(None))):
+            key = wrong[0] if wrong else "seed"
+            raise ValueError(f"{path}: run {number} of {len(rows)} has {key} = {json.dumps(row[key])[:40]} "
+                             f"({'a whole number' if key == 'seed' else 'text'} expected); {fix}")
+        for name in (name for name in row if name.removeprefix("clean.") in METRICS):
+            value = row[name]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{path}: run {number} of {len(rows)} has {name} = {json.dumps(value)[:40]} (a number "
+                                 f"or null expected); {fix}")
+
+
 def load_grid(path: Path | str) -> tuple[pd.DataFrame, dict]:
     """(per-run rows, provenance) of a grid saved by `save_grid`; a file holding a run twice is refused."""
     document = load_json(Path(path))
-    missing = {"provenance", "runs"} - set(document)
-    if missing:
-        raise ValueError(f"{path} is not a grid summary: missing {sorted(missing)}")
-    infinite = [(key, name) for row in document["runs"] if row.get("status") == "finished" and row.get("seed") is not None
-                for name, value in row.items() if isinstance(value, float) and math.isinf(value) for key in [run_key(row)]]
+    _check_grid_shape(path, document)
+    infinite = [(key, name, value) for row in document["runs"] if row.get("status") == "finished" and row.get("seed") is not None
+                for name, value in row.items() if not finite_figure(value) for key in [run_key(row)]]
     if infinite:
-        raise ValueError(f"{path}: the finished run {infinite[0][0]} has an infinite {infinite[0][1]}; a finished run's "
-                         "measures are finite: recompute them (sharpness evaluate --overwrite) or remove the row")
+        key, name, value = infinite[0]
+        what = (f"an infinite {name}" if isinstance(value, float) and math.isinf(value)
+                else f"{name} = {float(value) if isinstance(value, float) else '10^%d' % (len(str(abs(value))) - 1)}, "
+                     f"beyond {LARGEST_FIGURE:g}")
+        raise ValueError(f"{path}: the finished run {key} has {what}; a finished run's measures are finite and small "
+                         "enough to average (their squares must not overflow): recompute them "
+                         "(sharpness evaluate --overwrite) or remove the row")
     twice = _duplicates(document["runs"])
     if twice:
         raise ValueError(f"{path} holds {len(twice)} runs twice (e.g. {twice[0]}): a grid holds one row per run; "

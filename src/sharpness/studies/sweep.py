@@ -298,10 +298,14 @@ def run_configs(
     return report
 
 
-def _start_worker(threads: int) -> None:
-    """Initialiser of a local worker: a fixed share of the CPU's threads (k workers must not oversubscribe it)."""
+def _start_worker(threads: int, parent: int | None = None) -> None:
+    """Initialiser of a local worker: a fixed share of the CPU's threads (k workers must not oversubscribe it),
+    and an end with the process `parent` that started it, even a killed one (`core.lifeline.die_with_parent`)."""
     import torch
 
+    from ..core.lifeline import die_with_parent
+
+    die_with_parent(parent)
     torch.set_num_threads(threads)
 
 
@@ -322,7 +326,7 @@ def _run_locally(todo, run_arguments, num_cpus, runs_per_gpu, report, bar) -> No
     threads = max(1, (os.cpu_count() or 1) // workers)
     children_before = set(multiprocessing.active_children())
     pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_start_worker, initargs=(threads,))
+                                                  initializer=_start_worker, initargs=(threads, os.getpid()))
     pending = {pool.submit(execute_run, config, *run_arguments): config for config in todo}
     try:
         timeout = None if deadline is None else max(0.0, deadline - time.time())

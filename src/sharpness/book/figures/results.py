@@ -50,6 +50,8 @@ def sharpness_vs_evaluation(
     coloured by control, with each control's mean +/- SEM as a cross. Sharpness axes are logarithmic.
     Runs whose (control, seed) is in `away` (no minimum; `minimum.check`) are open circles."""
     sharpness_metrics, evaluation_metrics = list(sharpness_metrics), list(evaluation_metrics)
+    if not (sharpness_metrics and evaluation_metrics):
+        return no_measures(title)
     _check_columns(runs, sharpness_metrics + evaluation_metrics + ["control", "seed"])
     figure = make_subplots(
         rows=len(evaluation_metrics), cols=len(sharpness_metrics), shared_xaxes="columns", shared_yaxes="rows",
@@ -139,6 +141,8 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
     the paper's printed figures on the right, each on its own y axis so neither flattens the other.
     Runs listed in `not_at_minimum` (rho, seed; see `minimum.check`) are grey crosses, off the line."""
     metrics = list(metrics)
+    if not metrics:
+        return no_measures(title)
     _check_columns(ours, ["rho", *metrics])
     failed_runs = set() if not_at_minimum is None else set(zip(not_at_minimum["rho"], not_at_minimum["seed"]))
     failed = pd.Series([run in failed_runs for run in zip(ours["rho"], ours["seed"])], index=ours.index, dtype=bool)
@@ -183,11 +187,25 @@ def rho_sweep(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, title: st
     return figure
 
 
+def no_measures(title: str) -> go.Figure:
+    """The figure of a grid whose runs carry none of the measures a figure plots (trained, never evaluated):
+    its title and a note saying so, instead of a figure of no panels (which plotly refuses to make)."""
+    figure = go.Figure()
+    figure.add_annotation(text="These runs carry none of the measures this figure shows (not evaluated?).",
+                          showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    figure.update_layout(title=dict(text=title, font_size=13), height=300)
+    return figure
+
+
 def controls_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, metrics, title: str) -> go.Figure:
     """Per metric, the controls' means +/- SEM, ours and the paper's in two columns of panels (their
     scales differ, so each has its own axis). `ours`/`paper`: long tables with control, metric, mean, sem.
     Each panel is titled above it (metric and whose), so nothing hangs off the side of a narrow page."""
     metrics = list(metrics)
+    if not metrics:
+        return no_measures(title)
     figure = make_subplots(
         rows=len(metrics), cols=2, vertical_spacing=0.3 / max(1, len(metrics)), horizontal_spacing=0.1,
         subplot_titles=[f"{label(m)}: {who}" for m in metrics for who in ("ours", "the paper's")],
