@@ -10,13 +10,19 @@ import argparse
 import math
 
 
-def positive_int(text: str) -> int:
-    """A whole number of at least 1 (threads, epochs, iterations, images, CPUs)."""
+def _whole_number(text: str) -> int | None:
+    """`text` as an int when it is written as one ("3", "+3"; not "3.0" or "3e2"), else None."""
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1 or str(value) != text.strip().lstrip("+"):
+        return None
+    return value if str(value) == text.strip().lstrip("+") else None
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (threads, epochs, iterations, images, CPUs)."""
+    value = _whole_number(text)
+    if value is None or value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1 (e.g. 1)")
     return value
 
@@ -42,11 +48,8 @@ def positive_float(text: str) -> float:
 
 def port(text: str) -> int:
     """A TCP port a server can listen on and the user can open: 1 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 65535:
+    value = _whole_number(text)
+    if value is None or not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535 (e.g. 8866)")
     return value
 

@@ -43,13 +43,19 @@ def run_dir(runs_dir: str | os.PathLike, dataset: str, arch: str, control: str, 
     return Path(runs_dir).joinpath(*parts, f"seed{int(seed)}")
 
 
-def _atomic(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
-    path = Path(path)
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    """A new hidden temporary file in `path`'s folder (made where missing): (handle, name); a RunFileError
+    names `path` and the fix where it cannot be made."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
         raise _unwritable(path, error) from error
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
+    path = Path(path)
+    handle, temporary = _temporary_beside(path)
     try:
         os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp makes 0600
         with os.fdopen(handle, mode) as file:
@@ -74,11 +80,7 @@ def check_writable(path: str | os.PathLike) -> Path:
     """Prove that a file can be written at `path` (its folder made where missing) before work is spent that would
     end by writing it: a RunFileError names the file and the fix. Nothing is left behind."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise _unwritable(path, error) from error
+    handle, temporary = _temporary_beside(path)
     os.close(handle)
     os.unlink(temporary)
     return path
