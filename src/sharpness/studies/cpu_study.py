@@ -3,12 +3,12 @@
 `python -m sharpness cpu-study` trains and evaluates the study run by run (two worker processes of one
 thread each on a 2-core machine) and, as each run finishes, copies its small files into
 `results/cpu_study/` (config, summary, per-epoch rows, every measure, test predictions; no checkpoint)
-and rewrites the grid summary the book reads (`results/cifar10_folder_cnn_mlp_cpu.json`). A run whose
+and rewrites the grid summary the book reads (`results/cifar10_folder_cnn_mlp_wide_cpu.json`). A run whose
 files are under results/ is never redone, so the next invocation, on this machine or a fresh clone,
-continues from what is committed. The order of the work (`plan`): all six controls of the first three
-seeds; 2-D loss surfaces of seed 0 (stored under `results/landscapes/`; they need that seed's weights, so
-they are drawn on the machine that trained it); SAM on the baseline at the paper's other five radii
-(`results/cifar10_folder_cnn_mlp_cpu_rho.json`); then the remaining seeds.
+continues from what is committed. The order of the work (`plan`): all six controls of every seed, seed by
+seed; 2-D loss surfaces of seed 0 (stored under `results/landscapes/`; they need that seed's weights, so
+they are drawn on the machine that trained it); SAM on the baseline at the paper's other five radii on the
+first RHO_SEEDS seeds (`results/cifar10_folder_cnn_mlp_wide_cpu_rho.json`).
 
 The protocol is fixed here, in one place (`PROTOCOL`), and written into every summary's provenance.
 """
