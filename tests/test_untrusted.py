@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import re
 import tarfile
 from pathlib import Path
 
@@ -1214,3 +1215,14 @@ def test_a_read_only_results_folder_is_noticed_before_a_run_trains(tmp_path, mon
         cli(arguments)
     message = capsys.readouterr().err
     assert exit_info.value.code == 2 and f"cannot write {results}" in message and "Permission denied; make" in message
+
+
+def test_styled_tables_wrap_prose_columns_and_keep_figures_on_one_line():
+    import pandas as pd
+
+    table = pd.DataFrame({"setting": ["Hessian steps, at most (power iteration stops at a 0.001 relative change)", "epochs"],
+                          "value": ["0.6370 ± 0.0041", "120"], "n": [1, 2]})
+    html_text = untrusted.styled(table).to_html()
+    css = html_text.split("</style>")[0]
+    wrapped = {cell for rule in css.split("}") if "white-space: normal" in rule for cell in re.findall(r"_col(\d)", rule)}
+    assert wrapped == {"0"}  # the long label only: neither the figure nor the number column

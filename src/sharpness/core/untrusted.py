@@ -64,7 +64,20 @@ def escaped_frame(table):
     return copy
 
 
+#: Characters above which a table cell is prose that may wrap; figures ("0.6370 ± 0.0041") are shorter and
+#: never break (the book's stylesheet keeps table cells on one line).
+PROSE_CELL = 32
+
+
 def styled(table, caption: str | None = None):
-    """`table.style` with every string (cells, labels, caption) HTML-escaped: pandas' Styler escapes none."""
-    styler = escaped_frame(table).style
+    """`table.style` with every string (cells, labels, caption) HTML-escaped: pandas' Styler escapes none.
+    Columns of text longer than PROSE_CELL wrap, so that a long label does not push the figures off the page."""
+    import pandas as pd
+
+    frame = escaped_frame(table)
+    prose = [column for column in frame.columns if not pd.api.types.is_numeric_dtype(frame[column])
+             and frame[column].astype(str).str.len().max() > PROSE_CELL] if len(frame) else []
+    styler = frame.style
+    if prose:
+        styler = styler.set_properties(subset=prose, **{"white-space": "normal", "min-width": "12em"})
     return styler if caption is None else styler.set_caption(escape(caption))
