@@ -585,7 +585,9 @@ def main(args) -> int:
     if not results:
         raise FileNotFoundError(f"no finished run under {' '.join(args.run_dirs)}: train first (python -m sharpness train ...)")
     with pd.option_context("display.width", 200, "display.max_columns", None):
-        print(summary_table(results).to_string(index=False))
+        table = summary_table(results)
+        print(table.to_string(index=False))
+        print("units (the paper's tables): " + "; ".join(f"{name} {unit}" for name, unit in UNITS.items() if name in table))
         disagreement = disagreement_or_why_not(results)
         print(disagreement if isinstance(disagreement, str) else disagreement.to_string(index=False))
     return 0
