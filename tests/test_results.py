@@ -212,7 +212,7 @@ def test_rho_state_table_says_per_radius_how_far_sam_stepped_and_what_the_networ
     checked = pd.DataFrame({"rho": [0.05, 0.05, 0.5], "seed": [0, 1, 0], "at_minimum": [True, True, False]})
     table = tables.rho_state_table(runs, checked, rho_scale=0.2, weight_norm=20.0).set_index("rho (the paper's)")
     # by hand: 0.5 x 0.2 = 0.1, which is 0.5% of 20; medians of the two seeds at 0.05: 99%, 6%, 4.5
-    assert table.loc["0.5", "radius used"] == "0.1" and table.loc["0.5", "radius / ||θ₀||"] == "0.50%"
+    assert table.loc["0.5", "radius used"] == "0.1" and table.loc["0.5", "radius / ||θ₀||"] == "0.5%"
     assert table.loc["0.05", "runs at a minimum"] == "2 of 2" and table.loc["0.5", "runs at a minimum"] == "0 of 1"
     assert table.loc["0.05", "accuracy (measured images)"] == "99.0%"
     assert table.loc["0.05", "dead hidden units"] == "6.0%" and table.loc["0.05", "logit spread"] == "4.5"

@@ -93,7 +93,7 @@ def rho_state_table(runs: pd.DataFrame, checked: pd.DataFrame, rho_scale: float,
     for rho, block in runs.groupby("rho", sort=True):
         verdicts = checked[np.isclose(checked["rho"].astype(float), float(rho))]
         row = {"rho (the paper's)": f"{rho:g}", "radius used": f"{rho * rho_scale:.3g}",
-               "radius / ||θ₀||": f"{rho * rho_scale / weight_norm:.2%}",
+               "radius / ||θ₀||": f"{100 * rho * rho_scale / weight_norm:.2g}%",
                "runs at a minimum": f"{int(verdicts['at_minimum'].sum())} of {len(verdicts)}"}
         for column, name in state.items():
             value = block[column].median() if column in block.columns else np.nan
