@@ -62,8 +62,8 @@ def sam_rho_scale(arch: str = PROTOCOL["arch"], reference: str = "resnet18") -> 
 
     SAM's ascent step has length rho whatever the network, so rho = 0.25 moves cnn_mlp's weights by 1.8% of
     their norm and ResNet-18's by 0.22%; at the paper's absolute radii 0.25 and 0.5 the small network's hidden
-    units die within a few steps (the committed 30-epoch rho sweep). Scaling the radius keeps the paper's
-    relative step; run folders and result rows keep the paper's rho, the config records the scale.
+    units die within a few steps (the pilot's radius probes, results/cpu_pilot/pilot.json). Scaling the radius
+    keeps the paper's relative step; run folders and result rows keep the paper's rho, the config records the scale.
     """
     from ..training.models import initial_weight_norm
 
