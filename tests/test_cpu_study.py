@@ -36,6 +36,12 @@ def study(tmp_path, monkeypatch):
     return tmp_path
 
 
+def test_with_every_run_committed_the_plan_still_draws_the_missing_surfaces_and_the_interpolation(study, monkeypatch):
+    monkeypatch.setattr(cpu_study, "is_committed", lambda config, runs_dir: True)
+    tasks = cpu_study.plan((0,), data_dir=study / "pack", runs_dir=study / "runs")
+    assert [(t.kind, t.config.control) for t in tasks] == [("landscape", c) for c in CONTROLS] + [("interpolation", "baseline")]
+
+
 def test_plan_puts_whole_seeds_first_then_surfaces_then_rho_sweep(study, monkeypatch):
     monkeypatch.setattr(cpu_study, "RHO_SEEDS", 2)
     tasks = cpu_study.plan((0, 1, 5), data_dir=study / "pack", runs_dir=study / "runs")

@@ -274,7 +274,8 @@ def plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_RUNS_DIR, lands
     if rho_sweep:
         g = grid(tuple(seeds[:RHO_SEEDS]), data_dir, runs_dir, rhos=[rho for rho in PAPER_RHOS if rho != DEFAULT_RHO])
         tasks += [Task("run", c, g) for c in g.configs("cpu")]
-    return [task for task in tasks if task.kind == "landscape" or not is_committed(task.config, runs_dir)]
+    # surfaces were kept above only where their file is missing; a run, where it is not committed
+    return [task for task in tasks if task.kind != "run" or not is_committed(task.config, runs_dir)]
 
 
 def prepare_data(data_dir: str | Path | None, progress: bool = True) -> None:
