@@ -75,10 +75,14 @@ def test_goldilocks_reads_lower_as_better_for_calibration():
 
 
 def test_scale_comparison_counts_disjoint_family_ranges():
-    points = pd.DataFrame({"arch": ["A", "A", "B", "B", "C", "C"], "fisher_rao_norm": [1.0, 2.0, 10.0, 20.0, 1.5, 15.0]})
+    points = pd.DataFrame({"arch": ["A"] * 3 + ["B"] * 3 + ["C"] * 3 + ["D"] * 2,
+                           "fisher_rao_norm": [1.0, 1.5, 2.0, 10.0, 15.0, 20.0, 1.5, 8.0, 15.0, 100.0, 200.0]})
     finding = across.scale_comparison(points, "fisher_rao_norm")
-    # A [1, 2] vs B [10, 20] disjoint; C [1.5, 15] overlaps both; medians 1.5, 15, 8.25 -> factor 10
+    # A [1, 2] vs B [10, 20] disjoint; C [1.5, 15] overlaps both; medians 1.5, 15, 8 -> factor 10; D has only two
+    # controls, too few for a range, and is left out (it would be disjoint from every other)
     assert finding.status == "disjoint ranges" and "1 of 3 pairs" in finding.sentence and "factor 10" in finding.sentence
+    one_run = pd.DataFrame({"arch": ["A", "A", "A", "B"], "fisher_rao_norm": [1.0, 2.0, 3.0, 100.0]})
+    assert across.scale_comparison(one_run, "fisher_rao_norm").status == across.TOO_FEW
 
 
 def batch_lr_runs():

@@ -168,9 +168,11 @@ def scale_comparison(points: pd.DataFrame, measure: str, group: str = FAMILY) ->
     name = prose.metric_name(measure)
     if not len(points) or measure not in points.columns:
         return Finding(NOT_RUN, f"{name}: no runs of ours across families yet.")
-    table = points.groupby(group, sort=False)[measure].agg(["min", "median", "max"]).reset_index()
+    table = points.groupby(group, sort=False)[measure].agg(["min", "median", "max", "count"]).reset_index()
+    table = table[table["count"] >= MIN_POINTS]  # a range needs a few controls: one run's value is no scale
     if len(table) < 2:
-        return Finding(TOO_FEW, f"{name}: one family so far; the comparison needs two.", table)
+        return Finding(TOO_FEW, f"{name}: {len(table)} famil{'y has' if len(table) == 1 else 'ies have'} "
+                                f"{MIN_POINTS} or more controls at a minimum; the comparison needs two.", table)
     pairs = [(a, b) for i, a in enumerate(table.itertuples()) for b in list(table.itertuples())[i + 1:]]
     disjoint = sum(a.max < b.min or b.max < a.min for a, b in pairs)
     ratio = table["median"].max() / table["median"].min()
