@@ -324,20 +324,22 @@ def batch_lr_row(grids: list[CommittedGrid], results_dir: Path = RESULTS_DIR) ->
     item = "Figure 1 / Appendix F.2: sharpness vs quality over a batch {128, 256} x lr {1e-3, 1e-2} sweep (240 minima)"
     ours = across.load_runs(across.committed_paths(results_dir)["batch_lr"])
     if len(ours):  # our CPU sweep: the row counts its minima
-        minima = int(ours["at_minimum"].fillna(False).astype(bool).sum())
-        status = NOT_REPRODUCED if minima == 0 else REDUCED_SCALE if minima == len(ours) else PARTLY
-        return _across_row(item, (status, f"{minima} of {len(ours)} runs reached a minimum"),
+        return _across_row(item, _minima_counted(ours["at_minimum"].fillna(False).astype(bool)),
                            f"{len(ours)} runs of the CPU batch x learning-rate sweep", "240 minima", "batch-lr")
     command = "`python -m sharpness sweep ... --batch-size B --lr LR` for each (B, LR) of the sweep"
     grid = _batch_lr_grid(grids)
     if grid is None:
         return Row(item, NOT_RUN, "no batch x learning-rate sweep (the results chapter's scatter shows the controls "
                    "study's runs, one setting)", "—", "240 minima", command, "study/results")
-    checked = grid.minimum_check()
-    minima = int(checked["at_minimum"].sum())
-    status = NOT_REPRODUCED if minima == 0 else REDUCED_SCALE if minima == len(checked) else PARTLY
-    return Row(item, status, grid.description(), f"{minima} of {len(checked)} runs reached a minimum", "240 minima",
-               command, "study/results")
+    status, counted = _minima_counted(grid.minimum_check()["at_minimum"])
+    return Row(item, status, grid.description(), counted, "240 minima", command, "study/results")
+
+
+def _minima_counted(at_minimum: pd.Series) -> tuple[str, str]:
+    """(status, 'k of n runs reached a minimum') of a sweep whose claim is its minima: all, some or none."""
+    minima = int(at_minimum.sum())
+    status = NOT_REPRODUCED if minima == 0 else REDUCED_SCALE if minima == len(at_minimum) else PARTLY
+    return status, f"{minima} of {len(at_minimum)} runs reached a minimum"
 
 
 def appendix_g_rows(grids: list[CommittedGrid], results_dir: Path = RESULTS_DIR) -> list[Row]:
