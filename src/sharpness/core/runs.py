@@ -196,6 +196,12 @@ def restore(load: Callable[[], Any], path: str | os.PathLike, network: str, fix:
                            f"({type(error).__name__}: {first[0].strip() if first else ''}...): {fix}") from error
 
 
+def epoch_wall_seconds(row: dict) -> float:
+    """Wall seconds of one epoch row of METRICS (its steps, test curve and checkpoint); rows written before the
+    wall time was recorded count their training seconds."""
+    return row.get("epoch_wall_seconds", row["train_seconds"])
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():

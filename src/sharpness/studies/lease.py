@@ -64,7 +64,7 @@ class Worker:
 
 def steady_epoch_seconds(rows: list[dict]) -> float | None:
     """Mean wall seconds of the epochs after the first (warm-up); the first alone if it is all there is."""
-    walls = [row.get("epoch_wall_seconds", row["train_seconds"]) for row in rows]
+    walls = [runs.epoch_wall_seconds(row) for row in rows]
     steady = walls[1:] or walls
     return sum(steady) / len(steady) if steady else None
 
@@ -217,7 +217,7 @@ class Lease:
         trained_at = worker.trained_at or (run_dir / runs.SUMMARY).stat().st_mtime
         return {
             "control": worker.config.control, "seed": worker.config.seed, "status": summary.get("status"),
-            "training_window": [trained_at - sum(row.get("epoch_wall_seconds", row["train_seconds"]) for row in rows),
+            "training_window": [trained_at - sum(map(runs.epoch_wall_seconds, rows)),
                                 trained_at],  # wall-clock start and end of its epochs
             "epochs": len(rows), "train_images": epoch_images(rows),
             "images_per_second": summary.get("images_per_second"),  # training steps only (train.py)

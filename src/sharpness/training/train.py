@@ -421,7 +421,7 @@ def _epoch_fits(deadline: float | None, history: list[dict]) -> bool:
     """Whether one more epoch ends before `deadline`, judged by the slowest epoch recorded so far."""
     if deadline is None:
         return True
-    slowest = max((row.get("epoch_wall_seconds", row["train_seconds"]) for row in history), default=0.0)
+    slowest = max((runs.epoch_wall_seconds(row) for row in history), default=0.0)
     return time.time() + slowest < deadline
 
 
