@@ -24,6 +24,25 @@ def git_commit(dirty_if_changed: Path | None = None) -> str:
         return "unknown"
 
 
+def last_change(path: Path) -> str | None:
+    """The newest commit that changed `path` (a file or folder of the repository); None outside git."""
+    try:
+        commit = subprocess.run(["git", "log", "-1", "--format=%H", "--", str(path)], capture_output=True, text=True,
+                                check=True, cwd=REPO_ROOT).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit or None
+
+
+def contains(commit: str, older: str) -> bool:
+    """Whether `commit` is `older` or descends from it (False where either is unknown to this repository)."""
+    try:
+        return subprocess.run(["git", "merge-base", "--is-ancestor", older, commit], capture_output=True,
+                              cwd=REPO_ROOT).returncode == 0
+    except OSError:
+        return False
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> dict:
     """The commit a run or measurement was made with, and whether the library differed from it (dirty).

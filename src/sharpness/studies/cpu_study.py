@@ -203,6 +203,12 @@ def _train_and_evaluate(config, measures, evaluation_options) -> dict:
     return execute_run(config, measures, use_papermill=False, evaluation_options=evaluation_options)
 
 
+def _re_evaluate(run_dir: str, measures, evaluation_options) -> dict:
+    from ..measuring.evaluate import evaluate_run
+
+    return evaluate_run(run_dir, measures, device="cpu", overwrite=True, progress=False, **evaluation_options)
+
+
 def _landscape(run_dir: str, surfaces_dir: str, resolution: int, images: int, sam_draws: int) -> str:
     from ..measuring.landscape import landscape_of_run, save_landscape
 
@@ -218,7 +224,8 @@ def _interpolation(run_a: str, run_b: str, path: str, images: int) -> str:
 
 @dataclass
 class Task:
-    kind: str  # "run" (train and evaluate), "landscape" (a surface of a trained run), "interpolation"
+    kind: str  # "run" (train and evaluate), "re-evaluate" (measure a committed run again from its checkpoint),
+    # "landscape" (a surface of a trained run), "interpolation"
     config: object
     grid: Grid
 
@@ -233,6 +240,8 @@ class Task:
     def submit(self, pool: concurrent.futures.Executor) -> concurrent.futures.Future:
         if self.kind == "run":
             return pool.submit(_train_and_evaluate, self.config, self.grid.measures, self.grid.evaluation_options)
+        if self.kind == "re-evaluate":
+            return pool.submit(_re_evaluate, str(self.config.run_dir), self.grid.measures, self.grid.evaluation_options)
         if self.kind == "landscape":
             return pool.submit(_landscape, str(self.config.run_dir), str(SURFACES_DIR), PROTOCOL["landscape_resolution"],
                                PROTOCOL["landscape_images"], PROTOCOL["sam_draws"])
@@ -252,7 +261,7 @@ class Task:
         """Surfaces need their runs trained; runs are always ready."""
         if self.kind == "interpolation":
             return all(runs.is_finished(path) for path in self._interpolated_runs())
-        return self.kind == "run" or runs.is_finished(self.config.run_dir)
+        return self.kind in ("run", "re-evaluate") or runs.is_finished(self.config.run_dir)
 
 
 def plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_RUNS_DIR, landscapes: bool = True,
@@ -263,7 +272,7 @@ def plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_RUNS_DIR, lands
     rho sweep on the first RHO_SEEDS seeds."""
     from ..measuring.landscape import landscape_path
 
-    tasks = [Task("run", c, g) for seed in seeds for g in (grid((seed,), data_dir, runs_dir),) for c in g.configs("cpu")]
+    tasks = _controls_tasks(seeds, data_dir, runs_dir)
     if landscapes and LANDSCAPE_SEED in seeds:
         g = grid((LANDSCAPE_SEED,), data_dir, runs_dir)
         tasks += [Task("landscape", c, g) for c in g.configs("cpu")
@@ -272,10 +281,53 @@ def plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_RUNS_DIR, lands
         if not between._interpolation_file().is_file():
             tasks.append(between)
     if rho_sweep:
-        g = grid(tuple(seeds[:RHO_SEEDS]), data_dir, runs_dir, rhos=[rho for rho in PAPER_RHOS if rho != DEFAULT_RHO])
-        tasks += [Task("run", c, g) for c in g.configs("cpu")]
+        tasks += _rho_tasks(seeds, data_dir, runs_dir)
     # surfaces were kept above only where their file is missing; a run, where it is not committed
     return [task for task in tasks if task.kind != "run" or not is_committed(task.config, runs_dir)]
+
+
+def _controls_tasks(seeds, data_dir, runs_dir) -> list[Task]:
+    return [Task("run", c, g) for seed in seeds for g in (grid((seed,), data_dir, runs_dir),) for c in g.configs("cpu")]
+
+
+def _rho_tasks(seeds, data_dir, runs_dir) -> list[Task]:
+    g = grid(tuple(seeds[:RHO_SEEDS]), data_dir, runs_dir, rhos=[rho for rho in PAPER_RHOS if rho != DEFAULT_RHO])
+    return [Task("run", c, g) for c in g.configs("cpu")]
+
+
+def measured_by_current_code(committed: Path) -> bool:
+    """Whether a committed run's metrics.json was written by clean code at or after the newest commit that changed
+    the measuring package (unknown commits and a missing git count as not)."""
+    from ..core.provenance import contains, last_change
+    from ..measuring import evaluate
+
+    code = runs.read_json(committed / "metrics.json").get("code", {})
+    newest = last_change(Path(evaluate.__file__).parent)
+    return bool(newest and code.get("commit")) and not code.get("dirty") and contains(code["commit"], newest)
+
+
+def re_evaluation_plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_RUNS_DIR) -> list[Task]:
+    """The committed runs (controls grid, then rho sweep) whose measures predate the current measuring code, to
+    measure again from the checkpoints under `runs_dir` (the machine that trained them keeps them). A run whose
+    checkpoint is missing, or whose checkpoint is not the committed run's (another summary), is refused by name."""
+    todo, problems = [], []
+    for task in _controls_tasks(seeds, data_dir, runs_dir) + _rho_tasks(seeds, data_dir, runs_dir):
+        committed = committed_dir(task.config, runs_dir)
+        if not is_committed(task.config, runs_dir) or runs.read_json(committed / runs.SUMMARY).get("status") != "finished":
+            continue
+        if measured_by_current_code(committed):
+            continue
+        local = Path(task.config.run_dir)
+        if not (local / runs.CHECKPOINT).is_file():
+            problems.append(f"{local / runs.CHECKPOINT} is missing")
+        elif runs.read_json(local / runs.SUMMARY) != runs.read_json(committed / runs.SUMMARY):
+            problems.append(f"{local} holds another training than {committed} (their summary.json differ)")
+        else:
+            todo.append(Task("re-evaluate", task.config, task.grid))
+    if problems:
+        raise ValueError("cannot measure the committed runs again: " + "; ".join(problems) +
+                         ". Pass --runs-dir with the folder the study trained them in")
+    return todo
 
 
 def prepare_data(data_dir: str | Path | None, progress: bool = True) -> None:
@@ -339,6 +391,11 @@ def _finish(task: Task, future: concurrent.futures.Future, target: Path, write) 
     except Exception as error:  # the worker process itself died
         print(f"FAILED {task.name}: {error!r}", file=sys.stderr)
         return False
+    if task.kind == "re-evaluate":
+        copy_to_results(Path(task.config.run_dir), target)
+        write()
+        print(f"{task.name}: measured again in {sum(outcome['seconds'].values()):.0f} s -> {target}")
+        return True
     if task.kind != "run":
         print(f"{task.kind} written: {outcome}")
         return True
@@ -364,6 +421,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR), help="checkpoints and working files")
     parser.add_argument("--no-landscapes", action="store_true", help="skip the loss surfaces of seed 0")
     parser.add_argument("--no-rho-sweep", action="store_true", help="skip SAM on the baseline at the paper's other radii")
+    parser.add_argument("--re-evaluate", action="store_true",
+                        help="measure the committed runs again with the current measuring code (needs their checkpoints)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -375,6 +434,16 @@ def main(args: argparse.Namespace) -> int:
     for path in (GRID_FILE, RHO_GRID_FILE, STUDY_DIR / "metrics.json"):  # a read-only results/ is noticed before training
         runs.check_writable(path)
     started = time.perf_counter()
+    if args.re_evaluate:
+        todo = re_evaluation_plan(tuple(args.seeds), data_dir=args.data_dir, runs_dir=args.runs_dir)
+        print(f"CPU study: {len(todo)} committed runs to measure again with {args.workers} workers")
+        if todo:
+            prepare_data(args.data_dir, not args.no_progress)
+        failures = run_tasks(todo, workers=args.workers, runs_dir=args.runs_dir, study_dir=STUDY_DIR,
+                             write=functools.partial(write_grids, tuple(args.seeds)), progress=not args.no_progress,
+                             desc="measured again") if todo else 0
+        print(f"CPU study: {failures} re-evaluation(s) failed; {time.perf_counter() - started:.0f} s")
+        return 1 if failures else 0
     failures = run_study(tuple(args.seeds), workers=args.workers, data_dir=args.data_dir, runs_dir=args.runs_dir,
                          landscapes=not args.no_landscapes, rho_sweep=not args.no_rho_sweep, progress=not args.no_progress)
     print(f"CPU study: {failures} task(s) failed; {time.perf_counter() - started:.0f} s this invocation; "
