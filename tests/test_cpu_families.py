@@ -14,20 +14,64 @@ def dirs(tmp_path, monkeypatch):
     for module, name in ((cpu_families, "FAMILIES_DIR"), (cpu_families, "BATCH_LR_DIR"), (cpu_study, "STUDY_DIR")):
         monkeypatch.setattr(module, name, tmp_path / "results" / name.lower())
     monkeypatch.setattr(cpu_families, "FAMILIES_GRID", cpu_families.FAMILIES_DIR / "families.json")
+    monkeypatch.setattr(cpu_families, "PILOT_FILE", cpu_families.FAMILIES_DIR / "pilot.json")
     monkeypatch.setattr(cpu_families, "BATCH_LR_GRID", cpu_families.BATCH_LR_DIR / "batch_lr.json")
     return tmp_path
 
 
-def test_families_plan_runs_one_family_at_a_time_and_whole_seeds_first(dirs):
+def pilot_row(arch, lr, control, accuracy, *, reached=None, epochs_done=120):
+    """One run of the family pilot as `cpu_pilot.measure` records it (the verdict follows the 95% bar unless given)."""
+    return {"arch": arch, "lr": lr, "control": control, "epochs": 120, "epochs_done": epochs_done,
+            "measured_set_accuracy": accuracy, "reached_minimum": accuracy >= 0.95 if reached is None else reached,
+            "reason": "hand-made"}
+
+
+def write_pilot(rows):
+    runs.atomic_write_json(cpu_families.PILOT_FILE, {"provenance": {}, "runs": rows})
+
+
+def test_a_family_runs_at_the_first_learning_rate_where_both_augmentation_controls_reached_a_minimum(dirs):
+    resnet_fast, resnet_faster = cpu_families.PILOT_LEARNING_RATES["resnet_small"]
+    vgg_first = cpu_families.PILOT_LEARNING_RATES["vgg_small"][0]
+    write_pilot([
+        # ResNet: aug_sam short of the bar at the first rate, both over it at the second
+        pilot_row("resnet_small", resnet_fast, "aug", 0.97), pilot_row("resnet_small", resnet_fast, "aug_sam", 0.90),
+        pilot_row("resnet_small", resnet_faster, "aug", 0.99), pilot_row("resnet_small", resnet_faster, "aug_sam", 0.98),
+        # VGG: both over the bar, but aug_sam stopped before its last epoch: not a minimum yet
+        pilot_row("vgg_small", vgg_first, "aug", 0.99), pilot_row("vgg_small", vgg_first, "aug_sam", 0.99, epochs_done=60),
+    ])
+    assert cpu_families.family_lr("resnet_small") == resnet_faster
+    assert cpu_families.family_lr("vgg_small") is None and cpu_families.family_lr("vit_small") is None
+    finding = cpu_families.pilot_finding()
+    assert f"ResNet-8 runs at lr {resnet_faster:g}" in finding and "ViT (3 blocks, patch 4): no pilot run yet" in finding
+    assert "VGG-8 (BN): no candidate" in finding and "3 pilot run(s) still to finish" in finding
+
+    # only the family with a chosen rate is planned, at that rate, in its own folder
     tasks = cpu_families.plan("families", (0, 1), runs_dir=dirs / "runs")
-    order = [(t.config.arch, t.config.seed, t.config.control) for t in tasks]
-    assert order == [(arch, seed, control) for arch in cpu_families.FAMILIES for seed in (0, 1) for control in CONTROLS]
-    # the study's protocol on every run, SAM's radius scaled to each network's own ||theta_0||
-    assert {(t.config.epochs, t.config.max_train_samples, t.config.lr_schedule, t.config.batch_size, t.config.lr)
+    assert [(t.config.arch, t.config.seed, t.config.control) for t in tasks] == \
+        [("resnet_small", seed, control) for seed in (0, 1) for control in CONTROLS]
+    assert {t.config.lr for t in tasks} == {resnet_faster}
+    assert tasks[0].config.run_dir.is_relative_to(dirs / "runs" / f"lr{resnet_faster:g}")
+    # the study's protocol otherwise, SAM's radius scaled to the network's own ||theta_0||
+    assert {(t.config.epochs, t.config.max_train_samples, t.config.lr_schedule, t.config.batch_size, t.config.rho_scale)
             for t in tasks} == {(cpu_study.PROTOCOL["epochs"], cpu_study.PROTOCOL["train_images"], "cosine",
-                                 cpu_study.PROTOCOL["batch_size"], cpu_study.PROTOCOL["lr"])}
-    assert {t.config.arch: t.config.rho_scale for t in tasks} == {arch: cpu_study.sam_rho_scale(arch) for arch in cpu_families.FAMILIES}
+                                 cpu_study.PROTOCOL["batch_size"], cpu_study.sam_rho_scale("resnet_small"))}
     assert "hessian_trace" in tasks[0].grid.measures and "corruption_accuracy" in tasks[0].grid.measures
+
+
+def test_no_family_is_planned_before_its_pilot_and_the_pilot_trains_the_augmentation_controls(dirs):
+    assert cpu_families.plan("families", (0,), runs_dir=dirs / "runs") == []
+    pilot = cpu_families.pilot_tasks("vit_small", dirs / "pilot_runs")
+    assert [(t.kind, t.config.lr, t.config.control, t.config.seed) for t in pilot] == \
+        [("train", lr, control, 0) for lr in cpu_families.PILOT_LEARNING_RATES["vit_small"] for control in ("aug", "aug_sam")]
+    assert {(t.config.epochs, t.config.max_train_samples) for t in pilot} == \
+        {(cpu_study.PROTOCOL["epochs"], cpu_study.PROTOCOL["train_images"])}
+    assert len({t.config.run_dir for t in pilot}) == len(pilot)  # every candidate in its own folder
+    finished = pilot[0].config.run_dir
+    finished.mkdir(parents=True)
+    runs.atomic_write_json(finished / runs.SUMMARY, {"status": "finished"})
+    assert [t.config.run_dir for t in cpu_families.pilot_tasks("vit_small", dirs / "pilot_runs")] == \
+        [t.config.run_dir for t in pilot[1:]]
 
 
 def test_batch_lr_plan_skips_the_study_cell_and_puts_whole_seeds_first(dirs):
@@ -80,6 +124,25 @@ def test_committed_runs_are_skipped_and_the_batch_lr_grid_reads_every_cell(dirs)
 
 def test_families_grid_is_not_written_without_runs(dirs):
     assert cpu_families.write_families_grid() is None and not cpu_families.FAMILIES_GRID.exists()
+    assert not store.history_path(cpu_families.FAMILIES_GRID).exists()
+
+
+def test_the_families_grid_reads_each_family_at_its_chosen_rate_only(dirs):
+    runs_dir = dirs / "runs"
+    lr = cpu_families.PILOT_LEARNING_RATES["resnet_small"][0]
+    write_pilot([pilot_row("resnet_small", lr, control, 0.99) for control in ("aug", "aug_sam")])
+    flat = [0.100, 0.100, 0.100, 0.100, 0.100, 0.099]
+    chosen = cpu_families.family_grid("resnet_small", (0,), lr, runs_dir=runs_dir).configs("cpu")[0]
+    other = cpu_families.family_grid("resnet_small", (0,), 1e-2, runs_dir=runs_dir).configs("cpu")[0]
+    commit_run(chosen, runs_dir, cpu_families.FAMILIES_DIR, accuracy=0.99, losses=flat)
+    commit_run(other, runs_dir, cpu_families.FAMILIES_DIR, accuracy=0.99, losses=flat, fisher_rao=7.0)
+    grid, provenance = store.load_grid(cpu_families.write_families_grid())
+    assert list(grid["lr"]) == [lr] and list(grid["fisher_rao_norm"]) == [1.0]
+    assert provenance["settings"]["lr"] == {"resnet_small": lr}
+    # a pilot that no longer shows the rate leaves no grid behind
+    write_pilot([pilot_row("resnet_small", lr, control, 0.50) for control in ("aug", "aug_sam")])
+    assert cpu_families.write_families_grid() is None and not cpu_families.FAMILIES_GRID.exists()
+    assert not store.history_path(cpu_families.FAMILIES_GRID).exists()
 
 
 def test_plan_hours_extrapolate_the_studys_measured_runs(monkeypatch):

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -93,6 +94,71 @@ def test_a_study_lands_under_results_and_resumes_from_there_alone(study):
     # a fresh clone has results/ but no runs/: nothing is redone
     shutil.rmtree(runs_dir)
     assert cpu_study.plan((0,), data_dir=study / "pack", runs_dir=runs_dir, rho_sweep=False) == []
+
+
+def test_committed_runs_are_measured_again_from_their_checkpoints_and_refused_without_them(study):
+    import argparse
+
+    runs_dir = study / "runs"
+    assert cpu_study.run_study((0,), workers=1, data_dir=study / "pack", runs_dir=runs_dir, rho_sweep=False,
+                               landscapes=False, progress=False) == 0
+    committed = sorted(cpu_study.STUDY_DIR.rglob("metrics.json"))
+    before = {path: json.loads(path.read_text()) for path in committed}
+    for path, metrics in before.items():  # measured by a commit this repository does not know: older code
+        path.write_text(json.dumps({**metrics, "code": {"commit": "f" * 40, "dirty": False},
+                                    "seconds": {**metrics["seconds"], "a_measure_of_old_code": 1e6}}))
+    parser = argparse.ArgumentParser()
+    cpu_study.add_arguments(parser)
+    args = parser.parse_args(["--seeds", "0", "--workers", "1", "--re-evaluate", "--runs-dir", str(runs_dir),
+                              "--data-dir", str(study / "pack"), "--no-progress"])
+    assert cpu_study.main(args) == 0
+    for path, metrics in before.items():
+        again = json.loads(path.read_text())
+        # the same checkpoint measured again: the same predictions, the same sharpness within float rounding
+        assert again["test_accuracy"] == metrics["test_accuracy"]
+        assert again["fisher_rao_norm"] == pytest.approx(metrics["fisher_rao_norm"], rel=1e-5)
+        assert again["hessian_trace"] == pytest.approx(metrics["hessian_trace"], rel=1e-5)
+        assert "a_measure_of_old_code" not in again["seconds"]  # everything measured again, everything timed again
+        assert again["code"]["commit"] != "f" * 40
+    assert store.load_grid(cpu_study.GRID_FILE)[0]["test_accuracy"].notna().all()
+
+    # the grid is measured by the current code now, unless the code was uncommitted (then it is measured again)
+    dirty = json.loads(committed[0].read_text())["code"]["dirty"]
+    assert len(cpu_study.re_evaluation_plan((0,), data_dir=study / "pack", runs_dir=runs_dir)) == (len(CONTROLS) if dirty else 0)
+    # a checkpoint that is gone, or another training in its place, is named instead of measured
+    for path in committed:
+        path.write_text(json.dumps({**json.loads(path.read_text()), "code": {"commit": "f" * 40, "dirty": False}}))
+    checkpoint = next(runs_dir.rglob("checkpoint.pt"))
+    checkpoint.unlink()
+    with pytest.raises(ValueError, match=f"{checkpoint}.* is missing.*--runs-dir"):
+        cpu_study.re_evaluation_plan((0,), data_dir=study / "pack", runs_dir=runs_dir)
+    shutil.rmtree(checkpoint.parent)
+    summary = next(runs_dir.rglob("summary.json"))
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "train_loss": 123.0}))
+    with pytest.raises(ValueError, match="holds another training"):
+        cpu_study.re_evaluation_plan((0,), data_dir=study / "pack", runs_dir=runs_dir)
+
+
+def test_a_measurement_counts_as_current_only_from_clean_code_at_or_after_the_measuring_packages_last_change(tmp_path):
+    from sharpness.core import provenance
+    from sharpness.core.paths import REPO_ROOT
+    from sharpness.measuring import evaluate
+
+    newest = provenance.last_change(REPO_ROOT / "src" / "sharpness" / "measuring")
+    if newest is None:
+        pytest.skip("needs the project's git history")
+    first = provenance.git_commit()  # HEAD, which holds the newest change
+    root = __import__("subprocess").run(["git", "rev-list", "--max-parents=0", "HEAD"], capture_output=True, text=True,
+                                        cwd=REPO_ROOT).stdout.split()[0]
+
+    def measured_by(commit, dirty=False):
+        (tmp_path / "metrics.json").write_text(json.dumps({"code": {"commit": commit, "dirty": dirty}}))
+        return cpu_study.measured_by_current_code(tmp_path)
+
+    assert Path(evaluate.__file__).parent.name == "measuring"
+    assert measured_by(first.removesuffix("+dirty")) and measured_by(newest)
+    assert not measured_by(root)  # the first commit predates every measure
+    assert not measured_by(newest, dirty=True) and not measured_by("f" * 40) and not measured_by("unknown")
 
 
 def test_disagreement_is_computed_from_committed_predictions(tmp_path):

@@ -6,7 +6,10 @@ criterion), two plans, resumable from results/ exactly like `cpu-study` (the sam
 
 - `--part families`: the six controls on each of FAMILIES (a small ResNet, a VGG-style plain stack, a small
   ViT; `sharpness.models`), seeds FAMILY_SEEDS, every measure. One family before the next, all controls of a
-  seed before the next seed. Runs land in `results/cpu_families/`, the grid in FAMILIES_GRID.
+  seed before the next seed. A family first gets its own pilot: seed 0 of the augmentation controls (the
+  hardest to fit) at each of its PILOT_LEARNING_RATES, trained only, recorded in PILOT_FILE; the family then
+  runs at the first of them at which both reached a minimum (`family_lr`), and is not run where none did.
+  Runs land in `results/cpu_families/lr<lr>/`, the grid in FAMILIES_GRID.
 - `--part batch-lr`: Figure 1 / Appendix F.2 on the study's network: batch BATCH_SIZES x lr LEARNING_RATES x
   six controls x BATCH_LR_SEEDS, with the Figure 1 axes, test accuracy and ECE (`BATCH_LR_MEASURES`). The
   study's own setting is one cell: its runs are read from `results/cpu_study/`, not trained again. Whole
@@ -33,7 +36,7 @@ from ..core import runs
 from ..core.paths import RESULTS_DIR, RUNS_DIR
 from ..training.controls import CONTROLS
 from ..training.minimum import reached_minimum
-from . import cpu_study, registry, store
+from . import cpu_pilot, cpu_study, registry, store
 
 FAMILIES = ("resnet_small", "vgg_small", "vit_small")  # the order of the work
 FAMILY_SEEDS = (0, 1, 2)
@@ -67,6 +70,11 @@ STUDY_SECONDS = {
 FAMILIES_DIR = RESULTS_DIR / "cpu_families"
 BATCH_LR_DIR = RESULTS_DIR / "cpu_batch_lr"
 FAMILIES_GRID = FAMILIES_DIR / "families.json"
+# A family's candidate learning rates, in the order tried (the study's 1e-2 left resnet_small's augmented and SAM runs
+# short of the accuracy bar in 120 epochs: batch norm and skip connections train at larger steps).
+PILOT_LEARNING_RATES = {"resnet_small": (0.05, 0.1), "vgg_small": (1e-2, 0.05), "vit_small": (1e-2, 0.05)}
+PILOT_FILE = FAMILIES_DIR / "pilot.json"
+PILOT_RUNS_DIR = RUNS_DIR / "cpu_families_pilot"
 BATCH_LR_GRID = BATCH_LR_DIR / "batch_lr.json"
 FAMILIES_RUNS_DIR = RUNS_DIR / "cpu_families"
 BATCH_LR_RUNS_DIR = RUNS_DIR / "cpu_batch_lr"
@@ -112,8 +120,64 @@ def is_study_cell(batch_size: int, lr: float) -> bool:
     return (batch_size, lr) == (cpu_study.PROTOCOL["batch_size"], cpu_study.PROTOCOL["lr"])
 
 
-def family_grid(arch: str, seeds, data_dir=None, runs_dir=FAMILIES_RUNS_DIR):
-    return cpu_study.grid(tuple(seeds), data_dir, runs_dir, arch=arch)
+def lr_folder(lr: float) -> str:
+    """The folder of a family's runs at one learning rate, e.g. 'lr0.05'."""
+    return f"lr{lr:g}"
+
+
+def family_grid(arch: str, seeds, lr: float, data_dir=None, runs_dir=FAMILIES_RUNS_DIR):
+    return cpu_study.grid(tuple(seeds), data_dir, Path(runs_dir) / lr_folder(lr), arch=arch, lr=lr)
+
+
+# --- the family pilot: a learning rate per family at which its hardest controls reach a minimum ----------
+
+
+def pilot_tasks(arch: str, runs_dir=PILOT_RUNS_DIR, data_dir=None) -> list[cpu_study.Task]:
+    """The pilot runs of `arch` not yet trained: seed 0 of cpu_pilot.PILOT_CONTROLS at each candidate learning rate,
+    the study's protocol otherwise (its images, epochs, schedule; SAM's radius scaled to the network)."""
+    protocol = cpu_study.PROTOCOL
+    configs = [cpu_pilot.candidate_config(arch, protocol["train_images"], protocol["epochs"], protocol["lr_schedule"],
+                                          cpu_study.sam_rho_scale(arch), control, runs_dir, data_dir, lr=lr)
+               for lr in PILOT_LEARNING_RATES[arch] for control in cpu_pilot.PILOT_CONTROLS]
+    return [cpu_study.Task("train", config, None) for config in configs if not runs.is_finished(config.run_dir)]
+
+
+def record_pilot(runs_dir=PILOT_RUNS_DIR) -> Path:
+    return cpu_pilot.record_pilot(runs_dir, PILOT_FILE, f"{COMMANDS['families']} (its pilot)")
+
+
+def family_lr(arch: str, pilot: pd.DataFrame | None = None) -> float | None:
+    """The learning rate `arch` runs at: the first of its PILOT_LEARNING_RATES at which every pilot control finished
+    and reached a minimum (read from PILOT_FILE); None while the pilot has not shown one."""
+    pilot = cpu_pilot.load_pilot(PILOT_FILE) if pilot is None else pilot
+    if pilot.empty or "lr" not in pilot:
+        return None
+    for lr in PILOT_LEARNING_RATES[arch]:
+        rows = pilot[pilot["arch"].eq(arch) & pilot["lr"].eq(lr) & pilot["epochs_done"].eq(pilot["epochs"])]
+        if set(rows.loc[rows["reached_minimum"], "control"]) >= set(cpu_pilot.PILOT_CONTROLS):
+            return lr
+    return None
+
+
+def pilot_finding(pilot: pd.DataFrame | None = None) -> str:
+    """Per family, the learning rate the pilot chose or why none is chosen yet, read from the pilot's runs."""
+    pilot = cpu_pilot.load_pilot(PILOT_FILE) if pilot is None else pilot
+    sentences = []
+    for arch in FAMILIES:
+        tried = pilot[pilot["arch"].eq(arch)] if not pilot.empty else pilot
+        name = registry.NETWORK_NAMES[arch]
+        chosen = family_lr(arch, pilot)
+        if chosen is not None:
+            sentences.append(f"{name} runs at lr {chosen:g} (both augmentation controls of seed 0 reached a minimum there).")
+        elif tried.empty:
+            sentences.append(f"{name}: no pilot run yet.")
+        else:
+            left = len(PILOT_LEARNING_RATES[arch]) * len(cpu_pilot.PILOT_CONTROLS) - int(tried["epochs_done"].eq(tried["epochs"]).sum())
+            best = tried.sort_values("measured_set_accuracy").iloc[0]
+            sentences.append(f"{name}: no candidate learning rate yet at which both augmentation controls reach a minimum "
+                             f"({left} pilot run(s) still to finish; the furthest from the bar: {best.control} at lr "
+                             f"{best.lr:g}, {best.measured_set_accuracy:.1%} of its measured images).")
+    return " ".join(sentences)
 
 
 def batch_lr_grid(batch_size: int, lr: float, seeds, data_dir=None, runs_dir=BATCH_LR_RUNS_DIR):
@@ -129,7 +193,9 @@ def plan(part: str, seeds=None, *, data_dir=None, runs_dir=None) -> list[cpu_stu
         raise ValueError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
     if part == "families":
         runs_dir = runs_dir or FAMILIES_RUNS_DIR
-        grids = [family_grid(arch, (seed,), data_dir, runs_dir) for arch in FAMILIES for seed in (seeds or FAMILY_SEEDS)]
+        chosen = {arch: family_lr(arch) for arch in FAMILIES}
+        grids = [family_grid(arch, (seed,), chosen[arch], data_dir, runs_dir) for arch in FAMILIES
+                 if chosen[arch] is not None for seed in (seeds or FAMILY_SEEDS)]
     else:
         runs_dir = runs_dir or BATCH_LR_RUNS_DIR
         grids = [batch_lr_grid(batch, lr, (seed,), data_dir, runs_dir) for seed in (seeds or BATCH_LR_SEEDS)
@@ -167,12 +233,19 @@ def _settings(part: str, seeds, archs, **extra) -> dict:
 
 
 def write_families_grid(seeds=FAMILY_SEEDS) -> Path | None:
-    """Rewrite FAMILIES_GRID from the families' runs under FAMILIES_DIR made under the protocol (None: no runs)."""
-    found = [path for path in runs.find_runs(FAMILIES_DIR) for arch in FAMILIES
-             if path.parent.parent.name == arch and cpu_study.made_under_protocol(path, arch)]
+    """Rewrite FAMILIES_GRID from each family's runs at its chosen learning rate under FAMILIES_DIR, made under the
+    protocol (None: no runs)."""
+    chosen = {arch: family_lr(arch) for arch in FAMILIES}
+    found = [path for arch, lr in chosen.items() if lr is not None
+             for path in runs.find_runs(FAMILIES_DIR / lr_folder(lr))
+             if path.parent.parent.name == arch and cpu_study.made_under_protocol(path, arch)
+             and runs.read_json(path / runs.CONFIG).get("lr") == lr]
     if not found:
+        for stale in (FAMILIES_GRID, store.history_path(FAMILIES_GRID)):  # a grid of runs no longer chosen
+            stale.unlink(missing_ok=True)
         return None
-    settings = _settings("families", seeds, FAMILIES, sam_rho_scale={arch: cpu_study.sam_rho_scale(arch) for arch in FAMILIES})
+    settings = _settings("families", seeds, FAMILIES, sam_rho_scale={arch: cpu_study.sam_rho_scale(arch) for arch in FAMILIES},
+                         lr={arch: lr for arch, lr in chosen.items() if lr is not None}, lr_chosen_by="the family pilot (pilot.json beside this grid)")
     return store.save_grid(with_minimum_verdict(store.runs_from_dirs(found)), FAMILIES_GRID, settings=settings,
                              data=cpu_study.DATA_NOTE, tier="cpu")
 
@@ -210,7 +283,13 @@ def run_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, runs_dir
     """Train, evaluate and commit every run of `part` not yet under results/; returns the number of failures."""
     seeds = tuple(seeds or (FAMILY_SEEDS if part == "families" else BATCH_LR_SEEDS))
     runs_dir = runs_dir or (FAMILIES_RUNS_DIR if part == "families" else BATCH_LR_RUNS_DIR)
-    todo = plan(part, seeds, data_dir=data_dir, runs_dir=runs_dir)
+    if part == "families":
+        return _run_families(seeds, workers=workers, data_dir=data_dir, runs_dir=runs_dir, progress=progress)
+    return _run_planned(part, plan(part, seeds, data_dir=data_dir, runs_dir=runs_dir), seeds, workers=workers,
+                        data_dir=data_dir, runs_dir=runs_dir, progress=progress)
+
+
+def _run_planned(part: str, todo, seeds, *, workers, data_dir, runs_dir, progress) -> int:
     print(f"CPU {part}: {len(todo)} runs to do with {workers} workers; finished runs go to {_study_dir(part)}")
     if not todo:
         write_grid(part, seeds)
@@ -218,6 +297,26 @@ def run_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, runs_dir
     cpu_study.prepare_data(data_dir, progress)
     return cpu_study.run_tasks(todo, workers=workers, runs_dir=runs_dir, study_dir=_study_dir(part),
                                write=functools.partial(write_grid, part, seeds), progress=progress, desc=f"CPU {part}")
+
+
+def _run_families(seeds, *, workers, data_dir, runs_dir, progress, pilot_runs_dir=PILOT_RUNS_DIR) -> int:
+    """Every family's pilot first (what is not trained yet: the cheap part that decides each family's learning
+    rate), then family by family its runs at the rate its pilot chose."""
+    failures = 0
+    pilot = [task for arch in FAMILIES for task in pilot_tasks(arch, pilot_runs_dir, data_dir)]
+    if pilot:
+        print(f"CPU families: {len(pilot)} pilot runs with {workers} workers; recorded in {PILOT_FILE}")
+        failures += cpu_study.run_tasks(pilot, workers=workers, runs_dir=pilot_runs_dir, study_dir=PILOT_FILE.parent,
+                                        write=functools.partial(record_pilot, pilot_runs_dir), progress=progress,
+                                        desc="family pilot")
+    print(f"CPU families: {pilot_finding()}")
+    for arch in FAMILIES:
+        if family_lr(arch) is None:
+            continue
+        todo = [task for task in plan("families", seeds, data_dir=data_dir, runs_dir=runs_dir) if task.config.arch == arch]
+        failures += _run_planned("families", todo, seeds, workers=workers, data_dir=data_dir, runs_dir=runs_dir,
+                                 progress=progress)
+    return failures
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -39,12 +39,14 @@ SHARED = {"dataset": "cifar10_folder", "seed": 0, "lr": 1e-2, "batch_size": 128,
 
 
 def candidate_config(arch: str, images: int, epochs: int, schedule: str, rho_scale: float, control: str, runs_dir,
-                     data_dir=None, rho: float | None = None):
+                     data_dir=None, rho: float | None = None, lr: float = SHARED["lr"]):
+    """One pilot run's configuration; its folder names the candidate (and the learning rate where it is not SHARED's)."""
     from ..training.train import RunConfig
 
-    folder = Path(runs_dir) / f"{arch}_{images}_{epochs}_{schedule}_rho-scale{rho_scale:g}"
+    other_lr = "" if lr == SHARED["lr"] else f"_lr{lr:g}"
+    folder = Path(runs_dir) / f"{arch}_{images}_{epochs}_{schedule}_rho-scale{rho_scale:g}{other_lr}"
     return RunConfig(arch=arch, control=control, epochs=epochs, max_train_samples=images, lr_schedule=schedule,
-                     rho=rho, rho_scale=rho_scale, runs_dir=str(folder), data_dir=data_dir, **SHARED)
+                     rho=rho, rho_scale=rho_scale, runs_dir=str(folder), data_dir=data_dir, **{**SHARED, "lr": lr})
 
 
 def measure(run_dir: Path) -> dict:
@@ -69,7 +71,7 @@ def measure(run_dir: Path) -> dict:
     radius = config.rho * config.rho_scale if config.control.endswith("sam") else None
     return {
         "arch": config.arch, "parameters": sum(p.numel() for p in model.parameters()),
-        "train_images": config.max_train_samples, "epochs": config.epochs, "epochs_done": len(history),
+        "train_images": config.max_train_samples, "epochs": config.epochs, "epochs_done": len(history), "lr": config.lr,
         "lr_schedule": config.lr_schedule, "control": config.control, "sam_radius": radius,
         "relative_radius": radius / models.initial_weight_norm(config.arch, config.seed) if radius else None,
         "measured_set_accuracy": measured["accuracy"], "measured_set_loss": measured["loss"],
@@ -102,15 +104,15 @@ def train_pilot(runs_dir=DEFAULT_RUNS_DIR, data_dir=None, candidates=CANDIDATES)
             print(f"radius probe rho {rho:g} x {scale:g}: {PROBE_EPOCHS} epochs trained")
 
 
-def record_pilot(runs_dir=DEFAULT_RUNS_DIR) -> Path:
-    """Measure every run found under `runs_dir` and write PILOT_FILE (runs stopped early are recorded as such)."""
+def record_pilot(runs_dir=DEFAULT_RUNS_DIR, path: Path = PILOT_FILE, command: str = "python -m sharpness cpu-pilot") -> Path:
+    """Measure every run found under `runs_dir` and write `path` (runs stopped early are recorded as such)."""
     from ..core.provenance import code_version
 
-    found = [path.parent for path in sorted(Path(runs_dir).glob(f"**/{runs.CHECKPOINT}"))]
-    document = {"provenance": {"command": "python -m sharpness cpu-pilot", "code": code_version(), "settings": SHARED,
+    found = [checkpoint.parent for checkpoint in sorted(Path(runs_dir).glob(f"**/{runs.CHECKPOINT}"))]
+    document = {"provenance": {"command": command, "code": code_version(), "settings": SHARED,
                                "date": time.strftime("%Y-%m-%d")},
-                "runs": [measure(path) for path in found]}
-    return runs.atomic_write_json(PILOT_FILE, document)
+                "runs": [measure(run_dir) for run_dir in found]}
+    return runs.atomic_write_json(path, document)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,6 +151,7 @@ def pilot_table(pilot) -> "object":
         minimum=candidates["reached_minimum"].map({True: "yes", False: "no"}) + ": " + candidates["reason"],
     )
     columns = {"network": "network", "train_images": "training images", "epochs": "epochs done / planned",
+               **({"lr": "learning rate"} if "lr" in table and table["lr"].nunique() > 1 else {}),
                "control": "control", "radius": "SAM radius", "accuracy": "accuracy on the measured images",
                "minimum": "minimum?"}
     return table[list(columns)].rename(columns=columns).sort_values(["training images", "network"], ascending=[False, True])

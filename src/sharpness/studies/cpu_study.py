@@ -203,6 +203,13 @@ def _train_and_evaluate(config, measures, evaluation_options) -> dict:
     return execute_run(config, measures, use_papermill=False, evaluation_options=evaluation_options)
 
 
+def _train_only(config) -> str:
+    from ..training.train import train
+
+    train(config, progress=False)
+    return str(config.run_dir)
+
+
 def _re_evaluate(run_dir: str, measures, evaluation_options) -> dict:
     from ..measuring.evaluate import evaluate_run
 
@@ -224,10 +231,10 @@ def _interpolation(run_a: str, run_b: str, path: str, images: int) -> str:
 
 @dataclass
 class Task:
-    kind: str  # "run" (train and evaluate), "re-evaluate" (measure a committed run again from its checkpoint),
-    # "landscape" (a surface of a trained run), "interpolation"
+    kind: str  # "run" (train and evaluate), "train" (a pilot run: no evaluation), "re-evaluate" (measure a committed
+    # run again from its checkpoint), "landscape" (a surface of a trained run), "interpolation"
     config: object
-    grid: Grid
+    grid: Grid | None  # None for "train"
 
     @property
     def name(self) -> str:
@@ -240,6 +247,8 @@ class Task:
     def submit(self, pool: concurrent.futures.Executor) -> concurrent.futures.Future:
         if self.kind == "run":
             return pool.submit(_train_and_evaluate, self.config, self.grid.measures, self.grid.evaluation_options)
+        if self.kind == "train":
+            return pool.submit(_train_only, self.config)
         if self.kind == "re-evaluate":
             return pool.submit(_re_evaluate, str(self.config.run_dir), self.grid.measures, self.grid.evaluation_options)
         if self.kind == "landscape":
@@ -261,7 +270,7 @@ class Task:
         """Surfaces need their runs trained; runs are always ready."""
         if self.kind == "interpolation":
             return all(runs.is_finished(path) for path in self._interpolated_runs())
-        return self.kind in ("run", "re-evaluate") or runs.is_finished(self.config.run_dir)
+        return self.kind in ("run", "train", "re-evaluate") or runs.is_finished(self.config.run_dir)
 
 
 def plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_RUNS_DIR, landscapes: bool = True,
@@ -398,6 +407,8 @@ def _finish(task: Task, future: concurrent.futures.Future, target: Path, write) 
         return True
     if task.kind != "run":
         print(f"{task.kind} written: {outcome}")
+        if task.kind == "train":
+            write()  # a pilot's record
         return True
     if outcome["status"] != "done":
         reason = [line for line in (outcome["error"] or "").splitlines() if line.strip()]
