@@ -45,6 +45,9 @@ def test_a_family_runs_at_the_first_learning_rate_where_both_augmentation_contro
     finding = cpu_families.pilot_finding()
     assert f"ResNet-8 runs at lr {resnet_faster:g}" in finding and "ViT (3 blocks, patch 4): no pilot run yet" in finding
     assert "VGG-8 (BN): no candidate" in finding and "3 pilot run(s) still to finish" in finding
+    rates = cpu_families.networks_table().set_index("arch")["learning rate"]
+    assert rates.to_dict() == {"cnn_mlp_wide": f"{cpu_study.PROTOCOL['lr']:g}", "resnet_small": f"{resnet_faster:g}",
+                               "vgg_small": "pilot pending", "vit_small": "pilot pending"}
 
     # only the family with a chosen rate is planned, at that rate, in its own folder
     tasks = cpu_families.plan("families", (0, 1), runs_dir=dirs / "runs")

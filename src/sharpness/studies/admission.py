@@ -109,6 +109,13 @@ def padded(seconds: float) -> float:
     return SAFETY_FACTOR * seconds + SAFETY_SECONDS
 
 
+def _refused(seconds: float, known: bool, finish: float, deadline: float, counted: str) -> Decision:
+    """A run that would end after the deadline, with the arithmetic that says so (`counted`: from when)."""
+    at_least = "" if known else "at least "
+    return Decision("refused", seconds, finish,
+                    f"{at_least}{seconds:.0f} s (+ margin) {counted} ends {finish - deadline:.0f} s after the deadline")
+
+
 def admit(planned: Sequence[PlannedRun], rates: Rates, now: float, deadline: float, *, slots: int) -> dict[str, Decision]:
     """A decision per planned run (see `Decision`), running runs first, then the queue in its order."""
     check_clock(now, deadline)
@@ -121,9 +128,7 @@ def admit(planned: Sequence[PlannedRun], rates: Rates, now: float, deadline: flo
         seconds, known = estimate(run, rates)
         finish = now + padded(seconds)
         if finish > deadline:
-            decisions[run.key] = Decision("refused", seconds, finish,
-                                          f"{'at least ' if not known else ''}{seconds:.0f} s more (+ margin) ends "
-                                          f"{finish - deadline:.0f} s after the deadline")
+            decisions[run.key] = _refused(seconds, known, finish, deadline, "more")
         else:  # kept; a run with a part unmeasured holds its slot for an unknown time
             heapq.heappush(busy, finish if known else math.inf)
             decisions[run.key] = Decision("admitted", seconds if known else None, finish if known else None,
@@ -137,9 +142,7 @@ def admit(planned: Sequence[PlannedRun], rates: Rates, now: float, deadline: flo
         seconds, known = estimate(run, rates)
         finish = start + padded(seconds)
         if finish > deadline:
-            decisions[run.key] = Decision("refused", seconds, finish,
-                                          f"{'at least ' if not known else ''}{seconds:.0f} s (+ margin) from its start "
-                                          f"at +{start - now:.0f} s ends {finish - deadline:.0f} s after the deadline")
+            decisions[run.key] = _refused(seconds, known, finish, deadline, f"from its start at +{start - now:.0f} s")
             continue
         if known:
             if not free_now:

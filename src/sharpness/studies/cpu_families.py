@@ -95,15 +95,19 @@ def plan_hours(arch: str, seeds: int = len(FAMILY_SEEDS), workers: int = 2) -> f
 
 
 def networks_table() -> pd.DataFrame:
-    """The study's network and the three families: size, L of the Fisher-Rao norm, SAM radius scale, measured cost
-    relative to the study's network, and the estimated hours of 6 controls x 3 seeds."""
+    """The study's network and the three families: size, L of the Fisher-Rao norm, learning rate (the study's, or the
+    one each family's pilot chose), SAM radius scale, measured cost relative to the study's network, and the
+    estimated hours of 6 controls x 3 seeds."""
     from ..training.models import build_model, count_weight_layers
 
+    pilot = cpu_pilot.load_pilot(PILOT_FILE)
     rows = []
     for arch in ("cnn_mlp_wide", *FAMILIES):
         model = build_model(arch, 10)
+        lr = cpu_study.PROTOCOL["lr"] if arch == "cnn_mlp_wide" else family_lr(arch, pilot)
         rows.append({"network": registry.NETWORK_NAMES[arch], "arch": arch, "parameters": sum(p.numel() for p in model.parameters()),
-                     "weight layers (L)": count_weight_layers(model), "SAM radius scale": cpu_study.sam_rho_scale(arch),
+                     "weight layers (L)": count_weight_layers(model),
+                     "learning rate": "pilot pending" if lr is None else f"{lr:g}", "SAM radius scale": cpu_study.sam_rho_scale(arch),
                      "SGD step cost": FAMILY_COST[arch]["sgd"], "SAM step cost": FAMILY_COST[arch]["sam"],
                      "forward cost": FAMILY_COST[arch]["forward"],
                      f"hours for 6 controls x {len(FAMILY_SEEDS)} seeds": plan_hours(arch)})
