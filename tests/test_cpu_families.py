@@ -5,7 +5,7 @@ import json
 import pytest
 
 from sharpness.core import runs
-from sharpness.studies import cpu_families, cpu_study, store
+from sharpness.studies import cpu_families, cpu_pilot, cpu_study, store
 from sharpness.training.controls import CONTROLS
 
 
@@ -20,9 +20,11 @@ def dirs(tmp_path, monkeypatch):
 
 
 def pilot_row(arch, lr, control, accuracy, *, reached=None, epochs_done=120):
-    """One run of the family pilot as `cpu_pilot.measure` records it (the verdict follows the 95% bar unless given)."""
+    """One run of the family pilot as `cpu_pilot.measure` records it (the verdict: finished and over the 95% bar,
+    unless given)."""
     return {"arch": arch, "lr": lr, "control": control, "epochs": 120, "epochs_done": epochs_done,
-            "measured_set_accuracy": accuracy, "reached_minimum": accuracy >= 0.95 if reached is None else reached,
+            "measured_set_accuracy": accuracy,
+            "reached_minimum": (accuracy >= 0.95 and epochs_done == 120) if reached is None else reached,
             "reason": "hand-made"}
 
 
@@ -44,7 +46,10 @@ def test_a_family_runs_at_the_first_learning_rate_where_both_augmentation_contro
     assert cpu_families.family_lr("vgg_small") is None and cpu_families.family_lr("vit_small") is None
     finding = cpu_families.pilot_finding()
     assert f"ResNet-8 runs at lr {resnet_faster:g}" in finding and "ViT (3 blocks, patch 4): no pilot run yet" in finding
-    assert "VGG-8 (BN): no candidate" in finding and "3 pilot run(s) still to finish" in finding
+    assert "VGG-8 (BN): no learning rate chosen yet; 3 pilot run(s) still to finish" in finding
+    table = cpu_families.pilot_table(cpu_pilot.load_pilot(cpu_families.PILOT_FILE))
+    assert list(table["at a minimum"]) == ["yes", "no", "yes", "yes", "yes", "no"]  # ResNet-8 0.05, 0.1, then VGG
+    assert list(table["why not"])[:2] == ["", "hand-made"] and list(table["learning rate"])[:3] == ["0.05", "0.05", "0.1"]
     rates = cpu_families.networks_table().set_index("arch")["learning rate"]
     assert rates.to_dict() == {"cnn_mlp_wide": f"{cpu_study.PROTOCOL['lr']:g}", "resnet_small": f"{resnet_faster:g}",
                                "vgg_small": "pilot pending", "vit_small": "pilot pending"}
@@ -60,6 +65,17 @@ def test_a_family_runs_at_the_first_learning_rate_where_both_augmentation_contro
             for t in tasks} == {(cpu_study.PROTOCOL["epochs"], cpu_study.PROTOCOL["train_images"], "cosine",
                                  cpu_study.PROTOCOL["batch_size"], cpu_study.sam_rho_scale("resnet_small"))}
     assert "hessian_trace" in tasks[0].grid.measures and "corruption_accuracy" in tasks[0].grid.measures
+
+
+def test_a_family_whose_every_pilot_run_missed_the_bar_is_not_run_and_the_page_says_how_close_it_came(dirs):
+    rates = cpu_families.PILOT_LEARNING_RATES["vit_small"]
+    write_pilot([pilot_row("vit_small", lr, control, accuracy) for lr, accuracy in zip(rates, (0.39, 0.53))
+                 for control in ("aug", "aug_sam")])
+    assert cpu_families.family_lr("vit_small") is None
+    finding = cpu_families.pilot_finding()
+    assert (f"ViT (3 blocks, patch 4) is not run: at none of its learning rates ({', '.join(f'{lr:g}' for lr in rates)}) "
+            "did both augmentation controls reach a minimum in 120 epochs") in finding
+    assert f"at lr {rates[1]:g}, fitted 53.0% of its measured images (the bar: 95%)" in finding
 
 
 def test_no_family_is_planned_before_its_pilot_and_the_pilot_trains_the_augmentation_controls(dirs):

@@ -124,6 +124,11 @@ def is_study_cell(batch_size: int, lr: float) -> bool:
     return (batch_size, lr) == (cpu_study.PROTOCOL["batch_size"], cpu_study.PROTOCOL["lr"])
 
 
+def batch_lr_grid(batch_size: int, lr: float, seeds, data_dir=None, runs_dir=BATCH_LR_RUNS_DIR):
+    return cpu_study.grid(tuple(seeds), data_dir, Path(runs_dir) / cell_name(batch_size, lr), batch_size=batch_size,
+                          lr=lr, measures=BATCH_LR_MEASURES)
+
+
 def lr_folder(lr: float) -> str:
     """The folder of a family's runs at one learning rate, e.g. 'lr0.05'."""
     return f"lr{lr:g}"
@@ -164,29 +169,44 @@ def family_lr(arch: str, pilot: pd.DataFrame | None = None) -> float | None:
 
 
 def pilot_finding(pilot: pd.DataFrame | None = None) -> str:
-    """Per family, the learning rate the pilot chose or why none is chosen yet, read from the pilot's runs."""
+    """Per family, the learning rate the pilot chose, or why none is chosen, read from the pilot's runs."""
+    from ..training.minimum import MIN_ACCURACY
+
     pilot = cpu_pilot.load_pilot(PILOT_FILE) if pilot is None else pilot
     sentences = []
     for arch in FAMILIES:
         tried = pilot[pilot["arch"].eq(arch)] if not pilot.empty else pilot
-        name = registry.NETWORK_NAMES[arch]
+        name, rates = registry.NETWORK_NAMES[arch], PILOT_LEARNING_RATES[arch]
         chosen = family_lr(arch, pilot)
+        finished = tried[tried["epochs_done"].eq(tried["epochs"])] if not tried.empty else tried
+        left = len(rates) * len(cpu_pilot.PILOT_CONTROLS) - len(finished)
         if chosen is not None:
             sentences.append(f"{name} runs at lr {chosen:g} (both augmentation controls of seed 0 reached a minimum there).")
         elif tried.empty:
             sentences.append(f"{name}: no pilot run yet.")
+        elif left > 0:
+            sentences.append(f"{name}: no learning rate chosen yet; {left} pilot run(s) still to finish.")
         else:
-            left = len(PILOT_LEARNING_RATES[arch]) * len(cpu_pilot.PILOT_CONTROLS) - int(tried["epochs_done"].eq(tried["epochs"]).sum())
-            best = tried.sort_values("measured_set_accuracy").iloc[0]
-            sentences.append(f"{name}: no candidate learning rate yet at which both augmentation controls reach a minimum "
-                             f"({left} pilot run(s) still to finish; the furthest from the bar: {best.control} at lr "
-                             f"{best.lr:g}, {best.measured_set_accuracy:.1%} of its measured images).")
+            closest = finished.sort_values("measured_set_accuracy").iloc[-1]
+            sentences.append(f"{name} is not run: at none of its learning rates ({', '.join(f'{lr:g}' for lr in rates)}) did "
+                             f"both augmentation controls reach a minimum in {closest.epochs} epochs; the closest, "
+                             f"{closest.control} at lr {closest.lr:g}, fitted {closest.measured_set_accuracy:.1%} of its "
+                             f"measured images (the bar: {MIN_ACCURACY:.0%}).")
     return " ".join(sentences)
 
 
-def batch_lr_grid(batch_size: int, lr: float, seeds, data_dir=None, runs_dir=BATCH_LR_RUNS_DIR):
-    return cpu_study.grid(tuple(seeds), data_dir, Path(runs_dir) / cell_name(batch_size, lr), batch_size=batch_size,
-                          lr=lr, measures=BATCH_LR_MEASURES)
+def pilot_table(pilot: pd.DataFrame) -> pd.DataFrame:
+    """The family pilot, a row per run: where each family's augmentation controls got to at each learning rate."""
+    table = pd.DataFrame({
+        "network": pilot["arch"].map(registry.NETWORK_NAMES),
+        "learning rate": pilot["lr"].map("{:g}".format),
+        "control": pilot["control"],
+        "epochs done": pilot["epochs_done"].astype(str) + " / " + pilot["epochs"].astype(str),
+        "accuracy on its measured images": pilot["measured_set_accuracy"].map("{:.1%}".format),
+        "at a minimum": pilot["reached_minimum"].map({True: "yes", False: "no"}),
+        "why not": [("" if reached else reason) for reached, reason in zip(pilot["reached_minimum"], pilot["reason"])],
+    })
+    return table.sort_values(["network", "learning rate", "control"], key=lambda c: c.map(str))
 
 
 def plan(part: str, seeds=None, *, data_dir=None, runs_dir=None) -> list[cpu_study.Task]:
