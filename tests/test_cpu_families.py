@@ -173,3 +173,23 @@ def test_plan_hours_extrapolate_the_studys_measured_runs(monkeypatch):
     # only the SAM step is dearer: the SAM controls' training steps (438 + 322 + 284 s) are added once more
     monkeypatch.setitem(cpu_families.FAMILY_COST, "sam_only", {"sgd": 1.0, "sam": 2.0, "forward": 1.0})
     assert cpu_families.plan_hours("sam_only", seeds=1, workers=1) == pytest.approx((3759 + 438 + 322 + 284) / 3600)
+
+
+def test_the_families_command_trains_every_pilot_first_and_runs_no_family_whose_pilot_missed_the_bar(study, dirs, monkeypatch):
+    """End to end on the tiny pack: one epoch fits no augmented image set, so the pilot is trained and recorded and
+    no family run is made (the protocol cut to one epoch on 64 images by the `study` fixture)."""
+    monkeypatch.setattr(cpu_families, "FAMILIES", ("vgg_small",))
+    monkeypatch.setitem(cpu_families.PILOT_LEARNING_RATES, "vgg_small", (1e-2,))
+    monkeypatch.setattr(cpu_families, "FAMILIES_RUNS_DIR", study / "runs")
+    pilot_runs = study / "pilot_runs"
+    failures = cpu_families._run_families((0,), workers=1, data_dir=study / "pack", runs_dir=study / "runs",
+                                          progress=False, pilot_runs_dir=pilot_runs)
+    assert failures == 0
+    pilot = cpu_pilot.load_pilot(cpu_families.PILOT_FILE)
+    assert sorted(pilot["control"]) == ["aug", "aug_sam"] and pilot["epochs_done"].eq(1).all()
+    assert pilot["lr"].eq(1e-2).all() and pilot["train_images"].eq(64).all()
+    assert not pilot["reached_minimum"].any()  # one epoch of augmented digits is no minimum
+    assert cpu_families.family_lr("vgg_small") is None
+    assert not (study / "runs").exists() and not cpu_families.FAMILIES_GRID.exists()
+    # a second call trains nothing again
+    assert cpu_families.pilot_tasks("vgg_small", pilot_runs, study / "pack") == []

@@ -7,34 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from sharpness.studies import cpu_study, registry, store
 from sharpness.studies.registry import PAPER_RHOS
 from sharpness.training.controls import CONTROLS
-from sharpness.training.data import load_dataset
-
-
-@pytest.fixture
-def study(tmp_path, monkeypatch):
-    """A tiny ImageFolder (digits, 10 classes) and the study's outputs redirected into tmp_path."""
-    digits = load_dataset("digits")
-    for split, images, labels, per_class in (("train", digits.train_images, digits.train_labels, 8),
-                                             ("test", digits.test_images, digits.test_labels, 3)):
-        for c in range(10):
-            folder = tmp_path / "pack" / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i, index in enumerate(torch.nonzero(labels == c).flatten()[:per_class]):
-                Image.fromarray(images[index].permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
-    monkeypatch.setitem(registry.PROTOCOL, "train_images", 64)
-    for key, value in dict(epochs=1, slow_measure_images=16, sam_draws=2, hessian_iterations=1, corruption_images=20,
-                           landscape_resolution=3, landscape_images=16).items():
-        monkeypatch.setitem(registry.PROTOCOL, key, value)
-    for name in ("STUDY_DIR", "CORRUPTED_DIR", "SURFACES_DIR"):
-        monkeypatch.setattr(cpu_study, name, tmp_path / name.lower())
-    monkeypatch.setattr(cpu_study, "GRID_FILE", tmp_path / "grid.json")
-    monkeypatch.setattr(cpu_study, "RHO_GRID_FILE", tmp_path / "grid_rho.json")
-    return tmp_path
 
 
 def test_with_every_run_committed_the_plan_still_draws_the_missing_surfaces_and_the_interpolation(study, monkeypatch):
