@@ -229,7 +229,7 @@ def claims_beside_paper(tally, paper: pd.DataFrame, dataset: str = "cifar10", ar
     cells = {}
     for label, summary in columns.items():
         cells[label] = {row["claim"]: _holders(row) for row in summary.to_dict("records")}
-    return pd.DataFrame(cells).rename_axis("claim (vs baseline)").fillna("—")
+    return pd.DataFrame(cells, dtype=object).rename_axis("claim (vs baseline)").fillna("—")
 
 
 def _holders(row: dict) -> str:
