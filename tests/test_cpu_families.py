@@ -72,6 +72,7 @@ def test_a_family_whose_every_pilot_run_missed_the_bar_is_not_run_and_the_page_s
     write_pilot([pilot_row("vit_small", lr, control, accuracy) for lr, accuracy in zip(rates, (0.39, 0.53))
                  for control in ("aug", "aug_sam")])
     assert cpu_families.family_lr("vit_small") is None
+    assert cpu_families.networks_table().set_index("arch").loc["vit_small", "learning rate"] == "none reached a minimum (not run)"
     finding = cpu_families.pilot_finding()
     assert (f"ViT (3 blocks, patch 4) is not run: at none of its learning rates ({', '.join(f'{lr:g}' for lr in rates)}) "
             "did both augmentation controls reach a minimum in 120 epochs") in finding

@@ -107,11 +107,20 @@ def networks_table() -> pd.DataFrame:
         lr = cpu_study.PROTOCOL["lr"] if arch == "cnn_mlp_wide" else family_lr(arch, pilot)
         rows.append({"network": registry.NETWORK_NAMES[arch], "arch": arch, "parameters": sum(p.numel() for p in model.parameters()),
                      "weight layers (L)": count_weight_layers(model),
-                     "learning rate": "pilot pending" if lr is None else f"{lr:g}", "SAM radius scale": cpu_study.sam_rho_scale(arch),
+                     "learning rate": _rate_label(lr, arch, pilot), "SAM radius scale": cpu_study.sam_rho_scale(arch),
                      "SGD step cost": FAMILY_COST[arch]["sgd"], "SAM step cost": FAMILY_COST[arch]["sam"],
                      "forward cost": FAMILY_COST[arch]["forward"],
                      f"hours for 6 controls x {len(FAMILY_SEEDS)} seeds": plan_hours(arch)})
     return pd.DataFrame(rows)
+
+
+def _rate_label(lr: float | None, arch: str, pilot: pd.DataFrame) -> str:
+    """A family's learning rate for the networks table: the rate, or why there is none yet."""
+    if lr is not None:
+        return f"{lr:g}"
+    tried = pilot[pilot["arch"].eq(arch) & pilot["epochs_done"].eq(pilot["epochs"])] if not pilot.empty else pilot
+    planned = len(PILOT_LEARNING_RATES[arch]) * len(cpu_pilot.PILOT_CONTROLS)
+    return "none reached a minimum (not run)" if len(tried) >= planned else "pilot pending"
 
 
 def cell_name(batch_size: int, lr: float) -> str:
