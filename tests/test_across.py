@@ -34,6 +34,9 @@ def test_simpson_keeps_its_sign_when_the_sharper_family_is_also_more_accurate():
     finding = across.simpson(family_table([0.85, 0.9, 0.95, 0.99]), "fisher_rao_norm", "test_accuracy")
     assert finding.table.set_index("arch").loc["pooled", "spearman"] == pytest.approx(1.0)
     assert finding.status == "keeps its sign"
+    assert "(Spearman +1.00 in every family)" in finding.sentence  # both families +1: one value, not "+1.00 to +1.00"
+    mixed = across.simpson(family_table([0.4, 0.3, 0.2, 0.1]), "fisher_rao_norm", "test_accuracy")
+    assert "Spearman -1.00 to +1.00" in mixed.sentence
 
 
 def test_simpson_statuses_without_enough_runs():

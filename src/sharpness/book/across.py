@@ -107,7 +107,8 @@ def simpson(points: pd.DataFrame, measure: str, quality: str, group: str = FAMIL
                                 f"{MIN_POINTS} or more points; the comparison needs two.", table)
     pooled = float(table.loc[table[group] == "pooled", "spearman"].iloc[0])
     finding = stats.simpson_finding(judged["spearman"].tolist(), pooled)
-    span = f"{judged['spearman'].min():+.2f} to {judged['spearman'].max():+.2f}"
+    low, high = f"{judged['spearman'].min():+.2f}", f"{judged['spearman'].max():+.2f}"
+    span = f"{low} in every family" if low == high else f"{low} to {high}"
     if finding == "mixed within":
         sentence = f"{name} against {label}: the families disagree in sign (Spearman {span}; pooled {pooled:+.2f})."
     elif finding == "no slope":
