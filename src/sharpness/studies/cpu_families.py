@@ -118,9 +118,7 @@ def _rate_label(lr: float | None, arch: str, pilot: pd.DataFrame) -> str:
     """A family's learning rate for the networks table: the rate, or why there is none yet."""
     if lr is not None:
         return f"{lr:g}"
-    tried = pilot[pilot["arch"].eq(arch) & pilot["epochs_done"].eq(pilot["epochs"])] if not pilot.empty else pilot
-    planned = len(PILOT_LEARNING_RATES[arch]) * len(cpu_pilot.PILOT_CONTROLS)
-    return "none reached a minimum (not run)" if len(tried) >= planned else "pilot pending"
+    return "pilot pending" if _pilot_runs_left(arch, pilot) else "none reached a minimum (not run)"
 
 
 def cell_name(batch_size: int, lr: float) -> str:
@@ -164,14 +162,24 @@ def record_pilot(runs_dir=PILOT_RUNS_DIR) -> Path:
     return cpu_pilot.record_pilot(runs_dir, PILOT_FILE, f"{COMMANDS['families']} (its pilot)")
 
 
+def _finished_pilot_runs(arch: str, pilot: pd.DataFrame) -> pd.DataFrame:
+    """The pilot runs of `arch` that trained every planned epoch (an empty pilot has no columns to filter)."""
+    return pilot if pilot.empty else pilot[pilot["arch"].eq(arch) & pilot["epochs_done"].eq(pilot["epochs"])]
+
+
+def _pilot_runs_left(arch: str, pilot: pd.DataFrame) -> int:
+    return len(PILOT_LEARNING_RATES[arch]) * len(cpu_pilot.PILOT_CONTROLS) - len(_finished_pilot_runs(arch, pilot))
+
+
 def family_lr(arch: str, pilot: pd.DataFrame | None = None) -> float | None:
     """The learning rate `arch` runs at: the first of its PILOT_LEARNING_RATES at which every pilot control finished
     and reached a minimum (read from PILOT_FILE); None while the pilot has not shown one."""
     pilot = cpu_pilot.load_pilot(PILOT_FILE) if pilot is None else pilot
     if pilot.empty or "lr" not in pilot:
         return None
+    finished = _finished_pilot_runs(arch, pilot)
     for lr in PILOT_LEARNING_RATES[arch]:
-        rows = pilot[pilot["arch"].eq(arch) & pilot["lr"].eq(lr) & pilot["epochs_done"].eq(pilot["epochs"])]
+        rows = finished[finished["lr"].eq(lr)]
         if set(rows.loc[rows["reached_minimum"], "control"]) >= set(cpu_pilot.PILOT_CONTROLS):
             return lr
     return None
@@ -184,14 +192,12 @@ def pilot_finding(pilot: pd.DataFrame | None = None) -> str:
     pilot = cpu_pilot.load_pilot(PILOT_FILE) if pilot is None else pilot
     sentences = []
     for arch in FAMILIES:
-        tried = pilot[pilot["arch"].eq(arch)] if not pilot.empty else pilot
         name, rates = registry.NETWORK_NAMES[arch], PILOT_LEARNING_RATES[arch]
         chosen = family_lr(arch, pilot)
-        finished = tried[tried["epochs_done"].eq(tried["epochs"])] if not tried.empty else tried
-        left = len(rates) * len(cpu_pilot.PILOT_CONTROLS) - len(finished)
+        finished, left = _finished_pilot_runs(arch, pilot), _pilot_runs_left(arch, pilot)
         if chosen is not None:
             sentences.append(f"{name} runs at lr {chosen:g} (both augmentation controls of seed 0 reached a minimum there).")
-        elif tried.empty:
+        elif pilot.empty or not pilot["arch"].eq(arch).any():
             sentences.append(f"{name}: no pilot run yet.")
         elif left > 0:
             sentences.append(f"{name}: no learning rate chosen yet; {left} pilot run(s) still to finish.")

@@ -151,7 +151,6 @@ def pilot_table(pilot) -> "object":
         minimum=candidates["reached_minimum"].map({True: "yes", False: "no"}) + ": " + candidates["reason"],
     )
     columns = {"network": "network", "train_images": "training images", "epochs": "epochs done / planned",
-               **({"lr": "learning rate"} if "lr" in table and table["lr"].nunique() > 1 else {}),
                "control": "control", "radius": "SAM radius", "accuracy": "accuracy on the measured images",
                "minimum": "minimum?"}
     return table[list(columns)].rename(columns=columns).sort_values(["training images", "network"], ascending=[False, True])

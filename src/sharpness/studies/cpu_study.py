@@ -304,14 +304,21 @@ def _rho_tasks(seeds, data_dir, runs_dir) -> list[Task]:
     return [Task("run", c, g) for c in g.configs("cpu")]
 
 
-def measured_by_current_code(committed: Path) -> bool:
-    """Whether a committed run's metrics.json was written by clean code at or after the newest commit that changed
-    the measuring package (unknown commits and a missing git count as not)."""
-    from ..core.provenance import contains, last_change
+def newest_measuring_commit() -> str | None:
+    """The newest commit that changed the measuring package (None outside git)."""
+    from ..core.provenance import last_change
     from ..measuring import evaluate
 
+    return last_change(Path(evaluate.__file__).parent)
+
+
+def measured_by_current_code(committed: Path, newest: str | None = None) -> bool:
+    """Whether a committed run's metrics.json was written by clean code at or after `newest` (default: the newest
+    commit that changed the measuring package; unknown commits and a missing git count as not)."""
+    from ..core.provenance import contains
+
     code = runs.read_json(committed / "metrics.json").get("code", {})
-    newest = last_change(Path(evaluate.__file__).parent)
+    newest = newest or newest_measuring_commit()
     return bool(newest and code.get("commit")) and not code.get("dirty") and contains(code["commit"], newest)
 
 
@@ -319,12 +326,12 @@ def re_evaluation_plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_R
     """The committed runs (controls grid, then rho sweep) whose measures predate the current measuring code, to
     measure again from the checkpoints under `runs_dir` (the machine that trained them keeps them). A run whose
     checkpoint is missing, or whose checkpoint is not the committed run's (another summary), is refused by name."""
-    todo, problems = [], []
+    todo, problems, newest = [], [], newest_measuring_commit()
     for task in _controls_tasks(seeds, data_dir, runs_dir) + _rho_tasks(seeds, data_dir, runs_dir):
         committed = committed_dir(task.config, runs_dir)
         if not is_committed(task.config, runs_dir) or runs.read_json(committed / runs.SUMMARY).get("status") != "finished":
             continue
-        if measured_by_current_code(committed):
+        if measured_by_current_code(committed, newest):
             continue
         local = Path(task.config.run_dir)
         if not (local / runs.CHECKPOINT).is_file():
@@ -362,6 +369,19 @@ def run_study(seeds=DEFAULT_SEEDS, *, workers: int = 2, data_dir=None, runs_dir=
     prepare_data(data_dir, progress)
     return run_tasks(todo, workers=workers, runs_dir=runs_dir, study_dir=STUDY_DIR,
                      write=functools.partial(write_grids, seeds), progress=progress, desc="CPU study tasks")
+
+
+def re_evaluate_study(seeds=DEFAULT_SEEDS, *, workers: int = 2, data_dir=None, runs_dir=DEFAULT_RUNS_DIR,
+                      progress: bool = True) -> int:
+    """Measure again every committed run whose measures predate the measuring code (`re_evaluation_plan`), rewriting
+    its files under results/ and the grids as each lands; returns the number of failures."""
+    todo = re_evaluation_plan(seeds, data_dir=data_dir, runs_dir=runs_dir)
+    print(f"CPU study: {len(todo)} committed runs to measure again with {workers} workers")
+    if not todo:
+        return 0
+    prepare_data(data_dir, progress)
+    return run_tasks(todo, workers=workers, runs_dir=runs_dir, study_dir=STUDY_DIR,
+                     write=functools.partial(write_grids, seeds), progress=progress, desc="measured again")
 
 
 def run_tasks(todo: list[Task], *, workers: int, runs_dir, study_dir: Path, write, progress: bool = True,
@@ -446,13 +466,8 @@ def main(args: argparse.Namespace) -> int:
         runs.check_writable(path)
     started = time.perf_counter()
     if args.re_evaluate:
-        todo = re_evaluation_plan(tuple(args.seeds), data_dir=args.data_dir, runs_dir=args.runs_dir)
-        print(f"CPU study: {len(todo)} committed runs to measure again with {args.workers} workers")
-        if todo:
-            prepare_data(args.data_dir, not args.no_progress)
-        failures = run_tasks(todo, workers=args.workers, runs_dir=args.runs_dir, study_dir=STUDY_DIR,
-                             write=functools.partial(write_grids, tuple(args.seeds)), progress=not args.no_progress,
-                             desc="measured again") if todo else 0
+        failures = re_evaluate_study(tuple(args.seeds), workers=args.workers, data_dir=args.data_dir,
+                                     runs_dir=args.runs_dir, progress=not args.no_progress)
         print(f"CPU study: {failures} re-evaluation(s) failed; {time.perf_counter() - started:.0f} s")
         return 1 if failures else 0
     failures = run_study(tuple(args.seeds), workers=args.workers, data_dir=args.data_dir, runs_dir=args.runs_dir,
