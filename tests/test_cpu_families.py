@@ -194,3 +194,23 @@ def test_the_families_command_trains_every_pilot_first_and_runs_no_family_whose_
     assert not (study / "runs").exists() and not cpu_families.FAMILIES_GRID.exists()
     # a second call trains nothing again
     assert cpu_families.pilot_tasks("vgg_small", pilot_runs, study / "pack") == []
+
+
+def test_a_fresh_clone_resumes_the_pilot_from_its_committed_file(study, dirs, monkeypatch):
+    """Runs recorded as finished in the committed pilot file are not trained again, and a new pilot run measured
+    here joins them instead of replacing them."""
+    monkeypatch.setitem(cpu_families.PILOT_LEARNING_RATES, "vgg_small", (1e-2,))
+    protocol = cpu_study.PROTOCOL
+    recorded = {**pilot_row("vgg_small", 1e-2, "aug", 0.99, epochs_done=protocol["epochs"]),
+                "epochs": protocol["epochs"], "train_images": protocol["train_images"]}
+    write_pilot([recorded])
+    pilot_runs = study / "pilot_runs"
+    todo = cpu_families.pilot_tasks("vgg_small", pilot_runs, study / "pack")
+    assert [t.config.control for t in todo] == ["aug_sam"]  # aug is in the file, with no checkpoint here
+    assert cpu_study.run_tasks(todo, workers=1, runs_dir=pilot_runs, study_dir=cpu_families.PILOT_FILE.parent,
+                               write=lambda: cpu_families.record_pilot(pilot_runs), progress=False) == 0
+    rows = cpu_pilot.load_pilot(cpu_families.PILOT_FILE)
+    assert sorted(rows["control"]) == ["aug", "aug_sam"]
+    assert rows.set_index("control").loc["aug", "measured_set_accuracy"] == 0.99  # the committed row, kept as it was
+    assert not list(cpu_families.PILOT_FILE.parent.glob("*.measured.json"))
+    assert cpu_families.pilot_tasks("vgg_small", pilot_runs, study / "pack") == []

@@ -155,11 +155,27 @@ def pilot_tasks(arch: str, runs_dir=PILOT_RUNS_DIR, data_dir=None) -> list[cpu_s
     configs = [cpu_pilot.candidate_config(arch, protocol["train_images"], protocol["epochs"], protocol["lr_schedule"],
                                           cpu_study.sam_rho_scale(arch), control, runs_dir, data_dir, lr=lr)
                for lr in PILOT_LEARNING_RATES[arch] for control in cpu_pilot.PILOT_CONTROLS]
-    return [cpu_study.Task("train", config, None) for config in configs if not runs.is_finished(config.run_dir)]
+    recorded = {_pilot_key(row) for row in _finished_pilot_runs(arch, cpu_pilot.load_pilot(PILOT_FILE)).to_dict("records")}
+    return [cpu_study.Task("train", config, None) for config in configs
+            if not runs.is_finished(config.run_dir) and _pilot_key(config) not in recorded]
+
+
+def _pilot_key(run) -> tuple:
+    """What identifies a pilot run: from its row in PILOT_FILE (a dict) or from its config."""
+    if isinstance(run, dict):
+        return run["arch"], float(run["lr"]), run["control"], int(run["epochs"]), int(run["train_images"])
+    return run.arch, float(run.lr), run.control, int(run.epochs), int(run.max_train_samples)
 
 
 def record_pilot(runs_dir=PILOT_RUNS_DIR) -> Path:
-    return cpu_pilot.record_pilot(runs_dir, PILOT_FILE, f"{COMMANDS['families']} (its pilot)")
+    """Measure the pilot runs trained here into PILOT_FILE, keeping the committed rows of runs whose checkpoints are
+    elsewhere (a fresh clone resumes from the file, not from checkpoints)."""
+    path = cpu_pilot.record_pilot(runs_dir, PILOT_FILE.with_suffix(".measured.json"), f"{COMMANDS['families']} (its pilot)")
+    measured, committed = runs.read_json(path), cpu_pilot.load_pilot(PILOT_FILE)
+    path.unlink()
+    here = {_pilot_key(row) for row in measured["runs"]}
+    kept = [row for row in committed.to_dict("records") if _pilot_key(row) not in here] if not committed.empty else []
+    return runs.atomic_write_json(PILOT_FILE, {**measured, "runs": kept + measured["runs"]})
 
 
 def _finished_pilot_runs(arch: str, pilot: pd.DataFrame) -> pd.DataFrame:
