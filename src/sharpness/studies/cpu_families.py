@@ -7,9 +7,10 @@ criterion), two plans, resumable from results/ exactly like `cpu-study` (the sam
 - `--part families`: the six controls on each of FAMILIES (a small ResNet, a VGG-style plain stack, a small
   ViT; `sharpness.models`), seeds FAMILY_SEEDS, every measure. One family before the next, all controls of a
   seed before the next seed. A family first gets its own pilot: seed 0 of the augmentation controls (the
-  hardest to fit) at each of its PILOT_LEARNING_RATES, trained only, recorded in PILOT_FILE; the family then
-  runs at the first of them at which both reached a minimum (`family_lr`), and is not run where none did.
-  Runs land in `results/cpu_families/lr<lr>/`, the grid in FAMILIES_GRID.
+  hardest to fit) at each of its PILOT_SETTINGS (learning rate, epochs), trained only, recorded in PILOT_FILE;
+  the family then runs at the first of them at which both reached a minimum (`family_setting`; its seed-0
+  augmentation runs are the pilot's, copied rather than trained again), and is not run where none did.
+  Runs land in `results/cpu_families/lr<lr>[_e<epochs>]/`, the grid in FAMILIES_GRID.
 - `--part batch-lr`: Figure 1 / Appendix F.2 on the study's network: batch BATCH_SIZES x lr LEARNING_RATES x
   six controls x BATCH_LR_SEEDS, with the Figure 1 axes, test accuracy and ECE (`BATCH_LR_MEASURES`). The
   study's own setting is one cell: its runs are read from `results/cpu_study/`, not trained again. Whole
@@ -27,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -58,6 +61,7 @@ FAMILY_COST = {
     "vgg_small": {"sgd": 0.63, "sam": 0.71, "forward": 0.63},
     "vit_small": {"sgd": 1.03, "sam": 1.10, "forward": 1.40},
 }
+STUDY_EPOCHS = 120  # the epochs of the runs STUDY_SECONDS were measured on
 # The study's seed-0 runs under its protocol on this 2-core machine, two workers (2026-11-30), wall seconds per
 # control: training steps (summary train_seconds), the rest of training (per-epoch test curve, measured loss,
 # checkpoints), evaluation without the Hessian, and the Hessian measures. wd_sam's evaluation had not finished:
@@ -70,9 +74,39 @@ STUDY_SECONDS = {
 FAMILIES_DIR = RESULTS_DIR / "cpu_families"
 BATCH_LR_DIR = RESULTS_DIR / "cpu_batch_lr"
 FAMILIES_GRID = FAMILIES_DIR / "families.json"
-# A family's candidate learning rates, in the order tried (the study's 1e-2 left resnet_small's augmented and SAM runs
-# short of the accuracy bar in 120 epochs: batch norm and skip connections train at larger steps).
-PILOT_LEARNING_RATES = {"resnet_small": (0.05, 0.1), "vgg_small": (1e-2, 0.05), "vit_small": (1e-2, 0.05)}
+class Setting(NamedTuple):
+    """A learning rate and a number of epochs a family may run at (the rest is the study's protocol)."""
+
+    lr: float
+    epochs: int | None = None  # None: the protocol's
+
+    def trained_epochs(self) -> int:
+        return self.epochs or cpu_study.PROTOCOL["epochs"]
+
+    def _longer(self) -> bool:
+        return self.trained_epochs() != cpu_study.PROTOCOL["epochs"]
+
+    @property
+    def label(self) -> str:
+        """'lr 0.05', or 'lr 0.05 for 360 epochs' where the epochs are not the protocol's."""
+        return f"lr {self.lr:g}" + (f" for {self.trained_epochs()} epochs" if self._longer() else "")
+
+    @property
+    def folder(self) -> str:
+        """The folder of a family's runs at this setting, e.g. 'lr0.05' or 'lr0.05_e360'."""
+        return f"lr{self.lr:g}" + (f"_e{self.trained_epochs()}" if self._longer() else "")
+
+
+# A family's candidate settings, in the order tried: the protocol's epochs at growing learning rates first (the
+# study's 1e-2 left resnet_small's augmented and SAM runs short of the accuracy bar in 120 epochs: batch norm and
+# skip connections train at larger steps), then longer training. The ViT fitted 39% (lr 0.01) and 53% (lr 0.05) of
+# its augmented images in 120 epochs, the most of any rate at the largest: a larger step, then three times the
+# epochs, come next (pilot.json).
+PILOT_SETTINGS = {
+    "resnet_small": (Setting(0.05), Setting(0.1)),
+    "vgg_small": (Setting(1e-2), Setting(0.05)),
+    "vit_small": (Setting(1e-2), Setting(0.05), Setting(0.1), Setting(0.05, 360)),
+}
 PILOT_FILE = FAMILIES_DIR / "pilot.json"
 PILOT_RUNS_DIR = RUNS_DIR / "cpu_families_pilot"
 BATCH_LR_GRID = BATCH_LR_DIR / "batch_lr.json"
@@ -81,43 +115,61 @@ BATCH_LR_RUNS_DIR = RUNS_DIR / "cpu_batch_lr"
 COMMANDS = {part: f"python -m sharpness cpu-families --part {part}" for part in PARTS}
 
 
-def run_seconds(arch: str, control: str) -> float:
-    """Estimated wall seconds of one run of `control` on `arch`: the study's measured parts, each scaled by the
-    matching measured cost ratio (steps by the SGD or SAM step, the Hessian by the SGD step, the rest by forward)."""
+def run_seconds(arch: str, control: str, epochs: int = STUDY_EPOCHS) -> float:
+    """Estimated wall seconds of one run of `control` on `arch` for `epochs`: the study's measured parts, each scaled
+    by the matching measured cost ratio (steps by the SGD or SAM step, the Hessian by the SGD step, the rest by
+    forward), and training (steps and the per-epoch rest) by the epochs over the protocol's."""
     cost, (steps, rest, evaluation, hessian) = FAMILY_COST[arch], STUDY_SECONDS[control]
     step = cost["sam"] if control.endswith("sam") else cost["sgd"]
-    return steps * step + (rest + evaluation) * cost["forward"] + hessian * cost["sgd"]
+    return (steps * step + rest * cost["forward"]) * epochs / STUDY_EPOCHS + evaluation * cost["forward"] + hessian * cost["sgd"]
 
 
-def plan_hours(arch: str, seeds: int = len(FAMILY_SEEDS), workers: int = 2) -> float:
+def plan_hours(arch: str, seeds: int = len(FAMILY_SEEDS), workers: int = 2, epochs: int = STUDY_EPOCHS) -> float:
     """Estimated hours of a family's plan: six controls x `seeds` seeds on `workers` processes."""
-    return sum(run_seconds(arch, control) for control in CONTROLS) * seeds / workers / 3600
+    return sum(run_seconds(arch, control, epochs) for control in CONTROLS) * seeds / workers / 3600
+
+
+def measured_plan_hours(run_dirs, seeds: int = len(FAMILY_SEEDS), workers: int = 2) -> float | None:
+    """Hours of six controls x `seeds` seeds on `workers` processes from committed runs' own timings (training
+    epochs and end-of-run evaluation, `runs.spent_seconds`): each control's mean run, None until every control
+    has one."""
+    spent: dict[str, list[float]] = {}
+    for run_dir in run_dirs:
+        spent.setdefault(runs.read_json(Path(run_dir) / runs.CONFIG)["control"], []).append(sum(runs.spent_seconds(run_dir)))
+    if set(spent) < set(CONTROLS):
+        return None
+    return sum(sum(spent[control]) / len(spent[control]) for control in CONTROLS) * seeds / workers / 3600
 
 
 def networks_table() -> pd.DataFrame:
     """The study's network and the three families: size, L of the Fisher-Rao norm, learning rate (the study's, or the
-    one each family's pilot chose), SAM radius scale, measured cost relative to the study's network, and the
-    estimated hours of 6 controls x 3 seeds."""
+    one each family's pilot chose), SAM radius scale, measured cost relative to the study's network, and the hours of
+    6 controls x 3 seeds: estimated from those costs, and measured from the committed runs where every control has
+    one."""
     from ..training.models import build_model, count_weight_layers
 
     pilot = cpu_pilot.load_pilot(PILOT_FILE)
     rows = []
     for arch in ("cnn_mlp_wide", *FAMILIES):
         model = build_model(arch, 10)
-        lr = cpu_study.PROTOCOL["lr"] if arch == "cnn_mlp_wide" else family_lr(arch, pilot)
+        setting = Setting(cpu_study.PROTOCOL["lr"]) if arch == "cnn_mlp_wide" else family_setting(arch, pilot)
+        committed = cpu_study.committed_controls_runs() if arch == "cnn_mlp_wide" else family_runs(arch, setting)
+        seeds = f"6 controls x {len(FAMILY_SEEDS)} seeds"
         rows.append({"network": registry.NETWORK_NAMES[arch], "arch": arch, "parameters": sum(p.numel() for p in model.parameters()),
                      "weight layers (L)": count_weight_layers(model),
-                     "learning rate": _rate_label(lr, arch, pilot), "SAM radius scale": cpu_study.sam_rho_scale(arch),
+                     "learning rate": _rate_label(setting, arch, pilot), "SAM radius scale": cpu_study.sam_rho_scale(arch),
                      "SGD step cost": FAMILY_COST[arch]["sgd"], "SAM step cost": FAMILY_COST[arch]["sam"],
                      "forward cost": FAMILY_COST[arch]["forward"],
-                     f"hours for 6 controls x {len(FAMILY_SEEDS)} seeds": plan_hours(arch)})
+                     f"estimated hours for {seeds}": plan_hours(arch, epochs=setting.trained_epochs() if setting else STUDY_EPOCHS),
+                     f"measured hours for {seeds}": measured_plan_hours(committed)})
     return pd.DataFrame(rows)
 
 
-def _rate_label(lr: float | None, arch: str, pilot: pd.DataFrame) -> str:
-    """A family's learning rate for the networks table: the rate, or why there is none yet."""
-    if lr is not None:
-        return f"{lr:g}"
+def _rate_label(setting: Setting | None, arch: str, pilot: pd.DataFrame) -> str:
+    """A family's learning rate for the networks table: the rate (and its epochs where not the protocol's), or why
+    there is none yet."""
+    if setting is not None:
+        return setting.label.removeprefix("lr ")
     return "pilot pending" if _pilot_runs_left(arch, pilot) else "none reached a minimum (not run)"
 
 
@@ -136,28 +188,64 @@ def batch_lr_grid(batch_size: int, lr: float, seeds, data_dir=None, runs_dir=BAT
                           lr=lr, measures=BATCH_LR_MEASURES)
 
 
-def lr_folder(lr: float) -> str:
-    """The folder of a family's runs at one learning rate, e.g. 'lr0.05'."""
-    return f"lr{lr:g}"
+def family_grid(arch: str, seeds, setting: Setting, data_dir=None, runs_dir=FAMILIES_RUNS_DIR):
+    return cpu_study.grid(tuple(seeds), data_dir, Path(runs_dir) / setting.folder, arch=arch, lr=setting.lr,
+                          epochs=setting.trained_epochs())
 
 
-def family_grid(arch: str, seeds, lr: float, data_dir=None, runs_dir=FAMILIES_RUNS_DIR):
-    return cpu_study.grid(tuple(seeds), data_dir, Path(runs_dir) / lr_folder(lr), arch=arch, lr=lr)
+def family_runs(arch: str, setting: Setting | None) -> list[Path]:
+    """The committed runs of `arch` at `setting` under FAMILIES_DIR, made under the protocol (none without a setting)."""
+    if setting is None:
+        return []
+    return [path for path in runs.find_runs(FAMILIES_DIR / setting.folder)
+            if path.parent.parent.name == arch and cpu_study.made_under_protocol(path, arch, setting.trained_epochs())
+            and runs.read_json(path / runs.CONFIG).get("lr") == setting.lr]
 
 
 # --- the family pilot: a learning rate per family at which its hardest controls reach a minimum ----------
 
 
-def pilot_tasks(arch: str, runs_dir=PILOT_RUNS_DIR, data_dir=None) -> list[cpu_study.Task]:
-    """The pilot runs of `arch` not yet trained: seed 0 of cpu_pilot.PILOT_CONTROLS at each candidate learning rate,
-    the study's protocol otherwise (its images, epochs, schedule; SAM's radius scaled to the network)."""
+def pilot_config(arch: str, setting: Setting, control: str, runs_dir=PILOT_RUNS_DIR, data_dir=None):
+    """One pilot run: seed 0 of `control` at `setting`, the study's protocol otherwise (its images, schedule; SAM's
+    radius scaled to the network)."""
     protocol = cpu_study.PROTOCOL
-    configs = [cpu_pilot.candidate_config(arch, protocol["train_images"], protocol["epochs"], protocol["lr_schedule"],
-                                          cpu_study.sam_rho_scale(arch), control, runs_dir, data_dir, lr=lr)
-               for lr in PILOT_LEARNING_RATES[arch] for control in cpu_pilot.PILOT_CONTROLS]
+    return cpu_pilot.candidate_config(arch, protocol["train_images"], setting.trained_epochs(), protocol["lr_schedule"],
+                                      cpu_study.sam_rho_scale(arch), control, runs_dir, data_dir, lr=setting.lr)
+
+
+def pilot_tasks(arch: str, runs_dir=PILOT_RUNS_DIR, data_dir=None) -> list[cpu_study.Task]:
+    """The pilot runs of `arch` not yet trained: seed 0 of cpu_pilot.PILOT_CONTROLS at each candidate setting."""
+    configs = [pilot_config(arch, setting, control, runs_dir, data_dir)
+               for setting in PILOT_SETTINGS[arch] for control in cpu_pilot.PILOT_CONTROLS]
     recorded = {_pilot_key(row) for row in _finished_pilot_runs(arch, cpu_pilot.load_pilot(PILOT_FILE)).to_dict("records")}
     return [cpu_study.Task("train", config, None) for config in configs
             if not runs.is_finished(config.run_dir) and _pilot_key(config) not in recorded]
+
+
+def reuse_pilot_runs(arch: str, setting: Setting, runs_dir=FAMILIES_RUNS_DIR, pilot_runs_dir=PILOT_RUNS_DIR,
+                     data_dir=None) -> list[Path]:
+    """Copy the pilot's finished seed-0 runs of `arch` at `setting` to the family's run folders, where those are empty:
+    the family's seed 0 of the same control is the same training (the same settings, bit for bit on CPU), so only
+    its evaluation is left. A pilot run trained with other settings than the family's is not copied. Returns the
+    folders filled."""
+    from ..training.train import stored_config
+
+    filled = []
+    for config in family_grid(arch, (cpu_pilot.SHARED["seed"],), setting, data_dir, runs_dir).configs("cpu"):
+        if (config.control not in cpu_pilot.PILOT_CONTROLS or config.run_dir.exists()
+                or cpu_study.is_committed(config, runs_dir, FAMILIES_DIR)):
+            continue
+        pilot = pilot_config(arch, setting, config.control, pilot_runs_dir, data_dir).run_dir
+        fix = f"delete {pilot} to train the pilot run again"
+        if not runs.is_finished(pilot) or stored_config(pilot, fix).what_is_trained() != config.what_is_trained():
+            continue
+        staging = config.run_dir.with_name(config.run_dir.name + ".copying")  # a kill mid-copy leaves no half run
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(pilot, staging, ignore=shutil.ignore_patterns(runs.LOCK))
+        runs.atomic_write_json(staging / runs.CONFIG, config.to_dict())  # where the family keeps it
+        staging.rename(config.run_dir)
+        filled.append(config.run_dir)
+    return filled
 
 
 def _pilot_key(run) -> tuple:
@@ -184,45 +272,51 @@ def _finished_pilot_runs(arch: str, pilot: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pilot_runs_left(arch: str, pilot: pd.DataFrame) -> int:
-    return len(PILOT_LEARNING_RATES[arch]) * len(cpu_pilot.PILOT_CONTROLS) - len(_finished_pilot_runs(arch, pilot))
+    """The candidate pilot runs of `arch` (a setting and a control) that have not finished."""
+    done = {(float(row["lr"]), int(row["epochs"]), row["control"])
+            for row in _finished_pilot_runs(arch, pilot).to_dict("records")}
+    return sum((setting.lr, setting.trained_epochs(), control) not in done
+               for setting in PILOT_SETTINGS[arch] for control in cpu_pilot.PILOT_CONTROLS)
 
 
-def family_lr(arch: str, pilot: pd.DataFrame | None = None) -> float | None:
-    """The learning rate `arch` runs at: the first of its PILOT_LEARNING_RATES at which every pilot control finished
-    and reached a minimum (read from PILOT_FILE); None while the pilot has not shown one."""
+def family_setting(arch: str, pilot: pd.DataFrame | None = None) -> Setting | None:
+    """The setting `arch` runs at: the first of its PILOT_SETTINGS at which every pilot control finished and reached
+    a minimum (read from PILOT_FILE); None while the pilot has not shown one."""
     pilot = cpu_pilot.load_pilot(PILOT_FILE) if pilot is None else pilot
     if pilot.empty or "lr" not in pilot:
         return None
     finished = _finished_pilot_runs(arch, pilot)
-    for lr in PILOT_LEARNING_RATES[arch]:
-        rows = finished[finished["lr"].eq(lr)]
+    for setting in PILOT_SETTINGS[arch]:
+        rows = finished[finished["lr"].eq(setting.lr) & finished["epochs"].eq(setting.trained_epochs())]
         if set(rows.loc[rows["reached_minimum"], "control"]) >= set(cpu_pilot.PILOT_CONTROLS):
-            return lr
+            return setting
     return None
 
 
 def pilot_finding(pilot: pd.DataFrame | None = None) -> str:
-    """Per family, the learning rate the pilot chose, or why none is chosen, read from the pilot's runs."""
+    """Per family, the setting the pilot chose, or why none is chosen, read from the pilot's runs."""
     from ..training.minimum import MIN_ACCURACY
 
     pilot = cpu_pilot.load_pilot(PILOT_FILE) if pilot is None else pilot
     sentences = []
     for arch in FAMILIES:
-        name, rates = registry.NETWORK_NAMES[arch], PILOT_LEARNING_RATES[arch]
-        chosen = family_lr(arch, pilot)
+        name, settings = registry.NETWORK_NAMES[arch], PILOT_SETTINGS[arch]
+        chosen = family_setting(arch, pilot)
         finished, left = _finished_pilot_runs(arch, pilot), _pilot_runs_left(arch, pilot)
         if chosen is not None:
-            sentences.append(f"{name} runs at lr {chosen:g} (both augmentation controls of seed 0 reached a minimum there).")
+            sentences.append(f"{name} runs at {chosen.label} (both augmentation controls of seed 0 reached a minimum there).")
         elif pilot.empty or not pilot["arch"].eq(arch).any():
             sentences.append(f"{name}: no pilot run yet.")
         elif left > 0:
-            sentences.append(f"{name}: no learning rate chosen yet; {left} pilot run(s) still to finish.")
+            sentences.append(f"{name}: no setting chosen yet; {left} pilot run(s) still to finish.")
         else:
-            closest = finished.sort_values("measured_set_accuracy").iloc[-1]
-            sentences.append(f"{name} is not run: at none of its learning rates ({', '.join(f'{lr:g}' for lr in rates)}) did "
-                             f"both augmentation controls reach a minimum in {closest.epochs} epochs; the closest, "
-                             f"{closest.control} at lr {closest.lr:g}, fitted {closest.measured_set_accuracy:.1%} of its "
-                             f"measured images (the bar: {MIN_ACCURACY:.0%}).")
+            # a setting is as close as its worse control got; the closest setting is the best of those
+            worst = finished.sort_values(["reached_minimum", "measured_set_accuracy"]).groupby(["lr", "epochs"]).head(1)
+            closest = worst.sort_values("measured_set_accuracy").iloc[-1]
+            sentences.append(f"{name} is not run: at none of its settings ({', '.join(s.label for s in settings)}; "
+                             f"{cpu_study.PROTOCOL['epochs']} epochs where not said) did both augmentation controls reach "
+                             f"a minimum; the closest, {Setting(closest.lr, closest.epochs).label}, left {closest.control} at "
+                             f"{closest.measured_set_accuracy:.1%} of its measured images (the bar: {MIN_ACCURACY:.0%}).")
     return " ".join(sentences)
 
 
@@ -248,7 +342,7 @@ def plan(part: str, seeds=None, *, data_dir=None, runs_dir=None) -> list[cpu_stu
         raise ValueError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
     if part == "families":
         runs_dir = runs_dir or FAMILIES_RUNS_DIR
-        chosen = {arch: family_lr(arch) for arch in FAMILIES}
+        chosen = {arch: family_setting(arch) for arch in FAMILIES}
         grids = [family_grid(arch, (seed,), chosen[arch], data_dir, runs_dir) for arch in FAMILIES
                  if chosen[arch] is not None for seed in (seeds or FAMILY_SEEDS)]
     else:
@@ -288,19 +382,18 @@ def _settings(part: str, seeds, archs, **extra) -> dict:
 
 
 def write_families_grid(seeds=FAMILY_SEEDS) -> Path | None:
-    """Rewrite FAMILIES_GRID from each family's runs at its chosen learning rate under FAMILIES_DIR, made under the
+    """Rewrite FAMILIES_GRID from each family's runs at its chosen setting under FAMILIES_DIR, made under the
     protocol (None: no runs)."""
-    chosen = {arch: family_lr(arch) for arch in FAMILIES}
-    found = [path for arch, lr in chosen.items() if lr is not None
-             for path in runs.find_runs(FAMILIES_DIR / lr_folder(lr))
-             if path.parent.parent.name == arch and cpu_study.made_under_protocol(path, arch)
-             and runs.read_json(path / runs.CONFIG).get("lr") == lr]
+    chosen = {arch: family_setting(arch) for arch in FAMILIES}
+    found = [path for arch, setting in chosen.items() for path in family_runs(arch, setting)]
     if not found:
         for stale in (FAMILIES_GRID, store.history_path(FAMILIES_GRID)):  # a grid of runs no longer chosen
             stale.unlink(missing_ok=True)
         return None
     settings = _settings("families", seeds, FAMILIES, sam_rho_scale={arch: cpu_study.sam_rho_scale(arch) for arch in FAMILIES},
-                         lr={arch: lr for arch, lr in chosen.items() if lr is not None}, lr_chosen_by="the family pilot (pilot.json beside this grid)")
+                         lr={arch: s.lr for arch, s in chosen.items() if s is not None},
+                         epochs={arch: s.trained_epochs() for arch, s in chosen.items() if s is not None},
+                         lr_chosen_by="the family pilot (pilot.json beside this grid)")
     return store.save_grid(with_minimum_verdict(store.runs_from_dirs(found)), FAMILIES_GRID, settings=settings,
                              data=cpu_study.DATA_NOTE, tier="cpu")
 
@@ -355,8 +448,8 @@ def _run_planned(part: str, todo, seeds, *, workers, data_dir, runs_dir, progres
 
 
 def _run_families(seeds, *, workers, data_dir, runs_dir, progress, pilot_runs_dir=PILOT_RUNS_DIR) -> int:
-    """Every family's pilot first (what is not trained yet: the cheap part that decides each family's learning
-    rate), then family by family its runs at the rate its pilot chose."""
+    """Every family's pilot first (what is not trained yet: the cheap part that decides each family's setting), then
+    family by family its runs at the setting its pilot chose (seed 0's augmentation runs copied from the pilot)."""
     failures = 0
     pilot = [task for arch in FAMILIES for task in pilot_tasks(arch, pilot_runs_dir, data_dir)]
     if pilot:
@@ -366,8 +459,12 @@ def _run_families(seeds, *, workers, data_dir, runs_dir, progress, pilot_runs_di
                                         desc="family pilot")
     print(f"CPU families: {pilot_finding()}")
     for arch in FAMILIES:
-        if family_lr(arch) is None:
+        setting = family_setting(arch)
+        if setting is None:
             continue
+        if cpu_pilot.SHARED["seed"] in seeds:
+            for folder in reuse_pilot_runs(arch, setting, runs_dir, pilot_runs_dir, data_dir):
+                print(f"CPU families: {folder} trained by the pilot (copied); only its evaluation is left")
         todo = [task for task in plan("families", seeds, data_dir=data_dir, runs_dir=runs_dir) if task.config.arch == arch]
         failures += _run_planned("families", todo, seeds, workers=workers, data_dir=data_dir, runs_dir=runs_dir,
                                  progress=progress)
