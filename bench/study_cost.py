@@ -28,10 +28,7 @@ PLAN_GOAL_HOURS = 3.0
 
 def run_cost(run_dir: Path) -> dict:
     """Training and evaluation seconds of one committed run, from its files."""
-    epochs = runs.read_jsonl(run_dir / runs.METRICS)
-    metrics = runs.read_json(run_dir / "metrics.json")
-    training = sum(map(runs.epoch_wall_seconds, epochs))
-    evaluation = sum(float(seconds) for seconds in metrics.get("seconds", {}).values())
+    training, evaluation = runs.spent_seconds(run_dir)
     config = runs.read_json(run_dir / runs.CONFIG)
     return {"run": str(run_dir.relative_to(cpu_study.STUDY_DIR)), "control": config["control"], "seed": config["seed"],
             "rho": config.get("rho"), "training_seconds": training, "evaluation_seconds": evaluation,

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from sharpness.core import runs
-from sharpness.studies import cpu_families, cpu_pilot, cpu_study, store
+from sharpness.studies import cpu_families, cpu_study, setting_pilot, store
 from sharpness.training.controls import CONTROLS
 
 
@@ -14,27 +14,35 @@ def dirs(tmp_path, monkeypatch):
     for module, name in ((cpu_families, "FAMILIES_DIR"), (cpu_families, "BATCH_LR_DIR"), (cpu_study, "STUDY_DIR")):
         monkeypatch.setattr(module, name, tmp_path / "results" / name.lower())
     monkeypatch.setattr(cpu_families, "FAMILIES_GRID", cpu_families.FAMILIES_DIR / "families.json")
-    monkeypatch.setattr(cpu_families, "PILOT_FILE", cpu_families.FAMILIES_DIR / "pilot.json")
+    monkeypatch.setattr(cpu_families, "FAMILY_PILOT_FILE", cpu_families.FAMILIES_DIR / "pilot.json")
     monkeypatch.setattr(cpu_families, "BATCH_LR_GRID", cpu_families.BATCH_LR_DIR / "batch_lr.json")
+    monkeypatch.setattr(cpu_families, "BATCH_LR_PILOT_FILE", cpu_families.BATCH_LR_DIR / "pilot.json")
     return tmp_path
 
 
-def pilot_row(arch, lr, control, accuracy, *, reached=None, epochs_done=120):
-    """One run of the family pilot as `cpu_pilot.measure` records it (the verdict: finished and over the 95% bar,
-    unless given)."""
-    return {"arch": arch, "lr": lr, "control": control, "epochs": 120, "epochs_done": epochs_done,
+def pilot_row(arch, lr, control, accuracy, *, reached=None, epochs_done=None, epochs=None, batch_size=None):
+    """One run of a pilot as `cpu_pilot.measure` records it (the protocol's epochs unless given, no batch size unless
+    given, as the first family pilot recorded it; the verdict: finished and over the 95% bar, unless given)."""
+    epochs = epochs or cpu_study.PROTOCOL["epochs"]
+    epochs_done = epochs if epochs_done is None else epochs_done
+    return {"arch": arch, "lr": lr, "control": control, "epochs": epochs, "epochs_done": epochs_done,
+            **({} if batch_size is None else {"batch_size": batch_size}),
             "measured_set_accuracy": accuracy,
-            "reached_minimum": (accuracy >= 0.95 and epochs_done == 120) if reached is None else reached,
+            "reached_minimum": (accuracy >= 0.95 and epochs_done == epochs) if reached is None else reached,
             "reason": "hand-made"}
 
 
-def write_pilot(rows):
-    runs.atomic_write_json(cpu_families.PILOT_FILE, {"provenance": {}, "runs": rows})
+def write_pilot(rows, path=None):
+    runs.atomic_write_json(path or cpu_families.FAMILY_PILOT_FILE, {"provenance": {}, "runs": rows})
+
+
+def family_pilot_tasks(arch, runs_dir, data_dir=None):
+    return setting_pilot.tasks(arch, cpu_families.PILOT_SETTINGS[arch], cpu_families.FAMILY_PILOT_FILE, runs_dir, data_dir)
 
 
 def test_a_family_runs_at_the_first_learning_rate_where_both_augmentation_controls_reached_a_minimum(dirs):
-    resnet_fast, resnet_faster = cpu_families.PILOT_LEARNING_RATES["resnet_small"]
-    vgg_first = cpu_families.PILOT_LEARNING_RATES["vgg_small"][0]
+    resnet_fast, resnet_faster = (setting.lr for setting in cpu_families.PILOT_SETTINGS["resnet_small"])
+    vgg_first = cpu_families.PILOT_SETTINGS["vgg_small"][0].lr
     write_pilot([
         # ResNet: aug_sam short of the bar at the first rate, both over it at the second
         pilot_row("resnet_small", resnet_fast, "aug", 0.97), pilot_row("resnet_small", resnet_fast, "aug_sam", 0.90),
@@ -42,12 +50,12 @@ def test_a_family_runs_at_the_first_learning_rate_where_both_augmentation_contro
         # VGG: both over the bar, but aug_sam stopped before its last epoch: not a minimum yet
         pilot_row("vgg_small", vgg_first, "aug", 0.99), pilot_row("vgg_small", vgg_first, "aug_sam", 0.99, epochs_done=60),
     ])
-    assert cpu_families.family_lr("resnet_small") == resnet_faster
-    assert cpu_families.family_lr("vgg_small") is None and cpu_families.family_lr("vit_small") is None
+    assert cpu_families.family_setting("resnet_small") == cpu_families.Setting(resnet_faster)
+    assert cpu_families.family_setting("vgg_small") is None and cpu_families.family_setting("vit_small") is None
     finding = cpu_families.pilot_finding()
-    assert f"ResNet-8 runs at lr {resnet_faster:g}" in finding and "ViT (3 blocks, patch 4): no pilot run yet" in finding
-    assert "VGG-8 (BN): no learning rate chosen yet; 3 pilot run(s) still to finish" in finding
-    table = cpu_families.pilot_table(cpu_pilot.load_pilot(cpu_families.PILOT_FILE))
+    assert f"ResNet-8 runs at lr {resnet_faster:g}" in finding and "ViT (3 blocks, patch 4): no pilot run finished yet" in finding
+    assert "VGG-8 (BN): no setting chosen yet; 3 pilot run(s) still to finish" in finding
+    table = setting_pilot.table(setting_pilot.load(cpu_families.FAMILY_PILOT_FILE))
     assert list(table["at a minimum"]) == ["yes", "no", "yes", "yes", "yes", "no"]  # ResNet-8 0.05, 0.1, then VGG
     assert list(table["why not"])[:2] == ["", "hand-made"] and list(table["learning rate"])[:3] == ["0.05", "0.05", "0.1"]
     rates = cpu_families.networks_table().set_index("arch")["learning rate"]
@@ -67,42 +75,105 @@ def test_a_family_runs_at_the_first_learning_rate_where_both_augmentation_contro
     assert "hessian_trace" in tasks[0].grid.measures and "corruption_accuracy" in tasks[0].grid.measures
 
 
-def test_a_family_whose_every_pilot_run_missed_the_bar_is_not_run_and_the_page_says_how_close_it_came(dirs):
-    rates = cpu_families.PILOT_LEARNING_RATES["vit_small"]
-    write_pilot([pilot_row("vit_small", lr, control, accuracy) for lr, accuracy in zip(rates, (0.39, 0.53))
+def test_a_family_whose_every_pilot_run_missed_the_bar_is_not_run_and_the_page_says_how_close_it_came(dirs, monkeypatch):
+    monkeypatch.setitem(cpu_families.PILOT_SETTINGS, "vit_small", (cpu_families.Setting(0.01), cpu_families.Setting(0.05, 360)))
+    write_pilot([pilot_row("vit_small", 0.01, control, 0.39) for control in ("aug", "aug_sam")])
+    assert cpu_families.networks_table().set_index("arch").loc["vit_small", "learning rate"] == "pilot pending"
+    assert "ViT (3 blocks, patch 4): no setting chosen yet; 2 pilot run(s) still to finish" in cpu_families.pilot_finding()
+    write_pilot([pilot_row("vit_small", 0.01, control, 0.39) for control in ("aug", "aug_sam")] +
+                [pilot_row("vit_small", 0.05, control, 0.53 if control == "aug_sam" else 0.96, epochs=360)
                  for control in ("aug", "aug_sam")])
-    assert cpu_families.family_lr("vit_small") is None
+    assert cpu_families.family_setting("vit_small") is None
     assert cpu_families.networks_table().set_index("arch").loc["vit_small", "learning rate"] == "none reached a minimum (not run)"
     finding = cpu_families.pilot_finding()
-    assert (f"ViT (3 blocks, patch 4) is not run: at none of its learning rates ({', '.join(f'{lr:g}' for lr in rates)}) "
-            "did both augmentation controls reach a minimum in 120 epochs") in finding
-    assert f"at lr {rates[1]:g}, fitted 53.0% of its measured images (the bar: 95%)" in finding
+    assert ("ViT (3 blocks, patch 4) is not run: at none of its settings (lr 0.01, lr 0.05 for 360 epochs; 120 epochs "
+            "where not said) did both augmentation controls reach a minimum") in finding
+    # the closest setting is the one whose worse control got furthest: aug_sam at 53% for 360 epochs, not aug's 96%
+    assert "the closest, lr 0.05 for 360 epochs, left aug_sam at 53.0% of its measured images (the bar: 95%)" in finding
+
+
+def test_a_family_chosen_at_longer_training_runs_and_is_read_at_those_epochs_only(dirs, monkeypatch):
+    longer = cpu_families.Setting(0.05, 360)
+    monkeypatch.setitem(cpu_families.PILOT_SETTINGS, "vit_small", (cpu_families.Setting(0.05), longer))
+    write_pilot([pilot_row("vit_small", 0.05, control, 0.53) for control in ("aug", "aug_sam")] +
+                [pilot_row("vit_small", 0.05, control, 0.97, epochs=360) for control in ("aug", "aug_sam")])
+    assert cpu_families.family_setting("vit_small") == longer
+    assert "ViT (3 blocks, patch 4) runs at lr 0.05 for 360 epochs" in cpu_families.pilot_finding()
+    row = cpu_families.networks_table().set_index("arch").loc["vit_small"]
+    assert row["learning rate"] == "0.05 for 360 epochs"
+    # training (steps and the per-epoch rest) three times as long, evaluation the same
+    assert row["estimated hours for 6 controls x 3 seeds"] == pytest.approx(cpu_families.plan_hours("vit_small", epochs=360))
+    cost, (steps, rest, evaluation, hessian) = cpu_families.FAMILY_COST["vit_small"], cpu_families.STUDY_SECONDS["aug"]
+    assert cpu_families.run_seconds("vit_small", "aug", 360) - cpu_families.run_seconds("vit_small", "aug") == \
+        pytest.approx(2 * (steps * cost["sgd"] + rest * cost["forward"]))
+    runs_dir = dirs / "runs"
+    tasks = cpu_families.plan("families", (0,), runs_dir=runs_dir)
+    assert {(t.config.arch, t.config.lr, t.config.epochs) for t in tasks} == {("vit_small", 0.05, 360)}
+    assert tasks[0].config.run_dir.is_relative_to(runs_dir / "lr0.05_e360") and "360 epochs" in tasks[0].name
+    flat = [0.100, 0.100, 0.100, 0.100, 0.100, 0.099]
+    shorter = cpu_families.family_grid("vit_small", (0,), cpu_families.Setting(0.05), runs_dir=runs_dir).configs("cpu")[0]
+    commit_run(tasks[0].config, runs_dir, cpu_families.FAMILIES_DIR, accuracy=0.99, losses=flat)
+    commit_run(shorter, runs_dir, cpu_families.FAMILIES_DIR, accuracy=0.99, losses=flat, fisher_rao=7.0)
+    grid, provenance = store.load_grid(cpu_families.write_families_grid())
+    assert list(grid["epochs"]) == [360] and list(grid["fisher_rao_norm"]) == [1.0]
+    assert provenance["settings"]["epochs"] == {"vit_small": 360} and provenance["settings"]["lr"] == {"vit_small": 0.05}
 
 
 def test_no_family_is_planned_before_its_pilot_and_the_pilot_trains_the_augmentation_controls(dirs):
     assert cpu_families.plan("families", (0,), runs_dir=dirs / "runs") == []
-    pilot = cpu_families.pilot_tasks("vit_small", dirs / "pilot_runs")
+    pilot = family_pilot_tasks("vit_small", dirs / "pilot_runs")
     assert [(t.kind, t.config.lr, t.config.control, t.config.seed) for t in pilot] == \
-        [("train", lr, control, 0) for lr in cpu_families.PILOT_LEARNING_RATES["vit_small"] for control in ("aug", "aug_sam")]
-    assert {(t.config.epochs, t.config.max_train_samples) for t in pilot} == \
-        {(cpu_study.PROTOCOL["epochs"], cpu_study.PROTOCOL["train_images"])}
+        [("train", s.lr, control, 0) for s in cpu_families.PILOT_SETTINGS["vit_small"] for control in ("aug", "aug_sam")]
+    assert [t.config.epochs for t in pilot] == [s.epochs or cpu_study.PROTOCOL["epochs"]
+                                                 for s in cpu_families.PILOT_SETTINGS["vit_small"] for _ in range(2)]
+    assert {t.config.max_train_samples for t in pilot} == {cpu_study.PROTOCOL["train_images"]}
     assert len({t.config.run_dir for t in pilot}) == len(pilot)  # every candidate in its own folder
     finished = pilot[0].config.run_dir
     finished.mkdir(parents=True)
     runs.atomic_write_json(finished / runs.SUMMARY, {"status": "finished"})
-    assert [t.config.run_dir for t in cpu_families.pilot_tasks("vit_small", dirs / "pilot_runs")] == \
+    assert [t.config.run_dir for t in family_pilot_tasks("vit_small", dirs / "pilot_runs")] == \
         [t.config.run_dir for t in pilot[1:]]
 
 
-def test_batch_lr_plan_skips_the_study_cell_and_puts_whole_seeds_first(dirs):
+def batch_lr_pilot(*cells):
+    """A batch x lr pilot file: for each (batch, lr, epochs, aug accuracy, aug_sam accuracy), its two runs."""
+    arch = cpu_study.PROTOCOL["arch"]
+    write_pilot([pilot_row(arch, lr, control, accuracy, epochs=epochs, batch_size=batch)
+                 for batch, lr, epochs, *accuracies in cells for control, accuracy in zip(("aug", "aug_sam"), accuracies)],
+                cpu_families.BATCH_LR_PILOT_FILE)
+
+
+def test_batch_lr_cells_run_at_their_pilots_setting_skip_the_study_cell_and_put_whole_seeds_first(dirs):
+    assert cpu_families.plan("batch-lr", (0,), runs_dir=dirs / "runs") == []  # no cell before its pilot
+    pilot = setting_pilot.tasks(cpu_study.PROTOCOL["arch"], cpu_families.CELL_SETTINGS[(256, 1e-3)],
+                                cpu_families.BATCH_LR_PILOT_FILE, dirs / "pilot_runs")
+    assert [(t.config.batch_size, t.config.lr, t.config.epochs, t.config.control) for t in pilot] == \
+        [(256, 1e-3, epochs, control) for epochs in (cpu_study.PROTOCOL["epochs"], *cpu_families.LONGER_EPOCHS)
+         for control in ("aug", "aug_sam")]
+    assert len({t.config.run_dir for t in pilot}) == len(pilot)
+    assert (128, 1e-2) not in cpu_families.CELL_SETTINGS  # the CPU study's own setting: no pilot, its runs stand
+
+    batch_lr_pilot((128, 1e-3, 120, 0.60, 0.50), (128, 1e-3, 360, 0.93, 0.90), (128, 1e-3, 1200, 0.99, 0.97),
+                   (256, 1e-3, 120, 0.50, 0.40), (256, 1e-3, 360, 0.80, 0.70), (256, 1e-3, 1200, 0.97, 0.94),
+                   (256, 1e-2, 120, 0.98, 0.96))
+    assert cpu_families.cell_setting(128, 1e-3) == cpu_families.Setting(1e-3, 1200, 128)
+    assert cpu_families.cell_setting(256, 1e-3) is None and cpu_families.cell_setting(256, 1e-2) == cpu_families.Setting(1e-2, None, 256)
+    finding = cpu_families.pilot_finding("batch-lr")
+    assert "batch 128, lr 0.001 runs at batch 128, lr 0.001 for 1200 epochs" in finding
+    assert "the closest, batch 256, lr 0.001 for 1200 epochs, left aug_sam at 94.0%" in finding
+    cells = cpu_families.cells_table().set_index("cell")["runs at"].to_dict()
+    assert cells == {"batch 128, lr 0.001": "batch 128, lr 0.001 for 1200 epochs", "batch 128, lr 0.01": "the CPU study's runs",
+                     "batch 256, lr 0.001": "none reached a minimum (not run)", "batch 256, lr 0.01": "batch 256, lr 0.01"}
+
     tasks = cpu_families.plan("batch-lr", (3, 0), runs_dir=dirs / "runs")
-    cells = [(128, 1e-3), (256, 1e-3), (256, 1e-2)]  # (128, 1e-2) is the CPU study's own setting
-    order = [(t.config.seed, t.config.batch_size, t.config.lr, t.config.control) for t in tasks]
-    assert order == [(seed, b, lr, c) for seed in (3, 0) for b, lr in cells for c in CONTROLS]
+    order = [(t.config.seed, t.config.batch_size, t.config.lr, t.config.epochs, t.config.control) for t in tasks]
+    assert order == [(seed, b, lr, epochs, c) for seed in (3, 0) for b, lr, epochs in ((128, 1e-3, 1200), (256, 1e-2, 120))
+                     for c in CONTROLS]
     assert tasks[0].grid.measures == cpu_families.BATCH_LR_MEASURES
     assert {t.config.arch for t in tasks} == {cpu_study.PROTOCOL["arch"]}
-    assert tasks[6].config.run_dir.is_relative_to(dirs / "runs" / "b256_lr0.001")
-    assert "batch 256 lr 0.001" in tasks[6].name
+    assert tasks[0].config.run_dir.is_relative_to(dirs / "runs" / "b128_lr0.001_e1200")
+    assert tasks[6].config.run_dir.is_relative_to(dirs / "runs" / "b256_lr0.01")
+    assert "batch 128 lr 0.001 1200 epochs" in tasks[0].name
     with pytest.raises(ValueError, match="'batch_lr'.*families, batch-lr"):
         cpu_families.plan("batch_lr")
 
@@ -123,6 +194,7 @@ def commit_run(config, runs_dir, study_dir, *, accuracy, losses, fisher_rao=1.0)
 
 def test_committed_runs_are_skipped_and_the_batch_lr_grid_reads_every_cell(dirs):
     runs_dir = dirs / "runs"
+    batch_lr_pilot((128, 1e-3, 120, 0.99, 0.99), (256, 1e-2, 120, 0.99, 0.99))
     todo = cpu_families.plan("batch-lr", (0,), runs_dir=runs_dir)
     flat, falling = [0.100, 0.100, 0.100, 0.100, 0.100, 0.099], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
     commit_run(todo[0].config, runs_dir, cpu_families.BATCH_LR_DIR, accuracy=0.99, losses=flat)
@@ -149,11 +221,11 @@ def test_families_grid_is_not_written_without_runs(dirs):
 
 def test_the_families_grid_reads_each_family_at_its_chosen_rate_only(dirs):
     runs_dir = dirs / "runs"
-    lr = cpu_families.PILOT_LEARNING_RATES["resnet_small"][0]
+    lr = cpu_families.PILOT_SETTINGS["resnet_small"][0].lr
     write_pilot([pilot_row("resnet_small", lr, control, 0.99) for control in ("aug", "aug_sam")])
     flat = [0.100, 0.100, 0.100, 0.100, 0.100, 0.099]
-    chosen = cpu_families.family_grid("resnet_small", (0,), lr, runs_dir=runs_dir).configs("cpu")[0]
-    other = cpu_families.family_grid("resnet_small", (0,), 1e-2, runs_dir=runs_dir).configs("cpu")[0]
+    chosen = cpu_families.family_grid("resnet_small", (0,), cpu_families.Setting(lr), runs_dir=runs_dir).configs("cpu")[0]
+    other = cpu_families.family_grid("resnet_small", (0,), cpu_families.Setting(1e-2), runs_dir=runs_dir).configs("cpu")[0]
     commit_run(chosen, runs_dir, cpu_families.FAMILIES_DIR, accuracy=0.99, losses=flat)
     commit_run(other, runs_dir, cpu_families.FAMILIES_DIR, accuracy=0.99, losses=flat, fisher_rao=7.0)
     grid, provenance = store.load_grid(cpu_families.write_families_grid())
@@ -180,37 +252,90 @@ def test_the_families_command_trains_every_pilot_first_and_runs_no_family_whose_
     """End to end on the tiny pack: one epoch fits no augmented image set, so the pilot is trained and recorded and
     no family run is made (the protocol cut to one epoch on 64 images by the `study` fixture)."""
     monkeypatch.setattr(cpu_families, "FAMILIES", ("vgg_small",))
-    monkeypatch.setitem(cpu_families.PILOT_LEARNING_RATES, "vgg_small", (1e-2,))
+    monkeypatch.setitem(cpu_families.PILOT_SETTINGS, "vgg_small", (cpu_families.Setting(1e-2),))
     monkeypatch.setattr(cpu_families, "FAMILIES_RUNS_DIR", study / "runs")
     pilot_runs = study / "pilot_runs"
-    failures = cpu_families._run_families((0,), workers=1, data_dir=study / "pack", runs_dir=study / "runs",
-                                          progress=False, pilot_runs_dir=pilot_runs)
+    failures = cpu_families.run_part("families", (0,), workers=1, data_dir=study / "pack", runs_dir=study / "runs",
+                                     progress=False, pilot_runs_dir=pilot_runs)
     assert failures == 0
-    pilot = cpu_pilot.load_pilot(cpu_families.PILOT_FILE)
+    pilot = setting_pilot.load(cpu_families.FAMILY_PILOT_FILE)
     assert sorted(pilot["control"]) == ["aug", "aug_sam"] and pilot["epochs_done"].eq(1).all()
     assert pilot["lr"].eq(1e-2).all() and pilot["train_images"].eq(64).all()
     assert not pilot["reached_minimum"].any()  # one epoch of augmented digits is no minimum
-    assert cpu_families.family_lr("vgg_small") is None
+    assert cpu_families.family_setting("vgg_small") is None
     assert not (study / "runs").exists() and not cpu_families.FAMILIES_GRID.exists()
     # a second call trains nothing again
-    assert cpu_families.pilot_tasks("vgg_small", pilot_runs, study / "pack") == []
+    assert family_pilot_tasks("vgg_small", pilot_runs, study / "pack") == []
 
 
 def test_a_fresh_clone_resumes_the_pilot_from_its_committed_file(study, dirs, monkeypatch):
     """Runs recorded as finished in the committed pilot file are not trained again, and a new pilot run measured
     here joins them instead of replacing them."""
-    monkeypatch.setitem(cpu_families.PILOT_LEARNING_RATES, "vgg_small", (1e-2,))
+    monkeypatch.setitem(cpu_families.PILOT_SETTINGS, "vgg_small", (cpu_families.Setting(1e-2),))
     protocol = cpu_study.PROTOCOL
     recorded = {**pilot_row("vgg_small", 1e-2, "aug", 0.99, epochs_done=protocol["epochs"]),
                 "epochs": protocol["epochs"], "train_images": protocol["train_images"]}
     write_pilot([recorded])
     pilot_runs = study / "pilot_runs"
-    todo = cpu_families.pilot_tasks("vgg_small", pilot_runs, study / "pack")
+    todo = family_pilot_tasks("vgg_small", pilot_runs, study / "pack")
     assert [t.config.control for t in todo] == ["aug_sam"]  # aug is in the file, with no checkpoint here
-    assert cpu_study.run_tasks(todo, workers=1, runs_dir=pilot_runs, study_dir=cpu_families.PILOT_FILE.parent,
-                               write=lambda: cpu_families.record_pilot(pilot_runs), progress=False) == 0
-    rows = cpu_pilot.load_pilot(cpu_families.PILOT_FILE)
+    assert cpu_study.run_tasks(todo, workers=1, runs_dir=pilot_runs, study_dir=cpu_families.FAMILY_PILOT_FILE.parent,
+                               write=lambda: setting_pilot.record(pilot_runs, cpu_families.FAMILY_PILOT_FILE, "test"),
+                               progress=False) == 0
+    rows = setting_pilot.load(cpu_families.FAMILY_PILOT_FILE)
     assert sorted(rows["control"]) == ["aug", "aug_sam"]
     assert rows.set_index("control").loc["aug", "measured_set_accuracy"] == 0.99  # the committed row, kept as it was
-    assert not list(cpu_families.PILOT_FILE.parent.glob("*.measured.json"))
-    assert cpu_families.pilot_tasks("vgg_small", pilot_runs, study / "pack") == []
+    assert not list(cpu_families.FAMILY_PILOT_FILE.parent.glob("*.measured.json"))
+    assert family_pilot_tasks("vgg_small", pilot_runs, study / "pack") == []
+
+
+def test_the_pilots_seed_0_runs_are_copied_to_the_family_and_only_evaluated_there(study, dirs):
+    """A pilot run at the chosen setting is the family's seed 0 of that control: copied (its checkpoint and epochs
+    as they are, the family's config), then evaluated without training again; a pilot run trained with other
+    settings, or one not finished, is not copied."""
+    from sharpness.studies.sweep import execute_run
+    from sharpness.training.train import train
+
+    setting, pilot_runs, family_runs = cpu_families.Setting(1e-2), study / "pilot_runs", study / "runs"
+    pilot = setting_pilot.run_config("vgg_small", setting, "aug", pilot_runs, study / "pack")
+    train(pilot, progress=False)
+    stored = json.loads((pilot.run_dir / runs.CONFIG).read_text())
+    runs.atomic_write_json(pilot.run_dir / runs.CONFIG, {**stored, "batch_size": 64})  # as if trained otherwise
+    targets = cpu_families.family_grid("vgg_small", (0,), setting, study / "pack", family_runs).configs("cpu")
+    assert setting_pilot.reuse_runs("vgg_small", setting, targets, pilot_runs, study / "pack") == []
+    runs.atomic_write_json(pilot.run_dir / runs.CONFIG, stored)
+
+    family = {c.control: c for c in targets}
+    assert setting_pilot.reuse_runs("vgg_small", setting, targets, pilot_runs, study / "pack") == \
+        [family["aug"].run_dir]  # aug_sam's pilot run was never trained
+    copied = family["aug"].run_dir
+    assert (copied / runs.CHECKPOINT).read_bytes() == (pilot.run_dir / runs.CHECKPOINT).read_bytes()
+    assert runs.read_jsonl(copied / runs.METRICS) == runs.read_jsonl(pilot.run_dir / runs.METRICS)
+    assert runs.read_json(copied / runs.CONFIG) == json.loads(json.dumps(family["aug"].to_dict()))
+    assert not list(copied.parent.glob("*.copying"))
+    assert setting_pilot.reuse_runs("vgg_small", setting, targets, pilot_runs, study / "pack") == []
+
+    epochs = runs.read_jsonl(copied / runs.METRICS)
+    outcome = execute_run(family["aug"], ("test_accuracy", "fisher_rao_norm"), use_papermill=False)
+    assert outcome["status"] == "done" and outcome["seconds"]["train"] == 0.0  # nothing trained
+    assert runs.read_jsonl(copied / runs.METRICS) == epochs
+    assert 0.0 <= runs.read_json(copied / "metrics.json")["test_accuracy"] <= 100.0
+
+
+def test_measured_plan_hours_read_the_committed_runs_own_timings(tmp_path):
+    def run(control, seed, epoch_seconds, evaluation_seconds):
+        folder = tmp_path / control / f"seed{seed}"
+        folder.mkdir(parents=True)
+        runs.atomic_write_json(folder / runs.CONFIG, {"control": control, "seed": seed})
+        runs.atomic_write_jsonl(folder / runs.METRICS, [{"epoch": i + 1, "epoch_wall_seconds": s}
+                                                          for i, s in enumerate(epoch_seconds)])
+        runs.atomic_write_json(folder / "metrics.json", {"seconds": {"hessian_trace": evaluation_seconds / 2,
+                                                                     "test_accuracy": evaluation_seconds / 2}})
+        return folder
+
+    assert runs.spent_seconds(run("baseline", 0, [10.0, 20.0, 30.0], 40.0)) == (60.0, 40.0)
+    dirs = [tmp_path / "baseline" / "seed0", run("baseline", 1, [100.0], 0.0)]  # baseline's mean run: 100 s
+    dirs += [run(control, 0, [50.0], 50.0) for control in CONTROLS if control != "baseline"]  # 100 s each
+    assert cpu_families.measured_plan_hours(dirs[:-1]) is None  # one control has no run yet
+    # six controls x 100 s x 3 seeds on 2 workers
+    assert cpu_families.measured_plan_hours(dirs) == pytest.approx(6 * 100 * 3 / 2 / 3600)

@@ -255,3 +255,25 @@ def test_clean_remeasure_covers_the_papers_three_measures_only(tmp_path):
                                     device="cpu", sam_draws=1, hessian_iterations=2, also_clean=True, progress=False)
     assert set(metrics["clean"]) == {"fisher_rao_norm", "relative_flatness", "relative_flatness_paper", "sam_sharpness"}
     assert "hessian_trace" in metrics and not any(key.startswith("clean.hessian") for key in metrics["seconds"])
+
+
+def test_corruption_accuracy_in_small_channels_last_batches_counts_what_one_plain_pass_counts(tmp_path):
+    """The corrupted images go through the test set's path (batches of EVALUATION_BATCH_SIZE, laid out as the model);
+    every accuracy is the count a plain contiguous pass over all images at once gives, to the last image."""
+    import numpy as np
+
+    from sharpness.training.data import load_dataset
+
+    data = load_dataset("digits").subset(max_test=300)
+    model, fast = cnn_mlp_pair()
+    images = data.test_images.permute(0, 2, 3, 1).numpy()  # (N, H, W, C) uint8, as CIFAR-C stores them
+    brightened = np.clip(images.astype(np.int16) + 40, 0, 255).astype(np.uint8)
+    np.save(tmp_path / "labels.npy", np.concatenate([data.test_labels.numpy()] * 5))
+    np.save(tmp_path / "brightness.npy", np.concatenate([images, brightened, images, brightened, images]))
+    result = evaluate.corruption_accuracy(fast, data, ["brightness"], cifar_c_dir=tmp_path, progress=False)
+    with torch.no_grad():
+        expected = [100.0 * int((model(data.normalise(torch.from_numpy(stack).permute(0, 3, 1, 2))).argmax(1)
+                                 == data.test_labels).sum()) / len(data.test_labels)
+                    for stack in (images, brightened, images, brightened, images)]
+    assert result["by_corruption"]["brightness"] == expected
+    assert result["corruption_accuracy"] == pytest.approx(sum(expected) / 5)

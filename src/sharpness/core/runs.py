@@ -199,7 +199,16 @@ def restore(load: Callable[[], Any], path: str | os.PathLike, network: str, fix:
 def epoch_wall_seconds(row: dict) -> float:
     """Wall seconds of one epoch row of METRICS (its steps, test curve and checkpoint); rows written before the
     wall time was recorded count their training seconds."""
-    return row.get("epoch_wall_seconds", row["train_seconds"])
+    return row["epoch_wall_seconds"] if "epoch_wall_seconds" in row else row["train_seconds"]
+
+
+def spent_seconds(run_dir: str | os.PathLike) -> tuple[float, float]:
+    """What a run cost, from its own files: training (the wall seconds of its epochs, METRICS) and its end-of-run
+    evaluation (the sum of its measures' seconds, metrics.json)."""
+    run_dir = Path(run_dir)
+    training = sum(map(epoch_wall_seconds, read_jsonl(run_dir / METRICS)))
+    measured = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    return training, sum(float(seconds) for seconds in measured.get("seconds", {}).values())
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

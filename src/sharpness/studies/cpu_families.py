@@ -6,15 +6,18 @@ criterion), two plans, resumable from results/ exactly like `cpu-study` (the sam
 
 - `--part families`: the six controls on each of FAMILIES (a small ResNet, a VGG-style plain stack, a small
   ViT; `sharpness.models`), seeds FAMILY_SEEDS, every measure. One family before the next, all controls of a
-  seed before the next seed. A family first gets its own pilot: seed 0 of the augmentation controls (the
-  hardest to fit) at each of its PILOT_LEARNING_RATES, trained only, recorded in PILOT_FILE; the family then
-  runs at the first of them at which both reached a minimum (`family_lr`), and is not run where none did.
-  Runs land in `results/cpu_families/lr<lr>/`, the grid in FAMILIES_GRID.
+  seed before the next seed. Runs land in `results/cpu_families/lr<lr>[_e<epochs>]/`, the grid in FAMILIES_GRID.
 - `--part batch-lr`: Figure 1 / Appendix F.2 on the study's network: batch BATCH_SIZES x lr LEARNING_RATES x
   six controls x BATCH_LR_SEEDS, with the Figure 1 axes, test accuracy and ECE (`BATCH_LR_MEASURES`). The
   study's own setting is one cell: its runs are read from `results/cpu_study/`, not trained again. Whole
   seeds first (every cell and control of a seed: a complete, smaller Figure 1). Runs land in
-  `results/cpu_batch_lr/b<batch>_lr<lr>/`, the grid in BATCH_LR_GRID.
+  `results/cpu_batch_lr/b<batch>_lr<lr>[_e<epochs>]/`, the grid in BATCH_LR_GRID.
+
+Each part first runs its pilot (`sharpness.studies.setting_pilot`): every family, and every cell of the sweep
+but the study's, has candidate settings (PILOT_SETTINGS, CELL_SETTINGS); seed 0 of the augmentation controls is
+trained at each, recorded in the part's pilot file (FAMILY_PILOT_FILE, BATCH_LR_PILOT_FILE); the subject runs
+at the first setting where both reached a minimum (its seed-0 augmentation runs are the pilot's, copied and
+evaluated), and is not run, the page saying how close it came, where none did.
 
 Cost per family (`plan_hours`): the CPU seconds of one SGD step, one SAM step and one forward pass per image on
 one thread, measured with `bench/families.py` relative to the study's network (FAMILY_COST), applied to the
@@ -36,7 +39,8 @@ from ..core import runs
 from ..core.paths import RESULTS_DIR, RUNS_DIR
 from ..training.controls import CONTROLS
 from ..training.minimum import reached_minimum
-from . import cpu_pilot, cpu_study, registry, store
+from . import cpu_study, registry, setting_pilot, store
+from .setting_pilot import Setting
 
 FAMILIES = ("resnet_small", "vgg_small", "vit_small")  # the order of the work
 FAMILY_SEEDS = (0, 1, 2)
@@ -58,6 +62,7 @@ FAMILY_COST = {
     "vgg_small": {"sgd": 0.63, "sam": 0.71, "forward": 0.63},
     "vit_small": {"sgd": 1.03, "sam": 1.10, "forward": 1.40},
 }
+STUDY_EPOCHS = 120  # the epochs of the runs STUDY_SECONDS were measured on
 # The study's seed-0 runs under its protocol on this 2-core machine, two workers (2026-11-30), wall seconds per
 # control: training steps (summary train_seconds), the rest of training (per-epoch test curve, measured loss,
 # checkpoints), evaluation without the Hessian, and the Hessian measures. wd_sam's evaluation had not finished:
@@ -70,60 +75,23 @@ STUDY_SECONDS = {
 FAMILIES_DIR = RESULTS_DIR / "cpu_families"
 BATCH_LR_DIR = RESULTS_DIR / "cpu_batch_lr"
 FAMILIES_GRID = FAMILIES_DIR / "families.json"
-# A family's candidate learning rates, in the order tried (the study's 1e-2 left resnet_small's augmented and SAM runs
-# short of the accuracy bar in 120 epochs: batch norm and skip connections train at larger steps).
-PILOT_LEARNING_RATES = {"resnet_small": (0.05, 0.1), "vgg_small": (1e-2, 0.05), "vit_small": (1e-2, 0.05)}
-PILOT_FILE = FAMILIES_DIR / "pilot.json"
-PILOT_RUNS_DIR = RUNS_DIR / "cpu_families_pilot"
+# A family's candidate settings, in the order tried: the protocol's epochs at growing learning rates first (the
+# study's 1e-2 left resnet_small's augmented and SAM runs short of the accuracy bar in 120 epochs: batch norm and
+# skip connections train at larger steps), then longer training. The ViT fitted 39% (lr 0.01) and 53% (lr 0.05) of
+# its augmented images in 120 epochs, the most of any rate at the largest: a larger step, then three times the
+# epochs, come next (pilot.json).
+PILOT_SETTINGS = {
+    "resnet_small": (Setting(0.05), Setting(0.1)),
+    "vgg_small": (Setting(1e-2), Setting(0.05)),
+    "vit_small": (Setting(1e-2), Setting(0.05), Setting(0.1), Setting(0.05, 360)),
+}
+FAMILY_PILOT_FILE = FAMILIES_DIR / "pilot.json"
 BATCH_LR_GRID = BATCH_LR_DIR / "batch_lr.json"
+BATCH_LR_PILOT_FILE = BATCH_LR_DIR / "pilot.json"
 FAMILIES_RUNS_DIR = RUNS_DIR / "cpu_families"
 BATCH_LR_RUNS_DIR = RUNS_DIR / "cpu_batch_lr"
+PILOT_RUNS_DIRS = {"families": RUNS_DIR / "cpu_families_pilot", "batch-lr": RUNS_DIR / "cpu_batch_lr_pilot"}
 COMMANDS = {part: f"python -m sharpness cpu-families --part {part}" for part in PARTS}
-
-
-def run_seconds(arch: str, control: str) -> float:
-    """Estimated wall seconds of one run of `control` on `arch`: the study's measured parts, each scaled by the
-    matching measured cost ratio (steps by the SGD or SAM step, the Hessian by the SGD step, the rest by forward)."""
-    cost, (steps, rest, evaluation, hessian) = FAMILY_COST[arch], STUDY_SECONDS[control]
-    step = cost["sam"] if control.endswith("sam") else cost["sgd"]
-    return steps * step + (rest + evaluation) * cost["forward"] + hessian * cost["sgd"]
-
-
-def plan_hours(arch: str, seeds: int = len(FAMILY_SEEDS), workers: int = 2) -> float:
-    """Estimated hours of a family's plan: six controls x `seeds` seeds on `workers` processes."""
-    return sum(run_seconds(arch, control) for control in CONTROLS) * seeds / workers / 3600
-
-
-def networks_table() -> pd.DataFrame:
-    """The study's network and the three families: size, L of the Fisher-Rao norm, learning rate (the study's, or the
-    one each family's pilot chose), SAM radius scale, measured cost relative to the study's network, and the
-    estimated hours of 6 controls x 3 seeds."""
-    from ..training.models import build_model, count_weight_layers
-
-    pilot = cpu_pilot.load_pilot(PILOT_FILE)
-    rows = []
-    for arch in ("cnn_mlp_wide", *FAMILIES):
-        model = build_model(arch, 10)
-        lr = cpu_study.PROTOCOL["lr"] if arch == "cnn_mlp_wide" else family_lr(arch, pilot)
-        rows.append({"network": registry.NETWORK_NAMES[arch], "arch": arch, "parameters": sum(p.numel() for p in model.parameters()),
-                     "weight layers (L)": count_weight_layers(model),
-                     "learning rate": _rate_label(lr, arch, pilot), "SAM radius scale": cpu_study.sam_rho_scale(arch),
-                     "SGD step cost": FAMILY_COST[arch]["sgd"], "SAM step cost": FAMILY_COST[arch]["sam"],
-                     "forward cost": FAMILY_COST[arch]["forward"],
-                     f"hours for 6 controls x {len(FAMILY_SEEDS)} seeds": plan_hours(arch)})
-    return pd.DataFrame(rows)
-
-
-def _rate_label(lr: float | None, arch: str, pilot: pd.DataFrame) -> str:
-    """A family's learning rate for the networks table: the rate, or why there is none yet."""
-    if lr is not None:
-        return f"{lr:g}"
-    return "pilot pending" if _pilot_runs_left(arch, pilot) else "none reached a minimum (not run)"
-
-
-def cell_name(batch_size: int, lr: float) -> str:
-    """The folder of one batch x lr cell, e.g. 'b256_lr0.001'."""
-    return f"b{batch_size}_lr{lr:g}"
 
 
 def is_study_cell(batch_size: int, lr: float) -> bool:
@@ -131,133 +99,195 @@ def is_study_cell(batch_size: int, lr: float) -> bool:
     return (batch_size, lr) == (cpu_study.PROTOCOL["batch_size"], cpu_study.PROTOCOL["lr"])
 
 
-def batch_lr_grid(batch_size: int, lr: float, seeds, data_dir=None, runs_dir=BATCH_LR_RUNS_DIR):
-    return cpu_study.grid(tuple(seeds), data_dir, Path(runs_dir) / cell_name(batch_size, lr), batch_size=batch_size,
-                          lr=lr, measures=BATCH_LR_MEASURES)
+# The other cells' candidate settings: the protocol's epochs, then longer. At a tenth of the study's learning rate
+# (or half its steps per epoch at batch 256) SGD travels about as far as the study's runs only in about ten (two)
+# times the epochs, so three and ten times are tried.
+LONGER_EPOCHS = (360, 1_200)
+CELL_SETTINGS = {(batch, lr): (Setting(lr, None, batch), *(Setting(lr, epochs, batch) for epochs in LONGER_EPOCHS))
+                 for batch in BATCH_SIZES for lr in LEARNING_RATES if not is_study_cell(batch, lr)}
 
 
-def lr_folder(lr: float) -> str:
-    """The folder of a family's runs at one learning rate, e.g. 'lr0.05'."""
-    return f"lr{lr:g}"
+# --- the subjects of each part's pilot: a family, or a cell of the sweep ----------------------------------------
 
 
-def family_grid(arch: str, seeds, lr: float, data_dir=None, runs_dir=FAMILIES_RUNS_DIR):
-    return cpu_study.grid(tuple(seeds), data_dir, Path(runs_dir) / lr_folder(lr), arch=arch, lr=lr)
+def pilot_file(part: str) -> Path:
+    return FAMILY_PILOT_FILE if part == "families" else BATCH_LR_PILOT_FILE
 
 
-# --- the family pilot: a learning rate per family at which its hardest controls reach a minimum ----------
+def subjects(part: str) -> list[tuple[str, str, tuple[Setting, ...]]]:
+    """(name, network, candidate settings) of every subject of `part`'s pilot, in the order of the work."""
+    if part == "families":
+        return [(registry.NETWORK_NAMES[arch], arch, PILOT_SETTINGS[arch]) for arch in FAMILIES]
+    return [(cell_label(*cell), cpu_study.PROTOCOL["arch"], candidates) for cell, candidates in CELL_SETTINGS.items()]
 
 
-def pilot_tasks(arch: str, runs_dir=PILOT_RUNS_DIR, data_dir=None) -> list[cpu_study.Task]:
-    """The pilot runs of `arch` not yet trained: seed 0 of cpu_pilot.PILOT_CONTROLS at each candidate learning rate,
-    the study's protocol otherwise (its images, epochs, schedule; SAM's radius scaled to the network)."""
-    protocol = cpu_study.PROTOCOL
-    configs = [cpu_pilot.candidate_config(arch, protocol["train_images"], protocol["epochs"], protocol["lr_schedule"],
-                                          cpu_study.sam_rho_scale(arch), control, runs_dir, data_dir, lr=lr)
-               for lr in PILOT_LEARNING_RATES[arch] for control in cpu_pilot.PILOT_CONTROLS]
-    recorded = {_pilot_key(row) for row in _finished_pilot_runs(arch, cpu_pilot.load_pilot(PILOT_FILE)).to_dict("records")}
-    return [cpu_study.Task("train", config, None) for config in configs
-            if not runs.is_finished(config.run_dir) and _pilot_key(config) not in recorded]
+def cell_label(batch_size: int, lr: float) -> str:
+    return f"batch {batch_size}, lr {lr:g}"
 
 
-def _pilot_key(run) -> tuple:
-    """What identifies a pilot run: from its row in PILOT_FILE (a dict) or from its config."""
-    if isinstance(run, dict):
-        return run["arch"], float(run["lr"]), run["control"], int(run["epochs"]), int(run["train_images"])
-    return run.arch, float(run.lr), run.control, int(run.epochs), int(run.max_train_samples)
+def family_setting(arch: str, pilot: pd.DataFrame | None = None) -> Setting | None:
+    """The setting `arch` runs at: the first of its PILOT_SETTINGS at which both pilot controls reached a minimum
+    (read from FAMILY_PILOT_FILE); None while the pilot has not shown one."""
+    pilot = setting_pilot.load(FAMILY_PILOT_FILE) if pilot is None else pilot
+    return setting_pilot.chosen(arch, PILOT_SETTINGS[arch], pilot)
 
 
-def record_pilot(runs_dir=PILOT_RUNS_DIR) -> Path:
-    """Measure the pilot runs trained here into PILOT_FILE, keeping the committed rows of runs whose checkpoints are
-    elsewhere (a fresh clone resumes from the file, not from checkpoints)."""
-    path = cpu_pilot.record_pilot(runs_dir, PILOT_FILE.with_suffix(".measured.json"), f"{COMMANDS['families']} (its pilot)")
-    measured, committed = runs.read_json(path), cpu_pilot.load_pilot(PILOT_FILE)
-    path.unlink()
-    here = {_pilot_key(row) for row in measured["runs"]}
-    kept = [row for row in committed.to_dict("records") if _pilot_key(row) not in here] if not committed.empty else []
-    return runs.atomic_write_json(PILOT_FILE, {**measured, "runs": kept + measured["runs"]})
+def cell_setting(batch_size: int, lr: float, pilot: pd.DataFrame | None = None) -> Setting | None:
+    """The setting a cell of the sweep runs at: the study's own for its cell, else the first of its CELL_SETTINGS at
+    which both pilot controls reached a minimum (read from BATCH_LR_PILOT_FILE); None while none has."""
+    if is_study_cell(batch_size, lr):
+        return Setting(lr, None, batch_size)
+    pilot = setting_pilot.load(BATCH_LR_PILOT_FILE) if pilot is None else pilot
+    return setting_pilot.chosen(cpu_study.PROTOCOL["arch"], CELL_SETTINGS[(batch_size, lr)], pilot)
 
 
-def _finished_pilot_runs(arch: str, pilot: pd.DataFrame) -> pd.DataFrame:
-    """The pilot runs of `arch` that trained every planned epoch (an empty pilot has no columns to filter)."""
-    return pilot if pilot.empty else pilot[pilot["arch"].eq(arch) & pilot["epochs_done"].eq(pilot["epochs"])]
+def pilot_finding(part: str = "families", pilot: pd.DataFrame | None = None) -> str:
+    """Per subject of `part`, the setting its pilot chose, or why none is chosen, read from the pilot's runs."""
+    pilot = setting_pilot.load(pilot_file(part)) if pilot is None else pilot
+    return " ".join(setting_pilot.finding(name, arch, candidates, pilot) for name, arch, candidates in subjects(part))
 
 
-def _pilot_runs_left(arch: str, pilot: pd.DataFrame) -> int:
-    return len(PILOT_LEARNING_RATES[arch]) * len(cpu_pilot.PILOT_CONTROLS) - len(_finished_pilot_runs(arch, pilot))
+# --- what the plans cost ------------------------------------------------------------------------------------
 
 
-def family_lr(arch: str, pilot: pd.DataFrame | None = None) -> float | None:
-    """The learning rate `arch` runs at: the first of its PILOT_LEARNING_RATES at which every pilot control finished
-    and reached a minimum (read from PILOT_FILE); None while the pilot has not shown one."""
-    pilot = cpu_pilot.load_pilot(PILOT_FILE) if pilot is None else pilot
-    if pilot.empty or "lr" not in pilot:
+def run_seconds(arch: str, control: str, epochs: int = STUDY_EPOCHS) -> float:
+    """Estimated wall seconds of one run of `control` on `arch` for `epochs`: the study's measured parts, each scaled
+    by the matching measured cost ratio (steps by the SGD or SAM step, the Hessian by the SGD step, the rest by
+    forward), and training (steps and the per-epoch rest) by the epochs over the protocol's."""
+    cost, (steps, rest, evaluation, hessian) = FAMILY_COST[arch], STUDY_SECONDS[control]
+    step = cost["sam"] if control.endswith("sam") else cost["sgd"]
+    return (steps * step + rest * cost["forward"]) * epochs / STUDY_EPOCHS + evaluation * cost["forward"] + hessian * cost["sgd"]
+
+
+def plan_hours(arch: str, seeds: int = len(FAMILY_SEEDS), workers: int = 2, epochs: int = STUDY_EPOCHS) -> float:
+    """Estimated hours of a family's plan: six controls x `seeds` seeds on `workers` processes."""
+    return sum(run_seconds(arch, control, epochs) for control in CONTROLS) * seeds / workers / 3600
+
+
+def measured_plan_hours(run_dirs, seeds: int = len(FAMILY_SEEDS), workers: int = 2) -> float | None:
+    """Hours of six controls x `seeds` seeds on `workers` processes from committed runs' own timings (training
+    epochs and end-of-run evaluation, `runs.spent_seconds`): each control's mean run, None until every control
+    has one."""
+    spent: dict[str, list[float]] = {}
+    for run_dir in run_dirs:
+        spent.setdefault(runs.read_json(Path(run_dir) / runs.CONFIG)["control"], []).append(sum(runs.spent_seconds(run_dir)))
+    if set(spent) < set(CONTROLS):
         return None
-    finished = _finished_pilot_runs(arch, pilot)
-    for lr in PILOT_LEARNING_RATES[arch]:
-        rows = finished[finished["lr"].eq(lr)]
-        if set(rows.loc[rows["reached_minimum"], "control"]) >= set(cpu_pilot.PILOT_CONTROLS):
-            return lr
-    return None
+    return sum(sum(spent[control]) / len(spent[control]) for control in CONTROLS) * seeds / workers / 3600
 
 
-def pilot_finding(pilot: pd.DataFrame | None = None) -> str:
-    """Per family, the learning rate the pilot chose, or why none is chosen, read from the pilot's runs."""
-    from ..training.minimum import MIN_ACCURACY
+def networks_table() -> pd.DataFrame:
+    """The study's network and the three families: size, L of the Fisher-Rao norm, learning rate (the study's, or the
+    one each family's pilot chose), SAM radius scale, measured cost relative to the study's network, and the hours of
+    6 controls x 3 seeds: estimated from those costs, and measured from the committed runs where every control has
+    one."""
+    from ..training.models import build_model, count_weight_layers
 
-    pilot = cpu_pilot.load_pilot(PILOT_FILE) if pilot is None else pilot
-    sentences = []
-    for arch in FAMILIES:
-        name, rates = registry.NETWORK_NAMES[arch], PILOT_LEARNING_RATES[arch]
-        chosen = family_lr(arch, pilot)
-        finished, left = _finished_pilot_runs(arch, pilot), _pilot_runs_left(arch, pilot)
-        if chosen is not None:
-            sentences.append(f"{name} runs at lr {chosen:g} (both augmentation controls of seed 0 reached a minimum there).")
-        elif pilot.empty or not pilot["arch"].eq(arch).any():
-            sentences.append(f"{name}: no pilot run yet.")
-        elif left > 0:
-            sentences.append(f"{name}: no learning rate chosen yet; {left} pilot run(s) still to finish.")
-        else:
-            closest = finished.sort_values("measured_set_accuracy").iloc[-1]
-            sentences.append(f"{name} is not run: at none of its learning rates ({', '.join(f'{lr:g}' for lr in rates)}) did "
-                             f"both augmentation controls reach a minimum in {closest.epochs} epochs; the closest, "
-                             f"{closest.control} at lr {closest.lr:g}, fitted {closest.measured_set_accuracy:.1%} of its "
-                             f"measured images (the bar: {MIN_ACCURACY:.0%}).")
-    return " ".join(sentences)
+    pilot = setting_pilot.load(FAMILY_PILOT_FILE)
+    rows = []
+    for arch in ("cnn_mlp_wide", *FAMILIES):
+        model = build_model(arch, 10)
+        setting = Setting(cpu_study.PROTOCOL["lr"]) if arch == "cnn_mlp_wide" else family_setting(arch, pilot)
+        committed = cpu_study.committed_controls_runs() if arch == "cnn_mlp_wide" else family_runs(arch, setting)
+        seeds = f"6 controls x {len(FAMILY_SEEDS)} seeds"
+        left = 0 if arch == "cnn_mlp_wide" else setting_pilot.runs_left(arch, PILOT_SETTINGS[arch], pilot)
+        rows.append({"network": registry.NETWORK_NAMES[arch], "arch": arch, "parameters": sum(p.numel() for p in model.parameters()),
+                     "weight layers (L)": count_weight_layers(model),
+                     "learning rate": _setting_label(setting, left), "SAM radius scale": cpu_study.sam_rho_scale(arch),
+                     "SGD step cost": FAMILY_COST[arch]["sgd"], "SAM step cost": FAMILY_COST[arch]["sam"],
+                     "forward cost": FAMILY_COST[arch]["forward"],
+                     f"estimated hours for {seeds}": plan_hours(arch, epochs=setting.trained_epochs() if setting else STUDY_EPOCHS),
+                     f"measured hours for {seeds}": measured_plan_hours(committed)})
+    return pd.DataFrame(rows)
 
 
-def pilot_table(pilot: pd.DataFrame) -> pd.DataFrame:
-    """The family pilot, a row per run: where each family's augmentation controls got to at each learning rate."""
-    table = pd.DataFrame({
-        "network": pilot["arch"].map(registry.NETWORK_NAMES),
-        "learning rate": pilot["lr"].map("{:g}".format),
-        "control": pilot["control"],
-        "epochs done": pilot["epochs_done"].astype(str) + " / " + pilot["epochs"].astype(str),
-        "accuracy on its measured images": pilot["measured_set_accuracy"].map("{:.1%}".format),
-        "at a minimum": pilot["reached_minimum"].map({True: "yes", False: "no"}),
-        "why not": [("" if reached else reason) for reached, reason in zip(pilot["reached_minimum"], pilot["reason"])],
-    })
-    return table.sort_values(["network", "learning rate", "control"], key=lambda c: c.map(str))
+def cells_table() -> pd.DataFrame:
+    """The batch x lr sweep's cells: the setting each runs at (the study's own, or its pilot's choice) and the hours
+    of 6 controls x BATCH_LR_SEEDS seeds, estimated (training scaled by the epochs) and measured from committed runs."""
+    pilot = setting_pilot.load(BATCH_LR_PILOT_FILE)
+    rows, arch, seeds = [], cpu_study.PROTOCOL["arch"], len(BATCH_LR_SEEDS)
+    for batch in BATCH_SIZES:
+        for lr in LEARNING_RATES:
+            setting = cell_setting(batch, lr, pilot)
+            left = 0 if is_study_cell(batch, lr) else setting_pilot.runs_left(arch, CELL_SETTINGS[(batch, lr)], pilot)
+            rows.append({"cell": cell_label(batch, lr),
+                         "runs at": "the CPU study's runs" if is_study_cell(batch, lr) else _setting_label(setting, left),
+                         "epochs": setting.trained_epochs() if setting else None,
+                         f"estimated hours for 6 controls x {seeds} seeds": plan_hours(arch, seeds, epochs=setting.trained_epochs())
+                         if setting else None,
+                         f"measured hours for 6 controls x {seeds} seeds": measured_plan_hours(batch_lr_cell_runs(batch, lr), seeds)})
+    return pd.DataFrame(rows).astype({"epochs": "Int64"})
+
+
+def _setting_label(setting: Setting | None, pilot_runs_left: int) -> str:
+    """A subject's setting for a table: its label without 'lr ', or why there is none yet."""
+    if setting is not None:
+        return setting.label.removeprefix("lr ")
+    return "pilot pending" if pilot_runs_left else "none reached a minimum (not run)"
+
+
+def batch_lr_grid(setting: Setting, seeds, data_dir=None, runs_dir=BATCH_LR_RUNS_DIR):
+    return cpu_study.grid(tuple(seeds), data_dir, Path(runs_dir) / setting.folder, batch_size=setting.trained_batch_size(),
+                          lr=setting.lr, epochs=setting.trained_epochs(), measures=BATCH_LR_MEASURES)
+
+
+def family_grid(arch: str, seeds, setting: Setting, data_dir=None, runs_dir=FAMILIES_RUNS_DIR):
+    return cpu_study.grid(tuple(seeds), data_dir, Path(runs_dir) / setting.folder, arch=arch, lr=setting.lr,
+                          epochs=setting.trained_epochs())
+
+
+def _runs_at(folder: Path, arch: str, setting: Setting) -> list[Path]:
+    """The committed runs of `arch` under `folder` made under the protocol at `setting`."""
+    found = []
+    for path in runs.find_runs(folder):
+        config = runs.read_json(path / runs.CONFIG)
+        if (path.parent.parent.name == arch and cpu_study.made_under_protocol(path, arch, setting.trained_epochs())
+                and (config.get("lr"), config.get("batch_size")) == (setting.lr, setting.trained_batch_size())):
+            found.append(path)
+    return found
+
+
+def family_runs(arch: str, setting: Setting | None) -> list[Path]:
+    """The committed runs of `arch` at `setting` under FAMILIES_DIR (none without a setting)."""
+    return [] if setting is None else _runs_at(FAMILIES_DIR / setting.folder, arch, setting)
+
+
+def batch_lr_cell_runs(batch_size: int, lr: float) -> list[Path]:
+    """The committed runs of one cell: the CPU study's own (default radius) for its setting, else those at the setting
+    its pilot chose (none before it has chosen one)."""
+    setting = cell_setting(batch_size, lr)
+    if setting is None:
+        return []
+    folder = cpu_study.STUDY_DIR if is_study_cell(batch_size, lr) else BATCH_LR_DIR / setting.folder
+    return _runs_at(folder, cpu_study.PROTOCOL["arch"], setting)
 
 
 def plan(part: str, seeds=None, *, data_dir=None, runs_dir=None) -> list[cpu_study.Task]:
-    """The runs of `part` not yet under results/, in an order whose every prefix is a complete smaller result:
-    families: family by family, and within a family seed by seed (all six controls of a seed together);
-    batch-lr: seed by seed, and within a seed every cell other than the study's (all controls of a cell together)."""
+    """The runs of `part` not yet under results/, at each subject's chosen setting (a subject without one is not
+    planned), in an order whose every prefix is a complete smaller result: families: family by family, and within a
+    family seed by seed (all six controls of a seed together); batch-lr: seed by seed, and within a seed every cell
+    other than the study's (all controls of a cell together)."""
     if part not in PARTS:
         raise ValueError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
+    return [task for grid, _ in _grids(part, seeds, data_dir, runs_dir) for task in
+            (cpu_study.Task("run", config, grid) for config in grid.configs("cpu"))
+            if not cpu_study.is_committed(task.config, runs_dir or _runs_dir(part), _study_dir(part))]
+
+
+def _grids(part: str, seeds, data_dir, runs_dir) -> list[tuple]:
+    """(grid of one seed, its setting), in the order of the work, for every subject with a chosen setting."""
+    runs_dir = runs_dir or _runs_dir(part)
     if part == "families":
-        runs_dir = runs_dir or FAMILIES_RUNS_DIR
-        chosen = {arch: family_lr(arch) for arch in FAMILIES}
-        grids = [family_grid(arch, (seed,), chosen[arch], data_dir, runs_dir) for arch in FAMILIES
-                 if chosen[arch] is not None for seed in (seeds or FAMILY_SEEDS)]
-    else:
-        runs_dir = runs_dir or BATCH_LR_RUNS_DIR
-        grids = [batch_lr_grid(batch, lr, (seed,), data_dir, runs_dir) for seed in (seeds or BATCH_LR_SEEDS)
-                 for batch in BATCH_SIZES for lr in LEARNING_RATES if not is_study_cell(batch, lr)]
-    study_dir = _study_dir(part)
-    tasks = [cpu_study.Task("run", config, g) for g in grids for config in g.configs("cpu")]
-    return [task for task in tasks if not cpu_study.is_committed(task.config, runs_dir, study_dir)]
+        chosen = {arch: family_setting(arch) for arch in FAMILIES}
+        return [(family_grid(arch, (seed,), chosen[arch], data_dir, runs_dir), chosen[arch]) for arch in FAMILIES
+                if chosen[arch] is not None for seed in (seeds or FAMILY_SEEDS)]
+    chosen = {cell: cell_setting(*cell) for cell in CELL_SETTINGS}
+    return [(batch_lr_grid(chosen[cell], (seed,), data_dir, runs_dir), chosen[cell]) for seed in (seeds or BATCH_LR_SEEDS)
+            for cell in CELL_SETTINGS if chosen[cell] is not None]
+
+
+def _runs_dir(part: str) -> Path:
+    return FAMILIES_RUNS_DIR if part == "families" else BATCH_LR_RUNS_DIR
 
 
 def _study_dir(part: str) -> Path:
@@ -287,30 +317,25 @@ def _settings(part: str, seeds, archs, **extra) -> dict:
             "controls": list(CONTROLS), "seeds_planned": list(seeds), "command": COMMANDS[part]}
 
 
-def write_families_grid(seeds=FAMILY_SEEDS) -> Path | None:
-    """Rewrite FAMILIES_GRID from each family's runs at its chosen learning rate under FAMILIES_DIR, made under the
-    protocol (None: no runs)."""
-    chosen = {arch: family_lr(arch) for arch in FAMILIES}
-    found = [path for arch, lr in chosen.items() if lr is not None
-             for path in runs.find_runs(FAMILIES_DIR / lr_folder(lr))
-             if path.parent.parent.name == arch and cpu_study.made_under_protocol(path, arch)
-             and runs.read_json(path / runs.CONFIG).get("lr") == lr]
+def _save_or_remove(found: list[Path], grid_file: Path, settings: dict) -> Path | None:
+    """Write `grid_file` from `found`; with none, remove it (a grid of runs no longer chosen) and return None."""
     if not found:
-        for stale in (FAMILIES_GRID, store.history_path(FAMILIES_GRID)):  # a grid of runs no longer chosen
+        for stale in (grid_file, store.history_path(grid_file)):
             stale.unlink(missing_ok=True)
         return None
+    return store.save_grid(with_minimum_verdict(store.runs_from_dirs(found)), grid_file, settings=settings,
+                           data=cpu_study.DATA_NOTE, tier="cpu")
+
+
+def write_families_grid(seeds=FAMILY_SEEDS) -> Path | None:
+    """Rewrite FAMILIES_GRID from each family's runs at its chosen setting under FAMILIES_DIR (None: no runs)."""
+    chosen = {arch: family_setting(arch) for arch in FAMILIES}
+    found = [path for arch, setting in chosen.items() for path in family_runs(arch, setting)]
     settings = _settings("families", seeds, FAMILIES, sam_rho_scale={arch: cpu_study.sam_rho_scale(arch) for arch in FAMILIES},
-                         lr={arch: lr for arch, lr in chosen.items() if lr is not None}, lr_chosen_by="the family pilot (pilot.json beside this grid)")
-    return store.save_grid(with_minimum_verdict(store.runs_from_dirs(found)), FAMILIES_GRID, settings=settings,
-                             data=cpu_study.DATA_NOTE, tier="cpu")
-
-
-def batch_lr_cell_runs(batch_size: int, lr: float) -> list[Path]:
-    """The runs of one cell under results/: the CPU study's own (default radius) for its setting, else the cell's folder."""
-    folder = cpu_study.STUDY_DIR if is_study_cell(batch_size, lr) else BATCH_LR_DIR / cell_name(batch_size, lr)
-    found = [path for path in runs.find_runs(folder) if cpu_study.made_under_protocol(path)]
-    return [path for path in found if (runs.read_json(path / runs.CONFIG).get("batch_size"),
-                                       runs.read_json(path / runs.CONFIG).get("lr")) == (batch_size, lr)]
+                         lr={arch: s.lr for arch, s in chosen.items() if s is not None},
+                         epochs={arch: s.trained_epochs() for arch, s in chosen.items() if s is not None},
+                         lr_chosen_by="the family pilot (pilot.json beside this grid)")
+    return _save_or_remove(found, FAMILIES_GRID, settings)
 
 
 def write_batch_lr_grid(seeds=BATCH_LR_SEEDS) -> Path | None:
@@ -318,13 +343,17 @@ def write_batch_lr_grid(seeds=BATCH_LR_SEEDS) -> Path | None:
     on its own, so prediction disagreement pairs seeds within a cell only."""
     cells = {(batch, lr): batch_lr_cell_runs(batch, lr) for batch in BATCH_SIZES for lr in LEARNING_RATES}
     if not any(found for cell, found in cells.items() if not is_study_cell(*cell)):
+        _save_or_remove([], BATCH_LR_GRID, {})
         return None
-    rows = pd.concat([store.runs_from_dirs(found) for found in cells.values() if found], ignore_index=True)
+    rows = pd.concat([with_minimum_verdict(store.runs_from_dirs(found)) for found in cells.values() if found],
+                     ignore_index=True)
+    chosen = {cell: cell_setting(*cell) for cell in cells}
     settings = _settings("batch-lr", seeds, [cpu_study.PROTOCOL["arch"]], batch_size=list(BATCH_SIZES),
                          lr=list(LEARNING_RATES), sam_rho_scale=cpu_study.sam_rho_scale(),
+                         epochs={cell_label(*cell): s.trained_epochs() for cell, s in chosen.items() if s is not None},
+                         epochs_chosen_by="the batch x lr pilot (pilot.json beside this grid)",
                          study_cell_from="results/cpu_study (python -m sharpness cpu-study)")
-    return store.save_grid(with_minimum_verdict(rows), BATCH_LR_GRID, settings=settings, data=cpu_study.DATA_NOTE,
-                             tier="cpu")
+    return store.save_grid(rows, BATCH_LR_GRID, settings=settings, data=cpu_study.DATA_NOTE, tier="cpu")
 
 
 def write_grid(part: str, seeds) -> Path | None:
@@ -334,44 +363,35 @@ def write_grid(part: str, seeds) -> Path | None:
 # --- running ---------------------------------------------------------------------------------------
 
 
-def run_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, runs_dir=None, progress: bool = True) -> int:
-    """Train, evaluate and commit every run of `part` not yet under results/; returns the number of failures."""
+def run_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, runs_dir=None, progress: bool = True,
+             pilot_runs_dir=None) -> int:
+    """`part`'s pilot (what is not trained yet: the cheap runs that decide each subject's setting), then every run of
+    `part` not yet under results/ at the chosen settings (seed 0's augmentation runs copied from the pilot, then
+    only evaluated); returns the number of failures."""
     seeds = tuple(seeds or (FAMILY_SEEDS if part == "families" else BATCH_LR_SEEDS))
-    runs_dir = runs_dir or (FAMILIES_RUNS_DIR if part == "families" else BATCH_LR_RUNS_DIR)
-    if part == "families":
-        return _run_families(seeds, workers=workers, data_dir=data_dir, runs_dir=runs_dir, progress=progress)
-    return _run_planned(part, plan(part, seeds, data_dir=data_dir, runs_dir=runs_dir), seeds, workers=workers,
-                        data_dir=data_dir, runs_dir=runs_dir, progress=progress)
-
-
-def _run_planned(part: str, todo, seeds, *, workers, data_dir, runs_dir, progress) -> int:
+    runs_dir, pilot_runs_dir = runs_dir or _runs_dir(part), pilot_runs_dir or PILOT_RUNS_DIRS[part]
+    failures, record = 0, pilot_file(part)
+    pilot = [task for _, arch, candidates in subjects(part)
+             for task in setting_pilot.tasks(arch, candidates, record, pilot_runs_dir, data_dir)]
+    if pilot:
+        print(f"CPU {part}: {len(pilot)} pilot runs with {workers} workers; recorded in {record}")
+        failures += cpu_study.run_tasks(
+            pilot, workers=workers, runs_dir=pilot_runs_dir, study_dir=record.parent, progress=progress, desc=f"{part} pilot",
+            write=functools.partial(setting_pilot.record, pilot_runs_dir, record, f"{COMMANDS[part]} (its pilot)"))
+    print(f"CPU {part}: {pilot_finding(part)}")
+    for grid, setting in _grids(part, seeds, data_dir, runs_dir):
+        configs = grid.configs("cpu")
+        for folder in setting_pilot.reuse_runs(configs[0].arch, setting, configs, pilot_runs_dir, data_dir):
+            print(f"CPU {part}: {folder} trained by the pilot (copied); only its evaluation is left")
+    todo = plan(part, seeds, data_dir=data_dir, runs_dir=runs_dir)
     print(f"CPU {part}: {len(todo)} runs to do with {workers} workers; finished runs go to {_study_dir(part)}")
     if not todo:
         write_grid(part, seeds)
-        return 0
+        return failures
     cpu_study.prepare_data(data_dir, progress)
-    return cpu_study.run_tasks(todo, workers=workers, runs_dir=runs_dir, study_dir=_study_dir(part),
-                               write=functools.partial(write_grid, part, seeds), progress=progress, desc=f"CPU {part}")
-
-
-def _run_families(seeds, *, workers, data_dir, runs_dir, progress, pilot_runs_dir=PILOT_RUNS_DIR) -> int:
-    """Every family's pilot first (what is not trained yet: the cheap part that decides each family's learning
-    rate), then family by family its runs at the rate its pilot chose."""
-    failures = 0
-    pilot = [task for arch in FAMILIES for task in pilot_tasks(arch, pilot_runs_dir, data_dir)]
-    if pilot:
-        print(f"CPU families: {len(pilot)} pilot runs with {workers} workers; recorded in {PILOT_FILE}")
-        failures += cpu_study.run_tasks(pilot, workers=workers, runs_dir=pilot_runs_dir, study_dir=PILOT_FILE.parent,
-                                        write=functools.partial(record_pilot, pilot_runs_dir), progress=progress,
-                                        desc="family pilot")
-    print(f"CPU families: {pilot_finding()}")
-    for arch in FAMILIES:
-        if family_lr(arch) is None:
-            continue
-        todo = [task for task in plan("families", seeds, data_dir=data_dir, runs_dir=runs_dir) if task.config.arch == arch]
-        failures += _run_planned("families", todo, seeds, workers=workers, data_dir=data_dir, runs_dir=runs_dir,
-                                 progress=progress)
-    return failures
+    return failures + cpu_study.run_tasks(todo, workers=workers, runs_dir=runs_dir, study_dir=_study_dir(part),
+                                          write=functools.partial(write_grid, part, seeds), progress=progress,
+                                          desc=f"CPU {part}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -381,7 +401,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"seeds in the order to run them (default: families {FAMILY_SEEDS}, batch-lr {BATCH_LR_SEEDS})")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one CPU thread each)")
     parser.add_argument("--data-dir", default=None, help="the CIFAR-10 ImageFolder pack (default: data/cifar10-jpeg)")
-    parser.add_argument("--runs-dir", default=None, help="checkpoints and working files (default: runs/cpu_<part>)")
+    parser.add_argument("--runs-dir", default=None,
+                        help="checkpoints and working files (default: runs/cpu_<part> and runs/cpu_<part>_pilot)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -392,8 +413,9 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds must be distinct non-negative integers, got {args.seeds}")
     started, failures = time.perf_counter(), 0
     for part in (PARTS if args.part == "all" else (args.part,)):
-        runs_dir = None if args.runs_dir is None else Path(args.runs_dir) / part
+        runs_dir, pilot_runs_dir = (None, None) if args.runs_dir is None else \
+            (Path(args.runs_dir) / part, Path(args.runs_dir) / f"{part}-pilot")
         failures += run_part(part, args.seeds, workers=args.workers, data_dir=args.data_dir, runs_dir=runs_dir,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, pilot_runs_dir=pilot_runs_dir)
     print(f"CPU families / batch-lr: {failures} run(s) failed; {time.perf_counter() - started:.0f} s this invocation")
     return 1 if failures else 0

@@ -39,14 +39,18 @@ SHARED = {"dataset": "cifar10_folder", "seed": 0, "lr": 1e-2, "batch_size": 128,
 
 
 def candidate_config(arch: str, images: int, epochs: int, schedule: str, rho_scale: float, control: str, runs_dir,
-                     data_dir=None, rho: float | None = None, lr: float = SHARED["lr"]):
-    """One pilot run's configuration; its folder names the candidate (and the learning rate where it is not SHARED's)."""
+                     data_dir=None, rho: float | None = None, lr: float = SHARED["lr"],
+                     batch_size: int = SHARED["batch_size"]):
+    """One pilot run's configuration; its folder names the candidate (and the learning rate and batch size where
+    they are not SHARED's)."""
     from ..training.train import RunConfig
 
     other_lr = "" if lr == SHARED["lr"] else f"_lr{lr:g}"
-    folder = Path(runs_dir) / f"{arch}_{images}_{epochs}_{schedule}_rho-scale{rho_scale:g}{other_lr}"
+    other_batch = "" if batch_size == SHARED["batch_size"] else f"_b{batch_size}"
+    folder = Path(runs_dir) / f"{arch}_{images}_{epochs}_{schedule}_rho-scale{rho_scale:g}{other_lr}{other_batch}"
     return RunConfig(arch=arch, control=control, epochs=epochs, max_train_samples=images, lr_schedule=schedule,
-                     rho=rho, rho_scale=rho_scale, runs_dir=str(folder), data_dir=data_dir, **{**SHARED, "lr": lr})
+                     rho=rho, rho_scale=rho_scale, runs_dir=str(folder), data_dir=data_dir,
+                     **{**SHARED, "lr": lr, "batch_size": batch_size})
 
 
 def measure(run_dir: Path) -> dict:
@@ -72,6 +76,7 @@ def measure(run_dir: Path) -> dict:
     return {
         "arch": config.arch, "parameters": sum(p.numel() for p in model.parameters()),
         "train_images": config.max_train_samples, "epochs": config.epochs, "epochs_done": len(history), "lr": config.lr,
+        "batch_size": config.batch_size,
         "lr_schedule": config.lr_schedule, "control": config.control, "sam_radius": radius,
         "relative_radius": radius / models.initial_weight_norm(config.arch, config.seed) if radius else None,
         "measured_set_accuracy": measured["accuracy"], "measured_set_loss": measured["loss"],

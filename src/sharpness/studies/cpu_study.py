@@ -99,17 +99,17 @@ def _evaluation_options() -> dict:
 
 def grid(seeds=DEFAULT_SEEDS, data_dir: str | Path | None = None, runs_dir: str | Path = DEFAULT_RUNS_DIR,
          rhos=(DEFAULT_RHO,), *, arch: str | None = None, batch_size: int | None = None, lr: float | None = None,
-         measures=None) -> Grid:
+         epochs: int | None = None, measures=None) -> Grid:
     """The study as a sweep grid: every control of every seed (SAM at each of `rhos`), the protocol's settings.
 
     With more than one rho only SAM on the baseline is swept (the paper's rho study) and the evaluation
-    keeps the measures the rho chapter shows. `arch`, `batch_size`, `lr` and `measures` replace the protocol's
+    keeps the measures the rho chapter shows. `arch`, `batch_size`, `lr`, `epochs` and `measures` replace the protocol's
     for the studies across networks and settings (`sharpness.studies.cpu_families`); SAM's radius scale follows the arch.
     """
     rho_sweep = tuple(rhos) != (DEFAULT_RHO,)
     arch = arch or PROTOCOL["arch"]
     return Grid(
-        datasets=(PROTOCOL["dataset"],), archs=(arch,), seeds=tuple(seeds), epochs=PROTOCOL["epochs"],
+        datasets=(PROTOCOL["dataset"],), archs=(arch,), seeds=tuple(seeds), epochs=epochs or PROTOCOL["epochs"],
         controls=("baseline_sam",) if rho_sweep else None, rhos=tuple(rhos),
         runs_dir=runs_dir, data_dir=data_dir, batch_size=batch_size or PROTOCOL["batch_size"], lr=lr or PROTOCOL["lr"],
         measures=measures or (RHO_MEASURES if rho_sweep else MEASURES),
@@ -177,12 +177,13 @@ def committed_controls_runs() -> list[Path]:
             and not path.relative_to(STUDY_DIR).parts[0].startswith("rho")]
 
 
-def made_under_protocol(run_dir: Path, arch: str = PROTOCOL["arch"]) -> bool:
+def made_under_protocol(run_dir: Path, arch: str = PROTOCOL["arch"], epochs: int | None = None) -> bool:
     """Whether a committed run was made under PROTOCOL (earlier protocols' runs may still sit under results/),
-    on `arch` (the studies across networks reuse the protocol on other networks)."""
+    on `arch` for `epochs` (default: the protocol's; the studies across networks reuse the protocol on other
+    networks, a family at the epochs its pilot chose)."""
     config = runs.read_json(run_dir / runs.CONFIG)
     return (config.get("arch") == arch and config.get("max_train_samples") == PROTOCOL["train_images"]
-            and config.get("epochs") == PROTOCOL["epochs"] and config.get("lr_schedule") == PROTOCOL["lr_schedule"])
+            and config.get("epochs") == (epochs or PROTOCOL["epochs"]) and config.get("lr_schedule") == PROTOCOL["lr_schedule"])
 
 
 # --- the work: tasks for the worker processes ---------------------------------------------------------
@@ -242,6 +243,7 @@ class Task:
         rho = f" rho {config.rho:g}" if config.control.endswith("sam") else ""
         setting = "" if (config.batch_size, config.lr) == (PROTOCOL["batch_size"], PROTOCOL["lr"]) else \
             f" batch {config.batch_size} lr {config.lr:g}"
+        setting += "" if config.epochs == PROTOCOL["epochs"] else f" {config.epochs} epochs"
         return f"{self.kind} {config.arch}{setting} {config.control}{rho} seed{config.seed}"
 
     def submit(self, pool: concurrent.futures.Executor) -> concurrent.futures.Future:
