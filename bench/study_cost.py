@@ -30,7 +30,10 @@ def run_cost(run_dir: Path) -> dict:
     """Training and evaluation seconds of one committed run, from its files."""
     training, evaluation = runs.spent_seconds(run_dir)
     config = runs.read_json(run_dir / runs.CONFIG)
+    trained_by = runs.read_json(run_dir / runs.SUMMARY).get("code", {}).get("commit") or "?"
+    measured_by = runs.read_json(run_dir / "metrics.json").get("code", {}).get("commit") or "?"
     return {"run": str(run_dir.relative_to(cpu_study.STUDY_DIR)), "control": config["control"], "seed": config["seed"],
+            "trained_by": trained_by[:8], "measured_by": measured_by[:8],
             "rho": config.get("rho"), "training_seconds": training, "evaluation_seconds": evaluation,
             "evaluation_over_training": evaluation / training if training else float("nan")}
 
@@ -74,10 +77,10 @@ def main(argv=None) -> int:
     if not result["runs"]:
         print(f"no committed run of the protocol under {cpu_study.STUDY_DIR}", file=sys.stderr)
         return 1
-    print(f"{'run':<45} {'train s':>8} {'eval s':>8} {'eval/train':>10}")
+    print(f"{'run':<45} {'train s':>8} {'eval s':>8} {'eval/train':>10}  trained by / measured by (commits)")
     for row in result["runs"]:
         print(f"{row['run']:<45} {row['training_seconds']:8.0f} {row['evaluation_seconds']:8.0f} "
-              f"{row['evaluation_over_training']:10.2f}")
+              f"{row['evaluation_over_training']:10.2f}  {row['trained_by']} / {row['measured_by']}")
     median = result["median_evaluation_over_training"]
     print(f"\n{len(result['runs'])} runs: training {result['training_seconds']:.0f} s, evaluation "
           f"{result['evaluation_seconds']:.0f} s; median evaluation / training {median:.2f} (goal <= {EVALUATION_GOAL}); "

@@ -37,7 +37,7 @@ def write_pilot(rows, path=None):
 
 
 def family_pilot_tasks(arch, runs_dir, data_dir=None):
-    return setting_pilot.tasks(arch, cpu_families.PILOT_SETTINGS[arch], cpu_families.FAMILY_PILOT_FILE, runs_dir, data_dir)
+    return setting_pilot.next_round(arch, cpu_families.PILOT_SETTINGS[arch], cpu_families.FAMILY_PILOT_FILE, runs_dir, data_dir)
 
 
 def test_a_family_runs_at_the_first_learning_rate_where_both_augmentation_controls_reached_a_minimum(dirs):
@@ -119,20 +119,35 @@ def test_a_family_chosen_at_longer_training_runs_and_is_read_at_those_epochs_onl
     assert provenance["settings"]["epochs"] == {"vit_small": 360} and provenance["settings"]["lr"] == {"vit_small": 0.05}
 
 
-def test_no_family_is_planned_before_its_pilot_and_the_pilot_trains_the_augmentation_controls(dirs):
+def test_no_family_is_planned_before_its_pilot_and_the_pilot_tries_one_setting_at_a_time(dirs, monkeypatch):
+    """A round trains the augmentation controls at the first candidate whose verdict is not in the pilot file; a
+    candidate both of whose runs missed the bar (or diverged) leads to the next, a chosen one ends the pilot."""
+    settings = (cpu_families.Setting(0.01), cpu_families.Setting(0.05), cpu_families.Setting(0.05, 360))
+    monkeypatch.setitem(cpu_families.PILOT_SETTINGS, "vit_small", settings)
     assert cpu_families.plan("families", (0,), runs_dir=dirs / "runs") == []
-    pilot = family_pilot_tasks("vit_small", dirs / "pilot_runs")
-    assert [(t.kind, t.config.lr, t.config.control, t.config.seed) for t in pilot] == \
-        [("train", s.lr, control, 0) for s in cpu_families.PILOT_SETTINGS["vit_small"] for control in ("aug", "aug_sam")]
-    assert [t.config.epochs for t in pilot] == [s.epochs or cpu_study.PROTOCOL["epochs"]
-                                                 for s in cpu_families.PILOT_SETTINGS["vit_small"] for _ in range(2)]
-    assert {t.config.max_train_samples for t in pilot} == {cpu_study.PROTOCOL["train_images"]}
-    assert len({t.config.run_dir for t in pilot}) == len(pilot)  # every candidate in its own folder
-    finished = pilot[0].config.run_dir
-    finished.mkdir(parents=True)
-    runs.atomic_write_json(finished / runs.SUMMARY, {"status": "finished"})
-    assert [t.config.run_dir for t in family_pilot_tasks("vit_small", dirs / "pilot_runs")] == \
-        [t.config.run_dir for t in pilot[1:]]
+
+    def round_():
+        tasks = family_pilot_tasks("vit_small", dirs / "pilot_runs")
+        assert {t.kind for t in tasks} <= {"train"} and {t.config.seed for t in tasks} <= {0}
+        assert {t.config.max_train_samples for t in tasks} <= {cpu_study.PROTOCOL["train_images"]}
+        return [(t.config.lr, t.config.epochs, t.config.control) for t in tasks]
+
+    epochs = cpu_study.PROTOCOL["epochs"]
+    assert round_() == [(0.01, epochs, "aug"), (0.01, epochs, "aug_sam")]
+    write_pilot([pilot_row("vit_small", 0.01, "aug", 0.40)])
+    assert round_() == [(0.01, epochs, "aug_sam")]  # one verdict in: the other control of the same setting
+    write_pilot([pilot_row("vit_small", 0.01, "aug", 0.40), pilot_row("vit_small", 0.01, "aug_sam", 0.30, epochs_done=7)])
+    assert round_() == [(0.01, epochs, "aug_sam")]  # stopped early is no verdict
+    diverged = {**pilot_row("vit_small", 0.01, "aug_sam", 0.10, epochs_done=7), "status": "diverged"}
+    write_pilot([pilot_row("vit_small", 0.01, "aug", 0.40), diverged])
+    assert round_() == [(0.05, epochs, "aug"), (0.05, epochs, "aug_sam")]  # diverged is a verdict: the next setting
+    assert setting_pilot.runs_left("vit_small", settings, setting_pilot.load(cpu_families.FAMILY_PILOT_FILE)) == 4
+    write_pilot([pilot_row("vit_small", 0.01, "aug", 0.40), diverged,
+                 pilot_row("vit_small", 0.05, "aug", 0.96), pilot_row("vit_small", 0.05, "aug_sam", 0.97)])
+    assert round_() == [] and cpu_families.family_setting("vit_small") == settings[1]  # 360 epochs never tried
+    assert setting_pilot.runs_left("vit_small", settings, setting_pilot.load(cpu_families.FAMILY_PILOT_FILE)) == 0
+    folders = {setting_pilot.run_config("vit_small", s, c, dirs / "pilot_runs").run_dir for s in settings for c in ("aug", "aug_sam")}
+    assert len(folders) == 6  # every candidate in its own folder
 
 
 def batch_lr_pilot(*cells):
@@ -145,12 +160,11 @@ def batch_lr_pilot(*cells):
 
 def test_batch_lr_cells_run_at_their_pilots_setting_skip_the_study_cell_and_put_whole_seeds_first(dirs):
     assert cpu_families.plan("batch-lr", (0,), runs_dir=dirs / "runs") == []  # no cell before its pilot
-    pilot = setting_pilot.tasks(cpu_study.PROTOCOL["arch"], cpu_families.CELL_SETTINGS[(256, 1e-3)],
-                                cpu_families.BATCH_LR_PILOT_FILE, dirs / "pilot_runs")
+    pilot = setting_pilot.next_round(cpu_study.PROTOCOL["arch"], cpu_families.CELL_SETTINGS[(256, 1e-3)],
+                                     cpu_families.BATCH_LR_PILOT_FILE, dirs / "pilot_runs")
     assert [(t.config.batch_size, t.config.lr, t.config.epochs, t.config.control) for t in pilot] == \
-        [(256, 1e-3, epochs, control) for epochs in (cpu_study.PROTOCOL["epochs"], *cpu_families.LONGER_EPOCHS)
-         for control in ("aug", "aug_sam")]
-    assert len({t.config.run_dir for t in pilot}) == len(pilot)
+        [(256, 1e-3, cpu_study.PROTOCOL["epochs"], control) for control in ("aug", "aug_sam")]
+    assert [s.epochs for s in cpu_families.CELL_SETTINGS[(256, 1e-3)]] == [None, *cpu_families.LONGER_EPOCHS]
     assert (128, 1e-2) not in cpu_families.CELL_SETTINGS  # the CPU study's own setting: no pilot, its runs stand
 
     batch_lr_pilot((128, 1e-3, 120, 0.60, 0.50), (128, 1e-3, 360, 0.93, 0.90), (128, 1e-3, 1200, 0.99, 0.97),
@@ -204,12 +218,17 @@ def test_committed_runs_are_skipped_and_the_batch_lr_grid_reads_every_cell(dirs)
     # the study's own cell comes from the CPU study's folder, not trained again
     study = cpu_study.grid((0,), runs_dir=dirs / "study_runs").configs("cpu")[0]
     commit_run(study, dirs / "study_runs", cpu_study.STUDY_DIR, accuracy=0.90, losses=flat)
+    # the study's rho sweep (baseline_sam at another radius, the same batch and lr) is not the study's cell
+    rho = cpu_study.grid((0,), runs_dir=dirs / "study_runs", rhos=[0.25]).configs("cpu")[0]
+    assert commit_run(rho, dirs / "study_runs", cpu_study.STUDY_DIR, accuracy=0.99, losses=flat).is_relative_to(
+        cpu_study.STUDY_DIR / "rho0.25")
     grid, provenance = store.load_grid(cpu_families.write_batch_lr_grid())
     assert provenance["settings"]["command"] == "python -m sharpness cpu-families --part batch-lr"
     rows = grid.set_index(["batch_size", "lr", "control"])
     assert rows.loc[(128, 1e-3, "baseline"), "at_minimum"]  # 99% and a loss that fell 1%
     assert not rows.loc[(128, 1e-3, "baseline_sam"), "at_minimum"]  # still falling: 0.6 -> 0.1
     assert not rows.loc[(128, 1e-2, "baseline"), "at_minimum"]  # the study's run, at 90% accuracy
+    assert len(grid[grid["batch_size"].eq(128) & grid["lr"].eq(1e-2)]) == 1  # not the rho sweep's run
     assert "90.0%" in rows.loc[(128, 1e-2, "baseline"), "minimum_reason"]
     assert not any(path.name.endswith(".json") for path in dirs.glob("results/*.json"))  # nothing at results/ top level
 
@@ -249,23 +268,33 @@ def test_plan_hours_extrapolate_the_studys_measured_runs(monkeypatch):
 
 
 def test_the_families_command_trains_every_pilot_first_and_runs_no_family_whose_pilot_missed_the_bar(study, dirs, monkeypatch):
-    """End to end on the tiny pack: one epoch fits no augmented image set, so the pilot is trained and recorded and
-    no family run is made (the protocol cut to one epoch on 64 images by the `study` fixture)."""
+    """End to end on the tiny pack: one epoch fits no augmented image set, so the pilot tries both settings, one
+    round each, records them and makes no family run (the protocol cut to one epoch on 64 images by the `study`
+    fixture)."""
     monkeypatch.setattr(cpu_families, "FAMILIES", ("vgg_small",))
-    monkeypatch.setitem(cpu_families.PILOT_SETTINGS, "vgg_small", (cpu_families.Setting(1e-2),))
+    monkeypatch.setitem(cpu_families.PILOT_SETTINGS, "vgg_small", (cpu_families.Setting(1e-2), cpu_families.Setting(0.05)))
     monkeypatch.setattr(cpu_families, "FAMILIES_RUNS_DIR", study / "runs")
     pilot_runs = study / "pilot_runs"
     failures = cpu_families.run_part("families", (0,), workers=1, data_dir=study / "pack", runs_dir=study / "runs",
                                      progress=False, pilot_runs_dir=pilot_runs)
     assert failures == 0
     pilot = setting_pilot.load(cpu_families.FAMILY_PILOT_FILE)
-    assert sorted(pilot["control"]) == ["aug", "aug_sam"] and pilot["epochs_done"].eq(1).all()
-    assert pilot["lr"].eq(1e-2).all() and pilot["train_images"].eq(64).all()
+    assert sorted(zip(pilot["lr"], pilot["control"])) == [(1e-2, "aug"), (1e-2, "aug_sam"), (0.05, "aug"), (0.05, "aug_sam")]
+    assert pilot["epochs_done"].eq(1).all() and pilot["status"].eq("finished").all() and pilot["train_images"].eq(64).all()
     assert not pilot["reached_minimum"].any()  # one epoch of augmented digits is no minimum
     assert cpu_families.family_setting("vgg_small") is None
     assert not (study / "runs").exists() and not cpu_families.FAMILIES_GRID.exists()
     # a second call trains nothing again
     assert family_pilot_tasks("vgg_small", pilot_runs, study / "pack") == []
+    # a run trained here whose row never reached the file (a kill between the two) comes back, and is only recorded
+    write_pilot([row for row in runs.read_json(cpu_families.FAMILY_PILOT_FILE)["runs"] if row["lr"] != 0.05 or row["control"] != "aug"])
+    todo = family_pilot_tasks("vgg_small", pilot_runs, study / "pack")
+    assert [(t.config.lr, t.config.control) for t in todo] == [(0.05, "aug")] and runs.is_finished(todo[0].config.run_dir)
+    trained = (todo[0].config.run_dir / runs.CHECKPOINT).stat().st_mtime_ns
+    assert cpu_families.run_part("families", (0,), workers=1, data_dir=study / "pack", runs_dir=study / "runs",
+                                 progress=False, pilot_runs_dir=pilot_runs) == 0
+    assert (todo[0].config.run_dir / runs.CHECKPOINT).stat().st_mtime_ns == trained  # not trained again
+    assert len(setting_pilot.load(cpu_families.FAMILY_PILOT_FILE)) == 4 and family_pilot_tasks("vgg_small", pilot_runs) == []
 
 
 def test_a_fresh_clone_resumes_the_pilot_from_its_committed_file(study, dirs, monkeypatch):

@@ -159,7 +159,7 @@ def test_hutchinson_stops_at_the_first_round_whose_standard_error_meets_the_tole
     assert capped.value == pytest.approx(statistics.fmean(forms[:12]), rel=1e-12)
 
 
-def test_power_iteration_reports_its_steps_and_an_eigenvalue_bound():
+def test_lanczos_reports_its_steps_and_an_eigenvalue_bound():
     """On a tiny net with its exact Hessian: an eigenvalue lies within the residual; the stop is as stated."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()

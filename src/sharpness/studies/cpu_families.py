@@ -219,6 +219,12 @@ def cells_table() -> pd.DataFrame:
     return pd.DataFrame(rows).astype({"epochs": "Int64"})
 
 
+def _decided(part: str) -> int:
+    """How many of `part`'s pilot runs have their verdict in its pilot file."""
+    pilot = setting_pilot.load(pilot_file(part))
+    return sum(len(setting_pilot.decided_runs(arch, pilot)) for arch in {arch for _, arch, _ in subjects(part)})
+
+
 def _setting_label(setting: Setting | None, pilot_runs_left: int) -> str:
     """A subject's setting for a table: its label without 'lr ', or why there is none yet."""
     if setting is not None:
@@ -253,13 +259,12 @@ def family_runs(arch: str, setting: Setting | None) -> list[Path]:
 
 
 def batch_lr_cell_runs(batch_size: int, lr: float) -> list[Path]:
-    """The committed runs of one cell: the CPU study's own (default radius) for its setting, else those at the setting
-    its pilot chose (none before it has chosen one)."""
+    """The committed runs of one cell: the CPU study's controls grid for its setting (not its rho sweep), else those at
+    the setting its pilot chose (none before it has chosen one)."""
+    if is_study_cell(batch_size, lr):
+        return cpu_study.committed_controls_runs()
     setting = cell_setting(batch_size, lr)
-    if setting is None:
-        return []
-    folder = cpu_study.STUDY_DIR if is_study_cell(batch_size, lr) else BATCH_LR_DIR / setting.folder
-    return _runs_at(folder, cpu_study.PROTOCOL["arch"], setting)
+    return [] if setting is None else _runs_at(BATCH_LR_DIR / setting.folder, cpu_study.PROTOCOL["arch"], setting)
 
 
 def plan(part: str, seeds=None, *, data_dir=None, runs_dir=None) -> list[cpu_study.Task]:
@@ -370,10 +375,13 @@ def run_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, runs_dir
     only evaluated); returns the number of failures."""
     seeds = tuple(seeds or (FAMILY_SEEDS if part == "families" else BATCH_LR_SEEDS))
     runs_dir, pilot_runs_dir = runs_dir or _runs_dir(part), pilot_runs_dir or PILOT_RUNS_DIRS[part]
-    failures, record = 0, pilot_file(part)
-    pilot = [task for _, arch, candidates in subjects(part)
-             for task in setting_pilot.tasks(arch, candidates, record, pilot_runs_dir, data_dir)]
-    if pilot:
+    failures, record, decided = 0, pilot_file(part), None
+    while True:  # rounds: each undecided subject's next candidate setting, all subjects side by side
+        pilot = [task for _, arch, candidates in subjects(part)
+                 for task in setting_pilot.next_round(arch, candidates, record, pilot_runs_dir, data_dir)]
+        if not pilot or failures or _decided(part) == decided:  # done, failed, or the last round decided nothing
+            break
+        decided = _decided(part)
         print(f"CPU {part}: {len(pilot)} pilot runs with {workers} workers; recorded in {record}")
         failures += cpu_study.run_tasks(
             pilot, workers=workers, runs_dir=pilot_runs_dir, study_dir=record.parent, progress=progress, desc=f"{part} pilot",

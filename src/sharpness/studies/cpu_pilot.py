@@ -70,12 +70,14 @@ def measure(run_dir: Path) -> dict:
         measured = measured_set_diagnostics(classifier_pass(model, lambda: batches(images, labels, 128, data=data), progress=False))
     drop, drop_read_from = loss_drop(history)
     finished = len(history) == config.epochs
+    status = runs.read_json(run_dir / runs.SUMMARY).get("status", "finished") if runs.is_finished(run_dir) else "stopped"
     verdict, reason = reached_minimum(history, measured["accuracy"]) if finished else (
-        False, f"stopped after {len(history)} of {config.epochs} epochs")
+        False, f"{'diverged' if status == 'diverged' else 'stopped'} after {len(history)} of {config.epochs} epochs")
     radius = config.rho * config.rho_scale if config.control.endswith("sam") else None
     return {
         "arch": config.arch, "parameters": sum(p.numel() for p in model.parameters()),
         "train_images": config.max_train_samples, "epochs": config.epochs, "epochs_done": len(history), "lr": config.lr,
+        "status": status,
         "batch_size": config.batch_size,
         "lr_schedule": config.lr_schedule, "control": config.control, "sam_radius": radius,
         "relative_radius": radius / models.initial_weight_norm(config.arch, config.seed) if radius else None,

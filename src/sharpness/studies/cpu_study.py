@@ -79,7 +79,7 @@ def protocol_table():
         "test_images": "test images", "epochs": "epochs", "batch_size": "batch size", "lr": "peak learning rate (SGD momentum 0.9)",
         "lr_schedule": "learning-rate schedule", "monitor_test_images": "test images of the per-epoch curve",
         "slow_measure_images": "images for SAM-sharpness and the Hessian measures", "sam_draws": "SAM-sharpness draws (rho 0.005)",
-        "hessian_iterations": (f"Hessian steps, at most (power iteration stops at a {HESSIAN_EIGENVALUE_TOL:g} relative "
+        "hessian_iterations": (f"Hessian steps, at most (Lanczos stops at a {HESSIAN_EIGENVALUE_TOL:g} relative "
                                f"change, Hutchinson at a standard error of {HESSIAN_TRACE_TOL:.0%})"), "corruptions": "corruptions (x 5 severities)",
         "corruption_images": "test images per corruption and severity", "landscape_resolution": "loss surface grid (per axis)",
         "landscape_images": "training images per surface point",

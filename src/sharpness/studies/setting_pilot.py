@@ -92,13 +92,31 @@ def _at(rows: pd.DataFrame, setting: Setting) -> pd.DataFrame:
     return rows[rows["lr"].eq(lr) & rows["epochs"].eq(epochs) & rows["batch_size"].eq(batch_size)]
 
 
-def tasks(arch: str, candidates, pilot_file: Path, runs_dir, data_dir=None) -> list[cpu_study.Task]:
-    """The pilot runs of `arch` at `candidates` neither recorded as finished in `pilot_file` nor finished here."""
-    configs = [run_config(arch, setting, control, runs_dir, data_dir)
-               for setting in candidates for control in cpu_pilot.PILOT_CONTROLS]
-    recorded = {_key(row) for row in finished_runs(arch, load(pilot_file)).to_dict("records")}
-    return [cpu_study.Task("train", config, None) for config in configs
-            if not runs.is_finished(config.run_dir) and _key(config) not in recorded]
+def decided_runs(arch: str, pilot: pd.DataFrame) -> pd.DataFrame:
+    """The pilot runs of `arch` whose verdict is in: trained every planned epoch, or diverged."""
+    if pilot.empty:
+        return pilot
+    diverged = pilot["status"].eq("diverged") if "status" in pilot else False
+    return pilot[pilot["arch"].eq(arch) & (pilot["epochs_done"].eq(pilot["epochs"]) | diverged)]
+
+
+def next_round(arch: str, candidates, pilot_file: Path, runs_dir, data_dir=None) -> list[cpu_study.Task]:
+    """The pilot runs of `arch` to train next: those of the first of `candidates` whose verdict is not in
+    `pilot_file` yet, or none once a candidate is chosen or every one is decided. Candidates are tried one at a
+    time, so a subject that reaches a minimum at its first setting never pays for its longer ones. A run already
+    trained here but not recorded comes back too: its task finds it finished and records it."""
+    pilot = load(pilot_file)
+    decided = decided_runs(arch, pilot)
+    for setting in candidates:
+        rows = _at(decided, setting) if not decided.empty else decided
+        if not rows.empty and set(rows.loc[rows["reached_minimum"], "control"]) >= set(cpu_pilot.PILOT_CONTROLS):
+            return []  # chosen: nothing more to try
+        recorded = set(rows["control"]) if not rows.empty else set()
+        if recorded >= set(cpu_pilot.PILOT_CONTROLS):
+            continue  # tried, and short of a minimum: the next candidate
+        return [cpu_study.Task("train", run_config(arch, setting, control, runs_dir, data_dir), None)
+                for control in cpu_pilot.PILOT_CONTROLS if control not in recorded]
+    return []
 
 
 def record(runs_dir, pilot_file: Path, command: str) -> Path:
@@ -113,12 +131,15 @@ def record(runs_dir, pilot_file: Path, command: str) -> Path:
 
 
 def runs_left(arch: str, candidates, pilot: pd.DataFrame) -> int:
-    """The candidate pilot runs of `arch` (a setting and a control) that have not finished."""
-    finished = finished_runs(arch, pilot)
+    """The candidate pilot runs of `arch` (a setting and a control) whose verdict is not in (none once a setting is
+    chosen)."""
+    decided = decided_runs(arch, pilot)
 
     def done(setting: Setting, control: str) -> bool:
-        return not finished.empty and _at(finished, setting)["control"].eq(control).any()
+        return not decided.empty and _at(decided, setting)["control"].eq(control).any()
 
+    if chosen(arch, candidates, pilot) is not None:
+        return 0  # the longer candidates after the chosen one are never run
     return sum(not done(setting, control) for setting in candidates for control in cpu_pilot.PILOT_CONTROLS)
 
 
@@ -146,9 +167,9 @@ def finding(name: str, arch: str, candidates, pilot: pd.DataFrame) -> str:
         return f"{name}: no pilot run finished yet."
     if left > 0:
         return f"{name}: no setting chosen yet; {left} pilot run(s) still to finish."
-    finished = pd.concat([_at(finished_runs(arch, pilot), s) for s in candidates])
+    decided = pd.concat([_at(decided_runs(arch, pilot), s) for s in candidates])
     # a setting is as close as its worse control got; the closest setting is the best of those
-    worst = finished.sort_values(["reached_minimum", "measured_set_accuracy"]).groupby(["lr", "epochs", "batch_size"]).head(1)
+    worst = decided.sort_values(["reached_minimum", "measured_set_accuracy"]).groupby(["lr", "epochs", "batch_size"]).head(1)
     closest = worst.sort_values("measured_set_accuracy").iloc[-1]
     where = next(s for s in candidates if s.key() == (closest.lr, closest.epochs, closest.batch_size))
     return (f"{name} is not run: at none of its settings ({', '.join(s.label for s in candidates)}; "

@@ -146,7 +146,7 @@ def measurement_images(data: ImageData, config: RunConfig, seed: int = 0, clean:
     (the paper's choice), or the clean images with `clean=True` (the paper's Appendix F.1 check).
 
     A fixed copy (rather than fresh augmentations per pass) keeps L(theta) and L(theta + delta) of
-    SAM-sharpness, and the passes of power iteration, on the same inputs; training reads its loss on the same
+    SAM-sharpness, and the Hessian measures, on the same inputs; training reads its loss on the same
     copy over its last epochs, for the minimum criterion (`sharpness.training.minimum`).
     """
     images, labels = data.train_images, data.train_labels
