@@ -331,18 +331,18 @@ def test_the_pilots_seed_0_runs_are_copied_to_the_family_and_only_evaluated_ther
     stored = json.loads((pilot.run_dir / runs.CONFIG).read_text())
     runs.atomic_write_json(pilot.run_dir / runs.CONFIG, {**stored, "batch_size": 64})  # as if trained otherwise
     targets = cpu_families.family_grid("vgg_small", (0,), setting, study / "pack", family_runs).configs("cpu")
-    assert setting_pilot.reuse_runs("vgg_small", setting, targets, pilot_runs, study / "pack") == []
+    assert setting_pilot.reuse_runs(setting, targets, pilot_runs, study / "pack") == []
     runs.atomic_write_json(pilot.run_dir / runs.CONFIG, stored)
 
     family = {c.control: c for c in targets}
-    assert setting_pilot.reuse_runs("vgg_small", setting, targets, pilot_runs, study / "pack") == \
+    assert setting_pilot.reuse_runs(setting, targets, pilot_runs, study / "pack") == \
         [family["aug"].run_dir]  # aug_sam's pilot run was never trained
     copied = family["aug"].run_dir
     assert (copied / runs.CHECKPOINT).read_bytes() == (pilot.run_dir / runs.CHECKPOINT).read_bytes()
     assert runs.read_jsonl(copied / runs.METRICS) == runs.read_jsonl(pilot.run_dir / runs.METRICS)
     assert runs.read_json(copied / runs.CONFIG) == json.loads(json.dumps(family["aug"].to_dict()))
     assert not list(copied.parent.glob("*.copying"))
-    assert setting_pilot.reuse_runs("vgg_small", setting, targets, pilot_runs, study / "pack") == []
+    assert setting_pilot.reuse_runs(setting, targets, pilot_runs, study / "pack") == []
 
     epochs = runs.read_jsonl(copied / runs.METRICS)
     outcome = execute_run(family["aug"], ("test_accuracy", "fisher_rao_norm"), use_papermill=False)

@@ -274,8 +274,12 @@ def plan(part: str, seeds=None, *, data_dir=None, runs_dir=None) -> list[cpu_stu
     other than the study's (all controls of a cell together)."""
     if part not in PARTS:
         raise ValueError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
-    return [task for grid, _ in _grids(part, seeds, data_dir, runs_dir) for task in
-            (cpu_study.Task("run", config, grid) for config in grid.configs("cpu"))
+    return _pending(part, _grids(part, seeds, data_dir, runs_dir), runs_dir)
+
+
+def _pending(part: str, grids, runs_dir) -> list[cpu_study.Task]:
+    """The runs of `grids` (from `_grids`) not yet committed under `part`'s results folder."""
+    return [task for grid, _ in grids for task in (cpu_study.Task("run", config, grid) for config in grid.configs("cpu"))
             if not cpu_study.is_committed(task.config, runs_dir or _runs_dir(part), _study_dir(part))]
 
 
@@ -379,19 +383,19 @@ def run_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, runs_dir
     while True:  # rounds: each undecided subject's next candidate setting, all subjects side by side
         pilot = [task for _, arch, candidates in subjects(part)
                  for task in setting_pilot.next_round(arch, candidates, record, pilot_runs_dir, data_dir)]
-        if not pilot or failures or _decided(part) == decided:  # done, failed, or the last round decided nothing
+        before, decided = decided, _decided(part)
+        if not pilot or failures or decided == before:  # done, failed, or the last round decided nothing
             break
-        decided = _decided(part)
         print(f"CPU {part}: {len(pilot)} pilot runs with {workers} workers; recorded in {record}")
         failures += cpu_study.run_tasks(
             pilot, workers=workers, runs_dir=pilot_runs_dir, study_dir=record.parent, progress=progress, desc=f"{part} pilot",
             write=functools.partial(setting_pilot.record, pilot_runs_dir, record, f"{COMMANDS[part]} (its pilot)"))
     print(f"CPU {part}: {pilot_finding(part)}")
-    for grid, setting in _grids(part, seeds, data_dir, runs_dir):
-        configs = grid.configs("cpu")
-        for folder in setting_pilot.reuse_runs(configs[0].arch, setting, configs, pilot_runs_dir, data_dir):
+    grids = _grids(part, seeds, data_dir, runs_dir)
+    for grid, setting in grids:
+        for folder in setting_pilot.reuse_runs(setting, grid.configs("cpu"), pilot_runs_dir, data_dir):
             print(f"CPU {part}: {folder} trained by the pilot (copied); only its evaluation is left")
-    todo = plan(part, seeds, data_dir=data_dir, runs_dir=runs_dir)
+    todo = _pending(part, grids, runs_dir)
     print(f"CPU {part}: {len(todo)} runs to do with {workers} workers; finished runs go to {_study_dir(part)}")
     if not todo:
         write_grid(part, seeds)

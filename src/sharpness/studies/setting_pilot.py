@@ -82,22 +82,23 @@ def _key(run) -> tuple:
     return run.arch, float(run.lr), int(run.epochs), int(run.batch_size), run.control, int(run.max_train_samples)
 
 
-def finished_runs(arch: str, pilot: pd.DataFrame) -> pd.DataFrame:
-    """The pilot runs of `arch` that trained every planned epoch (an empty pilot has no columns to filter)."""
-    return pilot if pilot.empty else pilot[pilot["arch"].eq(arch) & pilot["epochs_done"].eq(pilot["epochs"])]
-
-
-def _at(rows: pd.DataFrame, setting: Setting) -> pd.DataFrame:
-    lr, epochs, batch_size = setting.key()
-    return rows[rows["lr"].eq(lr) & rows["epochs"].eq(epochs) & rows["batch_size"].eq(batch_size)]
-
-
 def decided_runs(arch: str, pilot: pd.DataFrame) -> pd.DataFrame:
-    """The pilot runs of `arch` whose verdict is in: trained every planned epoch, or diverged."""
+    """The pilot runs of `arch` whose verdict is in: trained every planned epoch, or diverged (an empty pilot has no
+    columns to filter)."""
     if pilot.empty:
         return pilot
     diverged = pilot["status"].eq("diverged") if "status" in pilot else False
     return pilot[pilot["arch"].eq(arch) & (pilot["epochs_done"].eq(pilot["epochs"]) | diverged)]
+
+
+def _controls_at(decided: pd.DataFrame, setting: Setting) -> tuple[set[str], set[str]]:
+    """The pilot controls decided at `setting`, and those of them that reached a minimum (only a finished run can:
+    `cpu_pilot.measure` gives a stopped or diverged run no verdict but False)."""
+    if decided.empty:
+        return set(), set()
+    lr, epochs, batch_size = setting.key()
+    rows = decided[decided["lr"].eq(lr) & decided["epochs"].eq(epochs) & decided["batch_size"].eq(batch_size)]
+    return set(rows["control"]), set(rows.loc[rows["reached_minimum"], "control"])
 
 
 def next_round(arch: str, candidates, pilot_file: Path, runs_dir, data_dir=None) -> list[cpu_study.Task]:
@@ -105,13 +106,11 @@ def next_round(arch: str, candidates, pilot_file: Path, runs_dir, data_dir=None)
     `pilot_file` yet, or none once a candidate is chosen or every one is decided. Candidates are tried one at a
     time, so a subject that reaches a minimum at its first setting never pays for its longer ones. A run already
     trained here but not recorded comes back too: its task finds it finished and records it."""
-    pilot = load(pilot_file)
-    decided = decided_runs(arch, pilot)
+    decided = decided_runs(arch, load(pilot_file))
     for setting in candidates:
-        rows = _at(decided, setting) if not decided.empty else decided
-        if not rows.empty and set(rows.loc[rows["reached_minimum"], "control"]) >= set(cpu_pilot.PILOT_CONTROLS):
+        recorded, reached = _controls_at(decided, setting)
+        if reached >= set(cpu_pilot.PILOT_CONTROLS):
             return []  # chosen: nothing more to try
-        recorded = set(rows["control"]) if not rows.empty else set()
         if recorded >= set(cpu_pilot.PILOT_CONTROLS):
             continue  # tried, and short of a minimum: the next candidate
         return [cpu_study.Task("train", run_config(arch, setting, control, runs_dir, data_dir), None)
@@ -133,27 +132,18 @@ def record(runs_dir, pilot_file: Path, command: str) -> Path:
 def runs_left(arch: str, candidates, pilot: pd.DataFrame) -> int:
     """The candidate pilot runs of `arch` (a setting and a control) whose verdict is not in (none once a setting is
     chosen)."""
-    decided = decided_runs(arch, pilot)
-
-    def done(setting: Setting, control: str) -> bool:
-        return not decided.empty and _at(decided, setting)["control"].eq(control).any()
-
     if chosen(arch, candidates, pilot) is not None:
         return 0  # the longer candidates after the chosen one are never run
-    return sum(not done(setting, control) for setting in candidates for control in cpu_pilot.PILOT_CONTROLS)
+    decided = decided_runs(arch, pilot)
+    return sum(len(set(cpu_pilot.PILOT_CONTROLS) - _controls_at(decided, setting)[0]) for setting in candidates)
 
 
 def chosen(arch: str, candidates, pilot: pd.DataFrame) -> Setting | None:
     """The first of `candidates` at which every pilot control of `arch` finished and reached a minimum; None while
     the pilot has not shown one."""
-    finished = finished_runs(arch, pilot)
-    if finished.empty:
-        return None
-    for setting in candidates:
-        rows = _at(finished, setting)
-        if set(rows.loc[rows["reached_minimum"], "control"]) >= set(cpu_pilot.PILOT_CONTROLS):
-            return setting
-    return None
+    decided = decided_runs(arch, pilot)
+    return next((setting for setting in candidates
+                 if _controls_at(decided, setting)[1] >= set(cpu_pilot.PILOT_CONTROLS)), None)
 
 
 def finding(name: str, arch: str, candidates, pilot: pd.DataFrame) -> str:
@@ -167,7 +157,9 @@ def finding(name: str, arch: str, candidates, pilot: pd.DataFrame) -> str:
         return f"{name}: no pilot run finished yet."
     if left > 0:
         return f"{name}: no setting chosen yet; {left} pilot run(s) still to finish."
-    decided = pd.concat([_at(decided_runs(arch, pilot), s) for s in candidates])
+    keys = {setting.key() for setting in candidates}
+    decided = decided_runs(arch, pilot)
+    decided = decided[[key in keys for key in zip(decided["lr"], decided["epochs"], decided["batch_size"])]]
     # a setting is as close as its worse control got; the closest setting is the best of those
     worst = decided.sort_values(["reached_minimum", "measured_set_accuracy"]).groupby(["lr", "epochs", "batch_size"]).head(1)
     closest = worst.sort_values("measured_set_accuracy").iloc[-1]
@@ -194,8 +186,8 @@ def table(pilot: pd.DataFrame) -> pd.DataFrame:
     return result.loc[order]
 
 
-def reuse_runs(arch: str, setting: Setting, targets, pilot_runs_dir, data_dir=None) -> list[Path]:
-    """Copy the pilot's finished runs of `arch` at `setting` to the run folders of `targets` (seed-0 configs of the
+def reuse_runs(setting: Setting, targets, pilot_runs_dir, data_dir=None) -> list[Path]:
+    """Copy the pilot's finished runs at `setting` to the run folders of `targets` (seed-0 configs of the
     grid at that setting) that are empty: the same control at the same settings is the same training (bit for bit
     on CPU), so only its evaluation is left. A pilot run trained with other settings is not copied. Returns the
     folders filled."""
@@ -205,7 +197,7 @@ def reuse_runs(arch: str, setting: Setting, targets, pilot_runs_dir, data_dir=No
     for config in targets:
         if config.control not in cpu_pilot.PILOT_CONTROLS or config.seed != cpu_pilot.SHARED["seed"] or config.run_dir.exists():
             continue
-        pilot = run_config(arch, setting, config.control, pilot_runs_dir, data_dir).run_dir
+        pilot = run_config(config.arch, setting, config.control, pilot_runs_dir, data_dir).run_dir
         fix = f"delete {pilot} to train the pilot run again"
         if not runs.is_finished(pilot) or stored_config(pilot, fix).what_is_trained() != config.what_is_trained():
             continue
