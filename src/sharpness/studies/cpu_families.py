@@ -283,16 +283,25 @@ def _pending(part: str, grids, runs_dir) -> list[cpu_study.Task]:
             if not cpu_study.is_committed(task.config, runs_dir or _runs_dir(part), _study_dir(part))]
 
 
-def _grids(part: str, seeds, data_dir, runs_dir) -> list[tuple]:
-    """(grid of one seed, its setting), in the order of the work, for every subject with a chosen setting."""
+def _grids(part: str, seeds, data_dir, runs_dir, stage=None) -> list[tuple]:
+    """(grid of one seed, its setting), in the order of the work, for every subject with a chosen setting (of
+    `stage`'s subjects only, when given: see `_stages`)."""
     runs_dir = runs_dir or _runs_dir(part)
     if part == "families":
-        chosen = {arch: family_setting(arch) for arch in FAMILIES}
-        return [(family_grid(arch, (seed,), chosen[arch], data_dir, runs_dir), chosen[arch]) for arch in FAMILIES
+        archs = [arch for arch in FAMILIES if stage is None or arch in stage]
+        chosen = {arch: family_setting(arch) for arch in archs}
+        return [(family_grid(arch, (seed,), chosen[arch], data_dir, runs_dir), chosen[arch]) for arch in archs
                 if chosen[arch] is not None for seed in (seeds or FAMILY_SEEDS)]
     chosen = {cell: cell_setting(*cell) for cell in CELL_SETTINGS}
     return [(batch_lr_grid(chosen[cell], (seed,), data_dir, runs_dir), chosen[cell]) for seed in (seeds or BATCH_LR_SEEDS)
             for cell in CELL_SETTINGS if chosen[cell] is not None]
+
+
+def _stages(part: str) -> list[tuple[str, ...] | None]:
+    """The pieces `run_part` finishes one after another, each pilot then runs: a family at a time (a family's
+    grid is complete before the next family's pilot starts, so an interruption leaves whole families); the batch x lr
+    cells all together (the sweep is ordered seed by seed across cells, so every cell must be decided first)."""
+    return [(arch,) for arch in FAMILIES] if part == "families" else [None]
 
 
 def _runs_dir(part: str) -> Path:
@@ -374,36 +383,53 @@ def write_grid(part: str, seeds) -> Path | None:
 
 def run_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, runs_dir=None, progress: bool = True,
              pilot_runs_dir=None) -> int:
-    """`part`'s pilot (what is not trained yet: the cheap runs that decide each subject's setting), then every run of
-    `part` not yet under results/ at the chosen settings (seed 0's augmentation runs copied from the pilot, then
-    only evaluated); returns the number of failures."""
+    """Stage by stage (`_stages`): the stage's pilot (what is not trained yet: the cheap runs that decide each
+    subject's setting), then every run of the stage not yet under results/ at the chosen settings (seed 0's
+    augmentation runs copied from the pilot, then only evaluated); returns the number of failures."""
     seeds = tuple(seeds or (FAMILY_SEEDS if part == "families" else BATCH_LR_SEEDS))
     runs_dir, pilot_runs_dir = runs_dir or _runs_dir(part), pilot_runs_dir or PILOT_RUNS_DIRS[part]
+    failures = 0
+    for stage in _stages(part):
+        failures += _run_pilot(part, stage, workers, data_dir, pilot_runs_dir, progress)
+        if failures:
+            break
+        failures += _run_stage(part, stage, seeds, workers, data_dir, runs_dir, pilot_runs_dir, progress)
+    return failures
+
+
+def _run_pilot(part: str, stage, workers: int, data_dir, pilot_runs_dir, progress: bool) -> int:
+    """Pilot rounds for `stage`'s subjects: each undecided subject's next candidate setting, side by side, until
+    every subject is decided, a run fails, or a round decides nothing."""
     failures, record, decided = 0, pilot_file(part), None
-    while True:  # rounds: each undecided subject's next candidate setting, all subjects side by side
-        pilot = [task for _, arch, candidates in subjects(part)
+    while True:
+        pilot = [task for _, arch, candidates in subjects(part) if stage is None or arch in stage
                  for task in setting_pilot.next_round(arch, candidates, record, pilot_runs_dir, data_dir)]
         before, decided = decided, _decided(part)
-        if not pilot or failures or decided == before:  # done, failed, or the last round decided nothing
+        if not pilot or failures or decided == before:
             break
         print(f"CPU {part}: {len(pilot)} pilot runs with {workers} workers; recorded in {record}")
         failures += cpu_study.run_tasks(
             pilot, workers=workers, runs_dir=pilot_runs_dir, study_dir=record.parent, progress=progress, desc=f"{part} pilot",
             write=functools.partial(setting_pilot.record, pilot_runs_dir, record, f"{COMMANDS[part]} (its pilot)"))
     print(f"CPU {part}: {pilot_finding(part)}")
-    grids = _grids(part, seeds, data_dir, runs_dir)
+    return failures
+
+
+def _run_stage(part: str, stage, seeds, workers: int, data_dir, runs_dir, pilot_runs_dir, progress: bool) -> int:
+    """The runs of `stage` at its chosen settings not yet under results/; the grid file rewritten as each lands."""
+    grids = _grids(part, seeds, data_dir, runs_dir, stage)
     for grid, setting in grids:
         for folder in setting_pilot.reuse_runs(setting, grid.configs("cpu"), pilot_runs_dir, data_dir):
             print(f"CPU {part}: {folder} trained by the pilot (copied); only its evaluation is left")
     todo = _pending(part, grids, runs_dir)
-    print(f"CPU {part}: {len(todo)} runs to do with {workers} workers; finished runs go to {_study_dir(part)}")
+    where = "" if stage is None else f" ({', '.join(stage)})"
+    print(f"CPU {part}{where}: {len(todo)} runs to do with {workers} workers; finished runs go to {_study_dir(part)}")
     if not todo:
         write_grid(part, seeds)
-        return failures
+        return 0
     cpu_study.prepare_data(data_dir, progress)
-    return failures + cpu_study.run_tasks(todo, workers=workers, runs_dir=runs_dir, study_dir=_study_dir(part),
-                                          write=functools.partial(write_grid, part, seeds), progress=progress,
-                                          desc=f"CPU {part}")
+    return cpu_study.run_tasks(todo, workers=workers, runs_dir=runs_dir, study_dir=_study_dir(part),
+                               write=functools.partial(write_grid, part, seeds), progress=progress, desc=f"CPU {part}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
