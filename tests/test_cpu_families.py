@@ -150,6 +150,59 @@ def test_no_family_is_planned_before_its_pilot_and_the_pilot_tries_one_setting_a
     assert len(folders) == 6  # every candidate in its own folder
 
 
+def test_each_family_finishes_its_grid_before_the_next_familys_pilot_starts(dirs, monkeypatch):
+    """`run_part` works family by family: a decided family's runs come before the pilot of a family still
+    undecided, so an interruption leaves whole families (the training itself is replaced by a log)."""
+    monkeypatch.setattr(cpu_families, "FAMILIES", ("resnet_small", "vit_small"))
+    write_pilot([pilot_row("resnet_small", 0.05, control, 0.99) for control in ("aug", "aug_sam")])
+    monkeypatch.setattr(cpu_study, "prepare_data", lambda *args, **kwargs: None)
+    log = []
+
+    def run_tasks(todo, **kwargs):
+        log.append((kwargs["desc"], sorted({(t.kind, t.config.arch, t.config.seed) for t in todo})))
+        return 0
+
+    monkeypatch.setattr(cpu_study, "run_tasks", run_tasks)
+    assert cpu_families.run_part("families", (0, 1), workers=1, runs_dir=dirs / "runs", progress=False,
+                                 pilot_runs_dir=dirs / "pilot_runs") == 0
+    assert log == [("CPU families", [("run", "resnet_small", 0), ("run", "resnet_small", 1)]),
+                   ("families pilot", [("train", "vit_small", 0)])]
+
+
+def test_committed_family_runs_are_measured_again_from_their_checkpoints(study, dirs, monkeypatch):
+    """`cpu-families --re-evaluate`: every committed run of a chosen family measured by older code is measured
+    again from its checkpoint (the same predictions), and the grid rewritten; nothing is trained."""
+    import argparse
+
+    monkeypatch.setattr(cpu_families, "FAMILIES", ("vgg_small",))
+    write_pilot([pilot_row("vgg_small", 1e-2, control, 0.99) for control in ("aug", "aug_sam")])
+    runs_dir = study / "runs"
+    assert cpu_families.run_part("families", (0,), workers=1, data_dir=study / "pack", runs_dir=runs_dir,
+                                 progress=False, pilot_runs_dir=study / "pilot_runs") == 0
+    committed = sorted(cpu_families.FAMILIES_DIR.rglob("metrics.json"))
+    assert len(committed) == len(CONTROLS)
+    before = {path: json.loads(path.read_text()) for path in committed}
+    for path, metrics in before.items():  # measured by a commit this repository does not know: older code
+        path.write_text(json.dumps({**metrics, "code": {"commit": "f" * 40, "dirty": False}}))
+    checkpoints = {path: path.stat().st_mtime_ns for path in runs_dir.rglob("checkpoint.pt")}
+    parser = argparse.ArgumentParser()
+    cpu_families.add_arguments(parser)
+    args = parser.parse_args(["--part", "families", "--seeds", "0", "--workers", "1", "--re-evaluate",
+                              "--runs-dir", str(study / "all_runs"), "--data-dir", str(study / "pack"), "--no-progress"])
+    with pytest.raises(ValueError, match="checkpoint.pt is missing.*--runs-dir"):  # not the folder that trained them
+        cpu_families.main(args)
+    args.runs_dir = None
+    monkeypatch.setattr(cpu_families, "FAMILIES_RUNS_DIR", runs_dir)
+    assert cpu_families.main(args) == 0
+    for path, metrics in before.items():
+        again = json.loads(path.read_text())
+        assert again["code"]["commit"] != "f" * 40
+        assert again["test_accuracy"] == metrics["test_accuracy"]
+        assert again["fisher_rao_norm"] == pytest.approx(metrics["fisher_rao_norm"], rel=1e-5)
+    assert {path: path.stat().st_mtime_ns for path in runs_dir.rglob("checkpoint.pt")} == checkpoints  # not trained
+    assert store.load_grid(cpu_families.FAMILIES_GRID)[0]["test_accuracy"].notna().all()
+
+
 def batch_lr_pilot(*cells):
     """A batch x lr pilot file: for each (batch, lr, epochs, aug accuracy, aug_sam accuracy), its two runs."""
     arch = cpu_study.PROTOCOL["arch"]

@@ -432,6 +432,24 @@ def _run_stage(part: str, stage, seeds, workers: int, data_dir, runs_dir, pilot_
                                write=functools.partial(write_grid, part, seeds), progress=progress, desc=f"CPU {part}")
 
 
+def re_evaluate_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, runs_dir=None,
+                     progress: bool = True) -> int:
+    """Measure again every committed run of `part` (at the chosen settings) whose measures predate the measuring
+    code, from its checkpoint under `runs_dir`, rewriting its files and the grid as each lands; returns the number
+    of failures."""
+    seeds = tuple(seeds or (FAMILY_SEEDS if part == "families" else BATCH_LR_SEEDS))
+    runs_dir = runs_dir or _runs_dir(part)
+    tasks = [task for grid, _ in _grids(part, seeds, data_dir, runs_dir)
+             for task in (cpu_study.Task("run", config, grid) for config in grid.configs("cpu"))]
+    todo = cpu_study.stale_measures(tasks, runs_dir, _study_dir(part))
+    print(f"CPU {part}: {len(todo)} committed runs to measure again with {workers} workers")
+    if not todo:
+        return 0
+    cpu_study.prepare_data(data_dir, progress)
+    return cpu_study.run_tasks(todo, workers=workers, runs_dir=runs_dir, study_dir=_study_dir(part),
+                               write=functools.partial(write_grid, part, seeds), progress=progress, desc="measured again")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--part", choices=(*PARTS, "all"), default="all",
                         help="families (3 networks x 6 controls), batch-lr (Figure 1's sweep), or both in that order")
@@ -441,6 +459,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="the CIFAR-10 ImageFolder pack (default: data/cifar10-jpeg)")
     parser.add_argument("--runs-dir", default=None,
                         help="checkpoints and working files (default: runs/cpu_<part> and runs/cpu_<part>_pilot)")
+    parser.add_argument("--re-evaluate", action="store_true",
+                        help="measure the committed runs again with the current measuring code (needs their checkpoints)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -453,6 +473,10 @@ def main(args: argparse.Namespace) -> int:
     for part in (PARTS if args.part == "all" else (args.part,)):
         runs_dir, pilot_runs_dir = (None, None) if args.runs_dir is None else \
             (Path(args.runs_dir) / part, Path(args.runs_dir) / f"{part}-pilot")
+        if args.re_evaluate:
+            failures += re_evaluate_part(part, args.seeds, workers=args.workers, data_dir=args.data_dir,
+                                         runs_dir=runs_dir, progress=not args.no_progress)
+            continue
         failures += run_part(part, args.seeds, workers=args.workers, data_dir=args.data_dir, runs_dir=runs_dir,
                              progress=not args.no_progress, pilot_runs_dir=pilot_runs_dir)
     print(f"CPU families / batch-lr: {failures} run(s) failed; {time.perf_counter() - started:.0f} s this invocation")

@@ -326,12 +326,20 @@ def measured_by_current_code(committed: Path, newest: str | None = None) -> bool
 
 def re_evaluation_plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_RUNS_DIR) -> list[Task]:
     """The committed runs (controls grid, then rho sweep) whose measures predate the current measuring code, to
-    measure again from the checkpoints under `runs_dir` (the machine that trained them keeps them). A run whose
-    checkpoint is missing, or whose checkpoint is not the committed run's (another summary), is refused by name."""
+    measure again from the checkpoints under `runs_dir` (see `stale_measures`)."""
+    return stale_measures(_controls_tasks(seeds, data_dir, runs_dir) + _rho_tasks(seeds, data_dir, runs_dir), runs_dir)
+
+
+def stale_measures(tasks: list[Task], runs_dir, study_dir: Path | None = None) -> list[Task]:
+    """"re-evaluate" tasks for the finished runs of `tasks` committed under `study_dir` (default STUDY_DIR) whose
+    measures predate the current measuring code, measured again from their checkpoints under `runs_dir` (the
+    machine that trained them keeps them). A run whose checkpoint is missing, or whose checkpoint is not the
+    committed run's (another summary), is refused by name."""
     todo, problems, newest = [], [], newest_measuring_commit()
-    for task in _controls_tasks(seeds, data_dir, runs_dir) + _rho_tasks(seeds, data_dir, runs_dir):
-        committed = committed_dir(task.config, runs_dir)
-        if not is_committed(task.config, runs_dir) or runs.read_json(committed / runs.SUMMARY).get("status") != "finished":
+    for task in tasks:
+        committed = committed_dir(task.config, runs_dir, study_dir)
+        if not is_committed(task.config, runs_dir, study_dir) or \
+                runs.read_json(committed / runs.SUMMARY).get("status") != "finished":
             continue
         if measured_by_current_code(committed, newest):
             continue
