@@ -157,3 +157,16 @@ def test_figures_draw_runs_or_say_not_run_yet():
     assert {trace.name for trace in drawn.data} >= {"A", "B"} and not drawn.layout.annotations
     runs = batch_lr_runs().assign(relative_flatness=1.0, generalisation_gap=0.1, train_loss=0.01)
     assert len(figures.figure1(runs, title="t").data) > 0
+
+
+def test_the_scales_figure_puts_each_familys_control_means_on_a_log_axis_per_measure():
+    from sharpness.book.figures import across as figures
+
+    table = family_table([0.1, 0.2, 0.3, 0.4]).assign(relative_flatness=lambda t: t["fisher_rao_norm"] * 10)
+    drawn = figures.scales(table, ["fisher_rao_norm", "relative_flatness", "not_measured"], title="t")
+    assert [a.text for a in drawn.layout.annotations] == ["Fisher-Rao norm", "relative flatness (clean mean)"]
+    assert drawn.layout.yaxis.type == "log" and drawn.layout.yaxis2.type == "log"
+    aug_sam = [trace for trace in drawn.data if trace.name == "aug_sam"]
+    assert [list(trace.y) for trace in aug_sam] == [[4.0, 400.0], [40.0, 4000.0]] and list(aug_sam[0].x) == ["A", "B"]
+    assert sum(trace.showlegend for trace in drawn.data) == 4  # one legend entry per control
+    assert "1 family" in figures.scales(table.query("arch == 'A'"), ["fisher_rao_norm"], title="t").layout.annotations[0].text

@@ -1,4 +1,5 @@
-"""Figures of the chapter across networks and settings: our Figure 1 and Simpson's paradox on our families.
+"""Figures of the chapter across networks and settings: our Figure 1, each family's scale of sharpness, and
+Simpson's paradox on our families.
 
 Each draws from the runs it is given and, where there are none yet, an empty frame whose title says so (the
 page then shows that the grid is not run yet instead of a missing figure).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from .. import across
 from . import results as result_figures
@@ -38,3 +40,24 @@ def simpson(points: pd.DataFrame, measure: str, quality: str, title: str) -> go.
         return not_run(title, f"Not run yet: {count} famil{'y' if count == 1 else 'ies'} with runs at a minimum; "
                               "the comparison needs two.")
     return result_figures.simpsons_paradox(points, measure, quality, title=title)
+
+
+def scales(points: pd.DataFrame, measures, title: str) -> go.Figure:
+    """Each family's control means on one log axis per measure, a marker per control in its colour: how far apart
+    the families' scales of sharpness sit shows at a glance whether a value can be compared across them."""
+    measures = [m for m in measures if m in points.columns]
+    count = points["arch"].nunique() if len(points) else 0
+    if count < 2 or not measures:
+        return not_run(title, f"Not run yet: {count} famil{'y' if count == 1 else 'ies'} with runs at a minimum; "
+                              "the comparison needs two.")
+    figure = make_subplots(rows=1, cols=len(measures), subplot_titles=[result_figures.label(m) for m in measures])
+    for column, measure in enumerate(measures, start=1):
+        for control, colour in result_figures.CONTROL_COLOURS.items():
+            block = points[(points["control"] == control) & (points[measure] > 0)]
+            if len(block):
+                figure.add_scatter(x=block["arch"], y=block[measure], mode="markers", name=control, legendgroup=control,
+                                   showlegend=column == 1, marker=dict(color=colour, size=10, opacity=0.8),
+                                   hovertemplate=f"%{{x}}, {control}: %{{y:.3g}}<extra></extra>", row=1, col=column)
+        figure.update_yaxes(type="log", title_text="(log)" if column == 1 else None, row=1, col=column)
+    figure.update_layout(title=title, height=460)
+    return figure
