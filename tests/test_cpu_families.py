@@ -421,3 +421,16 @@ def test_measured_plan_hours_read_the_committed_runs_own_timings(tmp_path):
     assert cpu_families.measured_plan_hours(dirs[:-1]) is None  # one control has no run yet
     # six controls x 100 s x 3 seeds on 2 workers
     assert cpu_families.measured_plan_hours(dirs) == pytest.approx(6 * 100 * 3 / 2 / 3600)
+
+
+@pytest.mark.parametrize("module", [cpu_study, cpu_families])
+@pytest.mark.parametrize("argv, message", [(["--workers", "0"], "--workers must be a positive integer, got 0"),
+                                           (["--seeds", "1", "1"], r"--seeds must be distinct non-negative integers, got \[1, 1\]"),
+                                           (["--seeds", "-1"], r"got \[-1\]")])
+def test_both_cpu_plans_refuse_bad_workers_and_seeds_by_value_before_any_work(module, argv, message):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    with pytest.raises(ValueError, match=message):
+        module.main(parser.parse_args(argv))

@@ -453,22 +453,14 @@ def re_evaluate_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--part", choices=(*PARTS, "all"), default="all",
                         help="families (3 networks x 6 controls), batch-lr (Figure 1's sweep), or both in that order")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None,
-                        help=f"seeds in the order to run them (default: families {FAMILY_SEEDS}, batch-lr {BATCH_LR_SEEDS})")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (one CPU thread each)")
-    parser.add_argument("--data-dir", default=None, help="the CIFAR-10 ImageFolder pack (default: data/cifar10-jpeg)")
-    parser.add_argument("--runs-dir", default=None,
-                        help="checkpoints and working files (default: runs/cpu_<part> and runs/cpu_<part>_pilot)")
-    parser.add_argument("--re-evaluate", action="store_true",
-                        help="measure the committed runs again with the current measuring code (needs their checkpoints)")
-    parser.add_argument("--no-progress", action="store_true")
+    cpu_study.add_run_arguments(
+        parser, seeds_default=None,
+        seeds_help=f"seeds in the order to run them (default: families {FAMILY_SEEDS}, batch-lr {BATCH_LR_SEEDS})",
+        runs_dir_default=None, runs_dir_help="checkpoints and working files (default: runs/cpu_<part> and runs/cpu_<part>_pilot)")
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        raise ValueError(f"--workers must be a positive integer, got {args.workers}")
-    if args.seeds is not None and (len(set(args.seeds)) != len(args.seeds) or any(seed < 0 for seed in args.seeds)):
-        raise ValueError(f"--seeds must be distinct non-negative integers, got {args.seeds}")
+    cpu_study.check_run_arguments(args)
     started, failures = time.perf_counter(), 0
     for part in (PARTS if args.part == "all" else (args.part,)):
         runs_dir, pilot_runs_dir = (None, None) if args.runs_dir is None else \

@@ -455,23 +455,36 @@ def _finish(task: Task, future: concurrent.futures.Future, target: Path, write) 
 # --- command line ---------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), help="seeds, in the order to run them")
+def add_run_arguments(parser: argparse.ArgumentParser, *, seeds_default, seeds_help: str, runs_dir_default,
+                      runs_dir_help: str) -> None:
+    """The options every CPU plan shares (cpu-study, cpu-families): seeds, workers, data, runs folder, measuring
+    committed runs again, progress."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=seeds_default, help=seeds_help)
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one CPU thread each)")
     parser.add_argument("--data-dir", default=None, help="the CIFAR-10 ImageFolder pack (default: data/cifar10-jpeg)")
-    parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR), help="checkpoints and working files")
-    parser.add_argument("--no-landscapes", action="store_true", help="skip the loss surfaces of seed 0")
-    parser.add_argument("--no-rho-sweep", action="store_true", help="skip SAM on the baseline at the paper's other radii")
+    parser.add_argument("--runs-dir", default=runs_dir_default, help=runs_dir_help)
     parser.add_argument("--re-evaluate", action="store_true",
                         help="measure the committed runs again with the current measuring code (needs their checkpoints)")
     parser.add_argument("--no-progress", action="store_true")
 
 
-def main(args: argparse.Namespace) -> int:
+def check_run_arguments(args: argparse.Namespace) -> None:
+    """Refuse, by value, a worker count or seed list that `add_run_arguments` parsed but no plan can use."""
     if args.workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {args.workers}")
-    if len(set(args.seeds)) != len(args.seeds) or any(seed < 0 for seed in args.seeds):
+    if args.seeds is not None and (len(set(args.seeds)) != len(args.seeds) or any(seed < 0 for seed in args.seeds)):
         raise ValueError(f"--seeds must be distinct non-negative integers, got {args.seeds}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser, seeds_default=list(DEFAULT_SEEDS), seeds_help="seeds, in the order to run them",
+                      runs_dir_default=str(DEFAULT_RUNS_DIR), runs_dir_help="checkpoints and working files")
+    parser.add_argument("--no-landscapes", action="store_true", help="skip the loss surfaces of seed 0")
+    parser.add_argument("--no-rho-sweep", action="store_true", help="skip SAM on the baseline at the paper's other radii")
+
+
+def main(args: argparse.Namespace) -> int:
+    check_run_arguments(args)
     for path in (GRID_FILE, RHO_GRID_FILE, STUDY_DIR / "metrics.json"):  # a read-only results/ is noticed before training
         runs.check_writable(path)
     started = time.perf_counter()
