@@ -277,9 +277,14 @@ def plan(part: str, seeds=None, *, data_dir=None, runs_dir=None) -> list[cpu_stu
     return _pending(part, _grids(part, seeds, data_dir, runs_dir), runs_dir)
 
 
+def _run_tasks_of(grids) -> list[cpu_study.Task]:
+    """A "run" task for every run of `grids` (from `_grids`), in their order."""
+    return [cpu_study.Task("run", config, grid) for grid, _ in grids for config in grid.configs("cpu")]
+
+
 def _pending(part: str, grids, runs_dir) -> list[cpu_study.Task]:
     """The runs of `grids` (from `_grids`) not yet committed under `part`'s results folder."""
-    return [task for grid, _ in grids for task in (cpu_study.Task("run", config, grid) for config in grid.configs("cpu"))
+    return [task for task in _run_tasks_of(grids)
             if not cpu_study.is_committed(task.config, runs_dir or _runs_dir(part), _study_dir(part))]
 
 
@@ -291,9 +296,9 @@ def _grids(part: str, seeds, data_dir, runs_dir, stage=None) -> list[tuple]:
         archs = [arch for arch in FAMILIES if stage is None or arch in stage]
         chosen = {arch: family_setting(arch) for arch in archs}
         return [(family_grid(arch, (seed,), chosen[arch], data_dir, runs_dir), chosen[arch]) for arch in archs
-                if chosen[arch] is not None for seed in (seeds or FAMILY_SEEDS)]
+                if chosen[arch] is not None for seed in _seeds(part, seeds)]
     chosen = {cell: cell_setting(*cell) for cell in CELL_SETTINGS}
-    return [(batch_lr_grid(chosen[cell], (seed,), data_dir, runs_dir), chosen[cell]) for seed in (seeds or BATCH_LR_SEEDS)
+    return [(batch_lr_grid(chosen[cell], (seed,), data_dir, runs_dir), chosen[cell]) for seed in _seeds(part, seeds)
             for cell in CELL_SETTINGS if chosen[cell] is not None]
 
 
@@ -302,6 +307,11 @@ def _stages(part: str) -> list[tuple[str, ...] | None]:
     grid is complete before the next family's pilot starts, so an interruption leaves whole families); the batch x lr
     cells all together (the sweep is ordered seed by seed across cells, so every cell must be decided first)."""
     return [(arch,) for arch in FAMILIES] if part == "families" else [None]
+
+
+def _seeds(part: str, seeds) -> tuple[int, ...]:
+    """`seeds`, or `part`'s default seeds."""
+    return tuple(seeds or (FAMILY_SEEDS if part == "families" else BATCH_LR_SEEDS))
 
 
 def _runs_dir(part: str) -> Path:
@@ -386,7 +396,7 @@ def run_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, runs_dir
     """Stage by stage (`_stages`): the stage's pilot (what is not trained yet: the cheap runs that decide each
     subject's setting), then every run of the stage not yet under results/ at the chosen settings (seed 0's
     augmentation runs copied from the pilot, then only evaluated); returns the number of failures."""
-    seeds = tuple(seeds or (FAMILY_SEEDS if part == "families" else BATCH_LR_SEEDS))
+    seeds = _seeds(part, seeds)
     runs_dir, pilot_runs_dir = runs_dir or _runs_dir(part), pilot_runs_dir or PILOT_RUNS_DIRS[part]
     failures = 0
     for stage in _stages(part):
@@ -427,9 +437,14 @@ def _run_stage(part: str, stage, seeds, workers: int, data_dir, runs_dir, pilot_
     if not todo:
         write_grid(part, seeds)
         return 0
+    return _run_and_write_grid(part, todo, seeds, workers, data_dir, runs_dir, progress, f"CPU {part}")
+
+
+def _run_and_write_grid(part: str, todo, seeds, workers: int, data_dir, runs_dir, progress: bool, desc: str) -> int:
+    """Run `todo` (tasks of `part`) on the prepared data, rewriting `part`'s grid as each run lands."""
     cpu_study.prepare_data(data_dir, progress)
     return cpu_study.run_tasks(todo, workers=workers, runs_dir=runs_dir, study_dir=_study_dir(part),
-                               write=functools.partial(write_grid, part, seeds), progress=progress, desc=f"CPU {part}")
+                               write=functools.partial(write_grid, part, seeds), progress=progress, desc=desc)
 
 
 def re_evaluate_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, runs_dir=None,
@@ -437,17 +452,11 @@ def re_evaluate_part(part: str, seeds=None, *, workers: int = 2, data_dir=None, 
     """Measure again every committed run of `part` (at the chosen settings) whose measures predate the measuring
     code, from its checkpoint under `runs_dir`, rewriting its files and the grid as each lands; returns the number
     of failures."""
-    seeds = tuple(seeds or (FAMILY_SEEDS if part == "families" else BATCH_LR_SEEDS))
+    seeds = _seeds(part, seeds)
     runs_dir = runs_dir or _runs_dir(part)
-    tasks = [task for grid, _ in _grids(part, seeds, data_dir, runs_dir)
-             for task in (cpu_study.Task("run", config, grid) for config in grid.configs("cpu"))]
-    todo = cpu_study.stale_measures(tasks, runs_dir, _study_dir(part))
+    todo = cpu_study.stale_measures(_run_tasks_of(_grids(part, seeds, data_dir, runs_dir)), runs_dir, _study_dir(part))
     print(f"CPU {part}: {len(todo)} committed runs to measure again with {workers} workers")
-    if not todo:
-        return 0
-    cpu_study.prepare_data(data_dir, progress)
-    return cpu_study.run_tasks(todo, workers=workers, runs_dir=runs_dir, study_dir=_study_dir(part),
-                               write=functools.partial(write_grid, part, seeds), progress=progress, desc="measured again")
+    return _run_and_write_grid(part, todo, seeds, workers, data_dir, runs_dir, progress, "measured again") if todo else 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,6 +25,12 @@ def not_run(title: str, sentence: str) -> go.Figure:
     return figure
 
 
+def _too_few_families(title: str, count: int) -> go.Figure:
+    """The empty frame of a figure across families while fewer than two have runs at a minimum."""
+    return not_run(title, f"Not run yet: {count} famil{'y' if count == 1 else 'ies'} with runs at a minimum; "
+                          "the comparison needs two.")
+
+
 def figure1(runs: pd.DataFrame, title: str) -> go.Figure:
     """Figure 1's axes (sharpness against generalisation gap, train loss, test accuracy and ECE), a point per run."""
     quality = [m for m in across.FIGURE1_QUALITY if m in runs.columns]
@@ -37,8 +43,7 @@ def simpson(points: pd.DataFrame, measure: str, quality: str, title: str) -> go.
     """Control means of every family with a trend line per family and one pooled (`results.simpsons_paradox`)."""
     count = points["arch"].nunique() if len(points) else 0
     if count < 2:
-        return not_run(title, f"Not run yet: {count} famil{'y' if count == 1 else 'ies'} with runs at a minimum; "
-                              "the comparison needs two.")
+        return _too_few_families(title, count)
     return result_figures.simpsons_paradox(points, measure, quality, title=title)
 
 
@@ -48,8 +53,7 @@ def scales(points: pd.DataFrame, measures, title: str) -> go.Figure:
     measures = [m for m in measures if m in points.columns]
     count = points["arch"].nunique() if len(points) else 0
     if count < 2 or not measures:
-        return not_run(title, f"Not run yet: {count} famil{'y' if count == 1 else 'ies'} with runs at a minimum; "
-                              "the comparison needs two.")
+        return _too_few_families(title, count)
     figure = make_subplots(rows=1, cols=len(measures), subplot_titles=[result_figures.label(m) for m in measures])
     for column, measure in enumerate(measures, start=1):
         for control, colour in result_figures.CONTROL_COLOURS.items():
