@@ -130,9 +130,9 @@ def test_minimum_verdicts_from_committed_history():
 
 def test_findings_say_not_run_yet_without_committed_grids(tmp_path):
     absent = tmp_path / "absent.json"
-    for status, sentence in (across.simpson_finding(absent, absent), across.goldilocks_finding(absent, absent),
-                             across.comparability_finding(absent, absent), across.families_finding(absent),
-                             across.figure1_finding(absent)):
+    by_measure = [pair for claim in across.FAMILY_CLAIMS for pair in across.family_findings(claim, absent, absent)]
+    assert len(by_measure) == len(across.FAMILY_CLAIMS) * len(across.FAMILY_MEASURES)
+    for status, sentence in (*by_measure, across.families_finding(absent), across.figure1_finding(absent)):
         assert status == across.NOT_RUN and sentence
 
 

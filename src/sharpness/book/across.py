@@ -297,22 +297,17 @@ def family_points(families_grid: Path | None = None, study_grid: Path | None = N
     return control_means(runs, [*store.METRICS, "train_loss"])
 
 
-def simpson_finding(families_grid: Path | None = None, study_grid: Path | None = None, measure: str = "relative_flatness",
-                    quality: str = "test_accuracy") -> tuple[str, str]:
-    """(status, sentence) for the ledger's Simpson's-paradox row, on our runs."""
-    return simpson(family_points(families_grid, study_grid), measure, quality).pair()
+#: The sharpness measures the claims across families are judged by, each on its own.
+FAMILY_MEASURES = ("fisher_rao_norm", "relative_flatness", "sam_sharpness")
+FAMILY_CLAIMS = {"simpson": lambda points, measure: simpson(points, measure, "test_accuracy"),
+                 "goldilocks": goldilocks, "scales": scale_comparison}
 
 
-def goldilocks_finding(families_grid: Path | None = None, study_grid: Path | None = None, measure: str = "fisher_rao_norm",
-                       quality: str = "test_accuracy") -> tuple[str, str]:
-    """(status, sentence) for the ledger's 'no Goldilocks zone' row, on our runs."""
-    return goldilocks(family_points(families_grid, study_grid), measure, quality).pair()
-
-
-def comparability_finding(families_grid: Path | None = None, study_grid: Path | None = None,
-                          measure: str = "fisher_rao_norm") -> tuple[str, str]:
-    """(status, sentence) for 'sharpness is not comparable across architectures', on our runs."""
-    return scale_comparison(family_points(families_grid, study_grid), measure).pair()
+def family_findings(claim: str, families_grid: Path | None = None, study_grid: Path | None = None) -> list[tuple[str, str]]:
+    """(status, sentence) of `claim` (a key of FAMILY_CLAIMS: Simpson's paradox against test accuracy, no Goldilocks
+    zone, scales not comparable) on our families by each of FAMILY_MEASURES, the committed grids read once."""
+    points = family_points(families_grid, study_grid)
+    return [FAMILY_CLAIMS[claim](points, measure).pair() for measure in FAMILY_MEASURES]
 
 
 def families_finding(families_grid: Path | None = None) -> tuple[str, str]:
