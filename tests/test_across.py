@@ -105,6 +105,10 @@ def test_figure1_claims_cell_by_cell():
     assert list(table["aug_sam best"]) == [False, True] and table["aug_sam sharper than baseline"].all()
     assert finding.status == "holds in some cells"
     assert "1 of 2 cells" in finding.sentence and "2 at the lowest lr, 4 at the highest" in finding.sentence
+    assert finding.sentence.endswith("(control means; seeds per cell, the fewest of any control: batch 128, lr 0.001: 2; "
+                                     "batch 128, lr 0.01: 2).")
+    one_seed = across.figure1_claims(batch_lr_runs().query("not (lr == 0.01 and seed == 1 and control == 'aug_sam')"))
+    assert list(one_seed.table["seeds"]) == [2, 1]  # a cell's fewest seeds of any control
     assert across.figure1_claims(pd.DataFrame()).status == across.NOT_RUN
     assert across.figure1_claims(batch_lr_runs().query("lr == 0.01")).status == across.TOO_FEW
 

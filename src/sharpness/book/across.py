@@ -215,7 +215,8 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
         rows.append({"cell": cell_label(batch, lr), "batch_size": batch, "lr": lr, "best control": best,
                      "aug_sam best": best == "aug_sam",
                      "aug_sam sharper than baseline": bool(block.loc["aug_sam", measure] > block.loc["baseline", measure]),
-                     "baseline sharpness": block.loc["baseline", measure], "controls": len(block)})
+                     "baseline sharpness": block.loc["baseline", measure], "controls": len(block),
+                     "seeds": int(block["seeds"].min())})  # the fewest of any control: what each mean rests on
     table = pd.DataFrame(rows)
     if len(table) < 2:
         return Finding(TOO_FEW, f"{len(table)} cell{'s' * (len(table) != 1)} with both aug_sam and the baseline; "
@@ -227,9 +228,10 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
         if block["lr"].nunique() > 1:
             ordered = block.sort_values("lr")["baseline sharpness"].to_numpy()
             moves.append(f"batch {int(batch)}: baseline {name} {ordered[0]:.3g} at the lowest lr, {ordered[-1]:.3g} at the highest")
+    seeds = "; ".join(f"{cell}: {count}" for cell, count in zip(table["cell"], table["seeds"]))
     sentence = (f"aug_sam is the best control by {label} in {int(table['aug_sam best'].sum())} of {len(table)} cells and "
                 f"sharper than the baseline by {name} in {int(table['aug_sam sharper than baseline'].sum())}"
-                + (f"; {'; '.join(moves)}." if moves else "."))
+                + (f"; {'; '.join(moves)}" if moves else "") + f" (control means; seeds per cell, the fewest of any control: {seeds}).")
     return Finding(status, sentence, table)
 
 
