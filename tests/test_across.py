@@ -189,3 +189,20 @@ def test_figures_and_tables_name_the_families_as_the_page_does():
     assert list(named["network"]) == [NETWORK_NAMES["resnet_small"], NETWORK_NAMES["vit_small"], "pooled"]
     # The paper's networks keep their own names; an unknown key is shown as it is (it was validated on loading).
     assert across.named_networks(pd.DataFrame({"arch": ["resnet18", "other"]}))["network"].tolist() == ["ResNet-18", "other"]
+
+
+def test_figure1_takes_a_controls_mean_within_each_cell_and_marks_cells_apart():
+    from sharpness.book.figures import across as figures
+
+    runs = batch_lr_runs().assign(relative_flatness=1.0, generalisation_gap=0.1, train_loss=0.01, test_ece=0.05)
+    drawn = figures.figure1(runs, title="t")
+    panel = [t for t in drawn.data if t.xaxis == "x" and t.yaxis == "y"]  # Fisher-Rao norm vs generalisation gap
+    points = [t for t in panel if t.hovertemplate.startswith("%{text}")]
+    assert {(t.text[0], t.marker.symbol[0]) for t in points} == {
+        ("baseline, batch 128, lr 0.001, seed 0", "circle"), ("aug_sam, batch 128, lr 0.001, seed 0", "circle"),
+        ("baseline, batch 128, lr 0.01, seed 0", "square"), ("aug_sam, batch 128, lr 0.01, seed 0", "square")}
+    means = {t.hovertemplate.split(" mean")[0]: t.x[0] for t in panel if t.marker.symbol == "x"}
+    # aug_sam's Fisher-Rao norm is 6 at lr 0.001 and 12 at lr 0.01: one mean per cell, never their average 9
+    assert means == {"baseline, batch 128, lr 0.001": 2.0, "aug_sam, batch 128, lr 0.001": 6.0,
+                     "baseline, batch 128, lr 0.01": 4.0, "aug_sam, batch 128, lr 0.01": 12.0}
+    assert sum(t.showlegend is not False for t in drawn.data) == 2  # one legend entry per control
