@@ -242,7 +242,7 @@ class SmallViT(nn.Module):
     at unit scale they outweigh the patch tokens (about 0.6 after the projection) in the residual stream, and the
     network fits its images more slowly: under the CPU study's protocol (800 augmented CIFAR-10 images, SGD lr
     0.05, 40 epochs) vit_small fitted 43% of them from the small start against 35% from the unit one (a width of
-    96 reached 48%, six blocks 41%, lr 0.1 and 0.2 38% and 37%; 2026-12-01, one run each).
+    96 reached 48%, six blocks 41%, lr 0.1 and 0.2 38% and 37%; 2026-12-01, one run each; `bench/vit_fit.py`).
     """
 
     def __init__(self, num_classes: int, image_size: int = 32, patch_size: int = 4, dim: int = 512,
