@@ -307,7 +307,7 @@ def _across_row(item: str, finding: tuple[str, str], ran: str, theirs: str, part
 
 def _family_claim(claim: str, results_dir: Path) -> tuple[str, str] | None:
     """One ledger (status, sentence) for a claim across our families (`across.family_findings`), judged by each
-    sharpness measure: their common status where the measures agree, else partly reproduced; the sentence gives
+    sharpness measure: their common status where the measures agree, else partly reproduced; the sentence gives the
     finding of every measure the runs have. None where no run of ours across families is committed."""
     findings = across.family_findings(claim, *(across.committed_paths(results_dir)[k] for k in ("families", "study")))
     judged = [(status, sentence) for status, sentence in findings if status != across.NOT_RUN]  # measures not measured
