@@ -104,7 +104,10 @@ def test_figure1_claims_cell_by_cell():
     table = finding.table.set_index("cell")
     assert list(table["aug_sam best"]) == [False, True] and table["aug_sam sharper than baseline"].all()
     assert finding.status == "holds in some cells"
-    assert "1 of 2 cells" in finding.sentence and "2 at the lowest lr, 4 at the highest" in finding.sentence
+    assert "1 of 2 cells" in finding.sentence and "batch 128: baseline Fisher-Rao norm 2 at the smallest lr, 4 at the largest" in finding.sentence
+    across_batch = across.figure1_claims(batch_lr_runs().assign(batch_size=lambda t: np.where(t["lr"] == 1e-3, 256, 128),
+                                                                lr=0.01))
+    assert "lr 0.01: baseline Fisher-Rao norm 4 at the smallest batch, 2 at the largest" in across_batch.sentence
     assert finding.sentence.endswith("(control means; seeds per cell, the fewest of any control: batch 128, lr 0.001: 2; "
                                      "batch 128, lr 0.01: 2).")
     one_seed = across.figure1_claims(batch_lr_runs().query("not (lr == 0.01 and seed == 1 and control == 'aug_sam')"))

@@ -198,8 +198,8 @@ def cell_label(batch_size, lr) -> str:
 
 def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality: str = "test_accuracy") -> Finding:
     """Appendix G.1 on a batch x lr grid: in each cell, is aug_sam the best control by `quality`, and sharper than
-    the baseline by `measure` (control means)? And does the learning rate move absolute sharpness (baseline mean
-    at each lr, per batch size)? Status: NOT_RUN, TOO_FEW (fewer than two cells), 'holds in every cell',
+    the baseline by `measure` (control means)? And do the learning rate and the batch size move absolute sharpness
+    (the baseline's mean at each lr per batch size, and at each batch size per lr)? Status: NOT_RUN, TOO_FEW (fewer than two cells), 'holds in every cell',
     'holds in some cells', 'holds in no cell'."""
     name, label = prose.metric_name(measure), prose.metric_name(quality)
     if not len(runs) or not set(CELL) <= set(runs.columns):
@@ -223,11 +223,13 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
                                 "the sweep needs two or more.", table)
     holds = table["aug_sam best"] & table["aug_sam sharper than baseline"]
     status = "holds in every cell" if holds.all() else "holds in no cell" if not holds.any() else "holds in some cells"
-    moves = []
-    for batch, block in table.groupby("batch_size"):
-        if block["lr"].nunique() > 1:
-            ordered = block.sort_values("lr")["baseline sharpness"].to_numpy()
-            moves.append(f"batch {int(batch)}: baseline {name} {ordered[0]:.3g} at the lowest lr, {ordered[-1]:.3g} at the highest")
+    moves = []  # the baseline's sharpness along each axis of the sweep, the other held fixed
+    for held, varied, unit in (("batch_size", "lr", "lr"), ("lr", "batch_size", "batch")):
+        for value, block in table.groupby(held):
+            if block[varied].nunique() > 1:
+                ordered = block.sort_values(varied)["baseline sharpness"].to_numpy()
+                fixed = f"batch {int(value)}" if held == "batch_size" else f"lr {float(value):g}"
+                moves.append(f"{fixed}: baseline {name} {ordered[0]:.3g} at the smallest {unit}, {ordered[-1]:.3g} at the largest")
     seeds = "; ".join(f"{cell}: {count}" for cell, count in zip(table["cell"], table["seeds"]))
     sentence = (f"aug_sam is the best control by {label} in {int(table['aug_sam best'].sum())} of {len(table)} cells and "
                 f"sharper than the baseline by {name} in {int(table['aug_sam sharper than baseline'].sum())}"
