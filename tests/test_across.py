@@ -170,3 +170,18 @@ def test_the_scales_figure_puts_each_familys_control_means_on_a_log_axis_per_mea
     assert [list(trace.y) for trace in aug_sam] == [[4.0, 400.0], [40.0, 4000.0]] and list(aug_sam[0].x) == ["A", "B"]
     assert sum(trace.showlegend for trace in drawn.data) == 4  # one legend entry per control
     assert "1 family" in figures.scales(table.query("arch == 'A'"), ["fisher_rao_norm"], title="t").layout.annotations[0].text
+
+
+def test_figures_and_tables_name_the_families_as_the_page_does():
+    from sharpness.book.figures import across as figures
+    from sharpness.studies.registry import NETWORK_NAMES
+
+    table = family_table([0.1, 0.2, 0.3, 0.4]).replace({"arch": {"A": "resnet_small", "B": "vit_small"}})
+    scales = figures.scales(table, ["fisher_rao_norm"], title="t")
+    assert list(scales.data[0].x) == ["ResNet-8", "ViT (3 blocks, patch 4)"]
+    simpson = figures.simpson(table, "fisher_rao_norm", "test_accuracy", title="t")
+    assert {"ResNet-8", "ResNet-8 trend (slope +0.485 per decade)"}  # least squares on log10 x, by hand <= {trace.name for trace in simpson.data}
+    named = across.named_networks(across.simpson(table, "fisher_rao_norm", "test_accuracy").table)
+    assert list(named["network"]) == [NETWORK_NAMES["resnet_small"], NETWORK_NAMES["vit_small"], "pooled"]
+    # The paper's networks keep their own names; an unknown key is shown as it is (it was validated on loading).
+    assert across.named_networks(pd.DataFrame({"arch": ["resnet18", "other"]}))["network"].tolist() == ["ResNet-18", "other"]

@@ -169,6 +169,25 @@ def test_each_family_finishes_its_grid_before_the_next_familys_pilot_starts(dirs
                    ("families pilot", [("train", "vit_small", 0)])]
 
 
+def test_a_decided_cell_runs_its_seeds_before_the_next_cells_pilot(dirs, monkeypatch):
+    """The sweep works cell by cell too: a cell its pilot decided runs all its seeds before the pilot of a cell
+    that is still searching (whose 1200-epoch round can take hours) trains anything."""
+    batch_lr_pilot((256, 1e-2, 120, 0.80, 0.80), (256, 1e-2, 360, 0.99, 0.98))
+    monkeypatch.setattr(cpu_study, "prepare_data", lambda *args, **kwargs: None)
+    log = []
+
+    def run_tasks(todo, **kwargs):
+        log.append((kwargs["desc"], [(t.kind, t.config.batch_size, t.config.lr, t.config.epochs, t.config.seed) for t in todo]))
+        return 0
+
+    monkeypatch.setattr(cpu_study, "run_tasks", run_tasks)
+    assert cpu_families.run_part("batch-lr", (0, 1), workers=1, runs_dir=dirs / "runs", progress=False,
+                                 pilot_runs_dir=dirs / "pilot_runs") == 0
+    first, pilot = log[0], log[1]
+    assert first == ("CPU batch-lr", [("run", 256, 1e-2, 360, seed) for seed in (0, 1) for _ in CONTROLS])
+    assert pilot == ("batch-lr pilot", [("train", 128, 1e-3, 120, 0)] * 2)  # the next cell's first round
+
+
 def test_committed_family_runs_are_measured_again_from_their_checkpoints(study, dirs, monkeypatch):
     """`cpu-families --re-evaluate`: every committed run of a chosen family measured by older code is measured
     again from its checkpoint (the same predictions), and the grid rewritten; nothing is trained."""
@@ -211,7 +230,7 @@ def batch_lr_pilot(*cells):
                 cpu_families.BATCH_LR_PILOT_FILE)
 
 
-def test_batch_lr_cells_run_at_their_pilots_setting_skip_the_study_cell_and_put_whole_seeds_first(dirs):
+def test_batch_lr_cells_run_at_their_pilots_setting_skip_the_study_cell_and_go_cell_by_cell(dirs):
     assert cpu_families.plan("batch-lr", (0,), runs_dir=dirs / "runs") == []  # no cell before its pilot
     pilot = setting_pilot.next_round(cpu_study.PROTOCOL["arch"], cpu_families.CELL_SETTINGS[(256, 1e-3)],
                                      cpu_families.BATCH_LR_PILOT_FILE, dirs / "pilot_runs")
@@ -234,13 +253,14 @@ def test_batch_lr_cells_run_at_their_pilots_setting_skip_the_study_cell_and_put_
 
     tasks = cpu_families.plan("batch-lr", (3, 0), runs_dir=dirs / "runs")
     order = [(t.config.seed, t.config.batch_size, t.config.lr, t.config.epochs, t.config.control) for t in tasks]
-    assert order == [(seed, b, lr, epochs, c) for seed in (3, 0) for b, lr, epochs in ((128, 1e-3, 1200), (256, 1e-2, 120))
+    # Cell by cell (the cheapest first: CELL_ORDER), and within a cell seed by seed, all controls of a seed together.
+    assert order == [(seed, b, lr, epochs, c) for b, lr, epochs in ((256, 1e-2, 120), (128, 1e-3, 1200)) for seed in (3, 0)
                      for c in CONTROLS]
     assert tasks[0].grid.measures == cpu_families.BATCH_LR_MEASURES
     assert {t.config.arch for t in tasks} == {cpu_study.PROTOCOL["arch"]}
-    assert tasks[0].config.run_dir.is_relative_to(dirs / "runs" / "b128_lr0.001_e1200")
-    assert tasks[6].config.run_dir.is_relative_to(dirs / "runs" / "b256_lr0.01")
-    assert "batch 128 lr 0.001 1200 epochs" in tasks[0].name
+    assert tasks[0].config.run_dir.is_relative_to(dirs / "runs" / "b256_lr0.01")
+    assert tasks[12].config.run_dir.is_relative_to(dirs / "runs" / "b128_lr0.001_e1200")
+    assert "batch 128 lr 0.001 1200 epochs" in tasks[12].name
     with pytest.raises(ValueError, match="'batch_lr'.*families, batch-lr"):
         cpu_families.plan("batch_lr")
 
@@ -278,8 +298,8 @@ def test_committed_runs_are_skipped_and_the_batch_lr_grid_reads_every_cell(dirs)
     grid, provenance = store.load_grid(cpu_families.write_batch_lr_grid())
     assert provenance["settings"]["command"] == "python -m sharpness cpu-families --part batch-lr"
     rows = grid.set_index(["batch_size", "lr", "control"])
-    assert rows.loc[(128, 1e-3, "baseline"), "at_minimum"]  # 99% and a loss that fell 1%
-    assert not rows.loc[(128, 1e-3, "baseline_sam"), "at_minimum"]  # still falling: 0.6 -> 0.1
+    assert rows.loc[(256, 1e-2, "baseline"), "at_minimum"]  # 99% and a loss that fell 1% (the first cell: CELL_ORDER)
+    assert not rows.loc[(256, 1e-2, "baseline_sam"), "at_minimum"]  # still falling: 0.6 -> 0.1
     assert not rows.loc[(128, 1e-2, "baseline"), "at_minimum"]  # the study's run, at 90% accuracy
     assert len(grid[grid["batch_size"].eq(128) & grid["lr"].eq(1e-2)]) == 1  # not the rho sweep's run
     assert "90.0%" in rows.loc[(128, 1e-2, "baseline"), "minimum_reason"]

@@ -68,6 +68,13 @@ def control_means(runs: pd.DataFrame, metrics, by=(FAMILY,)) -> pd.DataFrame:
     return grouped[metrics].mean().join(grouped.size().rename("seeds")).reset_index()
 
 
+def named_networks(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with its family column read as the networks' names (`prose.network_name`), for the page."""
+    if FAMILY not in table.columns:
+        return table
+    return table.assign(**{FAMILY: table[FAMILY].map(prose.network_name)}).rename(columns={FAMILY: "network"})
+
+
 # --- Simpson's paradox ------------------------------------------------------------------------------
 
 
@@ -314,7 +321,7 @@ def families_finding(families_grid: Path | None = None) -> tuple[str, str]:
     if not len(runs):
         return NOT_RUN, "No run of the three CPU families is committed yet."
     usable = usable_runs(runs)
-    per_family = "; ".join(f"{arch}: {len(usable[usable[FAMILY] == arch])} of {len(block)} runs at a minimum, "
+    per_family = "; ".join(f"{prose.network_name(arch)}: {len(usable[usable[FAMILY] == arch])} of {len(block)} runs at a minimum, "
                            f"{block['seed'].nunique()} seed(s)" for arch, block in runs.groupby(FAMILY, sort=False))
     status = "at a minimum" if len(usable) == len(runs) else "partly at a minimum" if len(usable) else "no run at a minimum"
     return status, per_family + "."

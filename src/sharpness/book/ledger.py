@@ -39,7 +39,7 @@ PAPER_SEEDS = 10
 # Data sets the offline stand-in uses: runs on them never count as real-data evidence.
 STAND_IN_DATASETS = ("digits",)
 # The paper's toy fitting study (sharpness.toys.fit's default FitConfig is the paper's setting).
-ARCH_NAMES, DATASET_NAMES = prose.ARCH_NAMES, prose.DATASET_NAMES
+DATASET_NAMES, network_name = prose.DATASET_NAMES, prose.network_name
 # What each finding across networks or settings (`book.across`) means for the paper's claim.
 ACROSS_STATUS = {
     across.NOT_RUN: NOT_RUN, across.TOO_FEW: NOT_RUN,  # one family or cell so far: the comparison is not run yet
@@ -116,7 +116,7 @@ class CommittedGrid:
     def description(self) -> str:
         """What we ran, read from the runs and the provenance: data, network, seeds, epochs, machine."""
         datasets = "/".join(DATASET_NAMES.get(d, d) for d in self.runs["dataset"].unique())
-        archs = "/".join(ARCH_NAMES.get(a, a) for a in self.runs["arch"].unique())
+        archs = "/".join(network_name(a) for a in self.runs["arch"].unique())
         subset = self.train_images()
         epochs = "/".join(map(str, self.epochs())) or "?"
         tier = f"{self.tier.upper()} run; " if self.tier else ""
@@ -238,7 +238,7 @@ def table_rows(grids: list[CommittedGrid], paper: pd.DataFrame) -> list[Row]:
     settings = paper[paper["rho"].isna() | np.isclose(paper["rho"].fillna(0.05), 0.05)][["dataset", "arch"]]
     rows = []
     for dataset, arch in settings.drop_duplicates().itertuples(index=False, name=None):
-        item = f"Table: {ARCH_NAMES.get(arch, arch)} on {DATASET_NAMES.get(dataset, dataset)}, six controls"
+        item = f"Table: {network_name(arch)} on {DATASET_NAMES.get(dataset, dataset)}, six controls"
         theirs = (f"{_accuracy_span(paper[(paper['dataset'] == dataset) & (paper['arch'] == arch)])}; "
                   f"{paper_claims(paper, dataset, arch)}")
         command = (f"`python -m sharpness sweep --datasets {dataset} --archs {arch} --seeds 0 1 2 3 4 5 6 7 8 9 "
@@ -568,7 +568,7 @@ def landscape_row(grids: list[CommittedGrid], results_dir: Path = RESULTS_DIR) -
     shapes = sorted({" x ".join(map(str, np.shape(s.surface.loss))) for s in surfaces})
     dataset, arch = surfaces[0].dataset, surfaces[0].arch
     ran = (f"{len(surfaces)} stored surfaces ({', '.join(sorted({s.control for s in surfaces}))}), "
-           f"{ARCH_NAMES.get(arch, arch)} on {DATASET_NAMES.get(dataset, dataset)}, {' and '.join(shapes)}")
+           f"{network_name(arch)} on {DATASET_NAMES.get(dataset, dataset)}, {' and '.join(shapes)}")
     if dataset in STAND_IN_DATASETS:
         return Row(item, STAND_IN, ran, "not a reproduction", theirs, command, "study/landscapes")
     grid = next((g for g in grids if not g.is_rho_sweep and {dataset, arch} <= set(g.runs["dataset"]) | set(g.runs["arch"])), None)

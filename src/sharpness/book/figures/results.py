@@ -109,16 +109,17 @@ def simpsons_paradox(points: pd.DataFrame, x_metric: str, y_metric: str, title: 
     points = points[points[x_metric] > 0]
     figure = go.Figure()
     for (arch, block), colour in zip(points.groupby("arch", sort=False), qualitative.D3):
+        name = prose.network_name(arch)
         figure.add_scatter(
             x=block[x_metric], y=block[y_metric], mode="markers+text", text=block["control"],
-            textposition="top center", textfont=dict(size=9), name=arch, legendgroup=arch,
+            textposition="top center", textfont=dict(size=9), name=name, legendgroup=arch,
             marker=dict(color=colour, size=10),
         )
         line = _fit_line(block[x_metric].to_numpy(), block[y_metric].to_numpy())
         if line is not None:
             figure.add_scatter(
                 x=line[0], y=line[1], mode="lines", line=dict(color=colour), legendgroup=arch,
-                name=f"{arch} trend (slope {line[2]:+.3g} per decade)",
+                name=f"{name} trend (slope {line[2]:+.3g} per decade)",
             )
     pooled = _fit_line(points[x_metric].to_numpy(), points[y_metric].to_numpy())
     if pooled is not None:
