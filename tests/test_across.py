@@ -104,7 +104,14 @@ def test_figure1_claims_cell_by_cell():
     table = finding.table.set_index("cell")
     assert list(table["aug_sam best"]) == [False, True] and table["aug_sam sharper than baseline"].all()
     assert finding.status == "holds in some cells"
-    assert "1 of 2 cells" in finding.sentence and "2 at the lowest lr, 4 at the highest" in finding.sentence
+    assert "1 of 2 cells" in finding.sentence and "batch 128: baseline Fisher-Rao norm 2 at the smallest lr, 4 at the largest" in finding.sentence
+    across_batch = across.figure1_claims(batch_lr_runs().assign(batch_size=lambda t: np.where(t["lr"] == 1e-3, 256, 128),
+                                                                lr=0.01))
+    assert "lr 0.01: baseline Fisher-Rao norm 4 at the smallest batch, 2 at the largest" in across_batch.sentence
+    assert finding.sentence.endswith("(control means; seeds per cell, the fewest of any control: batch 128, lr 0.001: 2; "
+                                     "batch 128, lr 0.01: 2).")
+    one_seed = across.figure1_claims(batch_lr_runs().query("not (lr == 0.01 and seed == 1 and control == 'aug_sam')"))
+    assert list(one_seed.table["seeds"]) == [2, 1]  # a cell's fewest seeds of any control
     assert across.figure1_claims(pd.DataFrame()).status == across.NOT_RUN
     assert across.figure1_claims(batch_lr_runs().query("lr == 0.01")).status == across.TOO_FEW
 
@@ -130,9 +137,9 @@ def test_minimum_verdicts_from_committed_history():
 
 def test_findings_say_not_run_yet_without_committed_grids(tmp_path):
     absent = tmp_path / "absent.json"
-    for status, sentence in (across.simpson_finding(absent, absent), across.goldilocks_finding(absent, absent),
-                             across.comparability_finding(absent, absent), across.families_finding(absent),
-                             across.figure1_finding(absent)):
+    by_measure = [pair for claim in across.FAMILY_CLAIMS for pair in across.family_findings(claim, absent, absent)]
+    assert len(by_measure) == len(across.FAMILY_CLAIMS) * len(across.FAMILY_MEASURES)
+    for status, sentence in (*by_measure, across.families_finding(absent), across.figure1_finding(absent)):
         assert status == across.NOT_RUN and sentence
 
 
@@ -185,3 +192,20 @@ def test_figures_and_tables_name_the_families_as_the_page_does():
     assert list(named["network"]) == [NETWORK_NAMES["resnet_small"], NETWORK_NAMES["vit_small"], "pooled"]
     # The paper's networks keep their own names; an unknown key is shown as it is (it was validated on loading).
     assert across.named_networks(pd.DataFrame({"arch": ["resnet18", "other"]}))["network"].tolist() == ["ResNet-18", "other"]
+
+
+def test_figure1_takes_a_controls_mean_within_each_cell_and_marks_cells_apart():
+    from sharpness.book.figures import across as figures
+
+    runs = batch_lr_runs().assign(relative_flatness=1.0, generalisation_gap=0.1, train_loss=0.01, test_ece=0.05)
+    drawn = figures.figure1(runs, title="t")
+    panel = [t for t in drawn.data if t.xaxis == "x" and t.yaxis == "y"]  # Fisher-Rao norm vs generalisation gap
+    points = [t for t in panel if t.hovertemplate.startswith("%{text}")]
+    assert {(t.text[0], t.marker.symbol[0]) for t in points} == {
+        ("baseline, batch 128, lr 0.001, seed 0", "circle"), ("aug_sam, batch 128, lr 0.001, seed 0", "circle"),
+        ("baseline, batch 128, lr 0.01, seed 0", "square"), ("aug_sam, batch 128, lr 0.01, seed 0", "square")}
+    means = {t.hovertemplate.split(" mean")[0]: t.x[0] for t in panel if t.marker.symbol == "x"}
+    # aug_sam's Fisher-Rao norm is 6 at lr 0.001 and 12 at lr 0.01: one mean per cell, never their average 9
+    assert means == {"baseline, batch 128, lr 0.001": 2.0, "aug_sam, batch 128, lr 0.001": 6.0,
+                     "baseline, batch 128, lr 0.01": 4.0, "aug_sam, batch 128, lr 0.01": 12.0}
+    assert sum(t.showlegend is not False for t in drawn.data) == 2  # one legend entry per control

@@ -238,6 +238,7 @@ def test_batch_lr_cells_run_at_their_pilots_setting_skip_the_study_cell_and_go_c
         [(256, 1e-3, cpu_study.PROTOCOL["epochs"], control) for control in ("aug", "aug_sam")]
     assert [s.epochs for s in cpu_families.CELL_SETTINGS[(256, 1e-3)]] == [None, *cpu_families.LONGER_EPOCHS]
     assert (128, 1e-2) not in cpu_families.CELL_SETTINGS  # the CPU study's own setting: no pilot, its runs stand
+    assert set(cpu_families.CELL_SETTINGS) | {(128, 1e-2)} == {(b, lr) for b in (128, 256) for lr in (1e-3, 1e-2)}
 
     batch_lr_pilot((128, 1e-3, 120, 0.60, 0.50), (128, 1e-3, 360, 0.93, 0.90), (128, 1e-3, 1200, 0.99, 0.97),
                    (256, 1e-3, 120, 0.50, 0.40), (256, 1e-3, 360, 0.80, 0.70), (256, 1e-3, 1200, 0.97, 0.94),

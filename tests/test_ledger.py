@@ -335,3 +335,28 @@ def test_rows_across_networks_and_settings_take_their_status_from_our_cpu_grids(
     assert figure1.status == ledger.PARTLY and figure1.ours == "22 of 24 runs reached a minimum"
     g1 = next(row for item, row in by_item.items() if item.startswith("Appendix G.1"))
     assert g1.status == ledger.PARTLY and "best control by test accuracy in 1 of 2 cells" in g1.ours
+
+
+def test_a_claim_across_families_is_partly_reproduced_where_the_measures_disagree(tmp_path):
+    """Each sharpness measure judges the claim on its own; the ledger row is partly reproduced when they differ, and
+    says what each measure found."""
+    from sharpness.book import across
+
+    paths = across.committed_paths(tmp_path)
+    controls = {"baseline": 1.0, "aug": 2.0, "wd": 3.0, "aug_sam": 4.0}
+    # Family B is 100x sharper than A by Fisher-Rao norm and relative flatness, 100x flatter by SAM-sharpness, and
+    # less accurate: pooled, the trend reverses by the first two and keeps its sign by the third.
+    rows = [dict(dataset="cifar10_folder", arch=arch, control=control, seed=0, status="finished", at_minimum=True,
+                 rho=0.05 if control.endswith("sam") else None, fisher_rao_norm=level * scale,
+                 relative_flatness=level * scale, sam_sharpness=level * 100 / scale, test_accuracy=base + level / 10)
+            for arch, scale, base in (("resnet_small", 1.0, 0.4), ("vgg_small", 100.0, 0.0))
+            for control, level in controls.items()]
+    paths["families"].parent.mkdir(parents=True)
+    store.save_grid(pd.DataFrame(rows), paths["families"], settings={}, data="hand-made")
+    by_item = rows_by_item(ledger.ledger(results_dir=tmp_path))
+    simpson = by_item["Simpson's paradox: pooled over architectures, the sharpness-accuracy trend differs from within each"]
+    assert simpson.status == ledger.PARTLY
+    assert simpson.ours.count("reverses") == 2 and "SAM-sharpness against test accuracy" in simpson.ours
+    assert "keeps its sign and strength (+1.00)" in simpson.ours  # ranks of both families line up: Spearman +1
+    scale = by_item["Sharpness is not comparable across architectures: each network family has its own scale"]
+    assert scale.status == ledger.REDUCED_SCALE and scale.ours.count("1 of 1 pairs") == 3  # disjoint by all three

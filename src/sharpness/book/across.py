@@ -198,8 +198,8 @@ def cell_label(batch_size, lr) -> str:
 
 def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality: str = "test_accuracy") -> Finding:
     """Appendix G.1 on a batch x lr grid: in each cell, is aug_sam the best control by `quality`, and sharper than
-    the baseline by `measure` (control means)? And does the learning rate move absolute sharpness (baseline mean
-    at each lr, per batch size)? Status: NOT_RUN, TOO_FEW (fewer than two cells), 'holds in every cell',
+    the baseline by `measure` (control means)? And do the learning rate and the batch size move absolute sharpness
+    (the baseline's mean at each lr per batch size, and at each batch size per lr)? Status: NOT_RUN, TOO_FEW (fewer than two cells), 'holds in every cell',
     'holds in some cells', 'holds in no cell'."""
     name, label = prose.metric_name(measure), prose.metric_name(quality)
     if not len(runs) or not set(CELL) <= set(runs.columns):
@@ -215,21 +215,25 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
         rows.append({"cell": cell_label(batch, lr), "batch_size": batch, "lr": lr, "best control": best,
                      "aug_sam best": best == "aug_sam",
                      "aug_sam sharper than baseline": bool(block.loc["aug_sam", measure] > block.loc["baseline", measure]),
-                     "baseline sharpness": block.loc["baseline", measure], "controls": len(block)})
+                     "baseline sharpness": block.loc["baseline", measure], "controls": len(block),
+                     "seeds": int(block["seeds"].min())})  # the fewest of any control: what each mean rests on
     table = pd.DataFrame(rows)
     if len(table) < 2:
         return Finding(TOO_FEW, f"{len(table)} cell{'s' * (len(table) != 1)} with both aug_sam and the baseline; "
                                 "the sweep needs two or more.", table)
     holds = table["aug_sam best"] & table["aug_sam sharper than baseline"]
     status = "holds in every cell" if holds.all() else "holds in no cell" if not holds.any() else "holds in some cells"
-    moves = []
-    for batch, block in table.groupby("batch_size"):
-        if block["lr"].nunique() > 1:
-            ordered = block.sort_values("lr")["baseline sharpness"].to_numpy()
-            moves.append(f"batch {int(batch)}: baseline {name} {ordered[0]:.3g} at the lowest lr, {ordered[-1]:.3g} at the highest")
+    moves = []  # the baseline's sharpness along each axis of the sweep, the other held fixed
+    for held, varied, unit in (("batch_size", "lr", "lr"), ("lr", "batch_size", "batch")):
+        for value, block in table.groupby(held):
+            if block[varied].nunique() > 1:
+                ordered = block.sort_values(varied)["baseline sharpness"].to_numpy()
+                fixed = f"batch {int(value)}" if held == "batch_size" else f"lr {float(value):g}"
+                moves.append(f"{fixed}: baseline {name} {ordered[0]:.3g} at the smallest {unit}, {ordered[-1]:.3g} at the largest")
+    seeds = "; ".join(f"{cell}: {count}" for cell, count in zip(table["cell"], table["seeds"]))
     sentence = (f"aug_sam is the best control by {label} in {int(table['aug_sam best'].sum())} of {len(table)} cells and "
                 f"sharper than the baseline by {name} in {int(table['aug_sam sharper than baseline'].sum())}"
-                + (f"; {'; '.join(moves)}." if moves else "."))
+                + (f"; {'; '.join(moves)}" if moves else "") + f" (control means; seeds per cell, the fewest of any control: {seeds}).")
     return Finding(status, sentence, table)
 
 
@@ -297,22 +301,17 @@ def family_points(families_grid: Path | None = None, study_grid: Path | None = N
     return control_means(runs, [*store.METRICS, "train_loss"])
 
 
-def simpson_finding(families_grid: Path | None = None, study_grid: Path | None = None, measure: str = "relative_flatness",
-                    quality: str = "test_accuracy") -> tuple[str, str]:
-    """(status, sentence) for the ledger's Simpson's-paradox row, on our runs."""
-    return simpson(family_points(families_grid, study_grid), measure, quality).pair()
+#: The sharpness measures the claims across families are judged by, each on its own.
+FAMILY_MEASURES = ("fisher_rao_norm", "relative_flatness", "sam_sharpness")
+FAMILY_CLAIMS = {"simpson": lambda points, measure: simpson(points, measure, "test_accuracy"),
+                 "goldilocks": goldilocks, "scales": scale_comparison}
 
 
-def goldilocks_finding(families_grid: Path | None = None, study_grid: Path | None = None, measure: str = "fisher_rao_norm",
-                       quality: str = "test_accuracy") -> tuple[str, str]:
-    """(status, sentence) for the ledger's 'no Goldilocks zone' row, on our runs."""
-    return goldilocks(family_points(families_grid, study_grid), measure, quality).pair()
-
-
-def comparability_finding(families_grid: Path | None = None, study_grid: Path | None = None,
-                          measure: str = "fisher_rao_norm") -> tuple[str, str]:
-    """(status, sentence) for 'sharpness is not comparable across architectures', on our runs."""
-    return scale_comparison(family_points(families_grid, study_grid), measure).pair()
+def family_findings(claim: str, families_grid: Path | None = None, study_grid: Path | None = None) -> list[tuple[str, str]]:
+    """(status, sentence) of `claim` (a key of FAMILY_CLAIMS: Simpson's paradox against test accuracy, no Goldilocks
+    zone, scales not comparable) on our families by each of FAMILY_MEASURES, the committed grids read once."""
+    points = family_points(families_grid, study_grid)
+    return [FAMILY_CLAIMS[claim](points, measure).pair() for measure in FAMILY_MEASURES]
 
 
 def families_finding(families_grid: Path | None = None) -> tuple[str, str]:

@@ -305,6 +305,18 @@ def _across_row(item: str, finding: tuple[str, str], ran: str, theirs: str, part
     return Row(item, ACROSS_STATUS.get(status, status), ran, sentence, theirs, f"`{COMMANDS[part]}`", "study/across")
 
 
+def _family_claim(claim: str, results_dir: Path) -> tuple[str, str] | None:
+    """One ledger (status, sentence) for a claim across our families (`across.family_findings`), judged by each
+    sharpness measure: their common status where the measures agree, else partly reproduced; the sentence gives the
+    finding of every measure the runs have. None where no run of ours across families is committed."""
+    findings = across.family_findings(claim, *(across.committed_paths(results_dir)[k] for k in ("families", "study")))
+    judged = [(status, sentence) for status, sentence in findings if status != across.NOT_RUN]  # measures not measured
+    if not judged:
+        return None
+    statuses = {ACROSS_STATUS.get(status, status) for status, _ in judged}
+    return (statuses.pop() if len(statuses) == 1 else PARTLY), " ".join(sentence[:1].upper() + sentence[1:] for _, sentence in judged)
+
+
 def _families_ran(results_dir: Path) -> tuple[str, str]:
     """(status, what ran) of the CPU families plan under `results_dir`."""
     return across.families_finding(across.committed_paths(results_dir)["families"])
@@ -385,8 +397,8 @@ def goldilocks_row(grids: list[CommittedGrid], results_dir: Path = RESULTS_DIR) 
     theirs = ("the paper's workshop tables, re-analysed: the sharpest control is also the most accurate in "
               + "; ".join(f"{same[m]} of {total[m]} (data set, architecture) settings by {prose.metric_name(m)}"
                           for m in measures if total[m]))
-    finding = across.goldilocks_finding(*(across.committed_paths(results_dir)[k] for k in ("families", "study")))
-    if finding[0] != across.NOT_RUN:
+    finding = _family_claim("goldilocks", results_dir)
+    if finding is not None:
         return _across_row(item, finding, _families_ran(results_dir)[1], theirs, "families")
     ours_settings = {(d, a) for grid in grids if grid.real_data and not grid.is_rho_sweep
                      for d, a in grid.runs[["dataset", "arch"]].drop_duplicates().itertuples(index=False)}
@@ -593,8 +605,8 @@ def simpson_row(grids: list[CommittedGrid], results_dir: Path = RESULTS_DIR) -> 
     item = "Simpson's paradox: pooled over architectures, the sharpness-accuracy trend differs from within each"
     points = stats.paper_control_means("workshop", dataset="cifar10")
     theirs = "the paper's own figures (workshop tables, CIFAR-10), re-analysed: " + prose.simpson_sentence(points)
-    finding = across.simpson_finding(*(across.committed_paths(results_dir)[k] for k in ("families", "study")))
-    if finding[0] != across.NOT_RUN:
+    finding = _family_claim("simpson", results_dir)
+    if finding is not None:
         return _across_row(item, finding, _families_ran(results_dir)[1], theirs, "families")
     several = [grid for grid in grids if grid.real_data and not grid.is_rho_sweep and grid.runs["arch"].nunique() > 1]
     command = "`python -m sharpness sweep --archs resnet18 vgg19 vit ...` (several architectures on one data set)"
@@ -608,7 +620,7 @@ def comparability_row(results_dir: Path = RESULTS_DIR) -> Row:
     """Sharpness is not comparable across architectures: per family the range of the Fisher-Rao norm."""
     item = "Sharpness is not comparable across architectures: each network family has its own scale"
     theirs = "the paper's argument (Section 5): sharpness values of different architectures are not compared"
-    finding = across.comparability_finding(*(across.committed_paths(results_dir)[k] for k in ("families", "study")))
+    finding = _family_claim("scales", results_dir) or (NOT_RUN, "No run of ours across families is committed yet.")
     return _across_row(item, finding, _families_ran(results_dir)[1], theirs, "families")
 
 

@@ -33,11 +33,13 @@ def _too_few_families(title: str, count: int) -> go.Figure:
 
 
 def figure1(runs: pd.DataFrame, title: str) -> go.Figure:
-    """Figure 1's axes (sharpness against generalisation gap, train loss, test accuracy and ECE), a point per run."""
+    """Figure 1's axes (sharpness against generalisation gap, train loss, test accuracy and ECE), a point per run, a
+    marker per cell of the sweep, each control's mean within a cell."""
     quality = [m for m in across.FIGURE1_QUALITY if m in runs.columns]
     if not len(runs):
         return not_run(title, "Not run yet: no batch x learning-rate run of ours at a minimum is committed.")
-    return result_figures.sharpness_vs_evaluation(runs, across.FIGURE1_SHARPNESS, quality, title=title)
+    cells = runs.assign(cell=[across.cell_label(b, lr) for b, lr in zip(runs["batch_size"], runs["lr"])])
+    return result_figures.sharpness_vs_evaluation(cells, across.FIGURE1_SHARPNESS, quality, title=title, setting="cell")
 
 
 def simpson(points: pd.DataFrame, measure: str, quality: str, title: str) -> go.Figure:

@@ -43,30 +43,40 @@ def _check_columns(runs: pd.DataFrame, columns) -> None:
         raise ValueError(f"columns {missing} are not in the runs; available: {sorted(runs.columns)}")
 
 
+CELL_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "star", "hexagon")
+
+
 def sharpness_vs_evaluation(
-    runs: pd.DataFrame, sharpness_metrics, evaluation_metrics, title: str, away=frozenset()
+    runs: pd.DataFrame, sharpness_metrics, evaluation_metrics, title: str, away=frozenset(), setting: str | None = None
 ) -> go.Figure:
     """The paper's Figure 1 layout: one panel per (sharpness, evaluation) pair, a point per run,
     coloured by control, with each control's mean +/- SEM as a cross. Sharpness axes are logarithmic.
-    Runs whose (control, seed) is in `away` (no minimum; `minimum.check`) are open circles."""
+    Runs whose (control, seed) is in `away` (no minimum; `minimum.check`) are open circles. With `setting` (a column
+    naming each run's setting, e.g. a cell of a batch x lr sweep) each setting has its own marker and a control's
+    mean is taken within a setting, never across settings."""
     sharpness_metrics, evaluation_metrics = list(sharpness_metrics), list(evaluation_metrics)
     if not (sharpness_metrics and evaluation_metrics):
         return no_measures(title)
-    _check_columns(runs, sharpness_metrics + evaluation_metrics + ["control", "seed"])
+    _check_columns(runs, sharpness_metrics + evaluation_metrics + ["control", "seed"] + ([setting] if setting else []))
+    where_column = setting or "_one setting"
+    runs = runs if setting else runs.assign(**{where_column: ""})
+    settings = list(dict.fromkeys(runs[where_column]))
+    symbols = dict(zip(settings, CELL_SYMBOLS * (len(settings) // len(CELL_SYMBOLS) + 1)))
     figure = make_subplots(
         rows=len(evaluation_metrics), cols=len(sharpness_metrics), shared_xaxes="columns", shared_yaxes="rows",
         horizontal_spacing=0.04, vertical_spacing=0.06,
     )
     for col, x_metric in enumerate(sharpness_metrics, start=1):
         for row, y_metric in enumerate(evaluation_metrics, start=1):
-            for control, block in runs.groupby("control", sort=False):
-                colour = CONTROL_COLOURS.get(control)
-                first = row == 1 and col == 1
+            for (control, where), block in runs.groupby(["control", where_column], sort=False):
+                colour, symbol = CONTROL_COLOURS.get(control), symbols[where]
+                named = f"{control}, {where}" if setting else control
+                first = row == 1 and col == 1 and where == settings[0]
                 figure.add_scatter(
                     x=block[x_metric], y=block[y_metric], mode="markers", name=control, legendgroup=control,
                     showlegend=first, marker=dict(color=colour, size=7, opacity=0.6, symbol=[
-                        "circle-open" if (control, s) in away else "circle" for s in block["seed"]]),
-                    text=[f"{control}, seed {s}" + (" (no minimum)" if (control, s) in away else "")
+                        f"{symbol}-open" if (control, s) in away else symbol for s in block["seed"]]),
+                    text=[f"{named}, seed {s}" + (" (no minimum)" if (control, s) in away else "")
                           for s in block["seed"]], row=row, col=col,
                     hovertemplate="%{text}<br>x=%{x:.3g}<br>y=%{y:.3g}<extra></extra>",
                 )
@@ -75,7 +85,7 @@ def sharpness_vs_evaluation(
                         x=[block[x_metric].mean()], y=[block[y_metric].mean()], mode="markers",
                         legendgroup=control, showlegend=False, marker=dict(color=colour, size=13, symbol="x"),
                         error_x=dict(array=[block[x_metric].sem()]), error_y=dict(array=[block[y_metric].sem()]),
-                        hovertemplate=f"{control} mean<extra></extra>", row=row, col=col,
+                        hovertemplate=f"{named} mean<extra></extra>", row=row, col=col,
                     )
             if row == len(evaluation_metrics):
                 figure.update_xaxes(title_text=label(x_metric), type="log", row=row, col=col)
