@@ -329,22 +329,23 @@ def test_rows_across_networks_and_settings_take_their_status_from_our_cpu_grids(
                   fisher_rao_norm=level ** sign, test_accuracy=0.5 + sign * level / 10)
              for (batch, lr), sign in cells.items() for control, level in controls.items() for seed in (0, 1, 2)]
     paths["batch_lr"].parent.mkdir(parents=True)
-    store.save_grid(pd.DataFrame(sweep), paths["batch_lr"], settings={}, data="hand-made")
-    by_item = rows_by_item(ledger.ledger(results_dir=tmp_path))
-    figure1 = next(row for item, row in by_item.items() if item.startswith("Figure 1"))
+
+    def sweep_rows():
+        """The ledger's Figure 1 and Appendix G.1 rows, with `sweep` committed as the batch x lr grid."""
+        store.save_grid(pd.DataFrame(sweep), paths["batch_lr"], settings={}, data="hand-made")
+        by_item = rows_by_item(ledger.ledger(results_dir=tmp_path))
+        return [next(row for item, row in by_item.items() if item.startswith(name)) for name in ("Figure 1", "Appendix G.1")]
+
+    figure1, g1 = sweep_rows()
     assert figure1.status == ledger.PARTLY and figure1.ours == "22 of 24 runs reached a minimum; 2 of the 4 cells run"
-    g1 = next(row for item, row in by_item.items() if item.startswith("Appendix G.1"))
     assert g1.status == ledger.PARTLY and "best control by test accuracy in 1 of 2 cells" in g1.ours
 
     # Every run at a minimum, still two cells of four: Figure 1 is partly reproduced. aug_sam sharper than the
     # baseline in both cells and the best in neither: Appendix G.1 holds in part, not "in no cell".
     for row in sweep:
         row.update(at_minimum=True, fisher_rao_norm=controls[row["control"]], test_accuracy=0.5 - controls[row["control"]] / 10)
-    store.save_grid(pd.DataFrame(sweep), paths["batch_lr"], settings={}, data="hand-made")
-    by_item = rows_by_item(ledger.ledger(results_dir=tmp_path))
-    figure1 = next(row for item, row in by_item.items() if item.startswith("Figure 1"))
+    figure1, g1 = sweep_rows()
     assert figure1.status == ledger.PARTLY and figure1.ours == "24 of 24 runs reached a minimum; 2 of the 4 cells run"
-    g1 = next(row for item, row in by_item.items() if item.startswith("Appendix G.1"))
     assert g1.status == ledger.PARTLY and "in 0 of 2 cells and sharper than the baseline by Fisher-Rao norm in 2" in g1.ours
 
 

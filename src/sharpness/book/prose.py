@@ -65,15 +65,14 @@ def study_note(study) -> str:
 
 
 ARCH_NAMES = {"resnet18": "ResNet-18", "vgg19": "VGG-19", "vgg19_bn": "VGG19-BN", "vit": "ViT"}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar10_folder": "CIFAR-10", "cifar100": "CIFAR-100", "tiny_imagenet": "Tiny ImageNet"}
+#: Data sets on which the paper fine-tunes ImageNet-pretrained networks (DESIGN.md; `controls.hyperparameters`).
+FINE_TUNED = ("tiny_imagenet",)
 
 
 def network_name(arch: str) -> str:
     """A network as the page names it: the paper's by their names, the CPU families by `registry.NETWORK_NAMES`."""
     return ARCH_NAMES.get(arch) or registry.NETWORK_NAMES.get(arch, arch)
-
-DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar10_folder": "CIFAR-10", "cifar100": "CIFAR-100", "tiny_imagenet": "Tiny ImageNet"}
-#: Data sets on which the paper fine-tunes ImageNet-pretrained networks (DESIGN.md; `controls.hyperparameters`).
-FINE_TUNED = ("tiny_imagenet",)
 
 
 def paper_settings_note() -> str:

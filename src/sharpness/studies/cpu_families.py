@@ -419,7 +419,7 @@ def _run_pilot(part: str, stage, workers: int, data_dir, pilot_runs_dir, progres
     every subject is decided, a run fails, or a round decides nothing."""
     failures, record, decided = 0, pilot_file(part), None
     while True:
-        pilot = [task for name, arch, candidates in subjects(part) if stage is None or name in stage
+        pilot = [task for name, arch, candidates in subjects(part) if name in stage
                  for task in setting_pilot.next_round(arch, candidates, record, pilot_runs_dir, data_dir)]
         before, decided = decided, _decided(part)
         if not pilot or failures or decided == before:
@@ -439,7 +439,7 @@ def _run_stage(part: str, stage, seeds, workers: int, data_dir, runs_dir, pilot_
         for folder in setting_pilot.reuse_runs(setting, grid.configs("cpu"), pilot_runs_dir, data_dir):
             print(f"CPU {part}: {folder} trained by the pilot (copied); only its evaluation is left")
     todo = _pending(part, grids, runs_dir)
-    where = "" if stage is None else f" ({', '.join(stage)})"
+    where = f" ({', '.join(stage)})"
     print(f"CPU {part}{where}: {len(todo)} runs to do with {workers} workers; finished runs go to {_study_dir(part)}")
     if not todo:
         write_grid(part, seeds)

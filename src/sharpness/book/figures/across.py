@@ -11,8 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .. import across
-from ..prose import network_name
+from .. import across, prose
 from . import results as result_figures
 
 
@@ -62,7 +61,7 @@ def scales(points: pd.DataFrame, measures, title: str) -> go.Figure:
         for control, colour in result_figures.CONTROL_COLOURS.items():
             block = points[(points["control"] == control) & (points[measure] > 0)]
             if len(block):
-                figure.add_scatter(x=block["arch"].map(network_name), y=block[measure], mode="markers", name=control, legendgroup=control,
+                figure.add_scatter(x=block["arch"].map(prose.network_name), y=block[measure], mode="markers", name=control, legendgroup=control,
                                    showlegend=column == 1, marker=dict(color=colour, size=10, opacity=0.8),
                                    hovertemplate=f"%{{x}}, {control}: %{{y:.3g}}<extra></extra>", row=1, col=column)
         figure.update_yaxes(type="log", title_text="(log)" if column == 1 else None, row=1, col=column)

@@ -6,6 +6,8 @@ table of `sharpness.studies.store.paper_results` (the paper's). Every figure nam
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -61,7 +63,7 @@ def sharpness_vs_evaluation(
     where_column = setting or "_one setting"
     runs = runs if setting else runs.assign(**{where_column: ""})
     settings = list(dict.fromkeys(runs[where_column]))
-    symbols = dict(zip(settings, CELL_SYMBOLS * (len(settings) // len(CELL_SYMBOLS) + 1)))
+    symbols = dict(zip(settings, itertools.cycle(CELL_SYMBOLS)))
     figure = make_subplots(
         rows=len(evaluation_metrics), cols=len(sharpness_metrics), shared_xaxes="columns", shared_yaxes="rows",
         horizontal_spacing=0.04, vertical_spacing=0.06,
