@@ -1,6 +1,10 @@
 """Two-Gaussian decision boundaries: data, the 100%-accuracy stopping rule, figures and the live explorer."""
 
+import json
+from dataclasses import asdict
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -94,3 +98,55 @@ def test_stop_loss_matches_the_training_loss_across_separations():
     # Stopping later than at first 100% accuracy: at least as many epochs as without the loss condition.
     first = boundary.run(boundary.BoundaryConfig(**FAST), progress=False).records
     assert (records["epoch"].to_numpy() >= first["epoch"].to_numpy()).all()
+
+
+def test_a_stored_study_reads_back_as_it_was_written(result, tmp_path):
+    stored = result.stored("abc123")
+    loaded = boundary.StoredBoundary.load(stored.save(tmp_path / "study"))
+    assert loaded.config == result.config  # tuples, the measure settings and the stopping rule survive the file
+    pd.testing.assert_frame_equal(loaded.records, result.records, check_dtype=False)
+    assert loaded.provenance["commit"] == "abc123" and loaded.provenance["seconds"] == round(result.seconds, 1)
+    assert [study.config for study in boundary.stored_results(tmp_path)] == [result.config]
+    # the chapter draws a stored study with the figure of a fresh one
+    assert len(boundary_figures.sharpness_vs_separation(loaded).data) == 4
+
+
+def test_a_damaged_stored_study_is_refused_by_name(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "records.csv").write_text("separation,seed\n1,0\n")
+    with pytest.raises(ValueError, match=r"bad is not a stored boundary study .*python -m sharpness boundary --out"):
+        boundary.StoredBoundary.load(tmp_path / "bad")
+    (tmp_path / "bad" / "provenance.json").write_text(
+        json.dumps({"config": {**asdict(boundary.BoundaryConfig())}, "provenance": {}}))
+    with pytest.raises(ValueError, match=r"records.csv lacks the column\(s\) fisher_rao_exact, hessian_trace, reached"):
+        boundary.StoredBoundary.load(tmp_path / "bad")
+
+
+def hand_made(means: dict[float, float], reached=None) -> boundary.StoredBoundary:
+    """A stored study whose every measure has, per separation, two seeds at mean +- 1 (all reached unless
+    `reached` says otherwise)."""
+    rows = [{"separation": s, "seed": seed, "reached": (reached or {}).get(s, True),
+             **{m: mean + (1 if seed else -1) for m in boundary.MEASURES}}
+            for s, mean in means.items() for seed in (0, 1)]
+    return boundary.StoredBoundary(boundary.BoundaryConfig(separations=tuple(means), seeds=(0, 1)), pd.DataFrame(rows), {})
+
+
+def test_the_trend_is_the_rank_correlation_over_the_separations_every_seed_reached():
+    falling = hand_made({0.5: 40.0, 1.0: 30.0, 2.0: 20.0, 4.0: 10.0})
+    assert boundary.separation_trend(falling, "top_eigenvalue") == (-1.0, 4)
+    # ranks of (0.5, 1, 2) against means (30, 10, 20): d = (2, -1, -1), rho = 1 - 6 * 6 / (3 * 8) = -0.5; 4.0 left out
+    mixed = hand_made({0.5: 30.0, 1.0: 10.0, 2.0: 20.0, 4.0: 90.0}, reached={4.0: False})
+    assert boundary.separation_trend(mixed, "hessian_trace") == (pytest.approx(-0.5), 3)
+    rho, separations = boundary.separation_trend(hand_made({0.5: 3.0, 4.0: 1.0}), "top_eigenvalue")
+    assert np.isnan(rho) and separations == 2
+
+
+def test_the_cli_stores_a_study_the_ledger_reads(tmp_path, monkeypatch):
+    from sharpness.__main__ import main
+
+    monkeypatch.setitem(boundary.PRESETS, "quick", FAST)
+    assert main(["boundary", "--preset", "quick", "--stop-loss", "0.05", "--out", str(tmp_path / "matched")]) == 0
+    stored = boundary.StoredBoundary.load(tmp_path / "matched")
+    assert stored.config == boundary.BoundaryConfig(**FAST, stop_loss=0.05)
+    assert stored.stopping_rule() == "100% training accuracy and loss ≤ 0.05"
+    assert stored.records["reached"].all() and (stored.records["train_loss"] <= 0.05).all()

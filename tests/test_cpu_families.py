@@ -55,6 +55,9 @@ def test_a_family_runs_at_the_first_learning_rate_where_both_augmentation_contro
     finding = cpu_families.pilot_finding()
     assert f"ResNet-8 runs at lr {resnet_faster:g}" in finding and "ViT (3 blocks, patch 4): no pilot run finished yet" in finding
     assert "VGG-8 (BN): no setting chosen yet; 3 pilot run(s) still to finish" in finding
+    # a stage's finding (printed after its pilot) speaks of that stage's subjects only
+    assert cpu_families.pilot_finding(stage=("VGG-8 (BN)",)) == \
+        "VGG-8 (BN): no setting chosen yet; 3 pilot run(s) still to finish."
     table = setting_pilot.table(setting_pilot.load(cpu_families.FAMILY_PILOT_FILE))
     assert list(table["at a minimum"]) == ["yes", "no", "yes", "yes", "yes", "no"]  # ResNet-8 0.05, 0.1, then VGG
     assert list(table["why not"])[:2] == ["", "hand-made"] and list(table["learning rate"])[:3] == ["0.05", "0.05", "0.1"]

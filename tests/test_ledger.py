@@ -372,3 +372,43 @@ def test_a_claim_across_families_is_partly_reproduced_where_the_measures_disagre
     assert "keeps its sign and strength (+1.00)" in simpson.ours  # ranks of both families line up: Spearman +1
     scale = by_item["Sharpness is not comparable across architectures: each network family has its own scale"]
     assert scale.status == ledger.REDUCED_SCALE and scale.ours.count("1 of 1 pairs") == 3  # disjoint by all three
+
+
+BOUNDARY_ITEM = "Decision boundaries: tighter boundaries give sharper minima"
+
+
+def store_boundary(results_dir, name, means_by_measure, stop_loss=None):
+    """A stored boundary study under results_dir/boundaries/name: per measure, the mean at each separation (two
+    seeds at mean +- 1, all at the stopping rule)."""
+    from sharpness.toys import boundary
+
+    separations = tuple(next(iter(means_by_measure.values())))
+    rows = [{"separation": s, "seed": seed, "reached": True,
+             **{m: means[s] + (1 if seed else -1) for m, means in means_by_measure.items()}}
+            for s in separations for seed in (0, 1)]
+    config = boundary.BoundaryConfig(separations=separations, seeds=(0, 1), stop_loss=stop_loss)
+    boundary.StoredBoundary(config, pd.DataFrame(rows), {"machine": "test <box>", "date": "2026-12-01T00:00:00Z"}
+                            ).save(results_dir / "boundaries" / name)
+
+
+def test_the_boundary_row_reads_the_stored_studies_by_every_measure(tmp_path):
+    falling = {0.5: 9.0, 1.0: 5.0, 2.0: 3.0, 4.0: 1.0}
+    rising = {0.5: 1.0, 1.0: 3.0, 2.0: 5.0, 4.0: 9.0}
+    assert rows_by_item(ledger.ledger(results_dir=tmp_path))[BOUNDARY_ITEM].status == ledger.NOT_RUN
+    measures = ("top_eigenvalue", "hessian_trace", "fisher_rao_exact")
+    store_boundary(tmp_path, "full", dict.fromkeys(measures, falling))
+    row = ledger.boundary_row(tmp_path)
+    assert row.status == ledger.REDUCED_SCALE
+    assert row.ours.endswith("at 100% training accuracy (over the 4 separations every seed reached): Hessian top "
+                             "eigenvalue -1.00, Hessian trace (Hutchinson) -1.00, Fisher-Rao norm (exact ⟨θ, ∇ℓᵢ⟩) -1.00")
+    assert "4 separations x 2 seeds" in row.ran and "test <box>, 2026-12-01" in row.ran
+    assert "test &lt;box&gt;" in ledger.ledger_html([row])  # a string from a file is escaped on the page
+    # at the matched loss the trace rises: the measures disagree, the claim holds in part
+    store_boundary(tmp_path, "matched", {**dict.fromkeys(measures, falling), "hessian_trace": rising}, stop_loss=0.02)
+    row = ledger.boundary_row(tmp_path)
+    assert row.status == ledger.PARTLY and "loss ≤ 0.02 (over the 4 separations every seed reached)" in row.ours
+    assert "Hessian trace (Hutchinson) +1.00" in row.ours
+    # every measure rising in every study: contradicted
+    for name in ("full", "matched"):
+        store_boundary(tmp_path, name, dict.fromkeys(measures, rising))
+    assert ledger.boundary_row(tmp_path).status == ledger.CONTRADICTED

@@ -150,6 +150,7 @@ def test_the_book_toy_chapters_read_no_study_results():
         assert "" not in places and not any(place.startswith("cpu_study") for place in places), (chapter, places)
         assert run_file not in results_files(results_dir, places)
     assert chapter_results(book / "toy" / "fitting.md") == {"toy_fit"}
+    assert chapter_results(book / "toy" / "boundaries.md") == {"boundaries"}  # its stored study
     for name in ("results.md", "rho.md", "setup.md"):
         places = chapter_results(book / "study" / name)
         assert "" in places or "cpu_study" in places, (name, places)

@@ -120,11 +120,19 @@ def pilot_file(part: str) -> Path:
     return FAMILY_PILOT_FILE if part == "families" else BATCH_LR_PILOT_FILE
 
 
+def _named_subjects(part: str) -> list[tuple[str, str | tuple[int, float]]]:
+    """(name, key) of every subject of `part`, in the order of the work: the key is a family's arch or a cell's
+    (batch size, lr); the one place a subject is named."""
+    if part == "families":
+        return [(registry.NETWORK_NAMES[arch], arch) for arch in FAMILIES]
+    return [(cell_label(*cell), cell) for cell in CELL_SETTINGS]
+
+
 def subjects(part: str) -> list[tuple[str, str, tuple[Setting, ...]]]:
     """(name, network, candidate settings) of every subject of `part`'s pilot, in the order of the work."""
     if part == "families":
-        return [(registry.NETWORK_NAMES[arch], arch, PILOT_SETTINGS[arch]) for arch in FAMILIES]
-    return [(cell_label(*cell), cpu_study.PROTOCOL["arch"], candidates) for cell, candidates in CELL_SETTINGS.items()]
+        return [(name, arch, PILOT_SETTINGS[arch]) for name, arch in _named_subjects(part)]
+    return [(name, cpu_study.PROTOCOL["arch"], CELL_SETTINGS[cell]) for name, cell in _named_subjects(part)]
 
 
 def cell_label(batch_size: int, lr: float) -> str:
@@ -147,10 +155,12 @@ def cell_setting(batch_size: int, lr: float, pilot: pd.DataFrame | None = None) 
     return setting_pilot.chosen(cpu_study.PROTOCOL["arch"], CELL_SETTINGS[(batch_size, lr)], pilot)
 
 
-def pilot_finding(part: str = "families", pilot: pd.DataFrame | None = None) -> str:
-    """Per subject of `part`, the setting its pilot chose, or why none is chosen, read from the pilot's runs."""
+def pilot_finding(part: str = "families", pilot: pd.DataFrame | None = None, stage=None) -> str:
+    """Per subject of `part` (of `stage`'s subjects only, when given), the setting its pilot chose, or why none is
+    chosen, read from the pilot's runs."""
     pilot = setting_pilot.load(pilot_file(part)) if pilot is None else pilot
-    return " ".join(setting_pilot.finding(name, arch, candidates, pilot) for name, arch, candidates in subjects(part))
+    return " ".join(setting_pilot.finding(name, arch, candidates, pilot) for name, arch, candidates in subjects(part)
+                    if stage is None or name in stage)
 
 
 # --- what the plans cost ------------------------------------------------------------------------------------
@@ -298,14 +308,13 @@ def _grids(part: str, seeds, data_dir, runs_dir, stage=None) -> list[tuple]:
     """(grid of one seed, its setting), in the order of the work, for every subject with a chosen setting (of
     `stage`'s subjects only, when given: see `_stages`)."""
     runs_dir = runs_dir or _runs_dir(part)
+    keys = [key for name, key in _named_subjects(part) if stage is None or name in stage]
     if part == "families":
-        archs = [arch for arch in FAMILIES if stage is None or registry.NETWORK_NAMES[arch] in stage]
-        chosen = {arch: family_setting(arch) for arch in archs}
-        return [(family_grid(arch, (seed,), chosen[arch], data_dir, runs_dir), chosen[arch]) for arch in archs
+        chosen = {arch: family_setting(arch) for arch in keys}
+        return [(family_grid(arch, (seed,), chosen[arch], data_dir, runs_dir), chosen[arch]) for arch in keys
                 if chosen[arch] is not None for seed in _seeds(part, seeds)]
-    cells = [cell for cell in CELL_SETTINGS if stage is None or cell_label(*cell) in stage]
-    chosen = {cell: cell_setting(*cell) for cell in cells}
-    return [(batch_lr_grid(chosen[cell], (seed,), data_dir, runs_dir), chosen[cell]) for cell in cells
+    chosen = {cell: cell_setting(*cell) for cell in keys}
+    return [(batch_lr_grid(chosen[cell], (seed,), data_dir, runs_dir), chosen[cell]) for cell in keys
             if chosen[cell] is not None for seed in _seeds(part, seeds)]
 
 
@@ -428,7 +437,7 @@ def _run_pilot(part: str, stage, workers: int, data_dir, pilot_runs_dir, progres
         failures += cpu_study.run_tasks(
             pilot, workers=workers, runs_dir=pilot_runs_dir, study_dir=record.parent, progress=progress, desc=f"{part} pilot",
             write=functools.partial(setting_pilot.record, pilot_runs_dir, record, f"{COMMANDS[part]} (its pilot)"))
-    print(f"CPU {part}: {pilot_finding(part)}")
+    print(f"CPU {part}: {pilot_finding(part, stage=stage)}")
     return failures
 
 

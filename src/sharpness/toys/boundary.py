@@ -13,14 +13,20 @@ separation is the only thing that changes along a curve.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ..core.cli_values import positive_float
+from ..core.paths import RESULTS_DIR
 from ..core.progress import tqdm
+from ..core.provenance import git_commit
+from ..core.runs import atomic_write_json, atomic_write_text
 from . import fit
 
 Tensor = torch.Tensor
@@ -57,6 +63,13 @@ class BoundaryConfig:
 
 QUICK = dict(separations=(0.5, 1.0, 2.0, 3.0, 4.0), seeds=(0, 1), points_per_class=50, max_epochs=3000,
              measures=fit.MeasureSettings(power_iterations=30, hutchinson_samples=20))
+PRESETS = {"quick": QUICK, "full": {}}
+#: The matched training loss of the chapter's second study: every separation measured at the same loss.
+MATCHED_LOSS = 0.02
+#: The sharpness measures the claim "tighter boundaries give sharper minima" is judged by.
+MEASURES = ("top_eigenvalue", "hessian_trace", "fisher_rao_exact")
+#: Where stored boundary studies live, one folder each (`python -m sharpness boundary --out ...`).
+STORED_DIR = RESULTS_DIR / "boundaries"
 
 
 def gaussian_classes(separation: float, points_per_class: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -117,10 +130,98 @@ class BoundaryResult:
         return xs.numpy(), ys.numpy(), logits.reshape(resolution, resolution).numpy()
 
     def summary(self, measure: str = "top_eigenvalue") -> pd.DataFrame:
-        """Mean and SEM over seeds per separation."""
-        if measure not in self.records.columns:
-            raise ValueError(f"unknown column {measure!r}; accepted: {', '.join(self.records.columns)}")
-        return self.records.groupby("separation")[measure].agg(["mean", "sem", "count"]).reset_index()
+        return summary(self.records, measure)
+
+    def stored(self, commit: str) -> "StoredBoundary":
+        """What is kept of this study under results/: its settings, its records and where it was made (the
+        drawings need the parameters and are made again by the chapter)."""
+        return StoredBoundary(self.config, self.records, fit.provenance(torch.device(self.config.device),
+                                                                        self.seconds, commit))
+
+
+def summary(records: pd.DataFrame, measure: str = "top_eigenvalue") -> pd.DataFrame:
+    """Mean and SEM over seeds per separation."""
+    if measure not in records.columns:
+        raise ValueError(f"unknown column {measure!r}; accepted: {', '.join(records.columns)}")
+    return records.groupby("separation")[measure].agg(["mean", "sem", "count"]).reset_index()
+
+
+@dataclass
+class StoredBoundary:
+    """A boundary study kept under results/: `config`, `records` (one row per network) and `provenance`
+    (machine, commit, torch, date, seconds)."""
+
+    config: BoundaryConfig
+    records: pd.DataFrame
+    provenance: dict
+
+    def summary(self, measure: str = "top_eigenvalue") -> pd.DataFrame:
+        return summary(self.records, measure)
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(directory / "records.csv", self.records.to_csv(index=False))
+        atomic_write_json(directory / "provenance.json", {"config": asdict(self.config), "provenance": self.provenance})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "StoredBoundary":
+        """Read a folder written by `save`; a damaged or foreign one is refused by name."""
+        directory = Path(directory)
+        try:
+            meta = json.loads((directory / "provenance.json").read_text(encoding="utf-8"))
+            settings = dict(meta["config"])
+            settings["measures"] = fit.MeasureSettings(**settings["measures"])
+            for key in ("separations", "seeds", "sizes"):
+                settings[key] = tuple(settings[key])
+            config = BoundaryConfig(**settings)
+            records = pd.read_csv(directory / "records.csv")
+            provenance = dict(meta["provenance"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{directory} is not a stored boundary study ({error}); write one with "
+                             f"`python -m sharpness boundary --out {directory}`") from error
+        missing = {"separation", "seed", "reached", *MEASURES} - set(records.columns)
+        if missing:
+            raise ValueError(f"{directory / 'records.csv'} lacks the column(s) {', '.join(sorted(missing))}; write it "
+                             f"again with `python -m sharpness boundary --out {directory}`")
+        return cls(config, records, provenance)
+
+    def stopping_rule(self) -> str:
+        return ("100% training accuracy" if self.config.stop_loss is None
+                else f"100% training accuracy and loss ≤ {self.config.stop_loss:g}")
+
+
+def stored_results(directory: str | Path = STORED_DIR) -> list[StoredBoundary]:
+    """The stored studies under `directory` (one folder each), in the order of their folder names."""
+    return [StoredBoundary.load(path.parent) for path in sorted(Path(directory).glob("*/records.csv"))]
+
+
+def separation_trend(study: StoredBoundary | BoundaryResult, measure: str) -> tuple[float, int]:
+    """Spearman rank correlation between the separation and the seeds' mean of `measure`, over the separations
+    at which every seed met the stopping rule (a network measured where the cap stopped it is not at the
+    rule's point), and how many separations that is; NaN below three. Negative: closer classes, a tighter
+    boundary, a sharper minimum."""
+    from scipy.stats import spearmanr
+
+    records = study.records
+    complete = records.groupby("separation")["reached"].all()
+    means = records[records["separation"].isin(complete[complete].index)].groupby("separation")[measure].mean()
+    if len(means) < 3:
+        return float("nan"), len(means)
+    return float(spearmanr(means.index.to_numpy(), means.to_numpy()).statistic), len(means)
+
+
+def trend_table(studies: list[StoredBoundary]) -> pd.DataFrame:
+    """One row per study and measure of `MEASURES`: the stopping rule, the measure, the separations every seed
+    reached and the `separation_trend` over them (what the claim ledger judges)."""
+    rows = []
+    for study in studies:
+        for measure in MEASURES:
+            rho, separations = separation_trend(study, measure)
+            rows.append({"stopping rule": study.stopping_rule(), "measure": fit.MEASURE_LABELS[measure],
+                         "separations reached": separations, "spearman": rho})
+    return pd.DataFrame(rows, columns=["stopping rule", "measure", "separations reached", "spearman"])
 
 
 def run(config: BoundaryConfig = BoundaryConfig(), progress: bool = True) -> BoundaryResult:
@@ -172,3 +273,22 @@ def run(config: BoundaryConfig = BoundaryConfig(), progress: bool = True) -> Bou
 def run_single(separation: float, seed: int = 0, **settings) -> BoundaryResult:
     """One network (for the live explorer): `settings` override BoundaryConfig fields."""
     return run(replace(BoundaryConfig(**settings), separations=(separation,), seeds=(seed,)), progress=False)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--preset", default="full", choices=list(PRESETS),
+                        help="full: 6 separations x 5 seeds, 100 points per class; quick: the book build's")
+    parser.add_argument("--stop-loss", type=positive_float,
+                        help=f"also train on to this mean logistic loss (the chapter's matched loss: {MATCHED_LOSS:g})")
+    parser.add_argument("--out", required=True, help=f"folder for records.csv and provenance.json (kept under {STORED_DIR.name}/ in results/)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: the networks train as one batch)")
+
+
+def main(args) -> int:
+    """python -m sharpness boundary --preset full [--stop-loss 0.02] --out results/boundaries/NAME"""
+    torch.set_num_threads(args.threads)
+    commit = git_commit(dirty_if_changed=Path(__file__))
+    config = BoundaryConfig(**PRESETS[args.preset], stop_loss=args.stop_loss)
+    study = run(config).stored(commit)
+    print(f"saved {len(study.records)} networks to {study.save(args.out)} in {study.provenance['seconds']} s")
+    return 0

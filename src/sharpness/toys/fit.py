@@ -56,6 +56,12 @@ LAYER_SIZES = (2, 64, 64, 1)
 TARGET_LOSSES = (300.0, 150.0, 100.0, 10.0, 1.0)
 INPUT_RANGE = (-3.5, 3.5)
 MEASURES = ("top_eigenvalue", "hessian_trace", "fisher_rao", "fisher_rao_exact")
+MEASURE_LABELS = {
+    "top_eigenvalue": "Hessian top eigenvalue",
+    "hessian_trace": "Hessian trace (Hutchinson)",
+    "fisher_rao": "Fisher-Rao norm (homogeneous form)",
+    "fisher_rao_exact": "Fisher-Rao norm (exact ⟨θ, ∇ℓᵢ⟩)",
+}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,12 +13,7 @@ from plotly.subplots import make_subplots
 from ...core.untrusted import escape
 from ...toys import fit, toy
 
-MEASURE_LABELS = {
-    "top_eigenvalue": "Hessian top eigenvalue",
-    "hessian_trace": "Hessian trace (Hutchinson)",
-    "fisher_rao": "Fisher-Rao norm (homogeneous form)",
-    "fisher_rao_exact": "Fisher-Rao norm (exact ⟨θ, ∇ℓᵢ⟩)",
-}
+MEASURE_LABELS = fit.MEASURE_LABELS
 # Column headers for tables of these measures, short enough that a table fits the page, and their legend.
 MEASURE_SHORT = {"top_eigenvalue": "λ max", "hessian_trace": "trace", "fisher_rao": "FR",
                  "fisher_rao_exact": "FR exact", "train_loss": "train loss", "test_accuracy": "test acc."}
