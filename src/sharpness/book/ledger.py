@@ -564,7 +564,8 @@ def boundary_row(results_dir: Path = RESULTS_DIR) -> Row:
 
     item = "Decision boundaries: tighter boundaries give sharper minima"
     theirs = "the paper's synthetic boundary study (its setting is not transcribed under results/reference/)"
-    command = "`python -m sharpness boundary --out results/boundaries/full` (add `--stop-loss 0.02` for a matched loss)"
+    command = (f"`python -m sharpness boundary --out results/boundaries/full` (add `--stop-loss {boundary.MATCHED_LOSS:g}` "
+               "for a matched loss)")
     studies = boundary.stored_results(results_dir / boundary.STORED_DIR.name)
     if not studies:
         full = boundary.BoundaryConfig()

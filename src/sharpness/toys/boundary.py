@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.cli_values import positive_float
+from ..core.cli_values import positive_float, positive_int
 from ..core.paths import RESULTS_DIR
 from ..core.progress import tqdm
 from ..core.provenance import git_commit
@@ -281,7 +281,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--stop-loss", type=positive_float,
                         help=f"also train on to this mean logistic loss (the chapter's matched loss: {MATCHED_LOSS:g})")
     parser.add_argument("--out", required=True, help=f"folder for records.csv and provenance.json (kept under {STORED_DIR.name}/ in results/)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: the networks train as one batch)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1: the networks train as one batch)")
 
 
 def main(args) -> int:
