@@ -1,0 +1,86 @@
+"""The README's commands work as printed: every `python -m sharpness ...` line in its bash blocks parses with the
+command line it names, and every `papermill ... -p NAME` names a parameter of that notebook."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from sharpness.__main__ import COMMANDS, build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bash_commands(text: str) -> list[list[str]]:
+    """Each simple command of the README's ```bash blocks, as words: continued lines joined, comments dropped,
+    `A=...` assignments expanded where later lines use $A, `&&` and `;` chains split."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        variables: dict[str, str] = {}
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if len(words) == 1 and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+                name, value = words[0].split("=", 1)
+                variables[name] = value
+                continue
+            expanded = []
+            for word in words:
+                expanded += shlex.split(variables[word[1:]]) if word[1:] in variables and word.startswith("$") else [word]
+            command: list[str] = []
+            for word in expanded + ["&&"]:
+                if word in ("&&", ";"):
+                    commands.append(command) if command else None
+                    command = []
+                else:
+                    command.append(word)
+    return commands
+
+
+def sharpness_invocations(commands) -> list[list[str]]:
+    """The arguments after `-m sharpness` of every command that runs the library's command line."""
+    return [words[words.index("-m") + 2:] for words in commands
+            if "-m" in words and words[words.index("-m") + 1:words.index("-m") + 2] == ["sharpness"]]
+
+
+def notebook_parameters(notebook: Path) -> set[str]:
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    source = "".join(next(cell["source"] for cell in cells if "parameters" in cell.get("metadata", {}).get("tags", [])))
+    return {target.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for target in node.targets}
+
+
+README_COMMANDS = bash_commands((ROOT / "README.md").read_text(encoding="utf-8"))
+
+
+def test_the_reader_finds_the_commands():
+    """The parser above sees what a reader sees: a joined continuation line and an expanded variable."""
+    sample = ("```bash\nREH=\"--seeds 0 1\"\n.venv/bin/python -m sharpness campaign $REH \\\n    --out o  # lease 1\n"
+              "cd x && python -m sharpness fit --out y\n```\n")
+    assert sharpness_invocations(bash_commands(sample)) == [["campaign", "--seeds", "0", "1", "--out", "o"],
+                                                            ["fit", "--out", "y"]]
+    assert len(sharpness_invocations(README_COMMANDS)) >= 10
+
+
+@pytest.mark.parametrize("arguments", sharpness_invocations(README_COMMANDS), ids=" ".join)
+def test_every_library_command_in_the_readme_parses(arguments):
+    assert arguments[0] in COMMANDS, f"the README runs `python -m sharpness {arguments[0]}`, which is no command"
+    build_parser(arguments[0]).parse_args(arguments)  # argparse exits (a failure here) on a misspelt option
+
+
+def test_every_papermill_parameter_in_the_readme_is_the_notebooks():
+    runs = [words for words in README_COMMANDS if words and words[0].endswith("papermill")]
+    assert runs, "the README shows papermill runs"
+    for words in runs:
+        notebook = ROOT / words[1]
+        named = {words[i + 1] for i, word in enumerate(words) if word == "-p"}
+        assert named <= notebook_parameters(notebook), (words, named - notebook_parameters(notebook))
+
+
+def test_every_make_target_in_the_readme_is_the_makefiles():
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(encoding="utf-8"), flags=re.M))
+    used = {words[1] for words in README_COMMANDS if len(words) > 1 and words[0] == "make"}
+    assert {"book", "test"} <= used and used <= targets, used - targets
