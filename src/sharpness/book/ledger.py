@@ -721,7 +721,7 @@ def status_rules() -> str:
         "the Spearman correlation of the class separation with the mean sharpness over the separations every seed "
         "reached; reproduced (at its scale) where every one is negative, contradicted where none is negative and some "
         "positive, partly otherwise.",
-        "- **Rows that need data we have not committed** (a boundary study, a batch x learning-rate sweep, several "
+        "- **Rows that need data we have not committed** (a stored study, a batch x learning-rate sweep, several "
         "architectures): not run yet.",
     ])
 
