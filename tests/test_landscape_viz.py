@@ -73,15 +73,44 @@ def test_explorer_recomputes_on_each_choice_and_caches():
     explorer = figures.LandscapeExplorer(compute, controls=("baseline", "aug_sam"), seeds=(0, 3), resolutions=(5, 9))
     assert calls == [("baseline", 0, 5)]
     explorer.control.value = "aug_sam"
+    assert explorer.updates.wait(timeout=60)  # computed off the kernel's thread (a bound, not an expectation)
     explorer.seed.value = 3
+    assert explorer.updates.wait(timeout=60)
     assert calls[-1] == ("aug_sam", 3, 5)
     np.testing.assert_allclose(explorer.figure.data[0].z, bowl("aug_sam", 4.0).surface.loss)
     assert "aug_sam, seed 3" in explorer.figure.layout.title.text
     assert "SAM-sharpness 0.25" in explorer.readout.value
     explorer.control.value = "baseline"
     explorer.seed.value = 0  # back to the first choice: served from the cache
+    assert explorer.updates.wait(timeout=60)
     assert calls.count(("baseline", 0, 5)) == 1
     assert explorer.widget().children[-1] is explorer.figure
+
+
+def test_explorer_computes_off_the_kernels_thread_and_only_the_newest_choice():
+    """A choice returns at once while a surface is being computed; choices made meanwhile replace each other,
+    so after the slow one only the last is computed, and the busy sign names it until it is drawn."""
+    import threading
+
+    release, started, calls = threading.Event(), threading.Event(), []
+
+    def compute(control, seed, resolution):
+        calls.append((control, seed, resolution))
+        if len(calls) == 2:  # the first choice after the opening drawing is slow
+            started.set()
+            assert release.wait(timeout=60)
+        return bowl(control, 1.0 + resolution, seed=seed)
+
+    explorer = figures.LandscapeExplorer(compute, controls=("baseline", "aug"), seeds=(0, 1), resolutions=(5, 9))
+    explorer.resolution.value = 9
+    assert started.wait(timeout=60)  # the slow computation runs, and the kernel's thread is back here
+    explorer.control.value = "aug"
+    explorer.seed.value = 1
+    assert "computing the 9 x 9 surface of aug, seed 1" in explorer.updates.status.value
+    release.set()
+    assert explorer.updates.wait(timeout=60)
+    assert calls == [("baseline", 0, 5), ("baseline", 0, 9), ("aug", 1, 9)]  # ("aug", 0, 9) was superseded
+    assert "aug, seed 1" in explorer.figure.layout.title.text and explorer.updates.status.value == ""
 
 
 def test_picture_measure_correlations_rank_controls_against_the_picture():

@@ -17,7 +17,7 @@ from scipy.stats import spearmanr
 
 from ...core.untrusted import escape
 from ...measuring.landscape import MEASURE_LABELS, ControlLandscape, Surface
-from .live import live_figure, sync_state
+from .live import LatestOnly, live_figure, sync_state
 
 COLOURSCALE = "Viridis"
 LOSS_TICKS = (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000)
@@ -255,7 +255,9 @@ class LandscapeExplorer:
     """Live: pick control, seed and resolution; the surface and its measures are computed (and cached).
 
     `compute(control, seed, resolution) -> ControlLandscape` does the work; by default the book's
-    offline runs (`sharpness.studies.surfaces.control_landscapes`). Needs a running kernel.
+    offline runs (`sharpness.studies.surfaces.control_landscapes`). Needs a running kernel. A 51 x 51 surface
+    takes minutes on a CPU, so it is computed off the kernel's main thread (`LatestOnly`): choices made
+    meanwhile replace each other, and only the newest is computed next.
     """
 
     def __init__(
@@ -274,23 +276,29 @@ class LandscapeExplorer:
         self.figure = live_figure()
         self.figure.update_layout(height=520, scene=SCENE)
         self._cache: dict[tuple, ControlLandscape] = {}
+        self.updates = LatestOnly(self._landscape, self._draw, describe=self._describe)
         for control in (self.control, self.seed, self.resolution):
-            control.observe(self._redraw, names="value")
-        self._redraw()
+            control.observe(lambda change: self.updates.submit(self._request()), names="value")
+        self._draw(self._landscape(self._request()))  # the first drawing before the page shows
 
-    @property
-    def current(self) -> ControlLandscape:
-        key = (self.control.value, self.seed.value, self.resolution.value)
-        if key not in self._cache:
+    def _request(self) -> tuple[str, int, int]:
+        return self.control.value, self.seed.value, self.resolution.value
+
+    @staticmethod
+    def _describe(request: tuple[str, int, int]) -> str:
+        control, seed, resolution = request
+        return f"computing the {resolution} x {resolution} surface of {control}, seed {seed}"
+
+    def _landscape(self, request: tuple[str, int, int]) -> ControlLandscape:
+        """The surface for `request`, computed once and then served from the cache."""
+        if request not in self._cache:
             self.progress.clear_output()
             with self.progress:
-                self._cache[key] = self.compute(*key)
+                self._cache[request] = self.compute(*request)
             self.progress.clear_output()
-        return self._cache[key]
+        return self._cache[request]
 
-    def _redraw(self, change=None):
-        self.readout.value = "<i>computing...</i>"
-        item = self.current
+    def _draw(self, item: ControlLandscape) -> None:
         alphas, betas = item.surface.axes
         with self.figure.batch_update():
             self.figure.data = ()
@@ -301,7 +309,8 @@ class LandscapeExplorer:
         self.readout.value = measures_text(item)
 
     def widget(self) -> widgets.Widget:
-        return widgets.VBox([widgets.HBox([self.control, self.seed, self.resolution]), self.readout, self.progress, self.figure])
+        return widgets.VBox([widgets.HBox([self.control, self.seed, self.resolution]), self.updates.status,
+                             self.readout, self.progress, self.figure])
 
     def _ipython_display_(self):
         from IPython.display import display
