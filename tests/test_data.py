@@ -81,6 +81,25 @@ def test_image_folder_pack_roundtrips_exactly(tmp_path, digits):
     assert torch.equal(again.train_images, loaded.train_images) and again.mean == loaded.mean
 
 
+def test_a_cache_written_by_an_earlier_decoder_is_not_read_and_is_removed(tmp_path, digits):
+    from sharpness.training import data
+
+    names = [f"class_{c}" for c in "abcdefghij"]
+    for split, count, (images, labels) in (("train", 2, (digits.train_images, digits.train_labels)),
+                                           ("test", 1, (digits.test_images, digits.test_labels))):
+        _write_folder(tmp_path, *_per_class(images, labels, count), split, names)
+    decoded = load_dataset("cifar10_folder", tmp_path)
+    current = tmp_path / f"{data.CACHE_PREFIX}{data.CACHE_VERSION}.pt"
+    # the same files' cache by an earlier version, whose pixels differ (as 16-bit PNGs clipped to white did)
+    earlier = tmp_path / f"{data.CACHE_PREFIX}{data.CACHE_VERSION - 1}.pt"
+    torch.save({**torch.load(current, weights_only=True), "train_images": torch.full_like(decoded.train_images, 255)},
+               earlier)
+    current.unlink()
+    again = load_dataset("cifar10_folder", tmp_path)
+    assert torch.equal(again.train_images, decoded.train_images)  # decoded afresh, not read from the earlier cache
+    assert current.is_file() and not earlier.exists()
+
+
 def test_tiny_imagenet_val_labels_come_from_the_annotations(tmp_path, digits):
     wnids = ["n001", "n002", "n003"]
     for c, wnid in enumerate(wnids):

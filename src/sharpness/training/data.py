@@ -30,7 +30,9 @@ Tensor = torch.Tensor
 Augment = Callable[[Tensor], Tensor]
 
 DATASETS = ("digits", "cifar10", "cifar100", "cifar10_folder", "tiny_imagenet")
-CACHE_VERSION = 3  # bump when what a decoded folder data set holds changes (stale caches are then ignored)
+# Bump when what a decoded folder data set holds changes (older caches are then ignored and removed). 4: 16-bit
+# PNGs are scaled to 8 bits, no longer clipped to white, and a cache keyed on unchanged files would keep them.
+CACHE_VERSION = 4
 CACHE_PREFIX = ".sharpness-cache-v"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -337,7 +339,10 @@ def _cached(root: Path, build: Callable[[], ImageData]) -> ImageData:
     data = build()
     try:
         atomic_save({**vars(data), "fingerprint": fingerprint}, cache)
-    except RunFileError:  # a read-only data folder: decoding again next time is only slower
+        for older in root.glob(f"{CACHE_PREFIX}*.pt"):  # earlier versions' caches: never read again
+            if older != cache:
+                older.unlink(missing_ok=True)
+    except (RunFileError, OSError):  # a read-only data folder: decoding again next time is only slower
         pass
     return data
 
