@@ -106,7 +106,7 @@ def test_a_stored_study_reads_back_as_it_was_written(result, tmp_path):
     assert loaded.config == result.config  # tuples, the measure settings and the stopping rule survive the file
     pd.testing.assert_frame_equal(loaded.records, result.records, check_dtype=False)
     assert loaded.provenance["commit"] == "abc123" and loaded.provenance["seconds"] == round(result.seconds, 1)
-    assert [study.config for study in boundary.stored_results(tmp_path)] == [result.config]
+    assert [(study.name, study.config) for study in boundary.stored_results(tmp_path)] == [("study", result.config)]
     # the chapter draws a stored study with the figure of a fresh one
     assert len(boundary_figures.sharpness_vs_separation(loaded).data) == 4
 
@@ -118,14 +118,14 @@ def test_a_damaged_stored_study_is_refused_by_name(tmp_path):
         boundary.StoredBoundary.load(tmp_path / "bad")
     (tmp_path / "bad" / "provenance.json").write_text(
         json.dumps({"config": {**asdict(boundary.BoundaryConfig())}, "provenance": {}}))
-    with pytest.raises(ValueError, match=r"records.csv lacks the column\(s\) fisher_rao_exact, hessian_trace, reached"):
+    with pytest.raises(ValueError, match=r"records.csv lacks the column\(s\) epoch, fisher_rao_exact, hessian_trace, reached"):
         boundary.StoredBoundary.load(tmp_path / "bad")
 
 
 def hand_made(means: dict[float, float], reached=None) -> boundary.StoredBoundary:
     """A stored study whose every measure has, per separation, two seeds at mean +- 1 (all reached unless
     `reached` says otherwise)."""
-    rows = [{"separation": s, "seed": seed, "reached": (reached or {}).get(s, True),
+    rows = [{"separation": s, "seed": seed, "reached": (reached or {}).get(s, True), "epoch": 100.0,
              **{m: mean + (1 if seed else -1) for m in boundary.MEASURES}}
             for s, mean in means.items() for seed in (0, 1)]
     return boundary.StoredBoundary(boundary.BoundaryConfig(separations=tuple(means), seeds=(0, 1)), pd.DataFrame(rows), {})
@@ -133,15 +133,36 @@ def hand_made(means: dict[float, float], reached=None) -> boundary.StoredBoundar
 
 def test_the_trend_is_the_rank_correlation_over_the_separations_every_seed_reached():
     falling = hand_made({0.5: 40.0, 1.0: 30.0, 2.0: 20.0, 4.0: 10.0})
-    assert boundary.separation_trend(falling, "top_eigenvalue") == (-1.0, 4)
+    rho, p_value, separations = boundary.separation_trend(falling, "top_eigenvalue")
+    assert (rho, separations) == (-1.0, 4) and p_value == pytest.approx(0.0, abs=1e-12)
     # ranks of (0.5, 1, 2) against means (30, 10, 20): d = (2, -1, -1), rho = 1 - 6 * 6 / (3 * 8) = -0.5; 4.0 left out
     mixed = hand_made({0.5: 30.0, 1.0: 10.0, 2.0: 20.0, 4.0: 90.0}, reached={4.0: False})
-    assert boundary.separation_trend(mixed, "hessian_trace") == (pytest.approx(-0.5), 3)
-    rho, separations = boundary.separation_trend(hand_made({0.5: 3.0, 4.0: 1.0}), "top_eigenvalue")
-    assert np.isnan(rho) and separations == 2
+    rho, p_value, separations = boundary.separation_trend(mixed, "hessian_trace")
+    # the p-value of scipy's t-approximation: t = -0.5 sqrt(1 / 0.75) = -1 / sqrt(3) on 1 degree of freedom (a
+    # Cauchy variable), so p = 1 - 2 atan(1 / sqrt(3)) / pi = 1 - 2 (pi / 6) / pi = 2 / 3
+    assert (rho, separations) == (pytest.approx(-0.5), 3) and p_value == pytest.approx(2 / 3)
+    # a seed whose row is missing at a separation has not reached it there
+    dropped = hand_made({0.5: 40.0, 1.0: 30.0, 2.0: 20.0, 4.0: 10.0})
+    dropped.records = dropped.records.iloc[1:]
+    assert boundary.separation_trend(dropped, "top_eigenvalue")[2] == 3
+    rho, p_value, separations = boundary.separation_trend(hand_made({0.5: 3.0, 4.0: 1.0}), "top_eigenvalue")
+    assert np.isnan(rho) and np.isnan(p_value) and separations == 2
 
 
-def test_the_cli_stores_a_study_the_ledger_reads(tmp_path, monkeypatch):
+def test_a_stored_study_with_bad_values_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="stop_loss must be None or a positive number, got 'low'"):
+        boundary.BoundaryConfig(stop_loss="low")
+    study = hand_made({0.5: 3.0, 1.0: 2.0, 4.0: 1.0})
+    study.records = study.records.assign(reached="yes")
+    study.save(tmp_path / "words")
+    with pytest.raises(ValueError, match=r"words/records.csv: 'reached' holds \w+ values, not True/False"):
+        boundary.stored_results(tmp_path)
+    (tmp_path / "words" / "records.csv").unlink()  # a folder with its provenance only
+    with pytest.raises(ValueError, match="words is not a stored boundary study"):
+        boundary.stored_results(tmp_path)
+
+
+def test_the_cli_stores_a_study_that_reads_back_with_its_stopping_rule(tmp_path, monkeypatch):
     from sharpness.__main__ import main
 
     monkeypatch.setitem(boundary.PRESETS, "quick", FAST)

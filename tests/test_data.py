@@ -95,9 +95,11 @@ def test_a_cache_written_by_an_earlier_decoder_is_not_read_and_is_removed(tmp_pa
     torch.save({**torch.load(current, weights_only=True), "train_images": torch.full_like(decoded.train_images, 255)},
                earlier)
     current.unlink()
+    newer = tmp_path / f"{data.CACHE_PREFIX}{data.CACHE_VERSION + 1}.pt"  # a newer checkout's, sharing the folder
+    newer.write_bytes(b"kept")
     again = load_dataset("cifar10_folder", tmp_path)
     assert torch.equal(again.train_images, decoded.train_images)  # decoded afresh, not read from the earlier cache
-    assert current.is_file() and not earlier.exists()
+    assert current.is_file() and not earlier.exists() and newer.read_bytes() == b"kept"
 
 
 def test_tiny_imagenet_val_labels_come_from_the_annotations(tmp_path, digits):

@@ -157,3 +157,28 @@ def test_the_3d_surfaces_name_their_axes_in_readable_type():
         axes = (scene.xaxis, scene.yaxis, scene.zaxis)
         assert [axis.title.text for axis in axes] == ["a", "b", "loss"]
         assert all(axis.title.font.size >= 12 for axis in axes)
+
+
+def test_a_failed_surface_names_its_error_and_the_explorer_goes_on():
+    def compute(control, seed, resolution):
+        if control == "aug":
+            raise ValueError("no run for aug, seed 0 under runs/")
+        return bowl(control, 1.0, seed=seed)
+
+    explorer = figures.LandscapeExplorer(compute, controls=("baseline", "aug"), seeds=(0,), resolutions=(5,))
+    explorer.control.value = "aug"
+    assert explorer.updates.wait(timeout=60)
+    assert "computing the 5 x 5 surface of aug, seed 0 failed:</b> no run for aug, seed 0 under runs/" in \
+        explorer.updates.status.value
+    assert explorer.figure.layout.title.text.startswith("baseline, seed 0")  # the last surface drawn stays
+    explorer.control.value = "baseline"
+    assert explorer.updates.wait(timeout=60) and explorer.updates.status.value == ""
+
+
+def test_strings_from_a_stored_surface_are_escaped_in_every_title():
+    item = bowl("<b>x</b>", 1.0)
+    item.surface.provenance["device"] = "<img src=x>"
+    label = figures.settings_label([item], "<br>")
+    assert "&lt;img src=x&gt;" in label and "<br>" in label and "<img" not in label
+    figure = figures.contour_grid([item])
+    assert "&lt;b&gt;x&lt;/b&gt;" in figure.layout.annotations[0].text and figure.data[0].name == "&lt;b&gt;x&lt;/b&gt;"

@@ -383,7 +383,7 @@ def store_boundary(results_dir, name, means_by_measure, stop_loss=None):
     from sharpness.toys import boundary
 
     separations = tuple(next(iter(means_by_measure.values())))
-    rows = [{"separation": s, "seed": seed, "reached": True,
+    rows = [{"separation": s, "seed": seed, "reached": True, "epoch": 100.0,
              **{m: means[s] + (1 if seed else -1) for m, means in means_by_measure.items()}}
             for s in separations for seed in (0, 1)]
     config = boundary.BoundaryConfig(separations=separations, seeds=(0, 1), stop_loss=stop_loss)
@@ -399,16 +399,24 @@ def test_the_boundary_row_reads_the_stored_studies_by_every_measure(tmp_path):
     store_boundary(tmp_path, "full", dict.fromkeys(measures, falling))
     row = ledger.boundary_row(tmp_path)
     assert row.status == ledger.REDUCED_SCALE
-    assert row.ours.endswith("at 100% training accuracy (over the 4 separations every seed reached): Hessian top "
-                             "eigenvalue -1.00, Hessian trace (Hutchinson) -1.00, Fisher-Rao norm (exact ⟨θ, ∇ℓᵢ⟩) -1.00")
-    assert "4 separations x 2 seeds" in row.ran and "test <box>, 2026-12-01" in row.ran
+    assert row.ours.endswith("in full (100% training accuracy; the 4 separations every seed reached): Hessian top "
+                             "eigenvalue -1.00 (p = 0), Hessian trace (Hutchinson) -1.00 (p = 0), Fisher-Rao norm "
+                             "(exact ⟨θ, ∇ℓᵢ⟩) -1.00 (p = 0)")
+    assert "full (100% training accuracy): 4 separations x 2 seeds" in row.ran and "test <box>, 2026-12-01" in row.ran
     assert "test &lt;box&gt;" in ledger.ledger_html([row])  # a string from a file is escaped on the page
+    # a second study at the same stopping rule keeps its own name and counts
+    store_boundary(tmp_path, "full_again", dict.fromkeys(measures, falling))
+    assert "; full_again (100% training accuracy; the 4 separations" in ledger.boundary_row(tmp_path).ours
     # at the matched loss the trace rises: the measures disagree, the claim holds in part
     store_boundary(tmp_path, "matched", {**dict.fromkeys(measures, falling), "hessian_trace": rising}, stop_loss=0.02)
     row = ledger.boundary_row(tmp_path)
-    assert row.status == ledger.PARTLY and "loss ≤ 0.02 (over the 4 separations every seed reached)" in row.ours
-    assert "Hessian trace (Hutchinson) +1.00" in row.ours
-    # every measure rising in every study: contradicted
-    for name in ("full", "matched"):
+    assert row.status == ledger.PARTLY and "matched (100% training accuracy and loss ≤ 0.02; the 4 separations" in row.ours
+    assert "Hessian trace (Hutchinson) +1.00 (p = 0)" in row.ours
+    # every measure rising in every study: contradicted; flat everywhere: not shown
+    for name in ("full", "full_again", "matched"):
         store_boundary(tmp_path, name, dict.fromkeys(measures, rising))
     assert ledger.boundary_row(tmp_path).status == ledger.CONTRADICTED
+    for name in ("full", "full_again", "matched"):
+        store_boundary(tmp_path, name, dict.fromkeys(measures, dict.fromkeys(falling, 2.0)))
+    row = ledger.boundary_row(tmp_path)
+    assert row.status == ledger.NOT_SHOWN and "Hessian top eigenvalue: none" in row.ours  # constant means: no rank

@@ -16,25 +16,42 @@ from sharpness.__main__ import COMMANDS, build_parser
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: Placeholders the README asks the reader to replace, and a value of the kind they stand for.
+PLACEHOLDERS = {"PASTE_THE_COMMIT_PRINTED_ABOVE": "4000836"}
+
+
+def without_comment(line: str) -> str:
+    """`line` up to its comment: a # that starts a word outside quotes, as bash reads it (shlex's `comments`
+    would also cut at the # inside ${s#*:})."""
+    quote = None
+    for index, char in enumerate(line):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (index == 0 or line[index - 1].isspace()):
+            return line[:index]
+    return line
+
+
 def bash_commands(text: str) -> list[list[str]]:
     """Each simple command of the README's ```bash blocks, as words: continued lines joined, comments dropped,
-    `A=...` assignments expanded where later lines use $A, `&&` and `;` chains split."""
+    `A=...` assignments substituted where later lines use $A, `&&` and `;` chains split."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         variables: dict[str, str] = {}
         for line in block.replace("\\\n", " ").splitlines():
-            words = shlex.split(line, comments=True)
+            line = re.sub(r"\$([A-Z_]+)", lambda m: variables.get(m.group(1), m.group(0)), without_comment(line))
+            words = shlex.split(line)
             if len(words) == 1 and re.fullmatch(r"[A-Z_]+=.*", words[0]):
                 name, value = words[0].split("=", 1)
-                variables[name] = value
+                variables[name] = value  # expanded unquoted, as bash splits it into words
                 continue
-            expanded = []
-            for word in words:
-                expanded += shlex.split(variables[word[1:]]) if word[1:] in variables and word.startswith("$") else [word]
             command: list[str] = []
-            for word in expanded + ["&&"]:
+            for word in [PLACEHOLDERS.get(word, word) for word in words] + ["&&"]:
                 if word in ("&&", ";"):
-                    commands.append(command) if command else None
+                    if command:
+                        commands.append(command)
                     command = []
                 else:
                     command.append(word)
@@ -48,9 +65,12 @@ def sharpness_invocations(commands) -> list[list[str]]:
 
 
 def notebook_parameters(notebook: Path) -> set[str]:
+    """The names its cell tagged "parameters" assigns (what papermill's -p can set)."""
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    source = "".join(next(cell["source"] for cell in cells if "parameters" in cell.get("metadata", {}).get("tags", [])))
-    return {target.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for target in node.targets}
+    tagged = [cell for cell in cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    assert tagged, f"{notebook} has no cell tagged 'parameters'"
+    tree = ast.parse("".join(tagged[0]["source"]))
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
 
 
 README_COMMANDS = bash_commands((ROOT / "README.md").read_text(encoding="utf-8"))
@@ -58,10 +78,11 @@ README_COMMANDS = bash_commands((ROOT / "README.md").read_text(encoding="utf-8")
 
 def test_the_reader_finds_the_commands():
     """The parser above sees what a reader sees: a joined continuation line and an expanded variable."""
-    sample = ("```bash\nREH=\"--seeds 0 1\"\n.venv/bin/python -m sharpness campaign $REH \\\n    --out o  # lease 1\n"
-              "cd x && python -m sharpness fit --out y\n```\n")
+    sample = ("```bash\nREH=\"--seeds 0 1\"\nAT=/tmp/x\n.venv/bin/python -m sharpness campaign $REH \\\n    --out o  # lease 1\n"
+              "cd x && python -m sharpness fit --out $AT/y#1\nls ${s#*:} # a comment\n```\n")
     assert sharpness_invocations(bash_commands(sample)) == [["campaign", "--seeds", "0", "1", "--out", "o"],
-                                                            ["fit", "--out", "y"]]
+                                                            ["fit", "--out", "/tmp/x/y#1"]]
+    assert ["ls", "${s#*:}"] in bash_commands(sample)
     assert len(sharpness_invocations(README_COMMANDS)) >= 10
 
 
@@ -84,3 +105,10 @@ def test_every_make_target_in_the_readme_is_the_makefiles():
     targets = set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(encoding="utf-8"), flags=re.M))
     used = {words[1] for words in README_COMMANDS if len(words) > 1 and words[0] == "make"}
     assert {"book", "test"} <= used and used <= targets, used - targets
+
+
+def test_the_readme_placeholder_for_a_commit_is_refused_until_replaced():
+    """The device workflow asks the reader to paste a commit: left as printed, campaign says what to pass."""
+    with pytest.raises(SystemExit):
+        build_parser("campaign").parse_args(["campaign", "--commit", next(iter(PLACEHOLDERS))])
+    assert build_parser("campaign").parse_args(["campaign", "--commit", "4000836"]).commit == "4000836"

@@ -555,11 +555,11 @@ def toy_gap_row(results_dir: Path = RESULTS_DIR) -> Row:
 
 
 def boundary_row(results_dir: Path = RESULTS_DIR) -> Row:
-    """The stored boundary studies (results/boundaries/): per stopping rule and measure, the Spearman correlation of
-    the separation with the seeds' mean sharpness (`boundary.separation_trend`); the claim holds where it is
-    negative (closer classes, a tighter boundary, a sharper minimum). Reproduced where every one is negative,
-    contradicted where none is and some is positive, partly otherwise; the chapter's quick run at build time is
-    not stored and not read."""
+    """The stored boundary studies (results/boundaries/): per study and measure, the Spearman correlation of the
+    separation with the seeds' mean sharpness (`boundary.trend_table`); the claim holds where it is negative
+    (closer classes, a tighter boundary, a sharper minimum). Reproduced where every one is negative, contradicted
+    where none is and some is positive, not shown where none could be computed or all are 0, partly otherwise;
+    the chapter's quick run at build time is not stored and not read."""
     from ..toys import boundary
 
     item = "Decision boundaries: tighter boundaries give sharper minima"
@@ -572,19 +572,22 @@ def boundary_row(results_dir: Path = RESULTS_DIR) -> Row:
         return Row(item, NOT_RUN, "no boundary study is stored under results/boundaries/; the chapter runs a quick "
                    "one at build time that the ledger does not read", "see the chapter", theirs,
                    f"{command}: {len(full.separations)} separations x {len(full.seeds)} seeds", "toy/boundaries")
-    ran = [f"{study.stopping_rule()}: {len(study.config.separations)} separations x {len(study.config.seeds)} seeds, "
-           f"{2 * study.config.points_per_class} points, cap {study.config.max_epochs:,} epochs "
-           f"({study.provenance.get('machine', '?')}, {str(study.provenance.get('date', '?'))[:10]})" for study in studies]
+    ran = [f"{study.name} ({study.stopping_rule()}): {len(study.config.separations)} separations x "
+           f"{len(study.config.seeds)} seeds, {2 * study.config.points_per_class} points, cap "
+           f"{study.config.max_epochs:,} epochs ({study.made()})" for study in studies]
     trends = boundary.trend_table(studies)
-    parts = [f"at {rule} (over the {block['separations reached'].iloc[0]} separations every seed reached): "
-             + ", ".join(f"{measure} {rho:+.2f}" if not np.isnan(rho) else f"{measure}: too few separations"
-                         for measure, rho in zip(block["measure"], block["spearman"]))
-             for rule, block in trends.groupby("stopping rule", sort=False)]
+    parts = []
+    for name, block in trends.groupby("study", sort=False):
+        reached = int(block["separations reached"].iloc[0])
+        correlations = ", ".join(f"{measure} {rho:+.2f} (p = {p_value:.2g})" if not np.isnan(rho) else f"{measure}: none"
+                                 for measure, rho, p_value in zip(block["measure"], block["spearman"], block["p"]))
+        parts.append(f"{name} ({block['stopping rule'].iloc[0]}; the {reached} separations every seed reached"
+                     + (", too few to rank" if reached < 3 else "") + f"): {correlations}")
     judged = trends["spearman"].dropna()
-    status = (NOT_SHOWN if judged.empty else REDUCED_SCALE if (judged < 0).all()
-              else CONTRADICTED if (judged >= 0).all() and (judged > 0).any() else PARTLY)
+    status = (NOT_SHOWN if (judged == 0).all() else REDUCED_SCALE if (judged < 0).all()
+              else CONTRADICTED if (judged >= 0).all() else PARTLY)
     ours = ("Spearman correlation of the class separation with the mean sharpness over seeds (negative: closer "
-            "classes, sharper minima) " + "; ".join(parts))
+            "classes, sharper minima; two-sided p) in " + "; ".join(parts))
     return Row(item, status, "; ".join(ran), ours, theirs, command, "toy/boundaries")
 
 
@@ -720,9 +723,10 @@ def status_rules() -> str:
         "- **Decision boundaries**: per stored study and measure (Hessian top eigenvalue, trace, Fisher-Rao norm), "
         "the Spearman correlation of the class separation with the mean sharpness over the separations every seed "
         "reached; reproduced (at its scale) where every one is negative, contradicted where none is negative and some "
-        "positive, partly otherwise.",
-        "- **Rows that need data we have not committed** (a stored study, a batch x learning-rate sweep, several "
-        "architectures): not run yet.",
+        "positive, not shown where none could be computed or all are 0, partly otherwise; each is listed with its "
+        "p-value (few separations: the sign alone decides the status).",
+        "- **Rows that need data we have not committed** (the paper's GPU grids, a batch x learning-rate sweep, "
+        "several architectures): not run yet.",
     ])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 
 def _whole_number(text: str) -> int | None:
@@ -25,6 +26,14 @@ def positive_int(text: str) -> int:
     if value is None or value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1 (e.g. 1)")
     return value
+
+
+def commit_id(text: str) -> str:
+    """A git commit id: 7 to 40 hexadecimal digits (what `git rev-parse HEAD` prints, or its short form)."""
+    if not re.fullmatch(r"[0-9a-f]{7,40}", text.strip().lower()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a git commit id; pass what `git rev-parse HEAD` prints "
+                                         "where the code's history is (e.g. 4000836)")
+    return text.strip().lower()
 
 
 def finite_float(text: str) -> float:

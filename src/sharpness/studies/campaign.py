@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.cli_values import positive_float
+from ..core.cli_values import commit_id, positive_float
 from ..core import runs
 from ..core.lifeline import die_with_parent
 from ..core.paths import REPO_ROOT, RESULTS_DIR, RUNS_DIR
@@ -442,7 +442,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-per-gpu", type=int, default=None,
                         help="runs side by side (default: lease, the controls of a seed; slices, the preset's)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--commit", default=None, help="the code's commit, where git is not on the machine")
+    parser.add_argument("--commit", type=commit_id, default=None,
+                        help="the code's commit (git rev-parse HEAD, printed where its history is), where git is not on the machine")
 
 
 def main(args: argparse.Namespace) -> int:

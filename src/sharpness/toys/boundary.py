@@ -59,6 +59,13 @@ class BoundaryConfig:
             )
         if self.sizes[0] != 2 or self.sizes[-1] != 1:
             raise ValueError(f"sizes must start with 2 inputs and end with 1 output (a logit), got {self.sizes}")
+        if self.stop_loss is not None and not (isinstance(self.stop_loss, (int, float)) and self.stop_loss > 0):
+            raise ValueError(f"stop_loss must be None or a positive number, got {self.stop_loss!r}")
+
+
+def stopping_rule(config: BoundaryConfig) -> str:
+    """Where a network of `config` is measured, in words."""
+    return "100% training accuracy" + (f" and loss ≤ {config.stop_loss:g}" if config.stop_loss is not None else "")
 
 
 QUICK = dict(separations=(0.5, 1.0, 2.0, 3.0, 4.0), seeds=(0, 1), points_per_class=50, max_epochs=3000,
@@ -148,12 +155,13 @@ def summary(records: pd.DataFrame, measure: str = "top_eigenvalue") -> pd.DataFr
 
 @dataclass
 class StoredBoundary:
-    """A boundary study kept under results/: `config`, `records` (one row per network) and `provenance`
-    (machine, commit, torch, date, seconds)."""
+    """A boundary study kept under results/: `config`, `records` (one row per network), `provenance`
+    (machine, commit, torch, date, seconds) and `name`, its folder's."""
 
     config: BoundaryConfig
     records: pd.DataFrame
     provenance: dict
+    name: str = ""
 
     def summary(self, measure: str = "top_eigenvalue") -> pd.DataFrame:
         return summary(self.records, measure)
@@ -181,35 +189,46 @@ class StoredBoundary:
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{directory} is not a stored boundary study ({error}); write one with "
                              f"`python -m sharpness boundary --out {directory}`") from error
-        missing = {"separation", "seed", "reached", *MEASURES} - set(records.columns)
+        again = f"write it again with `python -m sharpness boundary --out {directory}`"
+        missing = {"separation", "seed", "reached", "epoch", *MEASURES} - set(records.columns)
         if missing:
-            raise ValueError(f"{directory / 'records.csv'} lacks the column(s) {', '.join(sorted(missing))}; write it "
-                             f"again with `python -m sharpness boundary --out {directory}`")
-        return cls(config, records, provenance)
+            raise ValueError(f"{directory / 'records.csv'} lacks the column(s) {', '.join(sorted(missing))}; {again}")
+        if records["reached"].dtype != bool:
+            raise ValueError(f"{directory / 'records.csv'}: 'reached' holds {records['reached'].dtype} values, not "
+                             f"True/False; {again}")
+        return cls(config, records, provenance, directory.name)
 
     def stopping_rule(self) -> str:
-        return ("100% training accuracy" if self.config.stop_loss is None
-                else f"100% training accuracy and loss ≤ {self.config.stop_loss:g}")
+        return stopping_rule(self.config)
+
+    def made(self) -> str:
+        """Where and when the study was made (machine, date), from its provenance."""
+        return f"{self.provenance.get('machine', '?')}, {str(self.provenance.get('date', '?'))[:10]}"
 
 
 def stored_results(directory: str | Path = STORED_DIR) -> list[StoredBoundary]:
-    """The stored studies under `directory` (one folder each), in the order of their folder names."""
-    return [StoredBoundary.load(path.parent) for path in sorted(Path(directory).glob("*/records.csv"))]
+    """The stored studies under `directory` (one folder each, records.csv or provenance.json in it: a folder
+    with only one of them is refused by name), in the order of their folder names."""
+    folders = sorted({path.parent for pattern in ("*/records.csv", "*/provenance.json")
+                      for path in Path(directory).glob(pattern)})
+    return [StoredBoundary.load(folder) for folder in folders]
 
 
-def separation_trend(study: StoredBoundary | BoundaryResult, measure: str) -> tuple[float, int]:
-    """Spearman rank correlation between the separation and the seeds' mean of `measure`, over the separations
-    at which every seed met the stopping rule (a network measured where the cap stopped it is not at the
-    rule's point), and how many separations that is; NaN below three. Negative: closer classes, a tighter
-    boundary, a sharper minimum."""
+def separation_trend(study: StoredBoundary | BoundaryResult, measure: str) -> tuple[float, float, int]:
+    """Spearman rank correlation between the separation and the seeds' mean of `measure`, its two-sided p-value,
+    over the separations at which every seed met the stopping rule (a network measured where the cap stopped it
+    is not at the rule's point), and how many separations that is; NaN below three. Negative: closer classes, a
+    tighter boundary, a sharper minimum."""
     from scipy.stats import spearmanr
 
     records = study.records
-    complete = records.groupby("separation")["reached"].all()
+    reached = records.groupby("separation")["reached"]
+    complete = reached.all() & (reached.size() == len(study.config.seeds))  # a seed's missing row is not reached
     means = records[records["separation"].isin(complete[complete].index)].groupby("separation")[measure].mean()
     if len(means) < 3:
-        return float("nan"), len(means)
-    return float(spearmanr(means.index.to_numpy(), means.to_numpy()).statistic), len(means)
+        return float("nan"), float("nan"), len(means)
+    result = spearmanr(means.index.to_numpy(), means.to_numpy())
+    return float(result.statistic), float(result.pvalue), len(means)
 
 
 def trend_table(studies: list[StoredBoundary]) -> pd.DataFrame:
@@ -218,10 +237,10 @@ def trend_table(studies: list[StoredBoundary]) -> pd.DataFrame:
     rows = []
     for study in studies:
         for measure in MEASURES:
-            rho, separations = separation_trend(study, measure)
-            rows.append({"stopping rule": study.stopping_rule(), "measure": fit.MEASURE_LABELS[measure],
-                         "separations reached": separations, "spearman": rho})
-    return pd.DataFrame(rows, columns=["stopping rule", "measure", "separations reached", "spearman"])
+            rho, p_value, separations = separation_trend(study, measure)
+            rows.append({"study": study.name, "stopping rule": study.stopping_rule(), "measure": fit.MEASURE_LABELS[measure],
+                         "separations reached": separations, "spearman": rho, "p": p_value})
+    return pd.DataFrame(rows, columns=["study", "stopping rule", "measure", "separations reached", "spearman", "p"])
 
 
 def run(config: BoundaryConfig = BoundaryConfig(), progress: bool = True) -> BoundaryResult:
@@ -287,7 +306,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     """python -m sharpness boundary --preset full [--stop-loss 0.02] --out results/boundaries/NAME"""
     torch.set_num_threads(args.threads)
-    commit = git_commit(dirty_if_changed=Path(__file__))
+    commit = git_commit(dirty_if_changed=Path(__file__).parent)  # this module and the fit code it trains with
     config = BoundaryConfig(**PRESETS[args.preset], stop_loss=args.stop_loss)
     study = run(config).stored(commit)
     print(f"saved {len(study.records)} networks to {study.save(args.out)} in {study.provenance['seconds']} s")

@@ -339,9 +339,10 @@ def _cached(root: Path, build: Callable[[], ImageData]) -> ImageData:
     data = build()
     try:
         atomic_save({**vars(data), "fingerprint": fingerprint}, cache)
-        for older in root.glob(f"{CACHE_PREFIX}*.pt"):  # earlier versions' caches: never read again
-            if older != cache:
-                older.unlink(missing_ok=True)
+        for other in root.glob(f"{CACHE_PREFIX}*.pt"):  # earlier versions' caches: never read again (a newer
+            version = other.name[len(CACHE_PREFIX):-len(".pt")]  # one belongs to a newer checkout sharing the folder)
+            if version.isdigit() and int(version) < CACHE_VERSION:
+                other.unlink(missing_ok=True)
     except (RunFileError, OSError):  # a read-only data folder: decoding again next time is only slower
         pass
     return data

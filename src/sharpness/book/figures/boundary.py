@@ -21,9 +21,8 @@ def settings_label(config: boundary.BoundaryConfig) -> str:
     hidden = "-".join(str(s) for s in config.sizes)
     return (
         f"MLP {hidden}, Adam lr {config.lr:g}, {2 * config.points_per_class} training points, "
-        f"{len(config.seeds)} seed(s), stopped at the first epoch with 100% training accuracy"
-        + (f" and loss ≤ {config.stop_loss:g}" if config.stop_loss is not None else "")
-        + f" (cap {config.max_epochs:,})"
+        f"{len(config.seeds)} seed(s), stopped at the first epoch with {boundary.stopping_rule(config)}"
+        f" (cap {config.max_epochs:,})"
     )
 
 

@@ -28,10 +28,11 @@ def settings_label(landscapes: Sequence[ControlLandscape], separator: str = "; "
     first = landscapes[0]
     p = first.surface.provenance
     resolution = "x".join(map(str, p.get("resolution", [])))
+    # stored surfaces are files from elsewhere: every value they bring is escaped (the separator may be markup)
     return (
-        f"{setting_name(first.dataset, first.arch)}, seed {first.seed}; {resolution} grid on {p.get('span')}, "
-        f"directions seed {p.get('directions_seed')}{separator}{p.get('subset_size')} training images, eval mode, "
-        f"{p.get('device', '?')}"
+        escape(f"{setting_name(first.dataset, first.arch)}, seed {first.seed}; {resolution} grid on {p.get('span')}, "
+               f"directions seed {p.get('directions_seed')}") + separator
+        + escape(f"{p.get('subset_size')} training images, eval mode, {p.get('device', '?')}")
     )
 
 
@@ -111,7 +112,7 @@ def measures_text(item: ControlLandscape, separator: str = "<br>", short: bool =
     names = MEASURE_SHORT if short else MEASURE_LABELS
     origin = item.surface
     centre = f"loss {origin.value_at_origin():.3g}, acc {origin.value_at_origin(origin.accuracy):.2f}"
-    measures = (" · " if short else "; ").join(f"{names.get(k, k)} {v:.3g}" for k, v in item.measures.items())
+    measures = (" · " if short else "; ").join(f"{escape(names.get(k, k))} {v:.3g}" for k, v in item.measures.items())
     return f"{'' if short else 'train '}{centre}{separator}{measures}"
 
 
@@ -137,7 +138,7 @@ def contour_grid(landscapes: Sequence[ControlLandscape], columns: int = 2) -> go
     """One contour map per control, shared log colour scale, measures in each panel's title."""
     _require_2d(landscapes)
     rows = int(np.ceil(len(landscapes) / columns))
-    titles = [f"<b>{item.control}</b>: {measures_text(item, short=True)}" for item in landscapes]
+    titles = [f"<b>{escape(item.control)}</b>: {measures_text(item, short=True)}" for item in landscapes]
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.08, vertical_spacing=0.1)
     low, high = _log_range(landscapes)
     for index, item in enumerate(landscapes):
@@ -145,7 +146,7 @@ def contour_grid(landscapes: Sequence[ControlLandscape], columns: int = 2) -> go
         figure.add_trace(
             go.Contour(
                 x=alphas, y=betas, z=np.log10(item.surface.loss), zmin=low, zmax=high, colorscale=COLOURSCALE,
-                ncontours=20, showscale=index == 0, colorbar=_colourbar(low, high), name=item.control,
+                ncontours=20, showscale=index == 0, colorbar=_colourbar(low, high), name=escape(item.control),
                 customdata=item.surface.loss, hovertemplate="a %{x:.2f}, b %{y:.2f}: loss %{customdata:.4g}<extra></extra>",
             ),
             row=index // columns + 1, col=index % columns + 1,
@@ -182,16 +183,16 @@ def surface_dropdown(landscapes: Sequence[ControlLandscape]) -> go.Figure:
         figure.add_trace(
             go.Surface(
                 x=alphas, y=betas, z=item.surface.loss, surfacecolor=np.log10(item.surface.loss), cmin=low, cmax=high,
-                colorscale=COLOURSCALE, colorbar=_colourbar(low, high), visible=index == 0, name=item.control,
+                colorscale=COLOURSCALE, colorbar=_colourbar(low, high), visible=index == 0, name=escape(item.control),
                 hovertemplate="a %{x:.2f}, b %{y:.2f}: loss %{z:.4g}<extra></extra>",
             )
         )
 
     def title(item: ControlLandscape) -> str:
-        return f"{item.control}: {measures_text(item, '<br>')}<br><sup>{settings_label(landscapes, '<br>')}</sup>"
+        return f"{escape(item.control)}: {measures_text(item, '<br>')}<br><sup>{settings_label(landscapes, '<br>')}</sup>"
 
     buttons = [
-        dict(label=item.control, method="update",
+        dict(label=escape(item.control), method="update",
              args=[{"visible": [i == index for i in range(len(landscapes))]}, {"title.text": title(item)}])
         for index, item in enumerate(landscapes)
     ]
@@ -214,7 +215,7 @@ def picture_versus_measures(landscapes: Sequence[ControlLandscape]) -> go.Figure
             rows[name] = [item.measures[key] for item in landscapes]
     values = np.array(list(rows.values()))
     ranks = values.argsort(axis=1).argsort(axis=1) + 1
-    controls = [item.control for item in landscapes]
+    controls = [escape(item.control) for item in landscapes]
     figure = go.Figure(
         go.Heatmap(
             z=ranks, x=controls, y=list(rows), text=[[f"{v:.3g}" for v in row] for row in values],
@@ -293,8 +294,14 @@ class LandscapeExplorer:
         """The surface for `request`, computed once and then served from the cache."""
         if request not in self._cache:
             self.progress.clear_output()
-            with self.progress:
-                self._cache[request] = self.compute(*request)
+            failure = None
+            with self.progress:  # in a kernel, Output shows an exception and swallows it: keep it to raise here
+                try:
+                    self._cache[request] = self.compute(*request)
+                except Exception as error:
+                    failure = error
+            if failure is not None:
+                raise failure  # LatestOnly shows it in the busy line; the bars stay for the reader
             self.progress.clear_output()
         return self._cache[request]
 
@@ -304,7 +311,8 @@ class LandscapeExplorer:
             self.figure.data = ()
             self.figure.add_trace(go.Surface(x=alphas, y=betas, z=item.surface.loss, colorscale=COLOURSCALE,
                                              surfacecolor=np.log10(item.surface.loss), showscale=False))
-            self.figure.layout.title.text = f"{item.control}, seed {item.seed}<br><sup>{settings_label([item], '<br>')}</sup>"
+            self.figure.layout.title.text = (f"{escape(item.control)}, seed {escape(item.seed)}<br>"
+                                             f"<sup>{settings_label([item], '<br>')}</sup>")
         sync_state(self.figure)
         self.readout.value = measures_text(item)
 
