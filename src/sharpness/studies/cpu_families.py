@@ -120,19 +120,22 @@ def pilot_file(part: str) -> Path:
     return FAMILY_PILOT_FILE if part == "families" else BATCH_LR_PILOT_FILE
 
 
-def _named_subjects(part: str) -> list[tuple[str, str | tuple[int, float]]]:
-    """(name, key) of every subject of `part`, in the order of the work: the key is a family's arch or a cell's
-    (batch size, lr); the one place a subject is named."""
+def _named_subjects(part: str, stage=None) -> list[tuple[str, str | tuple[int, float]]]:
+    """(name, key) of every subject of `part` (of `stage`'s only, when given: see `_stages`), in the order of the
+    work: the key is a family's arch or a cell's (batch size, lr); the one place a subject is named."""
     if part == "families":
-        return [(registry.NETWORK_NAMES[arch], arch) for arch in FAMILIES]
-    return [(cell_label(*cell), cell) for cell in CELL_SETTINGS]
+        named = [(registry.NETWORK_NAMES[arch], arch) for arch in FAMILIES]
+    else:
+        named = [(cell_label(*cell), cell) for cell in CELL_SETTINGS]
+    return [(name, key) for name, key in named if stage is None or name in stage]
 
 
-def subjects(part: str) -> list[tuple[str, str, tuple[Setting, ...]]]:
-    """(name, network, candidate settings) of every subject of `part`'s pilot, in the order of the work."""
+def subjects(part: str, stage=None) -> list[tuple[str, str, tuple[Setting, ...]]]:
+    """(name, network, candidate settings) of every subject of `part`'s pilot (of `stage`'s only, when given), in
+    the order of the work."""
     if part == "families":
-        return [(name, arch, PILOT_SETTINGS[arch]) for name, arch in _named_subjects(part)]
-    return [(name, cpu_study.PROTOCOL["arch"], CELL_SETTINGS[cell]) for name, cell in _named_subjects(part)]
+        return [(name, arch, PILOT_SETTINGS[arch]) for name, arch in _named_subjects(part, stage)]
+    return [(name, cpu_study.PROTOCOL["arch"], CELL_SETTINGS[cell]) for name, cell in _named_subjects(part, stage)]
 
 
 def cell_label(batch_size: int, lr: float) -> str:
@@ -159,8 +162,7 @@ def pilot_finding(part: str = "families", pilot: pd.DataFrame | None = None, sta
     """Per subject of `part` (of `stage`'s subjects only, when given), the setting its pilot chose, or why none is
     chosen, read from the pilot's runs."""
     pilot = setting_pilot.load(pilot_file(part)) if pilot is None else pilot
-    return " ".join(setting_pilot.finding(name, arch, candidates, pilot) for name, arch, candidates in subjects(part)
-                    if stage is None or name in stage)
+    return " ".join(setting_pilot.finding(name, arch, candidates, pilot) for name, arch, candidates in subjects(part, stage))
 
 
 # --- what the plans cost ------------------------------------------------------------------------------------
@@ -308,7 +310,7 @@ def _grids(part: str, seeds, data_dir, runs_dir, stage=None) -> list[tuple]:
     """(grid of one seed, its setting), in the order of the work, for every subject with a chosen setting (of
     `stage`'s subjects only, when given: see `_stages`)."""
     runs_dir = runs_dir or _runs_dir(part)
-    keys = [key for name, key in _named_subjects(part) if stage is None or name in stage]
+    keys = [key for _, key in _named_subjects(part, stage)]
     if part == "families":
         chosen = {arch: family_setting(arch) for arch in keys}
         return [(family_grid(arch, (seed,), chosen[arch], data_dir, runs_dir), chosen[arch]) for arch in keys
@@ -428,7 +430,7 @@ def _run_pilot(part: str, stage, workers: int, data_dir, pilot_runs_dir, progres
     every subject is decided, a run fails, or a round decides nothing."""
     failures, record, decided = 0, pilot_file(part), None
     while True:
-        pilot = [task for name, arch, candidates in subjects(part) if name in stage
+        pilot = [task for _, arch, candidates in subjects(part, stage)
                  for task in setting_pilot.next_round(arch, candidates, record, pilot_runs_dir, data_dir)]
         before, decided = decided, _decided(part)
         if not pilot or failures or decided == before:
