@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return importlib.import_module(COMMANDS[args.command][0]).main(args) or 0
-    except (ValueError, FileNotFoundError, RunFileError) as error:  # bad input, missing data, damaged files: one line
+    except (ValueError, FileNotFoundError, RunFileError, ImportError) as error:  # bad input, missing data or optional
+        # package (the message names the install), damaged files: one line
         parser.exit(2, f"error: {error}\n")
 
 

@@ -483,7 +483,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cpu_study.add_run_arguments(
         parser, seeds_default=None,
         seeds_help=f"seeds in the order to run them (default: families {FAMILY_SEEDS}, batch-lr {BATCH_LR_SEEDS})",
-        runs_dir_default=None, runs_dir_help="checkpoints and working files (default: runs/cpu_<part> and runs/cpu_<part>_pilot)")
+        runs_dir_default=None, runs_dir_help="checkpoints and working files: DIR/<part> and DIR/<part>-pilot (default: runs/cpu_families, "
+                      "runs/cpu_families_pilot, runs/cpu_batch_lr, runs/cpu_batch_lr_pilot)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -352,7 +352,8 @@ def _run_on_ray(todo, run_arguments, address, num_cpus, runs_per_gpu, report, ba
     try:
         import ray
     except ImportError as error:
-        raise ImportError("the ray backend needs Ray: pip install 'ray[default]', or use backend='serial'") from error
+        raise ImportError("the ray backend needs Ray: pip install -e '.[cluster]' (Ray without its dashboard), or use "
+                          "--backend local (processes on this machine) or serial") from error
 
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
