@@ -29,8 +29,8 @@ def positive_int(text: str) -> int:
 
 
 def commit_id(text: str) -> str:
-    """A git commit id: 7 to 40 hexadecimal digits (what `git rev-parse HEAD` prints, or its short form)."""
-    if not re.fullmatch(r"[0-9a-f]{7,40}", text.strip().lower()):
+    """A git commit id: 4 to 40 hexadecimal digits (what `git rev-parse HEAD` prints, or a short form of it)."""
+    if not re.fullmatch(r"[0-9a-f]{4,40}", text.strip().lower()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a git commit id; pass what `git rev-parse HEAD` prints "
                                          "where the code's history is (e.g. 4000836)")
     return text.strip().lower()
