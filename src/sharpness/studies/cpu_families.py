@@ -499,5 +499,5 @@ def main(args: argparse.Namespace) -> int:
             continue
         failures += run_part(part, args.seeds, workers=args.workers, data_dir=args.data_dir, runs_dir=runs_dir,
                              progress=not args.no_progress, pilot_runs_dir=pilot_runs_dir)
-    print(f"CPU families / batch-lr: {failures} run(s) failed; {time.perf_counter() - started:.0f} s this invocation")
+    print(f"cpu-families --part {args.part}: {failures} run(s) failed; {time.perf_counter() - started:.0f} s this invocation")
     return 1 if failures else 0
