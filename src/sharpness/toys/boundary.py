@@ -26,7 +26,6 @@ from ..core.cli_values import positive_float, positive_int
 from ..core.paths import RESULTS_DIR
 from ..core.progress import tqdm
 from ..core.provenance import git_commit
-from ..core.runs import atomic_write_json, atomic_write_text
 from . import fit
 
 Tensor = torch.Tensor
@@ -167,11 +166,7 @@ class StoredBoundary:
         return summary(self.records, measure)
 
     def save(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(directory / "records.csv", self.records.to_csv(index=False))
-        atomic_write_json(directory / "provenance.json", {"config": asdict(self.config), "provenance": self.provenance})
-        return directory
+        return fit.save_study(directory, self.records, asdict(self.config), self.provenance)
 
     @classmethod
     def load(cls, directory: str | Path) -> "StoredBoundary":

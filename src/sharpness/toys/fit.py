@@ -380,11 +380,7 @@ class FitResult:
         return self.records[self.records["kind"] == "epoch"]
 
     def save(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(directory / "records.csv", self.records.to_csv(index=False))
-        atomic_write_json(directory / "provenance.json", {"config": self.config.to_dict(), "provenance": self.provenance})
-        return directory
+        return save_study(directory, self.records, self.config.to_dict(), self.provenance)
 
     @classmethod
     def load(cls, directory: str | Path) -> "FitResult":
@@ -395,6 +391,16 @@ class FitResult:
         for key in ("functions", "seeds", "target_losses"):
             settings[key] = tuple(settings[key])
         return cls(FitConfig(**settings), pd.read_csv(directory / "records.csv"), meta["provenance"])
+
+
+def save_study(directory: str | Path, records: pd.DataFrame, config: dict, provenance: dict) -> Path:
+    """A toy study's folder under results/: `records.csv` and `provenance.json` ({config, provenance}), each
+    written atomically (the fitting and the boundary studies keep theirs alike)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / "records.csv", records.to_csv(index=False))
+    atomic_write_json(directory / "provenance.json", {"config": config, "provenance": provenance})
+    return directory
 
 
 def provenance(device: torch.device, seconds: float, commit: str) -> dict:

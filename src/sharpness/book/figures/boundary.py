@@ -134,9 +134,7 @@ class BoundaryExplorer:
         self.figure = live_figure()
         _boundary_layout(self.figure)
         self.updates = LatestOnly(self._train, self._draw, describe=self._describe)
-        for control in (self.separation, self.seed, self.points):
-            control.observe(lambda change: self.updates.submit(self._request()), names="value")
-        self._draw(self._train(self._request()))  # the first drawing before the page shows
+        self.updates.follow((self.separation, self.seed, self.points), self._request)
 
     def _request(self) -> tuple[float, int, int]:
         return self.separation.value, self.seed.value, self.points.value

@@ -278,9 +278,7 @@ class LandscapeExplorer:
         self.figure.update_layout(height=520, scene=SCENE)
         self._cache: dict[tuple, ControlLandscape] = {}
         self.updates = LatestOnly(self._landscape, self._draw, describe=self._describe)
-        for control in (self.control, self.seed, self.resolution):
-            control.observe(lambda change: self.updates.submit(self._request()), names="value")
-        self._draw(self._landscape(self._request()))  # the first drawing before the page shows
+        self.updates.follow((self.control, self.seed, self.resolution), self._request)
 
     def _request(self) -> tuple[str, int, int]:
         return self.control.value, self.seed.value, self.resolution.value

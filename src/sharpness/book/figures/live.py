@@ -71,6 +71,13 @@ class LatestOnly(Generic[Request, Result]):
                 self._worker = threading.Thread(target=self._work, name="explorer-redraw", daemon=True)
                 self._worker.start()
 
+    def follow(self, controls, request: Callable[[], Request]) -> None:
+        """Draw `request()` now (the first drawing, before the page shows), then submit it whenever one of
+        `controls` (widgets) changes value: an explorer's whole wiring."""
+        for control in controls:
+            control.observe(lambda change: self.submit(request()), names="value")
+        self.draw(self.compute(request()))
+
     def wait(self, timeout: float | None = None) -> bool:
         """Whether the newest request was drawn (or failed) within `timeout` seconds."""
         return self._idle.wait(timeout)
