@@ -113,8 +113,13 @@ def test_a_family_chosen_at_longer_training_runs_and_is_read_at_those_epochs_onl
     tasks = cpu_families.plan("families", (0,), runs_dir=runs_dir)
     assert {(t.config.arch, t.config.lr, t.config.epochs) for t in tasks} == {("vit_small", 0.05, 360)}
     assert tasks[0].config.run_dir.is_relative_to(runs_dir / "lr0.05_e360") and "360 epochs" in tasks[0].name
+    # three times the protocol's epochs: the test curve every third epoch (120 points), in the pilot's run as in the grid's
+    assert tasks[0].config.monitor_every == 3
+    assert setting_pilot.run_config("vit_small", longer, "aug", runs_dir).monitor_every == 3
+    assert setting_pilot.run_config("vit_small", cpu_families.Setting(0.05, 1_200), "aug", runs_dir).monitor_every == 10
     flat = [0.100, 0.100, 0.100, 0.100, 0.100, 0.099]
     shorter = cpu_families.family_grid("vit_small", (0,), cpu_families.Setting(0.05), runs_dir=runs_dir).configs("cpu")[0]
+    assert shorter.monitor_every == 1
     commit_run(tasks[0].config, runs_dir, cpu_families.FAMILIES_DIR, accuracy=0.99, losses=flat)
     commit_run(shorter, runs_dir, cpu_families.FAMILIES_DIR, accuracy=0.99, losses=flat, fisher_rao=7.0)
     grid, provenance = store.load_grid(cpu_families.write_families_grid())
@@ -239,18 +244,20 @@ def test_batch_lr_cells_run_at_their_pilots_setting_skip_the_study_cell_and_go_c
                                      cpu_families.BATCH_LR_PILOT_FILE, dirs / "pilot_runs")
     assert [(t.config.batch_size, t.config.lr, t.config.epochs, t.config.control) for t in pilot] == \
         [(256, 1e-3, cpu_study.PROTOCOL["epochs"], control) for control in ("aug", "aug_sam")]
-    assert [s.epochs for s in cpu_families.CELL_SETTINGS[(256, 1e-3)]] == [None, *cpu_families.LONGER_EPOCHS]
+    assert [s.epochs for s in cpu_families.CELL_SETTINGS[(256, 1e-3)]] == [None, 360, 1_200, 2_400]
+    assert [s.epochs for s in cpu_families.CELL_SETTINGS[(128, 1e-3)]] == [None, 360, 1_200]
     assert (128, 1e-2) not in cpu_families.CELL_SETTINGS  # the CPU study's own setting: no pilot, its runs stand
     assert set(cpu_families.CELL_SETTINGS) | {(128, 1e-2)} == {(b, lr) for b in (128, 256) for lr in (1e-3, 1e-2)}
 
     batch_lr_pilot((128, 1e-3, 120, 0.60, 0.50), (128, 1e-3, 360, 0.93, 0.90), (128, 1e-3, 1200, 0.99, 0.97),
                    (256, 1e-3, 120, 0.50, 0.40), (256, 1e-3, 360, 0.80, 0.70), (256, 1e-3, 1200, 0.97, 0.94),
-                   (256, 1e-2, 120, 0.98, 0.96))
+                   (256, 1e-3, 2400, 0.98, 0.945), (256, 1e-2, 120, 0.98, 0.96))
     assert cpu_families.cell_setting(128, 1e-3) == cpu_families.Setting(1e-3, 1200, 128)
     assert cpu_families.cell_setting(256, 1e-3) is None and cpu_families.cell_setting(256, 1e-2) == cpu_families.Setting(1e-2, None, 256)
     finding = cpu_families.pilot_finding("batch-lr")
-    assert "batch 128, lr 0.001 runs at batch 128, lr 0.001 for 1200 epochs" in finding
-    assert "the closest, batch 256, lr 0.001 for 1200 epochs, left aug_sam at 94.0%" in finding
+    assert "batch 128, lr 0.001 runs for 1200 epochs (both augmentation controls" in finding  # its name says the rest
+    assert "batch 256, lr 0.01 runs for the protocol's 120 epochs" in finding
+    assert "the closest, batch 256, lr 0.001 for 2400 epochs, left aug_sam at 94.5%" in finding
     cells = cpu_families.cells_table().set_index("cell")["runs at"].to_dict()
     assert cells == {"batch 128, lr 0.001": "batch 128, lr 0.001 for 1200 epochs", "batch 128, lr 0.01": "the CPU study's runs",
                      "batch 256, lr 0.001": "none reached a minimum (not run)", "batch 256, lr 0.01": "batch 256, lr 0.01"}

@@ -98,3 +98,17 @@ def test_rho_sweep_puts_the_papers_figures_on_their_own_axes():
     assert list(ours_clean.y) == [1.0, 2.0] and list(ours_rf.y) == [10.0, 20.0]
     assert list(theirs_rf.y) == [75.0, 4876.0] and theirs_rf.yaxis == "y6"  # third row, right column
     assert ours_rf.yaxis != theirs_rf.yaxis  # separate y axes: the paper's 4876 cannot flatten our 10 to 20
+
+
+def test_learning_curves_draw_the_test_curve_at_the_epochs_that_have_it():
+    """A run with `monitor_every` 2 has test points at epochs 2 and 3 (the last) only: the dotted lines join those,
+    the training lines every epoch."""
+    from sharpness.book.figures.training import learning_curves
+
+    rows = [{"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.2},
+            {"epoch": 2, "train_loss": 1.5, "train_accuracy": 0.4, "test_loss": 1.7, "test_accuracy": 0.35},
+            {"epoch": 3, "train_loss": 1.2, "train_accuracy": 0.6, "test_loss": 1.6, "test_accuracy": 0.4}]
+    traces = {trace.name + (" acc" if trace.yaxis == "y2" else " loss"): trace for trace in learning_curves({"aug": rows}, "t").data}
+    assert list(traces["aug train loss"].x) == [1, 2, 3] and list(traces["aug train loss"].y) == [2.0, 1.5, 1.2]
+    assert list(traces["aug test loss"].x) == [2, 3] and list(traces["aug test loss"].y) == [1.7, 1.6]
+    assert list(traces["aug test acc"].x) == [2, 3] and list(traces["aug test acc"].y) == [0.35, 0.4]

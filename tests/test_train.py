@@ -100,6 +100,28 @@ def test_resume_reaches_the_uninterrupted_result_exactly(tmp_path, control):
     assert drop_time(a["history"]) == drop_time(b["history"])
 
 
+def test_a_sparser_test_curve_leaves_the_weights_and_every_training_row_as_they_were(tmp_path):
+    """`monitor_every` decides only at which epochs the test curve is drawn (every third, and the last): the weights,
+    the training rows and the minimum criterion's rows are those of the run that draws it every epoch; a run resumes
+    at another spacing."""
+    every = RunConfig(control="aug_sam", epochs=7, runs_dir=str(tmp_path / "every"), **QUICK)
+    sparse = RunConfig(control="aug_sam", epochs=7, monitor_every=3, runs_dir=str(tmp_path / "sparse"), **QUICK)
+    train(every, progress=False)
+    train(sparse, progress=False, stop_after_epochs=4)
+    summary = train(RunConfig(**{**sparse.to_dict(), "monitor_every": 2}), progress=False)  # resumed, every second epoch
+    a, b = torch.load(every.run_dir / "checkpoint.pt"), torch.load(sparse.run_dir / "checkpoint.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    rows_every = [json.loads(line) for line in (every.run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows_sparse = [json.loads(line) for line in (sparse.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows_sparse if "test_accuracy" in row] == [3, 6, 7]
+    assert all("measured_loss" in row for row in rows_sparse[-6:])  # what the minimum criterion reads
+    untested = lambda rows: [{k: v for k, v in r.items() if "second" not in k and not k.startswith("test_")} for r in rows]  # noqa: E731
+    assert untested(rows_sparse) == untested(rows_every)
+    assert [r["test_accuracy"] for r in rows_sparse if "test_accuracy" in r] == [rows_every[i - 1]["test_accuracy"] for i in (3, 6, 7)]
+    assert summary["test_accuracy"] == rows_every[-1]["test_accuracy"]
+
+
 def test_run_files_and_a_finished_run_is_skipped(tmp_path):
     config = RunConfig(control="baseline", epochs=2, runs_dir=str(tmp_path), **QUICK)
     summary = train(config, progress=False)
@@ -166,7 +188,7 @@ def test_gpu_settings_run_on_cpu_too(tmp_path):
 @pytest.mark.parametrize("bad, message", [
     (dict(control="sam"), "unknown control 'sam'"), (dict(dataset="mnist"), "unknown dataset 'mnist'"),
     (dict(arch="resnet50"), "unknown arch 'resnet50'"), (dict(epochs=0), "epochs"),
-    (dict(lr=-1.0), "lr"), (dict(loader="fast"), "unknown loader"),
+    (dict(lr=-1.0), "lr"), (dict(loader="fast"), "unknown loader"), (dict(monitor_every=0), "monitor_every must be a positive"),
 ])
 def test_bad_config_values_are_named(bad, message):
     with pytest.raises(ValueError, match=message):

@@ -44,12 +44,13 @@ def candidate_config(arch: str, images: int, epochs: int, schedule: str, rho_sca
     """One pilot run's configuration; its folder names the candidate (and the learning rate and batch size where
     they are not SHARED's)."""
     from ..training.train import RunConfig
+    from .registry import monitor_every
 
     other_lr = "" if lr == SHARED["lr"] else f"_lr{lr:g}"
     other_batch = "" if batch_size == SHARED["batch_size"] else f"_b{batch_size}"
     folder = Path(runs_dir) / f"{arch}_{images}_{epochs}_{schedule}_rho-scale{rho_scale:g}{other_lr}{other_batch}"
     return RunConfig(arch=arch, control=control, epochs=epochs, max_train_samples=images, lr_schedule=schedule,
-                     rho=rho, rho_scale=rho_scale, runs_dir=str(folder), data_dir=data_dir,
+                     rho=rho, rho_scale=rho_scale, runs_dir=str(folder), data_dir=data_dir, monitor_every=monitor_every(epochs),
                      **{**SHARED, "lr": lr, "batch_size": batch_size})
 
 
@@ -61,7 +62,7 @@ def measure(run_dir: Path) -> dict:
     from ..measuring.measures import classifier_pass
     from ..training.data import batches
     from ..training.minimum import loss_drop, reached_minimum
-    from ..training.train import load_run, measurement_images
+    from ..training.train import last_test_accuracy, load_run, measurement_images
 
     history = runs.read_jsonl(run_dir / runs.METRICS)
     model, config, data = load_run(run_dir)
@@ -85,7 +86,7 @@ def measure(run_dir: Path) -> dict:
         "loss_drop_last_5_epochs": drop, "loss_drop_read_from": drop_read_from,
         "reached_minimum": verdict, "reason": reason,
         "dead_unit_fraction": measured["dead_unit_fraction"], "logit_spread": measured["logit_spread"],
-        "test_accuracy_monitored": history[-1]["test_accuracy"],
+        "test_accuracy_monitored": last_test_accuracy(history),
         "train_seconds": sum(row["train_seconds"] for row in history),
         "images_per_second": sum(row["images_per_second"] for row in history) / len(history),
     }  # fmt: skip

@@ -34,7 +34,7 @@ from ..measuring.evaluate import MEASURES, PREDICTIONS_FILE
 from ..measuring.measures import HESSIAN_EIGENVALUE_TOL, HESSIAN_TRACE_TOL
 from ..training.controls import CONTROLS
 from . import store
-from .registry import DEFAULT_RHO, PAPER_RHOS, PROTOCOL, Grid, network_label
+from .registry import DEFAULT_RHO, PAPER_RHOS, PROTOCOL, Grid, monitor_every, network_label
 from .sweep import execute_run
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
@@ -77,7 +77,8 @@ def protocol_table():
     described = {
         "dataset": "data set", "arch": "network", "train_images": "training images (fixed random subset)",
         "test_images": "test images", "epochs": "epochs", "batch_size": "batch size", "lr": "peak learning rate (SGD momentum 0.9)",
-        "lr_schedule": "learning-rate schedule", "monitor_test_images": "test images of the per-epoch curve",
+        "lr_schedule": "learning-rate schedule", "monitor_test_images": (f"test images of the per-epoch curve (every epoch; a run k x {PROTOCOL['epochs']} "
+                                "epochs long draws it every k-th)"),
         "slow_measure_images": "images for SAM-sharpness and the Hessian measures", "sam_draws": "SAM-sharpness draws (rho 0.005)",
         "hessian_iterations": (f"Hessian steps, at most (Lanczos stops at a {HESSIAN_EIGENVALUE_TOL:g} relative "
                                f"change, Hutchinson at a standard error of {HESSIAN_TRACE_TOL:.0%})"), "corruptions": "corruptions (x 5 severities)",
@@ -115,7 +116,7 @@ def grid(seeds=DEFAULT_SEEDS, data_dir: str | Path | None = None, runs_dir: str 
         measures=measures or (RHO_MEASURES if rho_sweep else MEASURES),
         train_options={"max_train_samples": PROTOCOL["train_images"], "channels_last": True,
                        "lr_schedule": PROTOCOL["lr_schedule"], "monitor_test_images": PROTOCOL["monitor_test_images"],
-                       "rho_scale": sam_rho_scale(arch)},
+                       "monitor_every": monitor_every(epochs or PROTOCOL["epochs"]), "rho_scale": sam_rho_scale(arch)},
         evaluation_options=_evaluation_options(),
     )  # fmt: skip
 

@@ -152,7 +152,10 @@ def finding(name: str, arch: str, candidates, pilot: pd.DataFrame) -> str:
 
     setting, left = chosen(arch, candidates, pilot), runs_left(arch, candidates, pilot)
     if setting is not None:
-        return f"{name} runs at {setting.label} (both augmentation controls of seed 0 reached a minimum there)."
+        rest = setting.label.removeprefix(name).strip()  # a cell of the sweep is named by its setting: say only the epochs
+        where = (f"at {setting.label}" if rest == setting.label
+                 else rest or f"for the protocol's {cpu_study.PROTOCOL['epochs']} epochs")
+        return f"{name} runs {where} (both augmentation controls of seed 0 reached a minimum there)."
     if left == len(candidates) * len(cpu_pilot.PILOT_CONTROLS):
         return f"{name}: no pilot run finished yet."
     if left > 0:

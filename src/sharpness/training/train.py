@@ -43,8 +43,9 @@ _LARGEST_RATE = torch.finfo(torch.float32).max  # SGD applies lr and rho in floa
 _SMALLEST_RATE = torch.finfo(torch.float32).tiny  # below it a rate is 0 (or subnormal) in float32: nothing would train
 PRECISIONS = ("auto", "bf16", "fp32")
 SCHEDULES = ("constant", "cosine")
-# Fields that may differ when a run is resumed (where things are, not what is trained).
-_LOCATION_FIELDS = ("data_dir", "runs_dir", "device", "download", "pretrained_weights")
+# Fields that may differ when a run is resumed: where things are, and how often the test curve is drawn (a record
+# of the run, not what is trained: the weights are the same at any spacing).
+_FREE_ON_RESUME = ("data_dir", "runs_dir", "device", "download", "pretrained_weights", "monitor_every")
 
 
 @dataclass
@@ -77,6 +78,7 @@ class RunConfig:
     download: bool = False
     lr_schedule: str | None = None  # None: the data set's ("constant" or "cosine"; see controls.hyperparameters)
     monitor_test_images: int | None = None  # per-epoch test loss/accuracy on a fixed random subset (None: all)
+    monitor_every: int = 1  # the test curve every N epochs and at the last (long runs: a curve of the same length)
     rho_scale: float = 1.0  # SAM's radius is rho x rho_scale (the CPU study matches the paper's radii relative to ||theta_0||)
 
     def __post_init__(self):
@@ -90,7 +92,7 @@ class RunConfig:
         self.lr = study.lr if self.lr is None else float(self.lr)
         self.batch_size = study.batch_size if self.batch_size is None else self.batch_size
         self.rho = SAM_RHO if self.rho is None else float(self.rho)
-        for name in ("epochs", "batch_size", "seed"):
+        for name in ("epochs", "batch_size", "seed", "monitor_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
                 raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'} integer, got {value!r}")
@@ -127,7 +129,7 @@ class RunConfig:
 
     def what_is_trained(self) -> dict:
         """The fields that must match for a run directory to be resumed with this config."""
-        return {k: v for k, v in self.to_dict().items() if k not in _LOCATION_FIELDS}
+        return {k: v for k, v in self.to_dict().items() if k not in _FREE_ON_RESUME}
 
 
 def derived_generator(seed: int, purpose: str, epoch: int = 0) -> torch.Generator:
@@ -391,7 +393,9 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
                 break
             epoch_started = time.time()
             row = {"epoch": epoch + 1, "lr": trainer.optimizer.param_groups[0]["lr"], **trainer.train_epoch(epoch, progress)}
-            row["test_loss"], row["test_accuracy"] = trainer.evaluate(*trainer.monitored_test_set())
+            reason = divergence(row["train_loss"], trainer.data.num_classes)
+            if (epoch + 1) % config.monitor_every == 0 or epoch + 1 == config.epochs or reason:
+                row["test_loss"], row["test_accuracy"] = trainer.evaluate(*trainer.monitored_test_set())
             if epoch >= config.epochs - PLATEAU_EPOCHS - 1:  # the minimum criterion reads these (sharpness.training.minimum)
                 row["measured_loss"], row["measured_accuracy"] = trainer.evaluate(*measurement_images(trainer.data, config))
             row["epoch_wall_seconds"] = time.time() - epoch_started
@@ -399,12 +403,12 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
             runs.atomic_save(trainer.state(epoch + 1, history), checkpoint_path)
             runs.atomic_write_jsonl(run_dir / runs.METRICS, history)
             bar.update()
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_accuracy']:.3f}")
+            tested = last_test_accuracy(history)
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{tested:.3f}")
             if progress:
                 log_line(f"{config.control} seed{config.seed}: epoch {epoch + 1}/{config.epochs}, train loss "
                          f"{row['train_loss']:.3f}, train acc {row['train_accuracy']:.3f}, test acc "
-                         f"{row['test_accuracy']:.3f}, {row['epoch_wall_seconds']:.0f} s")
-            reason = divergence(row["train_loss"], trainer.data.num_classes)
+                         f"{tested:.3f}, {row['epoch_wall_seconds']:.0f} s")
             if reason:
                 status = "diverged"
                 break
@@ -423,6 +427,11 @@ def _epoch_fits(deadline: float | None, history: list[dict]) -> bool:
         return True
     slowest = max((runs.epoch_wall_seconds(row) for row in history), default=0.0)
     return time.time() + slowest < deadline
+
+
+def last_test_accuracy(history: list[dict]) -> float:
+    """The newest point of the test curve (NaN before the first): with `monitor_every` > 1 most rows have none."""
+    return next((row["test_accuracy"] for row in reversed(history) if "test_accuracy" in row), math.nan)
 
 
 def _summary(config: RunConfig, status: str, history: list[dict], device: torch.device, seconds: float) -> dict:
@@ -485,6 +494,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rho", type=float, default=None, help="SAM radius (default 0.05)")
     parser.add_argument("--max-train-samples", type=int, default=None)
     parser.add_argument("--max-test-samples", type=int, default=None)
+    parser.add_argument("--monitor-every", type=positive_int, default=1,
+                        help="the per-epoch test curve every N epochs and at the last (default 1: every epoch)")
     parser.add_argument("--loader", default="resident", help=f"one of {', '.join(LOADERS)}")
     parser.add_argument("--precision", default="auto", help=f"one of {', '.join(PRECISIONS)}")
     parser.add_argument("--pretrained-weights", default=None, help="ImageNet state-dict file for *_imagenet archs")
