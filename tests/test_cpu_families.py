@@ -244,8 +244,9 @@ def test_batch_lr_cells_run_at_their_pilots_setting_skip_the_study_cell_and_go_c
                                      cpu_families.BATCH_LR_PILOT_FILE, dirs / "pilot_runs")
     assert [(t.config.batch_size, t.config.lr, t.config.epochs, t.config.control) for t in pilot] == \
         [(256, 1e-3, cpu_study.PROTOCOL["epochs"], control) for control in ("aug", "aug_sam")]
-    assert [s.epochs for s in cpu_families.CELL_SETTINGS[(256, 1e-3)]] == [None, 360, 1_200, 2_400]
-    assert [s.epochs for s in cpu_families.CELL_SETTINGS[(128, 1e-3)]] == [None, 360, 1_200]
+    assert [s.epochs for s in cpu_families.CELL_SETTINGS[(256, 1e-3)]] == [None, 1_200, 2_400]
+    assert [s.epochs for s in cpu_families.CELL_SETTINGS[(128, 1e-3)]] == [None, 1_200]
+    assert [s.epochs for s in cpu_families.CELL_SETTINGS[(256, 1e-2)]] == [None, 360, 1_200]
     assert (128, 1e-2) not in cpu_families.CELL_SETTINGS  # the CPU study's own setting: no pilot, its runs stand
     assert set(cpu_families.CELL_SETTINGS) | {(128, 1e-2)} == {(b, lr) for b in (128, 256) for lr in (1e-3, 1e-2)}
 
