@@ -105,7 +105,8 @@ def test_a_family_chosen_at_longer_training_runs_and_is_read_at_those_epochs_onl
     row = cpu_families.networks_table().set_index("arch").loc["vit_small"]
     assert row["learning rate"] == "0.05 for 360 epochs"
     # training (steps and the per-epoch rest) three times as long, evaluation the same
-    assert row["estimated hours for 6 controls x 3 seeds"] == pytest.approx(cpu_families.plan_hours("vit_small", epochs=360))
+    seeds = len(cpu_families.FAMILY_SEEDS)
+    assert row[f"estimated hours for 6 controls x {seeds} seeds"] == pytest.approx(cpu_families.plan_hours("vit_small", seeds, epochs=360))
     cost, (steps, rest, evaluation, hessian) = cpu_families.FAMILY_COST["vit_small"], cpu_families.STUDY_SECONDS["aug"]
     assert cpu_families.run_seconds("vit_small", "aug", 360) - cpu_families.run_seconds("vit_small", "aug") == \
         pytest.approx(2 * (steps * cost["sgd"] + rest * cost["forward"]))
@@ -344,7 +345,7 @@ def test_the_families_grid_reads_each_family_at_its_chosen_rate_only(dirs):
 def test_plan_hours_extrapolate_the_studys_measured_runs(monkeypatch):
     # the study's own network costs exactly its measured seed-0 runs: 635 + 789 + 618 + 746 + 425 + 546 = 3,759 s
     # per seed, 3 seeds on 2 workers
-    assert cpu_families.plan_hours("cnn_mlp_wide") == pytest.approx(3759 * 3 / 2 / 3600)
+    assert cpu_families.plan_hours("cnn_mlp_wide", seeds=3) == pytest.approx(3759 * 3 / 2 / 3600)
     monkeypatch.setitem(cpu_families.FAMILY_COST, "double", {"sgd": 2.0, "sam": 2.0, "forward": 2.0})
     assert cpu_families.plan_hours("double", seeds=5, workers=1) == pytest.approx(2 * 3759 * 5 / 3600)
     # only the SAM step is dearer: the SAM controls' training steps (438 + 322 + 284 s) are added once more
@@ -450,9 +451,9 @@ def test_measured_plan_hours_read_the_committed_runs_own_timings(tmp_path):
     assert runs.spent_seconds(run("baseline", 0, [10.0, 20.0, 30.0], 40.0)) == (60.0, 40.0)
     dirs = [tmp_path / "baseline" / "seed0", run("baseline", 1, [100.0], 0.0)]  # baseline's mean run: 100 s
     dirs += [run(control, 0, [50.0], 50.0) for control in CONTROLS if control != "baseline"]  # 100 s each
-    assert cpu_families.measured_plan_hours(dirs[:-1]) is None  # one control has no run yet
+    assert cpu_families.measured_plan_hours(dirs[:-1], seeds=3) is None  # one control has no run yet
     # six controls x 100 s x 3 seeds on 2 workers
-    assert cpu_families.measured_plan_hours(dirs) == pytest.approx(6 * 100 * 3 / 2 / 3600)
+    assert cpu_families.measured_plan_hours(dirs, seeds=3) == pytest.approx(6 * 100 * 3 / 2 / 3600)
 
 
 @pytest.mark.parametrize("module", [cpu_study, cpu_families])

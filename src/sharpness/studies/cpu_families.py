@@ -43,7 +43,9 @@ from . import cpu_study, registry, setting_pilot, store
 from .setting_pilot import Setting
 
 FAMILIES = ("resnet_small", "vgg_small", "vit_small")  # the order of the work
-FAMILY_SEEDS = (0, 1, 2)
+# Four seeds: the issue asks for three at a minimum, and at its 360 epochs the ViT's aug_sam seed 2 stopped at 94.5% of
+# its measured images (the bar: 95%); a fourth seed of every control of every family keeps the seeds matched.
+FAMILY_SEEDS = (0, 1, 2, 3)
 BATCH_SIZES = (128, 256)
 LEARNING_RATES = (1e-3, 1e-2)
 BATCH_LR_SEEDS = (0, 1, 2, 3, 4)
@@ -201,7 +203,7 @@ def measured_plan_hours(run_dirs, seeds: int = len(FAMILY_SEEDS), workers: int =
 def networks_table() -> pd.DataFrame:
     """The study's network and the three families: size, L of the Fisher-Rao norm, learning rate (the study's, or the
     one each family's pilot chose), SAM radius scale, measured cost relative to the study's network, and the hours of
-    6 controls x 3 seeds: estimated from those costs, and measured from the committed runs where every control has
+    6 controls x FAMILY_SEEDS: estimated from those costs, and measured from the committed runs where every control has
     one."""
     from ..training.models import build_model, count_weight_layers
 
