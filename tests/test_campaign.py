@@ -37,6 +37,25 @@ def test_a_deadline_stops_between_epochs_and_the_run_resumes_to_the_same_weights
     assert all(torch.equal(sliced_weights[k], whole_weights[k]) for k in whole_weights)
 
 
+def test_a_deadline_between_two_saves_still_saves_the_epochs_done(tmp_path, monkeypatch):
+    """With a checkpoint every 5th epoch, a deadline after epoch 2 saves epochs 1-2 on the way out: nothing trained
+    is lost, and the resumed run ends at the weights of one never stopped."""
+    import sharpness.training.train as train_module
+
+    config = RunConfig(**{**tiny_config(tmp_path / "sliced").to_dict(), "epochs": 6, "monitor_every": 5})
+    whole = RunConfig(**{**tiny_config(tmp_path / "whole").to_dict(), "epochs": 6})
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "_epoch_fits", lambda deadline, history: len(history) < 2)
+        assert train(config, progress=False, deadline=time.time() + 600)["epochs_completed"] == 2
+    assert torch.load(config.run_dir / runs.CHECKPOINT, weights_only=True)["epochs_done"] == 2
+    assert [row["epoch"] for row in runs.read_jsonl(config.run_dir / runs.METRICS)] == [1, 2]
+    train(config, progress=False)
+    train(whole, progress=False)
+    sliced_weights = torch.load(config.run_dir / runs.CHECKPOINT, weights_only=True)["model"]
+    whole_weights = torch.load(whole.run_dir / runs.CHECKPOINT, weights_only=True)["model"]
+    assert all(torch.equal(sliced_weights[k], whole_weights[k]) for k in whole_weights)
+
+
 def test_execute_run_reports_interrupted_without_training_when_no_time_is_left(tmp_path):
     config = tiny_config(tmp_path)
     outcome = sweep.execute_run(config, deadline=time.time() + 1.0, reserve=60.0)

@@ -100,15 +100,18 @@ def test_resume_reaches_the_uninterrupted_result_exactly(tmp_path, control):
     assert drop_time(a["history"]) == drop_time(b["history"])
 
 
-def test_a_sparser_test_curve_leaves_the_weights_and_every_training_row_as_they_were(tmp_path):
-    """`monitor_every` decides only at which epochs the test curve is drawn (every third, and the last): the weights,
-    the training rows and the minimum criterion's rows are those of the run that draws it every epoch; a run resumes
-    at another spacing."""
+def test_a_sparser_test_curve_leaves_the_weights_and_every_training_row_as_they_were(tmp_path, monkeypatch):
+    """`monitor_every` decides only at which epochs the test curve is drawn and the checkpoint saved (every third, the
+    last, and where a call stops): the weights, the training rows and the minimum criterion's rows are those of the
+    run that does both every epoch; a run resumes at another spacing."""
     every = RunConfig(control="aug_sam", epochs=7, runs_dir=str(tmp_path / "every"), **QUICK)
     sparse = RunConfig(control="aug_sam", epochs=7, monitor_every=3, runs_dir=str(tmp_path / "sparse"), **QUICK)
     train(every, progress=False)
+    saved, save = [], train_module.runs.atomic_save
+    monkeypatch.setattr(train_module.runs, "atomic_save", lambda state, path: saved.append(state["epochs_done"]) or save(state, path))
     train(sparse, progress=False, stop_after_epochs=4)
     summary = train(RunConfig(**{**sparse.to_dict(), "monitor_every": 2}), progress=False)  # resumed, every second epoch
+    assert saved == [3, 4, 6, 7]  # every third epoch, the stop after 4; then every second epoch and the last
     a, b = torch.load(every.run_dir / "checkpoint.pt"), torch.load(sparse.run_dir / "checkpoint.pt")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key

@@ -78,7 +78,7 @@ class RunConfig:
     download: bool = False
     lr_schedule: str | None = None  # None: the data set's ("constant" or "cosine"; see controls.hyperparameters)
     monitor_test_images: int | None = None  # per-epoch test loss/accuracy on a fixed random subset (None: all)
-    monitor_every: int = 1  # the test curve every N epochs and at the last (long runs: a curve of the same length)
+    monitor_every: int = 1  # a test point and a checkpoint every N epochs and at the last (long runs: as many as short)
     rho_scale: float = 1.0  # SAM's radius is rho x rho_scale (the CPU study matches the paper's radii relative to ||theta_0||)
 
     def __post_init__(self):
@@ -385,7 +385,7 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
                                             f"{config.arch} with {trainer.data.num_classes} classes (this run's settings)", fix)
     runs.atomic_write_jsonl(run_dir / runs.METRICS, history)  # the checkpoint's history is the record (a kill may
     # have come between a checkpoint and its metric rows); writing now also proves the folder writable
-    started, status, reason = time.perf_counter(), "finished", None
+    started, status, reason, saved = time.perf_counter(), "finished", None, epochs_done
     last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, epochs_done + stop_after_epochs)
     with tqdm(total=config.epochs, initial=epochs_done, desc=f"{config.control} seed{config.seed}", disable=not progress) as bar:
         for epoch in range(epochs_done, last_epoch):
@@ -394,14 +394,17 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
             epoch_started = time.time()
             row = {"epoch": epoch + 1, "lr": trainer.optimizer.param_groups[0]["lr"], **trainer.train_epoch(epoch, progress)}
             reason = divergence(row["train_loss"], trainer.data.num_classes)
-            if (epoch + 1) % config.monitor_every == 0 or epoch + 1 == config.epochs or reason:
+            # every monitor_every-th epoch, the last and a diverged one draw a test point and save the checkpoint and the
+            # rows (on a long run, saving every epoch cost about a tenth of its steps' time); so does a stop
+            point = (epoch + 1) % config.monitor_every == 0 or epoch + 1 == config.epochs or bool(reason)
+            if point:
                 row["test_loss"], row["test_accuracy"] = trainer.evaluate(*trainer.monitored_test_set())
             if epoch >= config.epochs - PLATEAU_EPOCHS - 1:  # the minimum criterion reads these (sharpness.training.minimum)
                 row["measured_loss"], row["measured_accuracy"] = trainer.evaluate(*measurement_images(trainer.data, config))
             row["epoch_wall_seconds"] = time.time() - epoch_started
             history.append(row)
-            runs.atomic_save(trainer.state(epoch + 1, history), checkpoint_path)
-            runs.atomic_write_jsonl(run_dir / runs.METRICS, history)
+            if point or epoch + 1 == last_epoch:
+                saved = _save_progress(trainer, history, checkpoint_path, run_dir)
             bar.update()
             tested = last_test_accuracy(history)
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{tested:.3f}")
@@ -412,6 +415,8 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
             if reason:
                 status = "diverged"
                 break
+    if saved < len(history):  # a deadline stopped it between saves
+        _save_progress(trainer, history, checkpoint_path, run_dir)
     if status == "finished" and len(history) < config.epochs:
         return {"status": "interrupted", "epochs_completed": len(history), "run_dir": str(run_dir)}
     summary = _summary(config, status, history, device, time.perf_counter() - started)
@@ -419,6 +424,14 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
         summary["diverged_reason"] = reason
     runs.atomic_write_json(run_dir / runs.SUMMARY, summary)
     return summary
+
+
+def _save_progress(trainer: "_Trainer", history: list[dict], checkpoint_path: Path, run_dir: Path) -> int:
+    """The checkpoint after the epochs of `history`, then their rows (the checkpoint's history is the record); returns
+    how many epochs are saved."""
+    runs.atomic_save(trainer.state(len(history), history), checkpoint_path)
+    runs.atomic_write_jsonl(run_dir / runs.METRICS, history)
+    return len(history)
 
 
 def _epoch_fits(deadline: float | None, history: list[dict]) -> bool:
@@ -495,7 +508,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-train-samples", type=int, default=None)
     parser.add_argument("--max-test-samples", type=int, default=None)
     parser.add_argument("--monitor-every", type=positive_int, default=1,
-                        help="the per-epoch test curve every N epochs and at the last (default 1: every epoch)")
+                        help="a test-curve point and a checkpoint every N epochs and at the last (default 1: every epoch)")
     parser.add_argument("--loader", default="resident", help=f"one of {', '.join(LOADERS)}")
     parser.add_argument("--precision", default="auto", help=f"one of {', '.join(PRECISIONS)}")
     parser.add_argument("--pretrained-weights", default=None, help="ImageNet state-dict file for *_imagenet archs")
