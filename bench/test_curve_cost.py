@@ -26,18 +26,6 @@ STUDIES = ("cpu_study", "cpu_families", "cpu_batch_lr")
 LONG_RUN_EPOCHS = 1_200  # the lr 0.001 cells' candidate
 
 
-def epoch_seconds(run_dir: Path) -> tuple[list[float], list[float], list[float]]:
-    """(test pass seconds of rows with a test point, seconds of rows without one beyond their steps, steps seconds)
-    over the rows that do not measure the minimum criterion's loss."""
-    tested, untested, steps = [], [], []
-    for row in runs.read_jsonl(run_dir / runs.METRICS):
-        if "measured_loss" in row or "train_seconds" not in row or "epoch_wall_seconds" not in row:
-            continue
-        steps.append(row["train_seconds"])
-        (tested if "test_accuracy" in row else untested).append(row["epoch_wall_seconds"] - row["train_seconds"])
-    return tested, untested, steps
-
-
 def study_rows(results_dir: Path = RESULTS_DIR) -> list[dict]:
     """One row per (study, SGD or SAM): medians over its runs' epochs."""
     rows = []
@@ -45,7 +33,7 @@ def study_rows(results_dir: Path = RESULTS_DIR) -> list[dict]:
         pooled: dict[str, tuple[list, list, list]] = {}
         for run_dir in runs.find_runs(results_dir / study):
             kind = "SAM" if runs.read_json(run_dir / runs.CONFIG)["control"].endswith("sam") else "SGD"
-            for into, values in zip(pooled.setdefault(kind, ([], [], [])), epoch_seconds(run_dir)):
+            for into, values in zip(pooled.setdefault(kind, ([], [], [])), runs.epoch_costs(run_dir)):
                 into.extend(values)
         for kind, (tested, untested, steps) in sorted(pooled.items()):
             if not tested or not steps:

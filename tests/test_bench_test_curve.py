@@ -1,4 +1,4 @@
-"""bench/test_curve_cost.py: the test pass is priced from a run's own epoch rows (hand-made runs, hand-computed)."""
+"""bench/test_curve_cost.py and `runs.epoch_costs`: the test pass priced from a run's own epoch rows (hand-made runs)."""
 
 import importlib.util
 
@@ -25,7 +25,7 @@ def test_the_test_pass_is_the_wall_time_beyond_the_steps_of_rows_with_a_test_poi
             {"epoch": 3, "train_seconds": 1.0, "epoch_wall_seconds": 1.6, "test_accuracy": 0.4},
             {"epoch": 4, "train_seconds": 1.0, "epoch_wall_seconds": 2.5, "test_accuracy": 0.4, "measured_loss": 0.1}]
     write_run(tmp_path / "cpu_study" / "a" / "baseline" / "seed0", "baseline", rows)
-    tested, untested, steps = bench.epoch_seconds(tmp_path / "cpu_study" / "a" / "baseline" / "seed0")
+    tested, untested, steps = runs.epoch_costs(tmp_path / "cpu_study" / "a" / "baseline" / "seed0")
     assert tested == pytest.approx([0.4, 0.6]) and untested == pytest.approx([0.0]) and steps == [1.0, 1.0, 1.0]
     [row] = bench.study_rows(tmp_path)
     assert (row["study"], row["steps"], row["epochs_with_test"], row["epochs_without"]) == ("cpu_study", "SGD", 2, 1)

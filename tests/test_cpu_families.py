@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from sharpness.core import runs
@@ -104,12 +105,11 @@ def test_a_family_chosen_at_longer_training_runs_and_is_read_at_those_epochs_onl
     assert "ViT (3 blocks, patch 4) runs at lr 0.05 for 360 epochs" in cpu_families.pilot_finding()
     row = cpu_families.networks_table().set_index("arch").loc["vit_small"]
     assert row["learning rate"] == "0.05 for 360 epochs"
-    # training (steps and the per-epoch rest) three times as long, evaluation the same
-    seeds = len(cpu_families.FAMILY_SEEDS)
-    assert row[f"estimated hours for 6 controls x {seeds} seeds"] == pytest.approx(cpu_families.plan_hours("vit_small", seeds, epochs=360))
-    cost, (steps, rest, evaluation, hessian) = cpu_families.FAMILY_COST["vit_small"], cpu_families.STUDY_SECONDS["aug"]
-    assert cpu_families.run_seconds("vit_small", "aug", 360) - cpu_families.run_seconds("vit_small", "aug") == \
-        pytest.approx(2 * (steps * cost["sgd"] + rest * cost["forward"]))
+    assert pd.isna(row[f"estimated hours for 6 controls x {len(cpu_families.FAMILY_SEEDS)} seeds"])  # no study run to scale
+    # three times the steps; the test pass every third epoch (as many as in 120 epochs) and the evaluation the same
+    costs = {control: {"steps": 1.0, "test_pass": 0.3, "evaluation": 40.0, "hessian": 20.0} for control in CONTROLS}
+    assert cpu_families.run_seconds("vit_small", "aug", costs, 360) - cpu_families.run_seconds("vit_small", "aug", costs) == \
+        pytest.approx(240 * 1.0 * cpu_families.FAMILY_COST["vit_small"]["sgd"])
     runs_dir = dirs / "runs"
     tasks = cpu_families.plan("families", (0,), runs_dir=runs_dir)
     assert {(t.config.arch, t.config.lr, t.config.epochs) for t in tasks} == {("vit_small", 0.05, 360)}
@@ -342,15 +342,31 @@ def test_the_families_grid_reads_each_family_at_its_chosen_rate_only(dirs):
     assert not store.history_path(cpu_families.FAMILIES_GRID).exists()
 
 
-def test_plan_hours_extrapolate_the_studys_measured_runs(monkeypatch):
-    # the study's own network costs exactly its measured seed-0 runs: 635 + 789 + 618 + 746 + 425 + 546 = 3,759 s
-    # per seed, 3 seeds on 2 workers
-    assert cpu_families.plan_hours("cnn_mlp_wide", seeds=3) == pytest.approx(3759 * 3 / 2 / 3600)
+def test_plan_hours_extrapolate_the_studys_committed_runs(tmp_path, monkeypatch):
+    """Per control, the study's median epoch (steps; the test pass: wall beyond the steps) and mean evaluation (the
+    Hessian measures apart), scaled by a family's cost ratios; the minimum criterion's rows are left out."""
+    folders = []
+    for control in CONTROLS:
+        steps = [2.0, 2.0, 2.4] if control.endswith("sam") else [1.0, 1.0, 1.2]
+        rows = [{"epoch": i + 1, "train_seconds": t, "epoch_wall_seconds": t + 0.5, "test_accuracy": 0.5} for i, t in enumerate(steps)]
+        rows.append({"epoch": 4, "train_seconds": 9.0, "epoch_wall_seconds": 20.0, "test_accuracy": 0.5, "measured_loss": 0.1})
+        folder = tmp_path / control / "seed0"
+        folder.mkdir(parents=True)
+        runs.atomic_write_json(folder / runs.CONFIG, {"control": control, "seed": 0})
+        runs.atomic_write_jsonl(folder / runs.METRICS, rows)
+        runs.atomic_write_json(folder / "metrics.json", {"seconds": {"test_predictions": 10.0, "hessian_trace": 30.0,
+                                                                     "clean.hessian_top_eigenvalue": 10.0}})
+        folders.append(folder)
+    costs = cpu_families.study_seconds(folders)
+    assert costs["aug_sam"] == {"steps": 2.0, "test_pass": pytest.approx(0.5), "evaluation": 10.0, "hessian": 40.0}
+    # at 120 epochs an SGD run is 120 x (1.0 + 0.5) + 10 + 40 = 230 s, a SAM run 120 x (2.0 + 0.5) + 50 = 350 s
+    assert cpu_families.plan_hours("cnn_mlp_wide", seeds=3, costs=costs) == pytest.approx((3 * 230 + 3 * 350) * 3 / 2 / 3600)
+    # 1,200 epochs: a test point every 10th epoch: 1200 x (1.0 + 0.05) + 50 = 1,310 s and 1200 x 2.05 + 50 = 2,510 s
+    assert cpu_families.plan_hours("cnn_mlp_wide", seeds=1, workers=1, epochs=1_200, costs=costs) == \
+        pytest.approx((3 * 1310 + 3 * 2510) / 3600)
     monkeypatch.setitem(cpu_families.FAMILY_COST, "double", {"sgd": 2.0, "sam": 2.0, "forward": 2.0})
-    assert cpu_families.plan_hours("double", seeds=5, workers=1) == pytest.approx(2 * 3759 * 5 / 3600)
-    # only the SAM step is dearer: the SAM controls' training steps (438 + 322 + 284 s) are added once more
-    monkeypatch.setitem(cpu_families.FAMILY_COST, "sam_only", {"sgd": 1.0, "sam": 2.0, "forward": 1.0})
-    assert cpu_families.plan_hours("sam_only", seeds=1, workers=1) == pytest.approx((3759 + 438 + 322 + 284) / 3600)
+    assert cpu_families.plan_hours("double", seeds=1, workers=1, costs=costs) == pytest.approx(2 * (3 * 230 + 3 * 350) / 3600)
+    assert cpu_families.plan_hours("cnn_mlp_wide", costs=cpu_families.study_seconds(folders[:-1])) is None  # a control missing
 
 
 def test_the_families_command_trains_every_pilot_first_and_runs_no_family_whose_pilot_missed_the_bar(study, dirs, monkeypatch):

@@ -211,6 +211,19 @@ def spent_seconds(run_dir: str | os.PathLike) -> tuple[float, float]:
     return training, sum(float(seconds) for seconds in measured.get("seconds", {}).values())
 
 
+def epoch_costs(run_dir: str | os.PathLike) -> tuple[list[float], list[float], list[float]]:
+    """Seconds of a run's epochs from its own rows, leaving out those that also measure the minimum criterion's loss:
+    (the test pass of each row with a test point: its wall time beyond its steps; the same beyond the steps of each
+    row without one; the steps of every row)."""
+    tested, untested, steps = [], [], []
+    for row in read_jsonl(Path(run_dir) / METRICS):
+        if "measured_loss" in row or "train_seconds" not in row or "epoch_wall_seconds" not in row:
+            continue
+        steps.append(row["train_seconds"])
+        (tested if "test_accuracy" in row else untested).append(row["epoch_wall_seconds"] - row["train_seconds"])
+    return tested, untested, steps
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():

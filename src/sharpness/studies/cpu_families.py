@@ -19,9 +19,10 @@ trained at each, recorded in the part's pilot file (FAMILY_PILOT_FILE, BATCH_LR_
 at the first setting where both reached a minimum (its seed-0 augmentation runs are the pilot's, copied and
 evaluated), and is not run, the page saying how close it came, where none did.
 
-Cost per family (`plan_hours`): the CPU seconds of one SGD step, one SAM step and one forward pass per image on
-one thread, measured with `bench/families.py` relative to the study's network (FAMILY_COST), applied to the
-wall seconds the study's own seed-0 runs took on this machine (STUDY_SECONDS); `networks_table` shows both.
+Cost per family and cell (`plan_hours`): the CPU seconds of one SGD step, one SAM step and one forward pass per image
+on one thread, measured with `bench/families.py` relative to the study's network (FAMILY_COST), applied to what the
+study's committed runs took per epoch and per evaluation (`study_seconds`); `networks_table` and `cells_table` show
+the estimate beside the hours the committed runs of each family and cell took.
 Grid files live inside their folders (not results/*.json), so the controls chapters never mistake them for
 the controls study.
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import statistics
 import time
 from pathlib import Path
 
@@ -64,15 +66,8 @@ FAMILY_COST = {
     "vgg_small": {"sgd": 0.63, "sam": 0.71, "forward": 0.63},
     "vit_small": {"sgd": 1.03, "sam": 1.10, "forward": 1.40},
 }
-STUDY_EPOCHS = 120  # the epochs of the runs STUDY_SECONDS were measured on
-# The study's seed-0 runs under its protocol on this 2-core machine, two workers (2026-11-30), wall seconds per
-# control: training steps (summary train_seconds), the rest of training (per-epoch test curve, measured loss,
-# checkpoints), evaluation without the Hessian, and the Hessian measures. wd_sam's evaluation had not finished:
-# baseline_sam's stands in for it.
-STUDY_SECONDS = {
-    "baseline": (212, 171, 126, 126), "baseline_sam": (438, 175, 96, 80), "aug": (162, 111, 146, 199),
-    "aug_sam": (322, 97, 134, 193), "wd": (153, 104, 82, 86), "wd_sam": (284, 86, 96, 80),
-}
+STUDY_EPOCHS = 120  # the protocol's epochs: a setting without its own
+HESSIAN_MEASURES = ("hessian_top_eigenvalue", "hessian_trace")  # their seconds scale with the SGD step, not the forward
 
 FAMILIES_DIR = RESULTS_DIR / "cpu_families"
 BATCH_LR_DIR = RESULTS_DIR / "cpu_batch_lr"
@@ -174,18 +169,44 @@ def pilot_finding(part: str = "families", pilot: pd.DataFrame | None = None, sta
 # --- what the plans cost ------------------------------------------------------------------------------------
 
 
-def run_seconds(arch: str, control: str, epochs: int = STUDY_EPOCHS) -> float:
-    """Estimated wall seconds of one run of `control` on `arch` for `epochs`: the study's measured parts, each scaled
-    by the matching measured cost ratio (steps by the SGD or SAM step, the Hessian by the SGD step, the rest by
-    forward), and training (steps and the per-epoch rest) by the epochs over the protocol's."""
-    cost, (steps, rest, evaluation, hessian) = FAMILY_COST[arch], STUDY_SECONDS[control]
-    step = cost["sam"] if control.endswith("sam") else cost["sgd"]
-    return (steps * step + rest * cost["forward"]) * epochs / STUDY_EPOCHS + evaluation * cost["forward"] + hessian * cost["sgd"]
+def study_seconds(run_dirs=None) -> dict[str, dict[str, float]]:
+    """What the CPU study's network costs per control, read from its committed runs (`run_dirs`, default the controls
+    grid's): the median seconds of an epoch's steps and of its test pass (`runs.epoch_costs`), and the mean seconds of
+    the end-of-run evaluation, the Hessian measures apart."""
+    epochs: dict[str, tuple[list, list]] = {}
+    evaluations: dict[str, list[tuple[float, float]]] = {}
+    for run_dir in cpu_study.committed_controls_runs() if run_dirs is None else run_dirs:
+        control = runs.read_json(Path(run_dir) / runs.CONFIG)["control"]
+        tested, _, steps = runs.epoch_costs(run_dir)
+        epochs.setdefault(control, ([], []))[0].extend(steps)
+        epochs[control][1].extend(tested)
+        seconds = runs.read_json(Path(run_dir) / "metrics.json").get("seconds", {}) if (Path(run_dir) / "metrics.json").is_file() else {}
+        hessian = sum(value for name, value in seconds.items() if name.removeprefix("clean.") in HESSIAN_MEASURES)
+        evaluations.setdefault(control, []).append((sum(seconds.values()) - hessian, hessian))
+    return {control: {"steps": statistics.median(steps), "test_pass": statistics.median(tested),
+                      "evaluation": statistics.fmean(e for e, _ in evaluations[control]),
+                      "hessian": statistics.fmean(h for _, h in evaluations[control])}
+            for control, (steps, tested) in epochs.items() if steps and tested}
 
 
-def plan_hours(arch: str, seeds: int = len(FAMILY_SEEDS), workers: int = 2, epochs: int = STUDY_EPOCHS) -> float:
-    """Estimated hours of a family's plan: six controls x `seeds` seeds on `workers` processes."""
-    return sum(run_seconds(arch, control, epochs) for control in CONTROLS) * seeds / workers / 3600
+def run_seconds(arch: str, control: str, costs: dict, epochs: int = STUDY_EPOCHS) -> float:
+    """Estimated wall seconds of one run of `control` on `arch` for `epochs`, from the study's `costs` (`study_seconds`)
+    scaled by the measured cost ratios: the steps by the SGD or SAM step, the test pass (every `monitor_every(epochs)`-th
+    epoch) and the evaluation by the forward pass, the Hessian measures by the SGD step."""
+    ratio, cost = FAMILY_COST[arch], costs[control]
+    step = ratio["sam"] if control.endswith("sam") else ratio["sgd"]
+    per_epoch = cost["steps"] * step + cost["test_pass"] * ratio["forward"] / registry.monitor_every(epochs)
+    return epochs * per_epoch + cost["evaluation"] * ratio["forward"] + cost["hessian"] * ratio["sgd"]
+
+
+def plan_hours(arch: str, seeds: int = len(FAMILY_SEEDS), workers: int = 2, epochs: int = STUDY_EPOCHS,
+               costs: dict | None = None) -> float | None:
+    """Estimated hours of six controls x `seeds` seeds of `arch` on `workers` processes, from the study's costs (read
+    when not given); None until the study has a run of every control."""
+    costs = study_seconds() if costs is None else costs
+    if set(costs) < set(CONTROLS):
+        return None
+    return sum(run_seconds(arch, control, costs, epochs) for control in CONTROLS) * seeds / workers / 3600
 
 
 def measured_plan_hours(run_dirs, seeds: int = len(FAMILY_SEEDS), workers: int = 2) -> float | None:
@@ -207,7 +228,7 @@ def networks_table() -> pd.DataFrame:
     one."""
     from ..training.models import build_model, count_weight_layers
 
-    pilot = setting_pilot.load(FAMILY_PILOT_FILE)
+    pilot, costs = setting_pilot.load(FAMILY_PILOT_FILE), study_seconds()
     rows = []
     for arch in ("cnn_mlp_wide", *FAMILIES):
         model = build_model(arch, 10)
@@ -215,30 +236,32 @@ def networks_table() -> pd.DataFrame:
         committed = cpu_study.committed_controls_runs() if arch == "cnn_mlp_wide" else family_runs(arch, setting)
         seeds = f"6 controls x {len(FAMILY_SEEDS)} seeds"
         left = 0 if arch == "cnn_mlp_wide" else setting_pilot.runs_left(arch, PILOT_SETTINGS[arch], pilot)
+        estimated = plan_hours(arch, epochs=setting.trained_epochs() if setting else STUDY_EPOCHS, costs=costs)
         rows.append({"network": registry.NETWORK_NAMES[arch], "arch": arch, "parameters": sum(p.numel() for p in model.parameters()),
                      "weight layers (L)": count_weight_layers(model),
                      "learning rate": _setting_label(setting, left), "SAM radius scale": cpu_study.sam_rho_scale(arch),
                      "SGD step cost": FAMILY_COST[arch]["sgd"], "SAM step cost": FAMILY_COST[arch]["sam"],
                      "forward cost": FAMILY_COST[arch]["forward"],
-                     f"estimated hours for {seeds}": plan_hours(arch, epochs=setting.trained_epochs() if setting else STUDY_EPOCHS),
+                     f"estimated hours for {seeds}": estimated,
                      f"measured hours for {seeds}": measured_plan_hours(committed)})
     return pd.DataFrame(rows)
 
 
 def cells_table() -> pd.DataFrame:
     """The batch x lr sweep's cells: the setting each runs at (the study's own, or its pilot's choice) and the hours
-    of 6 controls x BATCH_LR_SEEDS seeds, estimated (training scaled by the epochs) and measured from committed runs."""
-    pilot = setting_pilot.load(BATCH_LR_PILOT_FILE)
+    of 6 controls x BATCH_LR_SEEDS seeds, estimated (`plan_hours`) and measured from committed runs."""
+    pilot, costs = setting_pilot.load(BATCH_LR_PILOT_FILE), study_seconds()
     rows, arch, seeds = [], cpu_study.PROTOCOL["arch"], len(BATCH_LR_SEEDS)
     for batch in BATCH_SIZES:
         for lr in LEARNING_RATES:
             setting = cell_setting(batch, lr, pilot)
             left = 0 if is_study_cell(batch, lr) else setting_pilot.runs_left(arch, CELL_SETTINGS[(batch, lr)], pilot)
+            # an epoch's steps cost about the same at batch 256 as at 128 (the pilot: 762 and 765 images a second)
+            estimated = plan_hours(arch, seeds, epochs=setting.trained_epochs(), costs=costs) if setting else None
             rows.append({"cell": cell_label(batch, lr),
                          "runs at": "the CPU study's runs" if is_study_cell(batch, lr) else _setting_label(setting, left),
                          "epochs": setting.trained_epochs() if setting else None,
-                         f"estimated hours for 6 controls x {seeds} seeds": plan_hours(arch, seeds, epochs=setting.trained_epochs())
-                         if setting else None,
+                         f"estimated hours for 6 controls x {seeds} seeds": estimated,
                          f"measured hours for 6 controls x {seeds} seeds": measured_plan_hours(batch_lr_cell_runs(batch, lr), seeds)})
     return pd.DataFrame(rows).astype({"epochs": "Int64"})
 
