@@ -205,10 +205,14 @@ def epoch_wall_seconds(row: dict) -> float:
 def spent_seconds(run_dir: str | os.PathLike) -> tuple[float, float]:
     """What a run cost, from its own files: training (the wall seconds of its epochs, METRICS) and its end-of-run
     evaluation (the sum of its measures' seconds, metrics.json)."""
-    run_dir = Path(run_dir)
-    training = sum(map(epoch_wall_seconds, read_jsonl(run_dir / METRICS)))
-    measured = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
-    return training, sum(float(seconds) for seconds in measured.get("seconds", {}).values())
+    training = sum(map(epoch_wall_seconds, read_jsonl(Path(run_dir) / METRICS)))
+    return training, sum(measure_seconds(run_dir).values())
+
+
+def measure_seconds(run_dir: str | os.PathLike) -> dict[str, float]:
+    """The seconds each end-of-run measure took (metrics.json), none before the run is measured."""
+    path = Path(run_dir) / "metrics.json"
+    return {name: float(seconds) for name, seconds in (read_json(path).get("seconds", {}) if path.is_file() else {}).items()}
 
 
 def epoch_costs(run_dir: str | os.PathLike) -> tuple[list[float], list[float], list[float]]:

@@ -173,20 +173,19 @@ def study_seconds(run_dirs=None) -> dict[str, dict[str, float]]:
     """What the CPU study's network costs per control, read from its committed runs (`run_dirs`, default the controls
     grid's): the median seconds of an epoch's steps and of its test pass (`runs.epoch_costs`), and the mean seconds of
     the end-of-run evaluation, the Hessian measures apart."""
-    epochs: dict[str, tuple[list, list]] = {}
-    evaluations: dict[str, list[tuple[float, float]]] = {}
+    steps, tested, evaluation, hessian = ({} for _ in range(4))  # per control: every value read
     for run_dir in cpu_study.committed_controls_runs() if run_dirs is None else run_dirs:
         control = runs.read_json(Path(run_dir) / runs.CONFIG)["control"]
-        tested, _, steps = runs.epoch_costs(run_dir)
-        epochs.setdefault(control, ([], []))[0].extend(steps)
-        epochs[control][1].extend(tested)
-        seconds = runs.read_json(Path(run_dir) / "metrics.json").get("seconds", {}) if (Path(run_dir) / "metrics.json").is_file() else {}
-        hessian = sum(value for name, value in seconds.items() if name.removeprefix("clean.") in HESSIAN_MEASURES)
-        evaluations.setdefault(control, []).append((sum(seconds.values()) - hessian, hessian))
-    return {control: {"steps": statistics.median(steps), "test_pass": statistics.median(tested),
-                      "evaluation": statistics.fmean(e for e, _ in evaluations[control]),
-                      "hessian": statistics.fmean(h for _, h in evaluations[control])}
-            for control, (steps, tested) in epochs.items() if steps and tested}
+        test_passes, _, step_seconds = runs.epoch_costs(run_dir)
+        seconds = runs.measure_seconds(run_dir)
+        on_hessian = sum(value for name, value in seconds.items() if name.removeprefix("clean.") in HESSIAN_MEASURES)
+        steps.setdefault(control, []).extend(step_seconds)
+        tested.setdefault(control, []).extend(test_passes)
+        evaluation.setdefault(control, []).append(sum(seconds.values()) - on_hessian)
+        hessian.setdefault(control, []).append(on_hessian)
+    return {control: {"steps": statistics.median(steps[control]), "test_pass": statistics.median(tested[control]),
+                      "evaluation": statistics.fmean(evaluation[control]), "hessian": statistics.fmean(hessian[control])}
+            for control in steps if steps[control] and tested[control]}
 
 
 def run_seconds(arch: str, control: str, costs: dict, epochs: int = STUDY_EPOCHS) -> float:

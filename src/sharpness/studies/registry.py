@@ -112,8 +112,6 @@ PROTOCOL = {
 }
 
 
-
-
 def monitor_every(epochs: int) -> int:
     """How often a run of `epochs` under the protocol draws its test curve: every epoch at the protocol's length, every
     k-th on a run k times as long, so a curve keeps the protocol's points. On the long runs of the studies across

@@ -43,8 +43,8 @@ _LARGEST_RATE = torch.finfo(torch.float32).max  # SGD applies lr and rho in floa
 _SMALLEST_RATE = torch.finfo(torch.float32).tiny  # below it a rate is 0 (or subnormal) in float32: nothing would train
 PRECISIONS = ("auto", "bf16", "fp32")
 SCHEDULES = ("constant", "cosine")
-# Fields that may differ when a run is resumed: where things are, and how often the test curve is drawn (a record
-# of the run, not what is trained: the weights are the same at any spacing).
+# Fields that may differ when a run is resumed: where things are, and how often the test curve is drawn and the
+# checkpoint saved (a record of the run, not what is trained: the weights are the same at any spacing).
 _FREE_ON_RESUME = ("data_dir", "runs_dir", "device", "download", "pretrained_weights", "monitor_every")
 
 
@@ -395,7 +395,7 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
             row = {"epoch": epoch + 1, "lr": trainer.optimizer.param_groups[0]["lr"], **trainer.train_epoch(epoch, progress)}
             reason = divergence(row["train_loss"], trainer.data.num_classes)
             # every monitor_every-th epoch, the last and a diverged one draw a test point and save the checkpoint and the
-            # rows (on a long run, saving every epoch cost about a tenth of its steps' time); so does a stop
+            # rows (on a long run, saving every epoch cost about a tenth of its steps' time); a stop saves after the loop
             point = (epoch + 1) % config.monitor_every == 0 or epoch + 1 == config.epochs or bool(reason)
             if point:
                 row["test_loss"], row["test_accuracy"] = trainer.evaluate(*trainer.monitored_test_set())
@@ -403,7 +403,7 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
                 row["measured_loss"], row["measured_accuracy"] = trainer.evaluate(*measurement_images(trainer.data, config))
             row["epoch_wall_seconds"] = time.time() - epoch_started
             history.append(row)
-            if point or epoch + 1 == last_epoch:
+            if point:
                 saved = _save_progress(trainer, history, checkpoint_path, run_dir)
             bar.update()
             tested = last_test_accuracy(history)
@@ -415,7 +415,7 @@ def _train_locked(config: RunConfig, trainer: _Trainer, device: torch.device, pr
             if reason:
                 status = "diverged"
                 break
-    if saved < len(history):  # a deadline stopped it between saves
+    if saved < len(history):  # stopped between saves (stop_after_epochs, a deadline)
         _save_progress(trainer, history, checkpoint_path, run_dir)
     if status == "finished" and len(history) < config.epochs:
         return {"status": "interrupted", "epochs_completed": len(history), "run_dir": str(run_dir)}
