@@ -149,6 +149,15 @@ def subjects(part: str, stage=None) -> list[tuple[str, str, tuple[Setting, ...]]
     return [(name, cpu_study.PROTOCOL["arch"], CELL_SETTINGS[cell]) for name, cell in _named_subjects(part, stage)]
 
 
+def pilot_candidates(part: str) -> dict[str, tuple[Setting, ...]]:
+    """{network: every candidate setting of `part`'s subjects on it} (`setting_pilot.table` marks the runs of the
+    pilot file at settings no longer tried)."""
+    found: dict[str, tuple[Setting, ...]] = {}
+    for _, arch, candidates in subjects(part):
+        found[arch] = found.get(arch, ()) + tuple(candidates)
+    return found
+
+
 def cell_label(batch_size: int, lr: float) -> str:
     return f"batch {batch_size}, lr {lr:g}"
 
