@@ -6,7 +6,8 @@ criterion), two plans, resumable from results/ exactly like `cpu-study` (the sam
 
 - `--part families`: the six controls on each of FAMILIES (a small ResNet, a VGG-style plain stack, a small
   ViT; `sharpness.models`), seeds FAMILY_SEEDS (and reserve seeds, below), every measure. One family before the
-  next, all controls of a seed before the next seed. Runs land in `results/cpu_families/lr<lr>[_e<epochs>]/`, the grid in FAMILIES_GRID.
+  next, all controls of a seed before the next seed. Runs land in `results/cpu_families/lr<lr>[_e<epochs>]/`, the
+  grid in FAMILIES_GRID.
 - `--part batch-lr`: Figure 1 / Appendix F.2 on the study's network: batch BATCH_SIZES x lr LEARNING_RATES x
   six controls x BATCH_LR_SEEDS, with the Figure 1 axes, test accuracy and ECE (`BATCH_LR_MEASURES`). The
   study's own setting is one cell: its runs are read from `results/cpu_study/`, not trained again. One cell
