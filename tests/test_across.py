@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from sharpness.book import across
+from sharpness.studies import store
 
 
 def family_table(accuracies_b):
@@ -133,6 +134,40 @@ def test_minimum_verdicts_from_committed_history():
     checked = across.minimum_verdicts(runs, history)
     assert list(checked["at_minimum"]) == [True, False]
     assert "still falling" in checked["minimum_reason"].iloc[1]
+
+
+def test_minima_are_counted_per_control_and_the_runs_that_missed_are_named(tmp_path):
+    """By hand: the ViT has four seeds of every control with aug_sam seed 2 short of the accuracy bar (three minima
+    of aug_sam, the plan's count), the ResNet two seeds with wd never run (zero) and one diverged baseline."""
+    from sharpness.studies import cpu_families
+    from sharpness.training.controls import CONTROLS
+
+    rows = [dict(dataset="cifar10_folder", arch="vit_small", control=control, seed=seed, status="finished",
+                 at_minimum=(control, seed) != ("aug_sam", 2), minimum_reason="accuracy 94.5% on the measured images (< 95%)")
+            for control in CONTROLS for seed in range(4)]
+    rows += [dict(dataset="cifar10_folder", arch="resnet_small", control=control, seed=seed,
+                  status="diverged" if (control, seed) == ("baseline", 1) else "finished", at_minimum=True, minimum_reason="")
+             for control in CONTROLS if control != "wd" for seed in range(2)]
+    runs = pd.DataFrame(rows)
+    counts = across.minima_per_control(runs, ("arch",), 3).set_index("arch")
+    assert counts.loc["vit_small", list(CONTROLS)].tolist() == [3 if c == "aug_sam" else 4 for c in CONTROLS]
+    assert counts.loc["resnet_small", list(CONTROLS)].tolist() == [1 if c == "baseline" else 0 if c == "wd" else 2 for c in CONTROLS]
+    assert counts["fewest"].to_dict() == {"resnet_small": 0, "vit_small": 3}
+    assert counts["complete"].to_dict() == {"resnet_small": False, "vit_small": True}
+    assert across.short_of_minimum(runs, ("arch",)) == (
+        "ResNet-8: baseline seed 1 (diverged); ViT (3 blocks, patch 4): aug_sam seed 2 (accuracy 94.5% on the measured "
+        "images (< 95%))")
+    assert across.short_of_minimum(runs[runs["arch"] == "resnet_small"].assign(status="finished"), ("arch",)) == ""
+
+    grid = tmp_path / "families.json"
+    store.save_grid(runs, grid, settings={}, data="hand-made")
+    status, sentence = across.families_finding(grid)
+    assert cpu_families.MINIMA_PER_CONTROL["families"] == 3
+    assert status == f"1 of {len(cpu_families.FAMILIES)} with 3 runs at a minimum of every control"
+    assert sentence.startswith("ViT (3 blocks, patch 4): 23 of 24 runs at a minimum, 4 seed(s), the fewest minima of a control 3; "
+                               "ResNet-8: 9 of 10 runs at a minimum, 2 seed(s), the fewest minima of a control 0.")
+    assert sentence.endswith("Not at a minimum, left out of every comparison: ResNet-8: baseline seed 1 (diverged); "
+                             "ViT (3 blocks, patch 4): aug_sam seed 2 (accuracy 94.5% on the measured images (< 95%)).")
 
 
 def test_findings_say_not_run_yet_without_committed_grids(tmp_path):

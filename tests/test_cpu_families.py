@@ -62,6 +62,12 @@ def test_a_family_runs_at_the_first_learning_rate_where_both_augmentation_contro
     table = setting_pilot.table(setting_pilot.load(cpu_families.FAMILY_PILOT_FILE))
     assert list(table["at a minimum"]) == ["yes", "no", "yes", "yes", "yes", "no"]  # ResNet-8 0.05, 0.1, then VGG
     assert list(table["why not"])[:2] == ["", "hand-made"] and list(table["learning rate"])[:3] == ["0.05", "0.05", "0.1"]
+    # a run at a setting since dropped from the network's candidates (lr 0.1 for the VGG) is marked as such
+    write_pilot([*setting_pilot.load(cpu_families.FAMILY_PILOT_FILE).to_dict("records"),
+                 pilot_row("vgg_small", 0.1, "aug", 0.40, epochs_done=30)])
+    assert 0.1 not in {setting.lr for setting in cpu_families.PILOT_SETTINGS["vgg_small"]}
+    marked = setting_pilot.table(setting_pilot.load(cpu_families.FAMILY_PILOT_FILE), cpu_families.pilot_candidates("families"))
+    assert list(marked["why not"]) == ["", "hand-made", "", "", "", "hand-made", "hand-made; no longer a candidate setting"]
     rates = cpu_families.networks_table().set_index("arch")["learning rate"]
     assert rates.to_dict() == {"cnn_mlp_wide": f"{cpu_study.PROTOCOL['lr']:g}", "resnet_small": f"{resnet_faster:g}",
                                "vgg_small": "pilot pending", "vit_small": "pilot pending"}
@@ -317,6 +323,63 @@ def test_committed_runs_are_skipped_and_the_batch_lr_grid_reads_every_cell(dirs)
     assert len(grid[grid["batch_size"].eq(128) & grid["lr"].eq(1e-2)]) == 1  # not the rho sweep's run
     assert "90.0%" in rows.loc[(128, 1e-2, "baseline"), "minimum_reason"]
     assert not any(path.name.endswith(".json") for path in dirs.glob("results/*.json"))  # nothing at results/ top level
+
+
+def test_reserve_seeds_are_added_while_a_control_could_not_reach_its_count_of_minima():
+    """Worked by hand: a cell needs 5 runs at a minimum of every control, a family 3; an uncommitted run counts as
+    a possible minimum, so a miss adds the next seed only where the default seeds can no longer make up the count."""
+    cell = cpu_families.BATCH_LR_SEEDS
+    assert cell == (0, 1, 2, 3, 4) and cpu_families.MINIMA_PER_CONTROL == {"families": 3, "batch-lr": 5}
+    assert cpu_families.with_reserve_seeds("batch-lr", {}) == cell  # nothing committed: every run may reach one
+    every = {(control, seed): True for control in CONTROLS for seed in cell}
+    assert cpu_families.with_reserve_seeds("batch-lr", every) == cell
+    one_miss = {**every, ("aug_sam", 1): False}  # batch 256 / lr 0.01: aug_sam seed 1 still falling
+    assert cpu_families.with_reserve_seeds("batch-lr", one_miss) == (0, 1, 2, 3, 4, 5)
+    # a miss in the reserve seed itself: one more; two controls missing once each still need one seed (matched)
+    assert cpu_families.with_reserve_seeds("batch-lr", {**one_miss, ("aug_sam", 5): False}) == (0, 1, 2, 3, 4, 5, 6)
+    assert cpu_families.with_reserve_seeds("batch-lr", {**one_miss, ("wd", 3): False}) == (0, 1, 2, 3, 4, 5)
+    # capped at MAX_RESERVE_SEEDS more: a control that keeps missing is reported short, not trained for ever
+    misses = {**every, **{("aug", seed): False for seed in range(7)}}
+    assert cpu_families.with_reserve_seeds("batch-lr", misses) == (0, 1, 2, 3, 4, 5, 6)
+    # a family's four default seeds leave room for one miss (the ViT's aug_sam seed 2), not for two
+    family = cpu_families.FAMILY_SEEDS
+    assert cpu_families.with_reserve_seeds("families", {("aug_sam", 2): False}) == family
+    assert cpu_families.with_reserve_seeds("families", {("aug_sam", 2): False, ("aug_sam", 0): False}) == (*family, 4)
+
+
+def test_a_cell_short_of_minima_plans_a_matched_reserve_seed_and_the_command_runs_it(dirs, monkeypatch):
+    """Run by the plan, a cell whose run missed a minimum gets the next seed of all six controls, planned again after
+    the round that committed the miss; seeds given on the command line are run as given. (Training is replaced by
+    committing hand-made runs: the baseline_sam run of seed 1 still falling, every other at a minimum.)"""
+    monkeypatch.setattr(cpu_families, "BATCH_LR_SEEDS", (0, 1))
+    monkeypatch.setitem(cpu_families.MINIMA_PER_CONTROL, "batch-lr", 2)
+    # the first cell chosen at 120 epochs; every candidate of the other cells missed (no pilot left to train)
+    batch_lr_pilot((256, 1e-2, 120, 0.99, 0.99), *((batch, lr, setting.trained_epochs(), 0.5, 0.5)
+                                                   for (batch, lr), settings in cpu_families.CELL_SETTINGS.items()
+                                                   if (batch, lr) != (256, 1e-2) for setting in settings))
+    monkeypatch.setattr(cpu_study, "prepare_data", lambda *args, **kwargs: None)
+    runs_dir, rounds = dirs / "runs", []
+    flat, falling = [0.100, 0.100, 0.100, 0.100, 0.100, 0.099], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+
+    def run_tasks(todo, **kwargs):
+        rounds.append(sorted({t.config.seed for t in todo}))
+        for task in todo:
+            missed = (task.config.control, task.config.seed) == ("baseline_sam", 1)
+            commit_run(task.config, runs_dir, cpu_families.BATCH_LR_DIR, accuracy=0.99, losses=falling if missed else flat)
+        return 0
+
+    monkeypatch.setattr(cpu_study, "run_tasks", run_tasks)
+    assert [t.config.seed for t in cpu_families.plan("batch-lr", runs_dir=runs_dir)] == [0] * 6 + [1] * 6
+    assert cpu_families.run_part("batch-lr", workers=1, runs_dir=runs_dir, progress=False,
+                                 pilot_runs_dir=dirs / "pilot_runs") == 0
+    assert rounds == [[0, 1], [2]]  # the miss committed in the first round called for seed 2, all six controls
+    grid, provenance = store.load_grid(cpu_families.BATCH_LR_GRID)
+    assert len(grid) == 18 and int(grid["at_minimum"].sum()) == 17
+    assert grid[grid["control"] == "baseline_sam"]["at_minimum"].tolist() == [True, False, True]
+    assert provenance["settings"]["minima_per_control"] == 2 and provenance["settings"]["reserve_seeds_at_most"] == 2
+    assert cpu_families.plan("batch-lr", runs_dir=runs_dir) == []  # every control has its two minima
+    # seeds given by hand are not topped up: seed 3 alone is planned, whatever the cell's misses
+    assert {t.config.seed for t in cpu_families.plan("batch-lr", (3,), runs_dir=runs_dir)} == {3}
 
 
 def test_families_grid_is_not_written_without_runs(dirs):

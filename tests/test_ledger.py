@@ -337,7 +337,8 @@ def test_rows_across_networks_and_settings_take_their_status_from_our_cpu_grids(
         return [next(row for item, row in by_item.items() if item.startswith(name)) for name in ("Figure 1", "Appendix G.1")]
 
     figure1, g1 = sweep_rows()
-    assert figure1.status == ledger.PARTLY and figure1.ours == "22 of 24 runs reached a minimum; 2 of the 4 cells run"
+    assert figure1.status == ledger.PARTLY and figure1.ours == ("22 of 24 runs reached a minimum; 2 of the 4 cells run, 0 with 5 runs at a minimum of "
+                                                      "every control")
     assert g1.status == ledger.PARTLY and "best control by test accuracy in 1 of 2 cells" in g1.ours
 
     # Every run at a minimum, still two cells of four: Figure 1 is partly reproduced. aug_sam sharper than the
@@ -345,8 +346,26 @@ def test_rows_across_networks_and_settings_take_their_status_from_our_cpu_grids(
     for row in sweep:
         row.update(at_minimum=True, fisher_rao_norm=controls[row["control"]], test_accuracy=0.5 - controls[row["control"]] / 10)
     figure1, g1 = sweep_rows()
-    assert figure1.status == ledger.PARTLY and figure1.ours == "24 of 24 runs reached a minimum; 2 of the 4 cells run"
+    assert figure1.status == ledger.PARTLY and figure1.ours.startswith("24 of 24 runs reached a minimum; 2 of the 4 cells run")
     assert g1.status == ledger.PARTLY and "in 0 of 2 cells and sharper than the baseline by Fisher-Rao norm in 2" in g1.ours
+
+    # All four cells, six seeds each, one run short of a minimum: every control of every cell still has five minima,
+    # so Figure 1 stands at a reduced scale; the missing run is named on the page, not counted. One more miss in the
+    # same control and cell leaves that cell four: partly.
+    cells = [(128, 1e-3), (128, 1e-2), (256, 1e-3), (256, 1e-2)]
+    sweep = [dict(dataset="cifar10_folder", arch="cnn_mlp_wide", control=control, seed=seed, status="finished",
+                  at_minimum=(batch, lr, control, seed) != (256, 1e-2, "aug_sam", 1), batch_size=batch, lr=lr,
+                  rho=0.05 if control.endswith("sam") else None, minimum_reason="hand-made",
+                  fisher_rao_norm=1.0 + seed, test_accuracy=0.5) for batch, lr in cells for control in CONTROLS for seed in range(6)]
+    figure1, _ = sweep_rows()
+    assert figure1.status == ledger.REDUCED_SCALE
+    assert figure1.ours == "143 of 144 runs reached a minimum; 4 of the 4 cells run, 4 with 5 runs at a minimum of every control"
+    assert across.figure1_finding(paths["batch_lr"])[1].endswith("Not at a minimum, left out: batch 256, lr 0.01: aug_sam seed 1 (hand-made).")
+    for row in sweep:
+        if (row["batch_size"], row["lr"], row["control"], row["seed"]) == (256, 1e-2, "aug_sam", 2):
+            row["at_minimum"] = False
+    figure1, _ = sweep_rows()
+    assert figure1.status == ledger.PARTLY and figure1.ours.endswith("4 of the 4 cells run, 3 with 5 runs at a minimum of every control")
 
 
 def test_a_claim_across_families_is_partly_reproduced_where_the_measures_disagree(tmp_path):

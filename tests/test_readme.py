@@ -112,3 +112,18 @@ def test_the_readme_placeholder_for_a_commit_is_refused_until_replaced():
     with pytest.raises(SystemExit):
         build_parser("campaign").parse_args(["campaign", "--commit", next(iter(PLACEHOLDERS))])
     assert build_parser("campaign").parse_args(["campaign", "--commit", "4000836"]).commit == "4000836"
+
+
+def test_the_readmes_account_of_the_cpu_families_plan_states_the_plans_own_numbers():
+    """The seeds and the count of minima the README promises are the plan's (`cpu_families`), so a change to one
+    that leaves the other behind fails here."""
+    from sharpness.studies import cpu_families
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    families, cells = cpu_families.FAMILY_SEEDS, cpu_families.BATCH_LR_SEEDS
+    assert f"x seeds {families[0]}-{families[-1]} on three more network families" in text
+    assert f"on the study's network, seeds {cells[0]}-{cells[-1]}" in text
+    minima = cpu_families.MINIMA_PER_CONTROL
+    assert (f"is left short of {minima['families']} ({minima['batch-lr']}) of them, the plan adds the next seed of all six "
+            f"controls, at most {cpu_families.MAX_RESERVE_SEEDS} more") in text
+    assert list(families) == list(range(len(families))) and list(cells) == list(range(len(cells)))  # "a-b" is a range

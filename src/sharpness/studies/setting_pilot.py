@@ -173,8 +173,16 @@ def finding(name: str, arch: str, candidates, pilot: pd.DataFrame) -> str:
             f"images (the bar: {MIN_ACCURACY:.0%}).")
 
 
-def table(pilot: pd.DataFrame) -> pd.DataFrame:
-    """A pilot, a row per run: where the augmentation controls got to at each setting."""
+def table(pilot: pd.DataFrame, candidates: dict | None = None) -> pd.DataFrame:
+    """A pilot, a row per run: where the augmentation controls got to at each setting. With `candidates` ({arch:
+    its candidate Settings}), a run at a setting that is no longer among its network's candidates says so: it is the
+    record of what was started, not a setting the plan still tries."""
+    why_not = [("" if reached else reason) for reached, reason in zip(pilot["reached_minimum"], pilot["reason"])]
+    if candidates is not None:
+        keys = {arch: {setting.key() for setting in settings} for arch, settings in candidates.items()}
+        dropped = [(lr, epochs, batch) not in keys.get(arch, set()) for arch, lr, epochs, batch in
+                   zip(pilot["arch"], pilot["lr"].astype(float), pilot["epochs"].astype(int), pilot["batch_size"].astype(int))]
+        why_not = [f"{why}; no longer a candidate setting" if gone else why for why, gone in zip(why_not, dropped)]
     result = pd.DataFrame({
         "network": pilot["arch"].map(registry.NETWORK_NAMES),
         "batch size": pilot["batch_size"].astype(str),
@@ -183,7 +191,7 @@ def table(pilot: pd.DataFrame) -> pd.DataFrame:
         "epochs done": pilot["epochs_done"].astype(str) + " / " + pilot["epochs"].astype(str),
         "accuracy on its measured images": pilot["measured_set_accuracy"].map("{:.1%}".format),
         "at a minimum": pilot["reached_minimum"].map({True: "yes", False: "no"}),
-        "why not": [("" if reached else reason) for reached, reason in zip(pilot["reached_minimum"], pilot["reason"])],
+        "why not": why_not,
     })
     order = pilot.assign(network=result["network"]).sort_values(["network", "batch_size", "lr", "epochs", "control"]).index
     return result.loc[order]
