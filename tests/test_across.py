@@ -164,8 +164,8 @@ def test_minima_are_counted_per_control_and_the_runs_that_missed_are_named(tmp_p
     status, sentence = across.families_finding(grid)
     assert cpu_families.MINIMA_PER_CONTROL["families"] == 3
     assert status == f"1 of {len(cpu_families.FAMILIES)} with 3 runs at a minimum of every control"
-    assert sentence.startswith("ViT (3 blocks, patch 4): 23 of 24 runs at a minimum, 4 seed(s), the fewest minima of a control 3; "
-                               "ResNet-8: 9 of 10 runs at a minimum, 2 seed(s), the fewest minima of a control 0.")
+    assert sentence.startswith("ViT (3 blocks, patch 4): 23 of 24 runs at a minimum over 4 seed(s), at least 3 of every control; "
+                               "ResNet-8: 9 of 10 runs at a minimum over 2 seed(s), at least 0 of every control.")
     assert sentence.endswith("Not at a minimum, left out of every comparison: ResNet-8: baseline seed 1 (diverged); "
                              "ViT (3 blocks, patch 4): aug_sam seed 2 (accuracy 94.5% on the measured images (< 95%)).")
 

@@ -354,8 +354,8 @@ def families_finding(families_grid: Path | None = None) -> tuple[str, str]:
         return NOT_RUN, "No run of the three CPU families is committed yet."
     needed, usable = MINIMA_PER_CONTROL["families"], usable_runs(runs)
     fewest = minima_per_control(runs, (FAMILY,), needed).set_index(FAMILY)["fewest"]
-    per_family = "; ".join(f"{prose.network_name(arch)}: {len(usable[usable[FAMILY] == arch])} of {len(block)} runs at a minimum, "
-                           f"{block['seed'].nunique()} seed(s), the fewest minima of a control {fewest[arch]}"
+    per_family = "; ".join(f"{prose.network_name(arch)}: {len(usable[usable[FAMILY] == arch])} of {len(block)} runs at a minimum "
+                           f"over {block['seed'].nunique()} seed(s), at least {fewest[arch]} of every control"
                            for arch, block in runs.groupby(FAMILY, sort=False))
     complete = int((fewest >= needed).sum())
     status = f"{complete} of {len(FAMILIES)} with {needed} runs at a minimum of every control"
