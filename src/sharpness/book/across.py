@@ -252,7 +252,7 @@ def minima_per_control(runs: pd.DataFrame, by, needed: int) -> pd.DataFrame:
               .reindex(columns=list(CONTROLS)).fillna(0).astype(int))
     counts["fewest"] = counts.min(axis=1)
     counts["complete"] = counts["fewest"] >= needed
-    return counts.reset_index()
+    return counts.rename_axis(columns=None).reset_index()
 
 
 def short_of_minimum(runs: pd.DataFrame, by) -> str:
