@@ -64,10 +64,11 @@ def test_a_family_runs_at_the_first_learning_rate_where_both_augmentation_contro
     assert list(table["why not"])[:2] == ["", "hand-made"] and list(table["learning rate"])[:3] == ["0.05", "0.05", "0.1"]
     # a run at a setting since dropped from the network's candidates (lr 0.1 for the VGG) is marked as such
     write_pilot([*setting_pilot.load(cpu_families.FAMILY_PILOT_FILE).to_dict("records"),
-                 pilot_row("vgg_small", 0.1, "aug", 0.40, epochs_done=30)])
+                 pilot_row("vgg_small", 0.1, "aug", 0.40, epochs_done=30), pilot_row("vgg_small", 0.1, "aug_sam", 0.99)])
     assert 0.1 not in {setting.lr for setting in cpu_families.PILOT_SETTINGS["vgg_small"]}
     marked = setting_pilot.table(setting_pilot.load(cpu_families.FAMILY_PILOT_FILE), cpu_families.pilot_candidates("families"))
-    assert list(marked["why not"]) == ["", "hand-made", "", "", "", "hand-made", "hand-made; no longer a candidate setting"]
+    assert list(marked["why not"]) == ["", "hand-made", "", "", "", "hand-made", "hand-made; no longer a candidate setting",
+                                       "no longer a candidate setting"]  # at a minimum there: nothing else to say
     rates = cpu_families.networks_table().set_index("arch")["learning rate"]
     assert rates.to_dict() == {"cnn_mlp_wide": f"{cpu_study.PROTOCOL['lr']:g}", "resnet_small": f"{resnet_faster:g}",
                                "vgg_small": "pilot pending", "vit_small": "pilot pending"}

@@ -182,7 +182,8 @@ def table(pilot: pd.DataFrame, candidates: dict | None = None) -> pd.DataFrame:
         keys = {arch: {setting.key() for setting in settings} for arch, settings in candidates.items()}
         dropped = [(lr, epochs, batch) not in keys.get(arch, set()) for arch, lr, epochs, batch in
                    zip(pilot["arch"], pilot["lr"].astype(float), pilot["epochs"].astype(int), pilot["batch_size"].astype(int))]
-        why_not = [f"{why}; no longer a candidate setting" if gone else why for why, gone in zip(why_not, dropped)]
+        why_not = ["; ".join(filter(None, (why, "no longer a candidate setting"))) if gone else why
+                   for why, gone in zip(why_not, dropped)]
     result = pd.DataFrame({
         "network": pilot["arch"].map(registry.NETWORK_NAMES),
         "batch size": pilot["batch_size"].astype(str),
