@@ -342,8 +342,8 @@ def batch_lr_row(grids: list[CommittedGrid], results_dir: Path = RESULTS_DIR) ->
         counts = across.minima_per_control(ours, across.CELL, needed)
         cells, complete = len(counts), int(counts["complete"].sum())
         status, counted = _minima_counted(ours.index.isin(across.usable_runs(ours).index))
-        # runs that missed are left out (the page names them); the sweep stands where every cell has its minima
-        status = REDUCED_SCALE if complete == planned else PARTLY if status != NOT_REPRODUCED else status
+        if status != NOT_REPRODUCED:  # runs that missed are left out (the page names them): every cell has its minima?
+            status = REDUCED_SCALE if complete == planned else PARTLY
         return _across_row(item, (status, f"{counted}; {cells} of the {planned} cells run, {complete} with {needed} "
                                           f"runs at a minimum of every control"),
                            f"{len(ours)} runs of the CPU batch x learning-rate sweep ({cells} of {planned} cells)",
