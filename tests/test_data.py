@@ -81,6 +81,18 @@ def test_image_folder_pack_roundtrips_exactly(tmp_path, digits):
     assert torch.equal(again.train_images, loaded.train_images) and again.mean == loaded.mean
 
 
+@pytest.mark.parametrize("progress", [True, False])
+def test_the_one_off_decode_draws_its_bar_only_when_asked(tmp_path, digits, capsys, monkeypatch, progress):
+    """`--no-progress` reaches the loader: a logged study's first line is not a decode bar's carriage returns."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    names = [f"class_{c}" for c in "abcdefghij"]
+    _write_folder(tmp_path, *_per_class(digits.train_images, digits.train_labels, 1), "train", names)
+    _write_folder(tmp_path, *_per_class(digits.test_images, digits.test_labels, 1), "test", names)
+    load_dataset("cifar10_folder", tmp_path, progress=progress)
+    drawn = capsys.readouterr().err
+    assert ("cifar10_folder train" in drawn and "cifar10_folder test" in drawn) if progress else drawn == ""
+
+
 def test_a_cache_written_by_an_earlier_decoder_is_not_read_and_is_removed(tmp_path, digits):
     from sharpness.training import data
 

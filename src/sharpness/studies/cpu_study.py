@@ -363,7 +363,7 @@ def prepare_data(data_dir: str | Path | None, progress: bool = True) -> None:
     from ..measuring.evaluate import fixed_subset
     from ..training.data import load_dataset
 
-    data = load_dataset(PROTOCOL["dataset"], data_dir)
+    data = load_dataset(PROTOCOL["dataset"], data_dir, progress=progress)
     if not (CORRUPTED_DIR / "labels.npy").is_file() or any(not (CORRUPTED_DIR / f"{n}.npy").is_file() for n in ALL_CORRUPTIONS):
         subset = fixed_subset(len(data.test_labels), PROTOCOL["corruption_images"], seed=0)
         write_cifar_c(data.test_images[subset], data.test_labels[subset], CORRUPTED_DIR, progress=progress)

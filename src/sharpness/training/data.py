@@ -115,12 +115,14 @@ def _channel_tensor(values: tuple[float, ...], device: torch.device) -> Tensor:
     return torch.tensor(values, device=device).view(1, -1, 1, 1)
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False) -> ImageData:
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False,
+                 progress: bool = True) -> ImageData:
     """Load data set `name` (one of DATASETS) into memory.
 
     `data_dir` is where it lives (default: data/ and a per-set folder below it, see `default_data_dir`);
     "digits" needs no files. `download=True` lets torchvision fetch CIFAR-10/100 when online.
-    A missing data set raises FileNotFoundError saying where to put it and how to get it.
+    A missing data set raises FileNotFoundError saying where to put it and how to get it. `progress` draws a
+    bar while an image folder is decoded (once; later loads read the cache).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -130,8 +132,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
     if name in ("cifar10", "cifar100"):
         return _load_torchvision_cifar(name, root, download)
     if name == "cifar10_folder":
-        return _cached(root, lambda: _load_image_folders(name, root, root / "train", root / "test"))
-    return _cached(root, lambda: _load_tiny_imagenet(root))
+        return _cached(root, lambda: _load_image_folders(name, root, root / "train", root / "test", progress))
+    return _cached(root, lambda: _load_tiny_imagenet(root, progress))
 
 
 def default_data_dir(name: str) -> Path:
@@ -230,7 +232,7 @@ def _rgb8(image, path: str):
     return np.asarray(image.convert("RGB"))
 
 
-def _decode_all(paths: Sequence[str], desc: str) -> Tensor:
+def _decode_all(paths: Sequence[str], desc: str, progress: bool = True) -> Tensor:
     """Decode image files (with Pillow) to one uint8 (N, 3, H, W) tensor; all must share one size."""
     import numpy as np
     from PIL import Image
@@ -245,14 +247,15 @@ def _decode_all(paths: Sequence[str], desc: str) -> Tensor:
                              "then load the data set again") from None
 
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:  # Pillow decodes without the GIL
-        arrays = list(tqdm(pool.map(decode, paths, chunksize=256), total=len(paths), desc=desc, leave=False))
+        arrays = list(tqdm(pool.map(decode, paths, chunksize=256), total=len(paths), desc=desc, leave=False,
+                           disable=not progress))
     sizes = {a.shape for a in arrays}
     if len(sizes) > 1:
         raise ValueError(f"images in {desc} have different sizes {sorted(sizes)[:4]}...; resize them to one size first")
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def _load_image_folders(name: str, root: Path, train_dir: Path, test_dir: Path) -> ImageData:
+def _load_image_folders(name: str, root: Path, train_dir: Path, test_dir: Path, progress: bool = True) -> ImageData:
     """An ImageFolder pack: train/<class>/*.jpg and test/<class>/*.jpg with the same classes."""
     from torchvision.datasets import ImageFolder
 
@@ -270,15 +273,15 @@ def _load_image_folders(name: str, root: Path, train_dir: Path, test_dir: Path) 
         raise ValueError(f"{train_dir} and {test_dir} have different class folders: {train.classes} vs {test.classes}")
     return _make(
         name,
-        _decode_all([p for p, _ in train.samples], f"{name} train"),
+        _decode_all([p for p, _ in train.samples], f"{name} train", progress),
         torch.tensor(train.targets),
-        _decode_all([p for p, _ in test.samples], f"{name} test"),
+        _decode_all([p for p, _ in test.samples], f"{name} test", progress),
         torch.tensor(test.targets),
         train.classes,
     )
 
 
-def _load_tiny_imagenet(root: Path) -> ImageData:
+def _load_tiny_imagenet(root: Path, progress: bool = True) -> ImageData:
     """Tiny ImageNet 200: the labelled val split (sorted by the annotations file) serves as the test set.
 
     Normalised with ImageNet's statistics, as the pretrained networks it is used with expect.
@@ -298,9 +301,9 @@ def _load_tiny_imagenet(root: Path) -> ImageData:
             val_labels.append(class_index[wnid])
     data = _make(
         "tiny_imagenet",
-        _decode_all([p for p, _ in train.samples], "tiny_imagenet train"),
+        _decode_all([p for p, _ in train.samples], "tiny_imagenet train", progress),
         torch.tensor(train.targets),
-        _decode_all(val_files, "tiny_imagenet val"),
+        _decode_all(val_files, "tiny_imagenet val", progress),
         torch.tensor(val_labels),
         train.classes,
     )

@@ -192,9 +192,9 @@ def divergence(train_loss: float, num_classes: int) -> str | None:
     return None
 
 
-def prepare_data(config: RunConfig) -> ImageData:
+def prepare_data(config: RunConfig, progress: bool = True) -> ImageData:
     """The run's data set, cut to max_train_samples / max_test_samples."""
-    data = load_dataset(config.dataset, config.data_dir, download=config.download)
+    data = load_dataset(config.dataset, config.data_dir, download=config.download, progress=progress)
     return data.subset(config.max_train_samples, config.max_test_samples)
 
 
@@ -358,7 +358,7 @@ def train(config: RunConfig, progress: bool = True, stop_after_epochs: int | Non
     _check_config(config)
     if runs.is_finished(run_dir):
         return _finished_summary(run_dir)
-    data = prepare_data(config)
+    data = prepare_data(config, progress)
     trainer = _Trainer(config, data, device)
     with runs.locked(run_dir / runs.LOCK, wait=False):
         summary = _train_locked(config, trainer, device, progress, stop_after_epochs, deadline)
