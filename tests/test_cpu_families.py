@@ -509,6 +509,9 @@ def test_the_pilots_seed_0_runs_are_copied_to_the_family_and_only_evaluated_ther
     assert runs.read_json(copied / runs.CONFIG) == json.loads(json.dumps(family["aug"].to_dict()))
     assert not list(copied.parent.glob("*.copying"))
     assert setting_pilot.reuse_runs(setting, targets, pilot_runs, study / "pack") == []
+    grid = cpu_families.family_grid("vgg_small", (0,), setting, study / "pack", family_runs)
+    order = [task.config.control for task in cpu_families._pending("families", [(grid, setting)], family_runs)]
+    assert order == ["aug"] + [control for control in CONTROLS if control != "aug"]  # only measuring left: first
 
     epochs = runs.read_jsonl(copied / runs.METRICS)
     outcome = execute_run(family["aug"], ("test_accuracy", "fisher_rao_norm"), use_papermill=False)

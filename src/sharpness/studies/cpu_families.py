@@ -337,7 +337,7 @@ def plan(part: str, seeds=None, *, data_dir=None, runs_dir=None) -> list[cpu_stu
     """The runs of `part` not yet under results/, at each subject's chosen setting (a subject without one is not
     planned), in an order whose every prefix is a complete smaller result: family by family (batch-lr: cell by cell,
     in CELL_ORDER, the study's own cell left out), and within each seed by seed (all six controls of a seed
-    together)."""
+    together); runs trained already, with only their evaluation left, go first."""
     if part not in PARTS:
         raise ValueError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
     return _pending(part, _grids(part, seeds, data_dir, runs_dir), runs_dir)
@@ -349,9 +349,11 @@ def _run_tasks_of(grids) -> list[cpu_study.Task]:
 
 
 def _pending(part: str, grids, runs_dir) -> list[cpu_study.Task]:
-    """The runs of `grids` (from `_grids`) not yet committed under `part`'s results folder."""
-    return [task for task in _run_tasks_of(grids)
-            if not cpu_study.is_committed(task.config, runs_dir or _runs_dir(part), _study_dir(part))]
+    """The runs of `grids` (from `_grids`) not yet committed under `part`'s results folder; those trained already (a
+    pilot's, copied; an evaluation cut short) first: a minute of measuring each, they land before hours of training."""
+    pending = [task for task in _run_tasks_of(grids)
+               if not cpu_study.is_committed(task.config, runs_dir or _runs_dir(part), _study_dir(part))]
+    return sorted(pending, key=lambda task: not runs.is_finished(task.config.run_dir))  # stable: the rest in order
 
 
 def _grids(part: str, seeds, data_dir, runs_dir, stage=None) -> list[tuple]:
