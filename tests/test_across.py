@@ -234,7 +234,8 @@ def test_figure1_takes_a_controls_mean_within_each_cell_and_marks_cells_apart():
 
     runs = batch_lr_runs().assign(relative_flatness=1.0, generalisation_gap=0.1, train_loss=0.01, test_ece=0.05)
     drawn = figures.figure1(runs, title="t")
-    panel = [t for t in drawn.data if t.xaxis == "x" and t.yaxis == "y"]  # Fisher-Rao norm vs generalisation gap
+    panel = [t for t in drawn.data if t.xaxis == "x" and t.yaxis == "y"  # Fisher-Rao norm vs generalisation gap
+             and t.legendgroup != "settings"]  # without the legend's key to the cells' markers
     points = [t for t in panel if t.hovertemplate.startswith("%{text}")]
     assert {(t.text[0], t.marker.symbol[0]) for t in points} == {
         ("baseline, batch 128, lr 0.001, seed 0", "circle"), ("aug_sam, batch 128, lr 0.001, seed 0", "circle"),
@@ -243,4 +244,7 @@ def test_figure1_takes_a_controls_mean_within_each_cell_and_marks_cells_apart():
     # aug_sam's Fisher-Rao norm is 6 at lr 0.001 and 12 at lr 0.01: one mean per cell, never their average 9
     assert means == {"baseline, batch 128, lr 0.001": 2.0, "aug_sam, batch 128, lr 0.001": 6.0,
                      "baseline, batch 128, lr 0.01": 4.0, "aug_sam, batch 128, lr 0.01": 12.0}
-    assert sum(t.showlegend is not False for t in drawn.data) == 2  # one legend entry per control
+    legend = {(t.name, t.legendgroup, t.marker.symbol) for t in drawn.data if t.showlegend is not False}
+    # one entry per control, and one per cell keying its marker (the points' symbols above)
+    assert legend == {("baseline", "baseline", ("circle", "circle")), ("aug_sam", "aug_sam", ("circle", "circle")),
+                      ("batch 128, lr 0.001", "settings", "circle"), ("batch 128, lr 0.01", "settings", "square")}

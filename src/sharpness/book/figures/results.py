@@ -95,6 +95,11 @@ def sharpness_vs_evaluation(
                 figure.update_xaxes(type="log", row=row, col=col)
             if col == 1:
                 figure.update_yaxes(title_text=label(y_metric), row=row, col=col)
+    if setting:  # the legend keys the markers too: a grey marker per setting, not clickable to one control
+        for where in settings:
+            figure.add_scatter(x=[None], y=[None], mode="markers", name=str(where), legendgroup="settings",
+                               legendgrouptitle_text=setting, marker=dict(color="grey", size=7, symbol=symbols[where]),
+                               hoverinfo="skip", row=1, col=1)
     figure.update_layout(title=title, height=260 * len(evaluation_metrics) + 120, legend_title_text="control")
     return figure
 
