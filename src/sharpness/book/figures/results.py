@@ -95,7 +95,7 @@ def sharpness_vs_evaluation(
                 figure.update_xaxes(type="log", row=row, col=col)
             if col == 1:
                 figure.update_yaxes(title_text=label(y_metric), row=row, col=col)
-    if setting:  # the legend keys the markers too: a grey marker per setting, not clickable to one control
+    if setting:  # the legend keys the markers too: a grey, empty trace per setting (clicking it hides no run)
         for where in settings:
             figure.add_scatter(x=[None], y=[None], mode="markers", name=str(where), legendgroup="settings",
                                legendgrouptitle_text=setting, marker=dict(color="grey", size=7, symbol=symbols[where]),
