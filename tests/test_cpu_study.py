@@ -34,6 +34,20 @@ def test_plan_puts_whole_seeds_first_then_surfaces_then_rho_sweep(study, monkeyp
     assert {(t.config.lr_schedule, t.config.rho_scale) for t in tasks} == {("cosine", cpu_study.sam_rho_scale())}
 
 
+def test_a_run_trained_but_not_yet_measured_is_planned_first(study, monkeypatch):
+    """An interruption between a run's training and its evaluation leaves a finished run (summary.json) that is not
+    committed; its minute of measuring goes before the hours of training still ahead, the rest keeps its order."""
+    from sharpness.core import runs
+
+    monkeypatch.setattr(cpu_study, "RHO_SEEDS", 1)
+    before = cpu_study.plan((0, 1), data_dir=study / "pack", runs_dir=study / "runs")
+    trained = next(t for t in before if t.kind == "run" and (t.config.seed, t.config.control) == (1, "wd"))
+    runs.atomic_write_json(Path(trained.config.run_dir) / runs.SUMMARY, {"status": "finished"})
+    after = cpu_study.plan((0, 1), data_dir=study / "pack", runs_dir=study / "runs")
+    assert [t.name for t in after] == [trained.name] + [t.name for t in before if t.name != trained.name]
+    assert len(after) == len(before) and after[0].kind == "run"
+
+
 def test_sam_radius_scale_is_the_ratio_of_initial_weight_norms():
     """Against an independent count: the parameter norms of freshly built networks (seed 0)."""
     from sharpness.training.models import build_model

@@ -351,9 +351,9 @@ def _run_tasks_of(grids) -> list[cpu_study.Task]:
 def _pending(part: str, grids, runs_dir) -> list[cpu_study.Task]:
     """The runs of `grids` (from `_grids`) not yet committed under `part`'s results folder; those trained already (a
     pilot's, copied; an evaluation cut short) first: a minute of measuring each, they land before hours of training."""
-    pending = [task for task in _run_tasks_of(grids)
-               if not cpu_study.is_committed(task.config, runs_dir or _runs_dir(part), _study_dir(part))]
-    return sorted(pending, key=lambda task: not runs.is_finished(task.config.run_dir))  # stable: the rest in order
+    return cpu_study.trained_first([task for task in _run_tasks_of(grids)
+                                    if not cpu_study.is_committed(task.config, runs_dir or _runs_dir(part),
+                                                                  _study_dir(part))])
 
 
 def _grids(part: str, seeds, data_dir, runs_dir, stage=None) -> list[tuple]:

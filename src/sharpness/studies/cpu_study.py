@@ -281,7 +281,7 @@ def plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_RUNS_DIR, lands
     """What is not yet under results/, most important first, so that an interruption anywhere leaves a complete
     smaller study: all six controls of one seed before the next seed (the claims need matched seeds), then the
     surfaces of seed LANDSCAPE_SEED (one per control, and the line between the INTERPOLATED pair), then the
-    rho sweep on the first RHO_SEEDS seeds."""
+    rho sweep on the first RHO_SEEDS seeds; runs trained already, with only their evaluation left, go first."""
     from ..measuring.landscape import landscape_path
 
     tasks = _controls_tasks(seeds, data_dir, runs_dir)
@@ -295,7 +295,13 @@ def plan(seeds=DEFAULT_SEEDS, *, data_dir=None, runs_dir=DEFAULT_RUNS_DIR, lands
     if rho_sweep:
         tasks += _rho_tasks(seeds, data_dir, runs_dir)
     # surfaces were kept above only where their file is missing; a run, where it is not committed
-    return [task for task in tasks if task.kind != "run" or not is_committed(task.config, runs_dir)]
+    return trained_first([task for task in tasks if task.kind != "run" or not is_committed(task.config, runs_dir)])
+
+
+def trained_first(tasks: list[Task]) -> list[Task]:
+    """`tasks` with the runs trained already (an evaluation cut short, a pilot's run copied in) moved to the front:
+    a minute of measuring each, they should land before hours of training. Stable: the rest keep their order."""
+    return sorted(tasks, key=lambda task: not (task.kind == "run" and runs.is_finished(task.config.run_dir)))
 
 
 def _controls_tasks(seeds, data_dir, runs_dir) -> list[Task]:
