@@ -190,8 +190,9 @@ def table(pilot: pd.DataFrame, candidates: dict | None = None) -> pd.DataFrame:
         "learning rate": pilot["lr"].map("{:g}".format),
         "control": pilot["control"],
         "epochs done": pilot["epochs_done"].astype(str) + " / " + pilot["epochs"].astype(str),
-        "accuracy on its measured images": pilot["measured_set_accuracy"].map("{:.1%}".format),
+        # the verdict before the wider columns: a table wider than the page scrolls, and this is what it is for
         "at a minimum": pilot["reached_minimum"].map({True: "yes", False: "no"}),
+        "train accuracy (measured images)": pilot["measured_set_accuracy"].map("{:.1%}".format),
         "why not": why_not,
     })
     order = pilot.assign(network=result["network"]).sort_values(["network", "batch_size", "lr", "epochs", "control"]).index
