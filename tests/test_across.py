@@ -117,6 +117,23 @@ def test_figure1_claims_cell_by_cell():
     assert across.figure1_claims(batch_lr_runs().query("lr == 0.01")).status == across.TOO_FEW
 
 
+def test_figure1_claims_count_only_cells_with_the_seeds_asked_for():
+    """A third cell (batch 256, lr 0.01: aug_sam best, as at batch 128) and one seed of aug_sam gone from lr 0.001,
+    the only cell where aug_sam is not best: with two seeds asked for, the claim holds in every cell counted, and the
+    short cell is still in the table, marked and named."""
+    runs = pd.concat([batch_lr_runs(), batch_lr_runs().query("lr == 0.01").assign(batch_size=256)])
+    runs = runs.query("not (lr == 0.001 and seed == 1 and control == 'aug_sam')")
+    assert across.figure1_claims(runs).status == "holds in part"  # every cell counted
+    finding = across.figure1_claims(runs, seeds_needed=2)
+    assert finding.status == "holds in every cell" and "in 2 of 2 cells" in finding.sentence
+    assert finding.sentence.endswith("Not counted yet, fewer than 2 seeds of some control: batch 128, lr 0.001 (1 seed).")
+    table = finding.table.set_index("cell")
+    assert list(table["counted"]) == [False, True, True] and table.loc["batch 128, lr 0.001", "seeds"] == 1
+    assert "at the smallest lr" not in finding.sentence  # the lr's effect rests on the short cell: not claimed yet
+    too_few = across.figure1_claims(runs.query("batch_size == 128"), seeds_needed=2)
+    assert too_few.status == across.TOO_FEW and too_few.sentence.startswith("1 cell with 2 or more seeds")
+
+
 def test_usable_runs_drop_diverged_runs_and_runs_away_from_a_minimum():
     runs = pd.DataFrame({"status": ["finished", "finished", "diverged"], "at_minimum": [True, False, True]})
     assert list(across.usable_runs(runs).index) == [0]

@@ -196,12 +196,15 @@ def cell_label(batch_size, lr) -> str:
     return f"batch {int(batch_size)}, lr {float(lr):g}"
 
 
-def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality: str = "test_accuracy") -> Finding:
+def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality: str = "test_accuracy",
+                   seeds_needed: int = 1) -> Finding:
     """Appendix G.1 on a batch x lr grid: in each cell, is aug_sam the best control by `quality`, and sharper than
     the baseline by `measure` (control means)? And do the learning rate and the batch size move absolute sharpness
-    (the baseline's mean at each lr per batch size, and at each batch size per lr)? Status: NOT_RUN, TOO_FEW (fewer
-    than two cells), 'holds in every cell' (both parts in every cell), 'holds in no cell' (neither part in any cell),
-    'holds in part' (the rest: the sentence counts the cells of each part)."""
+    (the baseline's mean at each lr per batch size, and at each batch size per lr)? Only cells with `seeds_needed`
+    runs of every control count (a mean of one seed is not the paper's claim); the others stay in the table, marked
+    and named. Status: NOT_RUN, TOO_FEW (fewer than two cells counted), 'holds in every cell' (both parts in every
+    cell counted), 'holds in no cell' (neither part in any), 'holds in part' (the rest: the sentence counts the
+    cells of each part)."""
     name, label = prose.metric_name(measure), prose.metric_name(quality)
     if not len(runs) or not set(CELL) <= set(runs.columns):
         return Finding(NOT_RUN, "No batch x learning-rate sweep of ours yet.")
@@ -219,9 +222,18 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
                      "baseline sharpness": block.loc["baseline", measure], "controls": len(block),
                      "seeds": int(block["seeds"].min())})  # the fewest of any control: what each mean rests on
     table = pd.DataFrame(rows)
-    if len(table) < 2:
-        return Finding(TOO_FEW, f"{len(table)} cell{'s' * (len(table) != 1)} with both aug_sam and the baseline; "
-                                "the sweep needs two or more.", table)
+    if len(table):
+        table["counted"] = table["seeds"] >= seeds_needed
+    waiting = "" if table.empty or table["counted"].all() else (
+        f" Not counted yet, fewer than {seeds_needed} seeds of some control: "
+        + "; ".join(f"{cell} ({seeds} seed{'s' * (seeds != 1)})" for cell, seeds in
+                    table.loc[~table["counted"], ["cell", "seeds"]].itertuples(index=False)) + ".")
+    counted = table[table["counted"]] if len(table) else table
+    if len(counted) < 2:
+        return Finding(TOO_FEW, f"{len(counted)} cell{'s' * (len(counted) != 1)} with {seeds_needed} or more seeds of "
+                                f"every control, aug_sam and the baseline among them; the sweep needs two or more."
+                                + waiting, table)
+    table, full = counted, table
     parts = table[["aug_sam best", "aug_sam sharper than baseline"]]
     status = ("holds in every cell" if parts.all(axis=None) else "holds in no cell" if not parts.any(axis=None)
               else "holds in part")
@@ -235,8 +247,9 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
     seeds = "; ".join(f"{cell}: {count}" for cell, count in zip(table["cell"], table["seeds"]))
     sentence = (f"aug_sam is the best control by {label} in {int(table['aug_sam best'].sum())} of {len(table)} cells and "
                 f"sharper than the baseline by {name} in {int(table['aug_sam sharper than baseline'].sum())}"
-                + (f"; {'; '.join(moves)}" if moves else "") + f" (control means; seeds per cell, the fewest of any control: {seeds}).")
-    return Finding(status, sentence, table)
+                + (f"; {'; '.join(moves)}" if moves else "") + f" (control means; seeds per cell, the fewest of any control: {seeds})."
+                + waiting)
+    return Finding(status, sentence, full)
 
 
 # --- reading committed grids (what the chapter and the ledger call) ----------------------------------------
@@ -368,8 +381,10 @@ def figure1_finding(batch_lr_grid: Path | None = None, measure: str = "fisher_ra
     runs = load_runs(batch_lr_grid or committed_paths()["batch_lr"])
     if not len(runs):
         return NOT_RUN, "No batch x learning-rate sweep of ours is committed yet."
+    from ..studies.cpu_families import MINIMA_PER_CONTROL
+
     usable = usable_runs(runs)
-    status, sentence = figure1_claims(usable, measure).pair()
+    status, sentence = figure1_claims(usable, measure, seeds_needed=MINIMA_PER_CONTROL["batch-lr"]).pair()
     missed = short_of_minimum(runs, CELL)
     return status, (f"{len(usable)} of {len(runs)} runs at a minimum; {sentence[0].lower()}{sentence[1:]}"
                     + (f" Not at a minimum, left out: {missed}." if missed else ""))
