@@ -222,8 +222,8 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
                      "baseline sharpness": block.loc["baseline", measure], "controls": len(block),
                      "seeds": int(block["seeds"].min())})  # the fewest of any control: what each mean rests on
     table = pd.DataFrame(rows)
-    if len(table):
-        table["counted"] = table["seeds"] >= seeds_needed
+    if len(table):  # whether a cell counts, beside its name: in a table wider than the page it stays in view
+        table.insert(1, "counted", table["seeds"] >= seeds_needed)
     waiting = "" if table.empty or table["counted"].all() else (
         f" Not counted yet, fewer than {seeds_needed} seeds of some control: "
         + "; ".join(f"{cell} ({seeds} seed{'s' * (seeds != 1)})" for cell, seeds in
