@@ -233,23 +233,22 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
         return Finding(TOO_FEW, f"{len(counted)} cell{'s' * (len(counted) != 1)} with {seeds_needed} or more seeds of "
                                 f"every control, aug_sam and the baseline among them; the sweep needs two or more."
                                 + waiting, table)
-    table, full = counted, table
-    parts = table[["aug_sam best", "aug_sam sharper than baseline"]]
+    parts = counted[["aug_sam best", "aug_sam sharper than baseline"]]
     status = ("holds in every cell" if parts.all(axis=None) else "holds in no cell" if not parts.any(axis=None)
               else "holds in part")
     moves = []  # the baseline's sharpness along each axis of the sweep, the other held fixed
     for held, varied, unit in (("batch_size", "lr", "lr"), ("lr", "batch_size", "batch")):
-        for value, block in table.groupby(held):
+        for value, block in counted.groupby(held):
             if block[varied].nunique() > 1:
                 ordered = block.sort_values(varied)["baseline sharpness"].to_numpy()
                 fixed = f"batch {int(value)}" if held == "batch_size" else f"lr {float(value):g}"
                 moves.append(f"{fixed}: baseline {name} {ordered[0]:.3g} at the smallest {unit}, {ordered[-1]:.3g} at the largest")
-    seeds = "; ".join(f"{cell}: {count}" for cell, count in zip(table["cell"], table["seeds"]))
-    sentence = (f"aug_sam is the best control by {label} in {int(table['aug_sam best'].sum())} of {len(table)} cells and "
-                f"sharper than the baseline by {name} in {int(table['aug_sam sharper than baseline'].sum())}"
+    seeds = "; ".join(f"{cell}: {count}" for cell, count in zip(counted["cell"], counted["seeds"]))
+    sentence = (f"aug_sam is the best control by {label} in {int(counted['aug_sam best'].sum())} of {len(counted)} cells and "
+                f"sharper than the baseline by {name} in {int(counted['aug_sam sharper than baseline'].sum())}"
                 + (f"; {'; '.join(moves)}" if moves else "") + f" (control means; seeds per cell, the fewest of any control: {seeds})."
                 + waiting)
-    return Finding(status, sentence, full)
+    return Finding(status, sentence, table)
 
 
 # --- reading committed grids (what the chapter and the ledger call) ----------------------------------------
