@@ -6,6 +6,7 @@ import pytest
 
 from sharpness.book import across
 from sharpness.studies import store
+from sharpness.training.controls import CONTROLS
 
 
 def family_table(accuracies_b):
@@ -100,28 +101,39 @@ def batch_lr_runs():
     return pd.DataFrame(rows)
 
 
+def with_every_control(runs):
+    """The four other controls beside baseline and aug_sam in every cell and seed, never the best (accuracy 0.55)."""
+    others = [runs.query("control == 'baseline'").assign(control=control, test_accuracy=0.55)
+              for control in CONTROLS if control not in ("baseline", "aug_sam")]
+    return pd.concat([runs, *others], ignore_index=True)
+
+
 def test_figure1_claims_cell_by_cell():
-    finding = across.figure1_claims(batch_lr_runs())
+    finding = across.figure1_claims(with_every_control(batch_lr_runs()))
     table = finding.table.set_index("cell")
     assert list(table["aug_sam best"]) == [False, True] and table["aug_sam sharper than baseline"].all()
     assert finding.status == "holds in part"
     assert "1 of 2 cells" in finding.sentence and "batch 128: baseline Fisher-Rao norm 2 at the smallest lr, 4 at the largest" in finding.sentence
-    across_batch = across.figure1_claims(batch_lr_runs().assign(batch_size=lambda t: np.where(t["lr"] == 1e-3, 256, 128),
+    across_batch = across.figure1_claims(with_every_control(batch_lr_runs()).assign(batch_size=lambda t: np.where(t["lr"] == 1e-3, 256, 128),
                                                                 lr=0.01))
     assert "lr 0.01: baseline Fisher-Rao norm 4 at the smallest batch, 2 at the largest" in across_batch.sentence
     assert finding.sentence.endswith("(control means; seeds per cell, the fewest of any control: batch 128, lr 0.001: 2; "
                                      "batch 128, lr 0.01: 2).")
-    one_seed = across.figure1_claims(batch_lr_runs().query("not (lr == 0.01 and seed == 1 and control == 'aug_sam')"))
+    one_seed = across.figure1_claims(with_every_control(batch_lr_runs()).query("not (lr == 0.01 and seed == 1 and control == 'aug_sam')"))
     assert list(one_seed.table["seeds"]) == [2, 1]  # a cell's fewest seeds of any control
     assert across.figure1_claims(pd.DataFrame()).status == across.NOT_RUN
-    assert across.figure1_claims(batch_lr_runs().query("lr == 0.01")).status == across.TOO_FEW
+    assert across.figure1_claims(with_every_control(batch_lr_runs()).query("lr == 0.01")).status == across.TOO_FEW
+    # A cell without a whole control (wd never run at lr 0.001) rests on no seed of it: not counted, and named.
+    no_wd = across.figure1_claims(with_every_control(batch_lr_runs()).query("not (lr == 0.001 and control == 'wd')"))
+    assert list(no_wd.table["seeds"]) == [0, 2] and no_wd.status == across.TOO_FEW
+    assert no_wd.sentence.endswith("fewer than 1 seed of some control: batch 128, lr 0.001 (0 seeds).")
 
 
 def test_figure1_claims_count_only_cells_with_the_seeds_asked_for():
     """A third cell (batch 256, lr 0.01: aug_sam best, as at batch 128) and one seed of aug_sam gone from lr 0.001,
     the only cell where aug_sam is not best: with two seeds asked for, the claim holds in every cell counted, and the
     short cell is still in the table, marked and named."""
-    runs = pd.concat([batch_lr_runs(), batch_lr_runs().query("lr == 0.01").assign(batch_size=256)])
+    runs = with_every_control(pd.concat([batch_lr_runs(), batch_lr_runs().query("lr == 0.01").assign(batch_size=256)]))
     runs = runs.query("not (lr == 0.001 and seed == 1 and control == 'aug_sam')")
     assert across.figure1_claims(runs).status == "holds in part"  # every cell counted
     finding = across.figure1_claims(runs, seeds_needed=2)
@@ -157,7 +169,6 @@ def test_minima_are_counted_per_control_and_the_runs_that_missed_are_named(tmp_p
     """By hand: the ViT has four seeds of every control with aug_sam seed 2 short of the accuracy bar (three minima
     of aug_sam, the plan's count), the ResNet two seeds with wd never run (zero) and one diverged baseline."""
     from sharpness.studies import cpu_families
-    from sharpness.training.controls import CONTROLS
 
     rows = [dict(dataset="cifar10_folder", arch="vit_small", control=control, seed=seed, status="finished",
                  at_minimum=(control, seed) != ("aug_sam", 2), minimum_reason="accuracy 94.5% on the measured images (< 95%)")

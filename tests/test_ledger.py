@@ -321,14 +321,16 @@ def test_rows_across_networks_and_settings_take_their_status_from_our_cpu_grids(
     scale = by_item["Sharpness is not comparable across architectures: each network family has its own scale"]
     assert scale.status == ledger.REDUCED_SCALE and "factor 100" in scale.ours and "1 of 1 pairs" in scale.ours
 
-    # A batch x lr sweep where aug_sam is best and sharper in one cell and worst and flattest in the other; six seeds,
-    # one run of wd short of a minimum in each cell: five of every control, what a cell needs to count for G.1.
+    # A batch x lr sweep of every control where aug_sam is best and sharper in one cell and worst and flattest in the
+    # other; six seeds, one run of wd short of a minimum in each cell: five of every control, what a cell needs to
+    # count for G.1.
     cells = {(128, 1e-3): 1, (256, 1e-2): -1}
+    levels = {**controls, "baseline_sam": 1.5, "wd_sam": 3.5}
     sweep = [dict(dataset="cifar10_folder", arch="cnn_mlp_wide", control=control, seed=seed, status="finished",
                   at_minimum=not (control == "wd" and seed == 0), batch_size=batch, lr=lr,
-                  rho=0.05 if control == "aug_sam" else None,
+                  rho=0.05 if control.endswith("sam") else None,
                   fisher_rao_norm=level ** sign, test_accuracy=0.5 + sign * level / 10)
-             for (batch, lr), sign in cells.items() for control, level in controls.items() for seed in range(6)]
+             for (batch, lr), sign in cells.items() for control, level in levels.items() for seed in range(6)]
     paths["batch_lr"].parent.mkdir(parents=True)
 
     def sweep_rows():
@@ -338,21 +340,21 @@ def test_rows_across_networks_and_settings_take_their_status_from_our_cpu_grids(
         return [next(row for item, row in by_item.items() if item.startswith(name)) for name in ("Figure 1", "Appendix G.1")]
 
     figure1, g1 = sweep_rows()
-    assert figure1.status == ledger.PARTLY and figure1.ours == ("46 of 48 runs reached a minimum; 2 of the 4 cells run, 0 with 5 runs at a minimum of "
+    assert figure1.status == ledger.PARTLY and figure1.ours == ("70 of 72 runs reached a minimum; 2 of the 4 cells run, 2 with 5 runs at a minimum of "
                                                       "every control")
     assert g1.status == ledger.PARTLY and "best control by test accuracy in 1 of 2 cells" in g1.ours
     # One more miss of wd in the first cell leaves it four seeds: G.1 counts one cell, too few for the claim.
     sweep[next(i for i, row in enumerate(sweep) if (row["lr"], row["control"], row["seed"]) == (1e-3, "wd", 1))]["at_minimum"] = False
     _, g1 = sweep_rows()
-    assert g1.status == ledger.NOT_RUN and g1.ours.startswith("45 of 48 runs at a minimum; 1 cell with 5 or more seeds")
+    assert g1.status == ledger.NOT_RUN and g1.ours.startswith("69 of 72 runs at a minimum; 1 cell with 5 or more seeds")
     assert "Not counted yet, fewer than 5 seeds of some control: batch 128, lr 0.001 (4 seeds)." in g1.ours
 
     # Every run at a minimum, still two cells of four: Figure 1 is partly reproduced. aug_sam sharper than the
     # baseline in both cells and the best in neither: Appendix G.1 holds in part, not "in no cell".
     for row in sweep:
-        row.update(at_minimum=True, fisher_rao_norm=controls[row["control"]], test_accuracy=0.5 - controls[row["control"]] / 10)
+        row.update(at_minimum=True, fisher_rao_norm=levels[row["control"]], test_accuracy=0.5 - levels[row["control"]] / 10)
     figure1, g1 = sweep_rows()
-    assert figure1.status == ledger.PARTLY and figure1.ours.startswith("48 of 48 runs reached a minimum; 2 of the 4 cells run")
+    assert figure1.status == ledger.PARTLY and figure1.ours.startswith("72 of 72 runs reached a minimum; 2 of the 4 cells run")
     assert g1.status == ledger.PARTLY and "in 0 of 2 cells and sharper than the baseline by Fisher-Rao norm in 2" in g1.ours
 
     # All four cells, six seeds each, one run short of a minimum: every control of every cell still has five minima,

@@ -201,8 +201,8 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
     """Appendix G.1 on a batch x lr grid: in each cell, is aug_sam the best control by `quality`, and sharper than
     the baseline by `measure` (control means)? And do the learning rate and the batch size move absolute sharpness
     (the baseline's mean at each lr per batch size, and at each batch size per lr)? Only cells with `seeds_needed`
-    runs of every control count (a mean of one seed is not the paper's claim); the others stay in the table, marked
-    and named. Status: NOT_RUN, TOO_FEW (fewer than two cells counted), 'holds in every cell' (both parts in every
+    runs of every control in CONTROLS count (a mean of one seed, or a cell missing a control, is not the paper's
+    claim); the others stay in the table, marked and named. Status: NOT_RUN, TOO_FEW (fewer than two cells counted), 'holds in every cell' (both parts in every
     cell counted), 'holds in no cell' (neither part in any), 'holds in part' (the rest: the sentence counts the
     cells of each part)."""
     name, label = prose.metric_name(measure), prose.metric_name(quality)
@@ -220,12 +220,13 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
                      "aug_sam best": best == "aug_sam",
                      "aug_sam sharper than baseline": bool(block.loc["aug_sam", measure] > block.loc["baseline", measure]),
                      "baseline sharpness": block.loc["baseline", measure], "controls": len(block),
-                     "seeds": int(block["seeds"].min())})  # the fewest of any control: what each mean rests on
+                     # the fewest seeds of any control, one never run counting 0: what each mean rests on
+                     "seeds": int(block["seeds"].reindex(list(CONTROLS), fill_value=0).min())})
     table = pd.DataFrame(rows)
     if len(table):  # whether a cell counts, beside its name: in a table wider than the page it stays in view
         table.insert(1, "counted", table["seeds"] >= seeds_needed)
     waiting = "" if table.empty or table["counted"].all() else (
-        f" Not counted yet, fewer than {seeds_needed} seeds of some control: "
+        f" Not counted yet, fewer than {seeds_needed} seed{'s' * (seeds_needed != 1)} of some control: "
         + "; ".join(f"{cell} ({seeds} seed{'s' * (seeds != 1)})" for cell, seeds in
                     table.loc[~table["counted"], ["cell", "seeds"]].itertuples(index=False)) + ".")
     counted = table[table["counted"]] if len(table) else table
