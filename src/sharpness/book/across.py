@@ -202,9 +202,9 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
     the baseline by `measure` (control means)? And do the learning rate and the batch size move absolute sharpness
     (the baseline's mean at each lr per batch size, and at each batch size per lr)? Only cells with `seeds_needed`
     runs of every control in CONTROLS count (a mean of one seed, or a cell missing a control, is not the paper's
-    claim); the others stay in the table, marked and named. Status: NOT_RUN, TOO_FEW (fewer than two cells counted), 'holds in every cell' (both parts in every
-    cell counted), 'holds in no cell' (neither part in any), 'holds in part' (the rest: the sentence counts the
-    cells of each part)."""
+    claim); the others stay in the table, marked and named. Status: NOT_RUN, TOO_FEW (fewer than two cells
+    counted), 'holds in every cell' (both parts in every cell counted), 'holds in no cell' (neither part in any),
+    'holds in part' (the rest: the sentence counts the cells of each part)."""
     name, label = prose.metric_name(measure), prose.metric_name(quality)
     if not len(runs) or not set(CELL) <= set(runs.columns):
         return Finding(NOT_RUN, "No batch x learning-rate sweep of ours yet.")
