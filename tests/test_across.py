@@ -113,10 +113,12 @@ def test_figure1_claims_cell_by_cell():
     table = finding.table.set_index("cell")
     assert list(table["aug_sam best"]) == [False, True] and table["aug_sam sharper than baseline"].all()
     assert finding.status == "holds in part"
-    assert "1 of 2 cells" in finding.sentence and "batch 128: baseline Fisher-Rao norm 2 at the smallest lr, 4 at the largest" in finding.sentence
+    assert "1 of 2 cells" in finding.sentence
+    assert ("batch 128: baseline Fisher-Rao norm 2 (seeds 2-2) at lr 0.001, 4 (seeds 4-4) at lr 0.01: the seeds' ranges "
+            "are apart") in finding.sentence
     across_batch = across.figure1_claims(with_every_control(batch_lr_runs()).assign(batch_size=lambda t: np.where(t["lr"] == 1e-3, 256, 128),
                                                                 lr=0.01))
-    assert "lr 0.01: baseline Fisher-Rao norm 4 at the smallest batch, 2 at the largest" in across_batch.sentence
+    assert "lr 0.01: baseline Fisher-Rao norm 4 (seeds 4-4) at batch 128, 2 (seeds 2-2) at batch 256" in across_batch.sentence
     assert finding.sentence.endswith("(control means; seeds per cell, the fewest of any control: batch 128, lr 0.001: 2; "
                                      "batch 128, lr 0.01: 2).")
     one_seed = across.figure1_claims(with_every_control(batch_lr_runs()).query("not (lr == 0.01 and seed == 1 and control == 'aug_sam')"))
@@ -127,6 +129,25 @@ def test_figure1_claims_cell_by_cell():
     no_wd = across.figure1_claims(with_every_control(batch_lr_runs()).query("not (lr == 0.001 and control == 'wd')"))
     assert list(no_wd.table["seeds"]) == [0, 2] and no_wd.status == across.TOO_FEW
     assert no_wd.sentence.endswith("fewer than 1 seed of some control: batch 128, lr 0.001 (0 seeds).")
+
+
+@pytest.mark.parametrize("seeds_low_lr, seeds_high_lr, verdict", [
+    ((1.5, 2.5), (3.5, 4.5), "are apart"),  # means 2 and 4, the seeds 1 apart
+    ((1.0, 3.0), (2.5, 5.5), "overlap"),    # the same means, seed 1 at lr 0.001 above seed 0 at lr 0.01
+    ((1.0, 3.0), (3.0, 5.0), "overlap"),    # ranges that touch are not apart
+])
+def test_figure1_claims_say_whether_the_baselines_move_exceeds_its_seeds(seeds_low_lr, seeds_high_lr, verdict):
+    """The same means of the baseline (2 at lr 0.001, 4 at lr 0.01) say an effect only where its seeds' ranges are
+    apart: each cell's baseline seeds are set by hand, and the range the sentence gives is their min and max."""
+    runs = with_every_control(batch_lr_runs())
+    for lr, values in ((1e-3, seeds_low_lr), (1e-2, seeds_high_lr)):
+        for seed, value in enumerate(values):
+            runs.loc[runs.eval(f"control == 'baseline' and lr == {lr} and seed == {seed}"), "fisher_rao_norm"] = value
+    finding = across.figure1_claims(runs)
+    low, high = (f"{min(v):g}-{max(v):g}" for v in (seeds_low_lr, seeds_high_lr))
+    assert (f"batch 128: baseline Fisher-Rao norm 2 (seeds {low}) at lr 0.001, 4 (seeds {high}) at lr 0.01: the seeds' "
+            f"ranges {verdict}") in finding.sentence
+    assert list(finding.table["baseline lowest seed"]) == [min(seeds_low_lr), min(seeds_high_lr)]
 
 
 def test_figure1_claims_count_only_cells_with_the_seeds_asked_for():
@@ -141,7 +162,7 @@ def test_figure1_claims_count_only_cells_with_the_seeds_asked_for():
     assert finding.sentence.endswith("Not counted yet, fewer than 2 seeds of some control: batch 128, lr 0.001 (1 seed).")
     table = finding.table.set_index("cell")
     assert list(table["counted"]) == [False, True, True] and table.loc["batch 128, lr 0.001", "seeds"] == 1
-    assert "at the smallest lr" not in finding.sentence  # the lr's effect rests on the short cell: not claimed yet
+    assert "at lr 0.001" not in finding.sentence  # the lr's effect rests on the short cell: not claimed yet
     too_few = across.figure1_claims(runs.query("batch_size == 128"), seeds_needed=2)
     assert too_few.status == across.TOO_FEW and too_few.sentence.startswith("1 cell with 2 or more seeds")
 

@@ -200,15 +200,20 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
                    seeds_needed: int = 1) -> Finding:
     """Appendix G.1 on a batch x lr grid: in each cell, is aug_sam the best control by `quality`, and sharper than
     the baseline by `measure` (control means)? And do the learning rate and the batch size move absolute sharpness
-    (the baseline's mean at each lr per batch size, and at each batch size per lr)? Only cells with `seeds_needed`
-    runs of every control in CONTROLS count (a mean of one seed, or a cell missing a control, is not the paper's
+    (the baseline's mean at the smallest and largest lr per batch size, and batch size per lr, and whether its seeds'
+    ranges there are apart: a move inside the seeds' spread is no effect)? Only cells with `seeds_needed` runs at a
+    minimum of every control in CONTROLS count (a mean of one seed, or a cell missing a control, is not the paper's
     claim); the others stay in the table, marked and named. Status: NOT_RUN, TOO_FEW (fewer than two cells
     counted), 'holds in every cell' (both parts in every cell counted), 'holds in no cell' (neither part in any),
     'holds in part' (the rest: the sentence counts the cells of each part)."""
     name, label = prose.metric_name(measure), prose.metric_name(quality)
     if not len(runs) or not set(CELL) <= set(runs.columns):
         return Finding(NOT_RUN, "No batch x learning-rate sweep of ours yet.")
+    runs = usable_runs(runs)
     means = control_means(runs, [measure, quality], by=CELL)
+    # what each mean rests on: the fewest runs at a minimum of any control, one never run counting 0
+    seeds = minima_per_control(runs, CELL, seeds_needed).set_index(list(CELL))["fewest"]
+    baseline_seeds = runs[runs["control"] == "baseline"].groupby(list(CELL))[measure].agg(["min", "max"])
     higher = HIGHER_IS_BETTER.get(quality, True)
     rows = []
     for (batch, lr), block in means.groupby(list(CELL), sort=True):
@@ -219,9 +224,10 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
         rows.append({"cell": cell_label(batch, lr), "batch_size": batch, "lr": lr, "best control": best,
                      "aug_sam best": best == "aug_sam",
                      "aug_sam sharper than baseline": bool(block.loc["aug_sam", measure] > block.loc["baseline", measure]),
-                     "baseline sharpness": block.loc["baseline", measure], "controls": len(block),
-                     # the fewest seeds of any control, one never run counting 0: what each mean rests on
-                     "seeds": int(block["seeds"].reindex(list(CONTROLS), fill_value=0).min())})
+                     "baseline sharpness": block.loc["baseline", measure],
+                     "baseline lowest seed": baseline_seeds.loc[(batch, lr), "min"],
+                     "baseline highest seed": baseline_seeds.loc[(batch, lr), "max"],
+                     "controls": len(block), "seeds": int(seeds.loc[(batch, lr)])})
     table = pd.DataFrame(rows)
     if len(table):  # whether a cell counts, beside its name: in a table wider than the page it stays in view
         table.insert(1, "counted", table["seeds"] >= seeds_needed)
@@ -237,19 +243,36 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
     parts = counted[["aug_sam best", "aug_sam sharper than baseline"]]
     status = ("holds in every cell" if parts.all(axis=None) else "holds in no cell" if not parts.any(axis=None)
               else "holds in part")
-    moves = []  # the baseline's sharpness along each axis of the sweep, the other held fixed
-    for held, varied, unit in (("batch_size", "lr", "lr"), ("lr", "batch_size", "batch")):
-        for value, block in counted.groupby(held):
-            if block[varied].nunique() > 1:
-                ordered = block.sort_values(varied)["baseline sharpness"].to_numpy()
-                fixed = f"batch {int(value)}" if held == "batch_size" else f"lr {float(value):g}"
-                moves.append(f"{fixed}: baseline {name} {ordered[0]:.3g} at the smallest {unit}, {ordered[-1]:.3g} at the largest")
+    moves = [f"{fixed}: baseline {name} {_axis_move(block, varied, unit)}" for fixed, block, varied, unit in _sweep_axes(counted)]
     seeds = "; ".join(f"{cell}: {count}" for cell, count in zip(counted["cell"], counted["seeds"]))
     sentence = (f"aug_sam is the best control by {label} in {int(counted['aug_sam best'].sum())} of {len(counted)} cells and "
                 f"sharper than the baseline by {name} in {int(counted['aug_sam sharper than baseline'].sum())}"
                 + (f"; {'; '.join(moves)}" if moves else "") + f" (control means; seeds per cell, the fewest of any control: {seeds})."
                 + waiting)
     return Finding(status, sentence, table)
+
+
+def _sweep_axes(cells: pd.DataFrame):
+    """(label of the value held, its cells, the column varied, its unit) for each line of the sweep along which
+    more than one value of the other axis was counted: lr at a fixed batch size, batch size at a fixed lr."""
+    for held, varied, unit in (("batch_size", "lr", "lr"), ("lr", "batch_size", "batch")):
+        for value, block in cells.groupby(held):
+            if block[varied].nunique() > 1:
+                yield (f"batch {int(value)}" if held == "batch_size" else f"lr {float(value):g}"), block, varied, unit
+
+
+def _axis_move(block: pd.DataFrame, varied: str, unit: str) -> str:
+    """The baseline's mean sharpness, with its seeds' range, at the smallest and largest value of `varied`, and
+    whether those ranges are apart (the move exceeds the seeds' spread) or overlap."""
+    ends = block.sort_values(varied).iloc[[0, -1]]
+    low, high = ends.iloc[0], ends.iloc[-1]
+    apart = (low["baseline highest seed"] < high["baseline lowest seed"]
+             or high["baseline highest seed"] < low["baseline lowest seed"])
+    def at(cell):
+        value = f"{float(cell[varied]):g}" if varied == "lr" else f"{int(cell[varied])}"
+        return (f"{cell['baseline sharpness']:.3g} (seeds {cell['baseline lowest seed']:.3g}-"
+                f"{cell['baseline highest seed']:.3g}) at {unit} {value}")
+    return f"{at(low)}, {at(high)}: the seeds' ranges {'are apart' if apart else 'overlap'}"
 
 
 # --- reading committed grids (what the chapter and the ledger call) ----------------------------------------
