@@ -10,7 +10,7 @@ through the textbook DataLoader path for comparison.
                                               # batch 256, bf16 autocast, channels_last, GPU-resident data
     python bench/train_throughput.py --preset cpu-study   # the CPU study's network and settings on one core:
                                               # cnn_mlp, CIFAR-10 JPEG pack, batch 128, channels_last
-Anchors (DESIGN.md, one H100, ResNet-18 batch 256): textbook 18.0k img/s, GPU-resident 22-26k img/s.
+Anchors measured before this repo (one H100, ResNet-18 batch 256): textbook 18.0k img/s, GPU-resident 22-26k img/s.
 """
 
 from __future__ import annotations

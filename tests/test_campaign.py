@@ -186,7 +186,7 @@ def test_import_refuses_what_is_not_a_campaign_archive(tmp_path):
 
 
 def test_the_campaign_commands_import_nothing_the_gpu_machine_lacks():
-    """The GPU machine has torch, torchvision, torchmetrics, numpy, scipy, pandas, tqdm only (DESIGN.md)."""
+    """The GPU machine has torch, torchvision, torchmetrics, numpy, scipy, pandas, tqdm only (the device tool's H200)."""
     import subprocess
     import sys
 

@@ -236,7 +236,7 @@ def test_sam_sharpness_perturbs_bn_running_statistics():
 
 
 def test_sam_sharpness_is_the_papers_definition_draw_by_draw():
-    """One draw by hand from DESIGN.md's definition: N(0,1) * rho / sqrt(P) added to every floating state-dict
+    """One draw by hand from the paper's definition (the authors' public code): N(0,1) * rho / sqrt(P) added to every floating state-dict
     tensor (weights, biases, BN running mean and variance; not the integer batch counter), P counting
     parameters only, loss in eval mode, score |L(theta + delta) - L(theta)| / rho."""
     from torch.func import functional_call

@@ -6,7 +6,7 @@ from torch import nn
 
 from sharpness.training.models import ARCHS, build_model, classifier_layer, count_weight_layers, imagenet_weights_path
 
-# Linear/Conv/Embedding modules per arch: DESIGN.md gives ResNet-18 21, VGG-19 18, the paper's ViT 26.
+# Linear/Conv/Embedding modules per arch: the paper's code counts ResNet-18 21, VGG-19 18, the paper's ViT 26.
 # The three CPU families, counted by hand: resnet_small = stem + 2 convs x 3 blocks + 2 skip convs + classifier;
 # vgg_small = 6 convs + fc + classifier; vit_small = patch projection + 4 Linear x 3 blocks + classifier.
 LAYERS = {"resnet18": 21, "vgg19": 18, "vgg19_bn": 18, "vit": 26, "simple_cnn": 4, "cnn_mlp": 5,

@@ -41,7 +41,7 @@ METRICS = (
     "sam_sharpness",
     "relative_flatness",
     # ours beyond the paper's tables: relative flatness in the paper's convention, the exact
-    # Fisher-Rao norm and the Hessian extras (DESIGN.md)
+    # Fisher-Rao norm and the Hessian extras (the measures chapter defines each)
     "relative_flatness_paper",
     "fisher_rao_norm_exact",
     "hessian_top_eigenvalue",
