@@ -173,6 +173,20 @@ def test_grid_summary_round_trip_keeps_runs_and_provenance(runs, tmp_path):
         store.load_grid(tmp_path / "bad.json")
 
 
+def test_a_runs_history_keeps_the_learning_rate_of_each_epoch_beside_the_runs(tmp_path):
+    """A run at lr 0.1 whose schedule ran its three epochs at 0.1, 0.075 and 0.025: each row keeps the rate its epoch
+    ran at and carries the run's own lr and batch size as its coordinates."""
+    run_dir = write_run(tmp_path, "baseline", 0, {})
+    config = json.loads((run_dir / "config.json").read_text()) | {"lr": 0.1, "batch_size": 256}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    schedule = [0.1, 0.075, 0.025]
+    (run_dir / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": epoch, "lr": lr, "train_loss": 1.0 / epoch}) + "\n" for epoch, lr in enumerate(schedule, 1)))
+    history = store.run_history(run_dir)
+    assert history["epoch_lr"].tolist() == pytest.approx(schedule)
+    assert history["lr"].tolist() == [0.1] * 3 and history["batch_size"].tolist() == [256] * 3
+
+
 def test_differences_from_paper_names_claims_whose_majorities_differ():
     from sharpness.book import claims
 

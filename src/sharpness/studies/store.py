@@ -188,11 +188,12 @@ def runs_from_dirs(run_dirs) -> pd.DataFrame:
 
 def run_history(run_dir: Path) -> pd.DataFrame:
     """A run's per-epoch rows (metrics.jsonl) with its grid coordinates (batch size and learning rate too, which
-    tell apart the cells of a batch x lr sweep), for training curves."""
+    tell apart the cells of a batch x lr sweep), for training curves. The learning rate each epoch ran at (the
+    schedule's) is kept as `epoch_lr`, so the run's `lr` column does not overwrite it."""
     from ..core.runs import read_jsonl
 
     config = load_json(Path(run_dir) / "config.json")
-    history = pd.DataFrame(read_jsonl(Path(run_dir) / "metrics.jsonl"))
+    history = pd.DataFrame(read_jsonl(Path(run_dir) / "metrics.jsonl")).rename(columns={"lr": "epoch_lr"})
     for key in ("dataset", "arch", "control", "seed"):
         history[key] = config[key]
     for key in ("batch_size", "lr"):
