@@ -113,14 +113,15 @@ def test_figure1_claims_cell_by_cell():
     table = finding.table.set_index("cell")
     assert list(table["aug_sam best"]) == [False, True] and table["aug_sam sharper than baseline"].all()
     assert finding.status == "holds in part"
-    assert "1 of 2 cells" in finding.sentence
-    assert ("batch 128: baseline Fisher-Rao norm 2 (seeds 2-2) at lr 0.001, 4 (seeds 4-4) at lr 0.01: the seeds' ranges "
-            "are apart") in finding.sentence
+    assert "1 of 2 cells" in finding.sentence and "beyond its seeds' range at 1 of 1 batch size." in finding.sentence
+    assert ("At batch 128, the baseline's Fisher-Rao norm is 2 (seeds 2-2) at lr 0.001 and 4 (seeds 4-4) at lr 0.01: "
+            "the seeds' ranges are apart.") in finding.sentence
     across_batch = across.figure1_claims(with_every_control(batch_lr_runs()).assign(batch_size=lambda t: np.where(t["lr"] == 1e-3, 256, 128),
                                                                 lr=0.01))
-    assert "lr 0.01: baseline Fisher-Rao norm 4 (seeds 4-4) at batch 128, 2 (seeds 2-2) at batch 256" in across_batch.sentence
-    assert finding.sentence.endswith("(control means; seeds per cell, the fewest of any control: batch 128, lr 0.001: 2; "
-                                     "batch 128, lr 0.01: 2).")
+    assert "At lr 0.01, the baseline's Fisher-Rao norm is 4 (seeds 4-4) at batch 128 and 2 (seeds 2-2) at batch 256" in across_batch.sentence
+    assert "one learning rate counted, so its effect on sharpness is not judged yet." in across_batch.sentence
+    assert finding.sentence.endswith("Control means; seeds per cell, the fewest of any control: batch 128, lr 0.001: 2; "
+                                     "batch 128, lr 0.01: 2.")
     one_seed = across.figure1_claims(with_every_control(batch_lr_runs()).query("not (lr == 0.01 and seed == 1 and control == 'aug_sam')"))
     assert list(one_seed.table["seeds"]) == [2, 1]  # a cell's fewest seeds of any control
     assert across.figure1_claims(pd.DataFrame()).status == across.NOT_RUN
@@ -145,20 +146,40 @@ def test_figure1_claims_say_whether_the_baselines_move_exceeds_its_seeds(seeds_l
             runs.loc[runs.eval(f"control == 'baseline' and lr == {lr} and seed == {seed}"), "fisher_rao_norm"] = value
     finding = across.figure1_claims(runs)
     low, high = (f"{min(v):g}-{max(v):g}" for v in (seeds_low_lr, seeds_high_lr))
-    assert (f"batch 128: baseline Fisher-Rao norm 2 (seeds {low}) at lr 0.001, 4 (seeds {high}) at lr 0.01: the seeds' "
-            f"ranges {verdict}") in finding.sentence
+    assert (f"At batch 128, the baseline's Fisher-Rao norm is 2 (seeds {low}) at lr 0.001 and 4 (seeds {high}) at lr "
+            f"0.01: the seeds' ranges {verdict}.") in finding.sentence
     assert list(finding.table["baseline lowest seed"]) == [min(seeds_low_lr), min(seeds_high_lr)]
+
+
+@pytest.mark.parametrize("aug_sam_accuracy, aug_sam_times, lr_moves, status", [
+    (0.9, 3.0, True, "holds in every cell"),   # best and sharper in both cells, baseline 2 -> 4 beyond its seeds
+    (0.9, 3.0, False, "holds in part"),        # the same, but the baseline's FR is 2 at both lrs
+    (0.5, 0.5, False, "holds in no cell"),     # worse and flatter than the baseline in both cells, lr moves nothing
+    (0.5, 0.5, True, "holds in part"),         # ... but the lr moves the baseline's sharpness: one part holds
+])
+def test_figure1_claims_status_weighs_all_three_parts(aug_sam_accuracy, aug_sam_times, lr_moves, status):
+    """G.1's claim has three parts (aug_sam best, aug_sam sharper than the baseline, the lr moving the baseline's
+    sharpness beyond its seeds); the status holds in every cell only when all three do, in no cell when none does."""
+    runs = with_every_control(batch_lr_runs())
+    if not lr_moves:
+        runs.loc[runs.eval("control == 'baseline'"), "fisher_rao_norm"] = 2.0
+    aug_sam = runs.eval("control == 'aug_sam'")
+    runs.loc[aug_sam, "test_accuracy"] = aug_sam_accuracy
+    runs.loc[aug_sam, "fisher_rao_norm"] = 2.0 * aug_sam_times * np.where(runs.loc[aug_sam, "lr"] == 1e-3, 1, 2)
+    assert across.figure1_claims(runs).status == status
 
 
 def test_figure1_claims_count_only_cells_with_the_seeds_asked_for():
     """A third cell (batch 256, lr 0.01: aug_sam best, as at batch 128) and one seed of aug_sam gone from lr 0.001,
-    the only cell where aug_sam is not best: with two seeds asked for, the claim holds in every cell counted, and the
-    short cell is still in the table, marked and named."""
+    the only cell where aug_sam is not best: with two seeds asked for, aug_sam is best and sharper in every cell
+    counted, the lr's effect is not judged (one lr counted), and the short cell is still in the table, marked and
+    named."""
     runs = with_every_control(pd.concat([batch_lr_runs(), batch_lr_runs().query("lr == 0.01").assign(batch_size=256)]))
     runs = runs.query("not (lr == 0.001 and seed == 1 and control == 'aug_sam')")
     assert across.figure1_claims(runs).status == "holds in part"  # every cell counted
     finding = across.figure1_claims(runs, seeds_needed=2)
-    assert finding.status == "holds in every cell" and "in 2 of 2 cells" in finding.sentence
+    assert finding.status == "holds in part" and "in 2 of 2 cells and sharper than the baseline by Fisher-Rao norm in 2; "\
+        "one learning rate counted" in finding.sentence
     assert finding.sentence.endswith("Not counted yet, fewer than 2 seeds of some control: batch 128, lr 0.001 (1 seed).")
     table = finding.table.set_index("cell")
     assert list(table["counted"]) == [False, True, True] and table.loc["batch 128, lr 0.001", "seeds"] == 1

@@ -204,8 +204,9 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
     ranges there are apart: a move inside the seeds' spread is no effect)? Only cells with `seeds_needed` runs at a
     minimum of every control in CONTROLS count (a mean of one seed, or a cell missing a control, is not the paper's
     claim); the others stay in the table, marked and named. Status: NOT_RUN, TOO_FEW (fewer than two cells
-    counted), 'holds in every cell' (both parts in every cell counted), 'holds in no cell' (neither part in any),
-    'holds in part' (the rest: the sentence counts the cells of each part)."""
+    counted), 'holds in every cell' (aug_sam best and sharper in every cell counted, and the lr moving the baseline
+    beyond its seeds at every batch size with two lrs counted, of which there is one or more), 'holds in no cell'
+    (none of the three anywhere), 'holds in part' (the rest: the sentence counts each part)."""
     name, label = prose.metric_name(measure), prose.metric_name(quality)
     if not len(runs) or not set(CELL) <= set(runs.columns):
         return Finding(NOT_RUN, "No batch x learning-rate sweep of ours yet.")
@@ -241,14 +242,19 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
                                 f"every control, aug_sam and the baseline among them; the sweep needs two or more."
                                 + waiting, table)
     parts = counted[["aug_sam best", "aug_sam sharper than baseline"]]
-    status = ("holds in every cell" if parts.all(axis=None) else "holds in no cell" if not parts.any(axis=None)
-              else "holds in part")
-    moves = [f"{fixed}: baseline {name} {_axis_move(block, varied, unit)}" for fixed, block, varied, unit in _sweep_axes(counted)]
+    axes = list(_sweep_axes(counted))
+    lr_moves = [_axis_ends(block, varied)[2] for _, block, varied, _ in axes if varied == "lr"]
+    status = ("holds in every cell" if parts.all(axis=None) and lr_moves and all(lr_moves)
+              else "holds in no cell" if not parts.any(axis=None) and not any(lr_moves) else "holds in part")
+    lr_part = (f"; the learning rate moves the baseline's {name} beyond its seeds' range at {sum(lr_moves)} of "
+               f"{len(lr_moves)} batch size{'s' * (len(lr_moves) != 1)}" if lr_moves
+               else "; one learning rate counted, so its effect on sharpness is not judged yet")
+    moves = "".join(f" At {fixed}, the baseline's {name} is {_axis_move(block, varied, unit)}." for fixed, block, varied, unit in axes)
     seeds = "; ".join(f"{cell}: {count}" for cell, count in zip(counted["cell"], counted["seeds"]))
     sentence = (f"aug_sam is the best control by {label} in {int(counted['aug_sam best'].sum())} of {len(counted)} cells and "
-                f"sharper than the baseline by {name} in {int(counted['aug_sam sharper than baseline'].sum())}"
-                + (f"; {'; '.join(moves)}" if moves else "") + f" (control means; seeds per cell, the fewest of any control: {seeds})."
-                + waiting)
+                f"sharper than the baseline by {name} in {int(counted['aug_sam sharper than baseline'].sum())}" + lr_part
+                + "." + moves
+                + f" Control means; seeds per cell, the fewest of any control: {seeds}." + waiting)
     return Finding(status, sentence, table)
 
 
@@ -261,18 +267,25 @@ def _sweep_axes(cells: pd.DataFrame):
                 yield (f"batch {int(value)}" if held == "batch_size" else f"lr {float(value):g}"), block, varied, unit
 
 
-def _axis_move(block: pd.DataFrame, varied: str, unit: str) -> str:
-    """The baseline's mean sharpness, with its seeds' range, at the smallest and largest value of `varied`, and
-    whether those ranges are apart (the move exceeds the seeds' spread) or overlap."""
+def _axis_ends(block: pd.DataFrame, varied: str) -> tuple[pd.Series, pd.Series, bool]:
+    """The cells at the smallest and largest value of `varied`, and whether the baseline's seeds' ranges there are
+    apart (its move exceeds the seeds' spread)."""
     ends = block.sort_values(varied).iloc[[0, -1]]
     low, high = ends.iloc[0], ends.iloc[-1]
-    apart = (low["baseline highest seed"] < high["baseline lowest seed"]
-             or high["baseline highest seed"] < low["baseline lowest seed"])
+    return low, high, bool(low["baseline highest seed"] < high["baseline lowest seed"]
+                           or high["baseline highest seed"] < low["baseline lowest seed"])
+
+
+def _axis_move(block: pd.DataFrame, varied: str, unit: str) -> str:
+    """The baseline's mean sharpness, with its seeds' range, at the smallest and largest value of `varied`, and
+    whether those ranges are apart or overlap."""
+    low, high, apart = _axis_ends(block, varied)
+
     def at(cell):
         value = f"{float(cell[varied]):g}" if varied == "lr" else f"{int(cell[varied])}"
         return (f"{cell['baseline sharpness']:.3g} (seeds {cell['baseline lowest seed']:.3g}-"
                 f"{cell['baseline highest seed']:.3g}) at {unit} {value}")
-    return f"{at(low)}, {at(high)}: the seeds' ranges {'are apart' if apart else 'overlap'}"
+    return f"{at(low)} and {at(high)}: the seeds' ranges {'are apart' if apart else 'overlap'}"
 
 
 # --- reading committed grids (what the chapter and the ledger call) ----------------------------------------
