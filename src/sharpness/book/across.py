@@ -204,9 +204,9 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
     ranges there are apart: a move inside the seeds' spread is no effect)? Only cells with `seeds_needed` runs at a
     minimum of every control in CONTROLS count (a mean of one seed, or a cell missing a control, is not the paper's
     claim); the others stay in the table, marked and named. Status: NOT_RUN, TOO_FEW (fewer than two cells
-    counted), 'holds in every cell' (aug_sam best and sharper in every cell counted, and the lr moving the baseline
-    beyond its seeds at every batch size with two lrs counted, of which there is one or more), 'holds in no cell'
-    (none of the three anywhere), 'holds in part' (the rest: the sentence counts each part)."""
+    counted), 'holds in every cell' (aug_sam best and sharper in every cell counted, and the lr moving the baseline's
+    sharpness beyond its seeds' range at every batch size with two lrs counted, of which there must be one), 'holds
+    in no cell' (none of the three anywhere), 'holds in part' (the rest: the sentence counts each part)."""
     name, label = prose.metric_name(measure), prose.metric_name(quality)
     if not len(runs) or not set(CELL) <= set(runs.columns):
         return Finding(NOT_RUN, "No batch x learning-rate sweep of ours yet.")

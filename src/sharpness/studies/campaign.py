@@ -1,7 +1,7 @@
 """The GPU campaign: the paper-scale study on one bare GPU machine, within one lease.
 
-The target machine (the H200 the device tool lends) has torch, torchvision, torchmetrics, numpy, scipy, pandas and tqdm and
-nothing else. A lease is 15 minutes of device time in all (start, idle waits and the close count), one
+The target machine (the H200 the device tool lends) has torch, torchvision, torchmetrics, numpy, scipy, pandas
+and tqdm and nothing else. A lease is 15 minutes of device time in all (start, idle waits and the close count), one
 command runs at most 10 minutes and every lease is a fresh, bare machine: about one command of 9
 minutes, and a run unfinished at its end is lost. Two modes:
 
