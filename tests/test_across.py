@@ -130,6 +130,12 @@ def test_figure1_claims_cell_by_cell():
     no_wd = across.figure1_claims(with_every_control(batch_lr_runs()).query("not (lr == 0.001 and control == 'wd')"))
     assert list(no_wd.table["seeds"]) == [0, 2] and no_wd.status == across.TOO_FEW
     assert no_wd.sentence.endswith("fewer than 1 seed of some control: batch 128, lr 0.001 (0 seeds).")
+    # A cell whose first runs are aug and aug_sam only (a pilot's): listed, not compared, named as not counted.
+    pilot_only = with_every_control(batch_lr_runs()).query("lr == 0.01 or control in ('aug', 'aug_sam')")
+    short = across.figure1_claims(pilot_only.assign(batch_size=np.where(pilot_only["lr"] == 1e-3, 256, 128)))
+    row = short.table.set_index("cell").loc["batch 256, lr 0.001"]
+    assert not row["counted"] and row["seeds"] == 0 and pd.isna(row["best control"]) and np.isnan(row["baseline sharpness"])
+    assert short.status == across.TOO_FEW and short.sentence.endswith("batch 256, lr 0.001 (0 seeds).")
 
 
 @pytest.mark.parametrize("seeds_low_lr, seeds_high_lr, verdict", [

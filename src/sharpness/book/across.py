@@ -219,15 +219,16 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
     rows = []
     for (batch, lr), block in means.groupby(list(CELL), sort=True):
         block = block.set_index("control")
-        if not {"aug_sam", "baseline"} <= set(block.index):
-            continue
-        best = block[quality].idxmax() if higher else block[quality].idxmin()
+        # a cell without aug_sam or the baseline rests on 0 seeds of it: listed and named as not counted, not compared
+        pair = {"aug_sam", "baseline"} <= set(block.index)
+        best = (block[quality].idxmax() if higher else block[quality].idxmin()) if pair else None
+        spread = baseline_seeds.reindex([(batch, lr)]).iloc[0]
         rows.append({"cell": cell_label(batch, lr), "batch_size": batch, "lr": lr, "best control": best,
-                     "aug_sam best": best == "aug_sam",
-                     "aug_sam sharper than baseline": bool(block.loc["aug_sam", measure] > block.loc["baseline", measure]),
-                     "baseline sharpness": block.loc["baseline", measure],
-                     "baseline lowest seed": baseline_seeds.loc[(batch, lr), "min"],
-                     "baseline highest seed": baseline_seeds.loc[(batch, lr), "max"],
+                     "aug_sam best": best == "aug_sam" if pair else None,
+                     "aug_sam sharper than baseline": bool(block.loc["aug_sam", measure] > block.loc["baseline", measure])
+                     if pair else None,
+                     "baseline sharpness": block[measure].get("baseline", np.nan),
+                     "baseline lowest seed": spread["min"], "baseline highest seed": spread["max"],
                      "controls": len(block), "seeds": int(seeds.loc[(batch, lr)])})
     table = pd.DataFrame(rows)
     if len(table):  # whether a cell counts, beside its name: in a table wider than the page it stays in view
@@ -241,7 +242,7 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
         return Finding(TOO_FEW, f"{len(counted)} cell{'s' * (len(counted) != 1)} with {seeds_needed} or more seeds of "
                                 f"every control, aug_sam and the baseline among them; the sweep needs two or more."
                                 + waiting, table)
-    parts = counted[["aug_sam best", "aug_sam sharper than baseline"]]
+    parts = counted[["aug_sam best", "aug_sam sharper than baseline"]].astype(bool)
     axes = list(_sweep_axes(counted))
     lr_moves = [_axis_ends(block, varied)[2] for _, block, varied, _ in axes if varied == "lr"]
     status = ("holds in every cell" if parts.all(axis=None) and lr_moves and all(lr_moves)
