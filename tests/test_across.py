@@ -113,12 +113,15 @@ def test_figure1_claims_cell_by_cell():
     table = finding.table.set_index("cell")
     assert list(table["aug_sam best"]) == [False, True] and table["aug_sam sharper than baseline"].all()
     assert finding.status == "holds in part"
-    assert "1 of 2 cells" in finding.sentence and "beyond its seeds' range at 1 of 1 batch size." in finding.sentence
-    assert ("At batch 128, the baseline's Fisher-Rao norm is 2 (seeds 2-2) at lr 0.001 and 4 (seeds 4-4) at lr 0.01: "
-            "the seeds' ranges are apart.") in finding.sentence
+    assert "1 of 2 cells" in finding.sentence
+    assert "moves every control's Fisher-Rao norm beyond its seeds' range at 1 of 1 batch size." in finding.sentence
+    assert ("At batch 128, from lr 0.001 to lr 0.01 the Fisher-Rao norm moves beyond its seeds' range for 6 of 6 "
+            "controls: baseline (2 to 4), baseline_sam (2 to 4), aug (2 to 4), aug_sam (6 to 12), wd (2 to 4), "
+            "wd_sam (2 to 4).") in finding.sentence
     across_batch = across.figure1_claims(with_every_control(batch_lr_runs()).assign(batch_size=lambda t: np.where(t["lr"] == 1e-3, 256, 128),
                                                                 lr=0.01))
-    assert "At lr 0.01, the baseline's Fisher-Rao norm is 4 (seeds 4-4) at batch 128 and 2 (seeds 2-2) at batch 256" in across_batch.sentence
+    assert ("At lr 0.01, from batch 128 to batch 256 the Fisher-Rao norm moves beyond its seeds' range for 6 of 6 "
+            "controls: baseline (4 to 2),") in across_batch.sentence
     assert "one learning rate counted, so its effect on sharpness is not judged yet." in across_batch.sentence
     assert finding.sentence.endswith("Control means; seeds per cell, the fewest of any control: batch 128, lr 0.001: 2; "
                                      "batch 128, lr 0.01: 2.")
@@ -138,40 +141,43 @@ def test_figure1_claims_cell_by_cell():
     assert short.status == across.TOO_FEW and short.sentence.endswith("batch 256, lr 0.001 (0 seeds).")
 
 
-@pytest.mark.parametrize("seeds_low_lr, seeds_high_lr, verdict", [
-    ((1.5, 2.5), (3.5, 4.5), "are apart"),  # means 2 and 4, the seeds 1 apart
-    ((1.0, 3.0), (2.5, 5.5), "overlap"),    # the same means, seed 1 at lr 0.001 above seed 0 at lr 0.01
-    ((1.0, 3.0), (3.0, 5.0), "overlap"),    # ranges that touch are not apart
+@pytest.mark.parametrize("seeds_low_lr, seeds_high_lr, apart", [
+    ((1.5, 2.5), (3.5, 4.5), True),   # means 2 and 4, the seeds 1 apart
+    ((1.0, 3.0), (2.5, 5.5), False),  # the same means, seed 1 at lr 0.001 above seed 0 at lr 0.01
+    ((1.0, 3.0), (3.0, 5.0), False),  # ranges that touch are not apart
 ])
-def test_figure1_claims_say_whether_the_baselines_move_exceeds_its_seeds(seeds_low_lr, seeds_high_lr, verdict):
+def test_figure1_claims_say_whether_the_baselines_move_exceeds_its_seeds(seeds_low_lr, seeds_high_lr, apart):
     """The same means of the baseline (2 at lr 0.001, 4 at lr 0.01) say an effect only where its seeds' ranges are
-    apart: each cell's baseline seeds are set by hand, and the range the sentence gives is their min and max."""
+    apart: each cell's baseline seeds are set by hand (the other controls' seeds agree, 2 then 4, so they move), and
+    the range the sentence gives is their min and max."""
     runs = with_every_control(batch_lr_runs())
     for lr, values in ((1e-3, seeds_low_lr), (1e-2, seeds_high_lr)):
         for seed, value in enumerate(values):
             runs.loc[runs.eval(f"control == 'baseline' and lr == {lr} and seed == {seed}"), "fisher_rao_norm"] = value
     finding = across.figure1_claims(runs)
     low, high = (f"{min(v):g}-{max(v):g}" for v in (seeds_low_lr, seeds_high_lr))
-    assert (f"At batch 128, the baseline's Fisher-Rao norm is 2 (seeds {low}) at lr 0.001 and 4 (seeds {high}) at lr "
-            f"0.01: the seeds' ranges {verdict}.") in finding.sentence
+    moved = "6 of 6 controls: baseline (2 to 4), baseline_sam" if apart else "5 of 6 controls: baseline_sam"
+    assert f"from lr 0.001 to lr 0.01 the Fisher-Rao norm moves beyond its seeds' range for {moved}" in finding.sentence
+    assert (f"; not the baseline's (2, seeds {low}, to 4, seeds {high})." in finding.sentence) == (not apart)
+    assert finding.status == "holds in part"  # aug_sam is best in one cell of two, whether or not the lr moves
     assert list(finding.table["baseline lowest seed"]) == [min(seeds_low_lr), min(seeds_high_lr)]
 
 
 @pytest.mark.parametrize("aug_sam_accuracy, aug_sam_times, lr_moves, status", [
-    (0.9, 3.0, True, "holds in every cell"),   # best and sharper in both cells, baseline 2 -> 4 beyond its seeds
-    (0.9, 3.0, False, "holds in part"),        # the same, but the baseline's FR is 2 at both lrs
+    (0.9, 3.0, True, "holds in every cell"),   # best and sharper in both cells, every control's FR doubles with lr
+    (0.9, 3.0, False, "holds in part"),        # the same, but no control's FR changes with the lr
     (0.5, 0.5, False, "holds in no cell"),     # worse and flatter than the baseline in both cells, lr moves nothing
-    (0.5, 0.5, True, "holds in part"),         # ... but the lr moves the baseline's sharpness: one part holds
+    (0.5, 0.5, True, "holds in part"),         # ... but the lr moves every control's sharpness: one part holds
+    (0.9, 3.0, "all but wd", "holds in part"),  # one control the lr does not move: the third part fails
 ])
 def test_figure1_claims_status_weighs_all_three_parts(aug_sam_accuracy, aug_sam_times, lr_moves, status):
-    """G.1's claim has three parts (aug_sam best, aug_sam sharper than the baseline, the lr moving the baseline's
+    """G.1's claim has three parts (aug_sam best, aug_sam sharper than the baseline, the lr moving every control's
     sharpness beyond its seeds); the status holds in every cell only when all three do, in no cell when none does."""
     runs = with_every_control(batch_lr_runs())
-    if not lr_moves:
-        runs.loc[runs.eval("control == 'baseline'"), "fisher_rao_norm"] = 2.0
-    aug_sam = runs.eval("control == 'aug_sam'")
+    doubles = runs["lr"].eq(1e-2) & (runs["control"].ne("wd") if lr_moves == "all but wd" else bool(lr_moves))
+    aug_sam = runs["control"].eq("aug_sam")
+    runs["fisher_rao_norm"] = 2.0 * np.where(doubles, 2.0, 1.0) * np.where(aug_sam, aug_sam_times, 1.0)
     runs.loc[aug_sam, "test_accuracy"] = aug_sam_accuracy
-    runs.loc[aug_sam, "fisher_rao_norm"] = 2.0 * aug_sam_times * np.where(runs.loc[aug_sam, "lr"] == 1e-3, 1, 2)
     assert across.figure1_claims(runs).status == status
 
 

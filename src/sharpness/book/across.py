@@ -199,14 +199,14 @@ def cell_label(batch_size, lr) -> str:
 def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality: str = "test_accuracy",
                    seeds_needed: int = 1) -> Finding:
     """Appendix G.1 on a batch x lr grid: in each cell, is aug_sam the best control by `quality`, and sharper than
-    the baseline by `measure` (control means)? And do the learning rate and the batch size move absolute sharpness
-    (the baseline's mean at the smallest and largest lr per batch size, and batch size per lr, and whether its seeds'
-    ranges there are apart: a move inside the seeds' spread is no effect)? Only cells with `seeds_needed` runs at a
-    minimum of every control in CONTROLS count (a mean of one seed, or a cell missing a control, is not the paper's
-    claim); the others stay in the table, marked and named. Status: NOT_RUN, TOO_FEW (fewer than two cells
-    counted), 'holds in every cell' (aug_sam best and sharper in every cell counted, and the lr moving the baseline's
-    sharpness beyond its seeds' range at every batch size with two lrs counted, of which there must be one), 'holds
-    in no cell' (none of the three anywhere), 'holds in part' (the rest: the sentence counts each part)."""
+    the baseline by `measure` (control means)? And does the learning rate move every control's absolute sharpness
+    (from the smallest to the largest lr at each batch size, beyond the control's seeds' range: a move inside the
+    seeds' spread is no effect)? The batch size's move at each lr is reported the same way. Only cells with
+    `seeds_needed` runs at a minimum of every control in CONTROLS count (a mean of one seed, or a cell missing a
+    control, is not the paper's claim); the others stay in the table, marked and named. Status: NOT_RUN, TOO_FEW
+    (fewer than two cells counted), 'holds in every cell' (aug_sam best and sharper in every cell counted, and the
+    lr moving every control at every batch size with two lrs counted, of which there must be one), 'holds in no
+    cell' (none of the three anywhere), 'holds in part' (the rest: the sentence counts each part)."""
     name, label = prose.metric_name(measure), prose.metric_name(quality)
     if not len(runs) or not set(CELL) <= set(runs.columns):
         return Finding(NOT_RUN, "No batch x learning-rate sweep of ours yet.")
@@ -214,7 +214,7 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
     means = control_means(runs, [measure, quality], by=CELL)
     # what each mean rests on: the fewest runs at a minimum of any control, one never run counting 0
     seeds = minima_per_control(runs, CELL, seeds_needed).set_index(list(CELL))["fewest"]
-    baseline_seeds = runs[runs["control"] == "baseline"].groupby(list(CELL))[measure].agg(["min", "max"])
+    spread = runs.groupby([*CELL, "control"])[measure].agg(["min", "mean", "max"])  # each control's seeds per cell
     higher = HIGHER_IS_BETTER.get(quality, True)
     rows = []
     for (batch, lr), block in means.groupby(list(CELL), sort=True):
@@ -222,14 +222,13 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
         # a cell without aug_sam or the baseline rests on 0 seeds of it: listed and named as not counted, not compared
         pair = {"aug_sam", "baseline"} <= set(block.index)
         best = (block[quality].idxmax() if higher else block[quality].idxmin()) if pair else None
-        spread = baseline_seeds.reindex([(batch, lr)]).iloc[0]
+        baseline = spread.reindex([(batch, lr, "baseline")]).iloc[0]
         rows.append({"cell": cell_label(batch, lr), "batch_size": batch, "lr": lr, "best control": best,
                      "aug_sam best": best == "aug_sam" if pair else None,
                      "aug_sam sharper than baseline": bool(block.loc["aug_sam", measure] > block.loc["baseline", measure])
                      if pair else None,
-                     "baseline sharpness": block[measure].get("baseline", np.nan),
-                     "baseline lowest seed": spread["min"], "baseline highest seed": spread["max"],
-                     "controls": len(block), "seeds": int(seeds.loc[(batch, lr)])})
+                     "baseline sharpness": baseline["mean"], "baseline lowest seed": baseline["min"],
+                     "baseline highest seed": baseline["max"], "controls": len(block), "seeds": int(seeds.loc[(batch, lr)])})
     table = pd.DataFrame(rows)
     if len(table):  # whether a cell counts, beside its name: in a table wider than the page it stays in view
         table.insert(1, "counted", table["seeds"] >= seeds_needed)
@@ -243,50 +242,73 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
                                 f"every control, aug_sam and the baseline among them; the sweep needs two or more."
                                 + waiting, table)
     parts = counted[["aug_sam best", "aug_sam sharper than baseline"]].astype(bool)
-    axes = list(_sweep_axes(counted))
-    lr_moves = [_axis_ends(block, varied)[2] for _, block, varied, _ in axes if varied == "lr"]
+    axes = [AxisMove.of(spread, fixed, block, varied) for fixed, block, varied in _sweep_axes(counted)]
+    lr_moves = [axis.every_control_moved for axis in axes if axis.varied == "lr"]
     status = ("holds in every cell" if parts.all(axis=None) and lr_moves and all(lr_moves)
               else "holds in no cell" if not parts.any(axis=None) and not any(lr_moves) else "holds in part")
-    lr_part = (f"; the learning rate moves the baseline's {name} beyond its seeds' range at {sum(lr_moves)} of "
+    lr_part = (f"; the learning rate moves every control's {name} beyond its seeds' range at {sum(lr_moves)} of "
                f"{len(lr_moves)} batch size{'s' * (len(lr_moves) != 1)}" if lr_moves
                else "; one learning rate counted, so its effect on sharpness is not judged yet")
-    moves = "".join(f" At {fixed}, the baseline's {name} is {_axis_move(block, varied, unit)}." for fixed, block, varied, unit in axes)
     seeds = "; ".join(f"{cell}: {count}" for cell, count in zip(counted["cell"], counted["seeds"]))
     sentence = (f"aug_sam is the best control by {label} in {int(counted['aug_sam best'].sum())} of {len(counted)} cells and "
                 f"sharper than the baseline by {name} in {int(counted['aug_sam sharper than baseline'].sum())}" + lr_part
-                + "." + moves
+                + "." + "".join(f" {axis.sentence(name)}" for axis in axes)
                 + f" Control means; seeds per cell, the fewest of any control: {seeds}." + waiting)
     return Finding(status, sentence, table)
 
 
 def _sweep_axes(cells: pd.DataFrame):
-    """(label of the value held, its cells, the column varied, its unit) for each line of the sweep along which
-    more than one value of the other axis was counted: lr at a fixed batch size, batch size at a fixed lr."""
-    for held, varied, unit in (("batch_size", "lr", "lr"), ("lr", "batch_size", "batch")):
+    """(label of the value held, its cells, the column varied) for each line of the sweep along which more than one
+    value of the other axis was counted: lr at a fixed batch size, batch size at a fixed lr."""
+    for held, varied in (("batch_size", "lr"), ("lr", "batch_size")):
         for value, block in cells.groupby(held):
             if block[varied].nunique() > 1:
-                yield (f"batch {int(value)}" if held == "batch_size" else f"lr {float(value):g}"), block, varied, unit
+                yield (f"batch {int(value)}" if held == "batch_size" else f"lr {float(value):g}"), block, varied
 
 
-def _axis_ends(block: pd.DataFrame, varied: str) -> tuple[pd.Series, pd.Series, bool]:
-    """The cells at the smallest and largest value of `varied`, and whether the baseline's seeds' ranges there are
-    apart (its move exceeds the seeds' spread)."""
-    ends = block.sort_values(varied).iloc[[0, -1]]
-    low, high = ends.iloc[0], ends.iloc[-1]
-    return low, high, bool(low["baseline highest seed"] < high["baseline lowest seed"]
-                           or high["baseline highest seed"] < low["baseline lowest seed"])
+@dataclass
+class AxisMove:
+    """Along one line of the sweep (`fixed` held, `varied` from its smallest to its largest value counted): each
+    control's mean sharpness at both ends and whether its seeds' ranges there are apart (the move exceeds the
+    seeds' spread)."""
 
+    fixed: str
+    varied: str
+    ends: tuple[str, str]  # 'lr 0.001', 'lr 0.01'
+    means: dict[str, tuple[float, float]]
+    ranges: dict[str, tuple[tuple[float, float], tuple[float, float]]]
+    moved: dict[str, bool]
 
-def _axis_move(block: pd.DataFrame, varied: str, unit: str) -> str:
-    """The baseline's mean sharpness, with its seeds' range, at the smallest and largest value of `varied`, and
-    whether those ranges are apart or overlap."""
-    low, high, apart = _axis_ends(block, varied)
+    @classmethod
+    def of(cls, spread: pd.DataFrame, fixed: str, block: pd.DataFrame, varied: str) -> "AxisMove":
+        low, high = (row for _, row in block.sort_values(varied).iloc[[0, -1]].iterrows())
+        unit = "lr" if varied == "lr" else "batch"
+        ends = tuple(f"{unit} {float(row[varied]):g}" if varied == "lr" else f"{unit} {int(row[varied])}" for row in (low, high))
+        means, ranges, moved = {}, {}, {}
+        for control in CONTROLS:
+            at = [spread.reindex([(row["batch_size"], row["lr"], control)]).iloc[0] for row in (low, high)]
+            if any(pd.isna(end["mean"]) for end in at):
+                continue
+            means[control] = (at[0]["mean"], at[1]["mean"])
+            ranges[control] = ((at[0]["min"], at[0]["max"]), (at[1]["min"], at[1]["max"]))
+            moved[control] = bool(at[0]["max"] < at[1]["min"] or at[1]["max"] < at[0]["min"])
+        return cls(fixed, varied, ends, means, ranges, moved)
 
-    def at(cell):
-        value = f"{float(cell[varied]):g}" if varied == "lr" else f"{int(cell[varied])}"
-        return (f"{cell['baseline sharpness']:.3g} (seeds {cell['baseline lowest seed']:.3g}-"
-                f"{cell['baseline highest seed']:.3g}) at {unit} {value}")
-    return f"{at(low)} and {at(high)}: the seeds' ranges {'are apart' if apart else 'overlap'}"
+    @property
+    def every_control_moved(self) -> bool:
+        return bool(self.moved) and all(self.moved.values())
+
+    def sentence(self, name: str) -> str:
+        """'At batch 128, from lr 0.001 to lr 0.01 the Fisher-Rao norm moves beyond its seeds' range for 2 of 6
+        controls: aug (0.738 to 1.73), ...; not the baseline's (0.123, seeds 0.121-0.125, to 0.119, seeds ...).'"""
+        moved = [c for c, m in self.moved.items() if m]
+        listed = ", ".join(f"{c} ({self.means[c][0]:.3g} to {self.means[c][1]:.3g})" for c in moved)
+        text = (f"At {self.fixed}, from {self.ends[0]} to {self.ends[1]} the {name} moves beyond its seeds' range for "
+                f"{len(moved)} of {len(self.moved)} controls" + (f": {listed}" if moved else ""))
+        if "baseline" in self.moved and not self.moved["baseline"]:
+            (low, high), ((a, b), (c, d)) = self.means["baseline"], self.ranges["baseline"]
+            text += f"; not the baseline's ({low:.3g}, seeds {a:.3g}-{b:.3g}, to {high:.3g}, seeds {c:.3g}-{d:.3g})"
+        return text + "."
 
 
 # --- reading committed grids (what the chapter and the ledger call) ----------------------------------------

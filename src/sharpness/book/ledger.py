@@ -722,7 +722,7 @@ def status_rules() -> str:
         "no Goldilocks zone reproduced where some family has a worse control inside the band of the best controls' "
         "sharpness, contradicted where none has; not comparable reproduced where some pair of families has disjoint "
         "ranges; Appendix G.1 reproduced where aug + SAM is best and sharper than the baseline in every cell and the "
-        "learning rate moves the baseline's sharpness beyond its seeds' range at every batch size, contradicted where "
+        "learning rate moves every control's sharpness beyond its seeds' range at every batch size, contradicted where "
         "none of the three holds anywhere, partly otherwise; Figure 1 reproduced at a reduced scale where "
         f"every cell of the sweep has {MINIMA_PER_CONTROL['batch-lr']} runs at a minimum of every control (a run that "
         "missed is left out, and the chapter names it), not reproduced where no run reached one, partly otherwise. "
