@@ -163,6 +163,20 @@ def test_figure1_claims_say_whether_the_baselines_move_exceeds_its_seeds(seeds_l
     assert list(finding.table["baseline lowest seed"]) == [min(seeds_low_lr), min(seeds_high_lr)]
 
 
+def test_sharpness_per_cell_gives_each_controls_mean_and_seed_range_by_hand():
+    """Baseline seeds 1.5 and 2.5 at lr 0.001 (mean 2), 3.5 and 4.5 at lr 0.01 (mean 4); aug_sam three times the
+    batch_lr_runs baseline; a run away from a minimum (FR 100) is left out."""
+    runs = batch_lr_runs()
+    runs.loc[runs.eval("control == 'baseline'"), "fisher_rao_norm"] = [1.5, 2.5, 3.5, 4.5]
+    away = runs.iloc[[0]].assign(seed=2, fisher_rao_norm=100.0, at_minimum=False)
+    table = across.sharpness_per_cell(pd.concat([runs.assign(at_minimum=True), away]), "fisher_rao_norm")
+    assert table.columns.tolist() == ["control", "batch 128, lr 0.001", "batch 128, lr 0.01"]
+    assert table.set_index("control").to_dict("index") == {
+        "baseline": {"batch 128, lr 0.001": "2 (1.5-2.5)", "batch 128, lr 0.01": "4 (3.5-4.5)"},
+        "aug_sam": {"batch 128, lr 0.001": "6 (6-6)", "batch 128, lr 0.01": "12 (12-12)"}}
+    assert across.sharpness_per_cell(pd.DataFrame()).empty
+
+
 @pytest.mark.parametrize("aug_sam_accuracy, aug_sam_times, lr_moves, status", [
     (0.9, 3.0, True, "holds in every cell"),   # best and sharper in both cells, every control's FR doubles with lr
     (0.9, 3.0, False, "holds in part"),        # the same, but no control's FR changes with the lr

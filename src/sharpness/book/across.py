@@ -214,7 +214,7 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
     means = control_means(runs, [measure, quality], by=CELL)
     # what each mean rests on: the fewest runs at a minimum of any control, one never run counting 0
     seeds = minima_per_control(runs, CELL, seeds_needed).set_index(list(CELL))["fewest"]
-    spread = runs.groupby([*CELL, "control"])[measure].agg(["min", "mean", "max"])  # each control's seeds per cell
+    spread = seed_spread(runs, measure)
     higher = HIGHER_IS_BETTER.get(quality, True)
     rows = []
     for (batch, lr), block in means.groupby(list(CELL), sort=True):
@@ -255,6 +255,25 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
                 + "." + "".join(f" {axis.sentence(name)}" for axis in axes)
                 + f" Control means; seeds per cell, the fewest of any control: {seeds}." + waiting)
     return Finding(status, sentence, table)
+
+
+def seed_spread(runs: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Each control's `measure` over its seeds in each cell: min, mean and max, indexed by (batch_size, lr, control)."""
+    return runs.groupby([*CELL, "control"])[measure].agg(["min", "mean", "max"])
+
+
+def sharpness_per_cell(runs: pd.DataFrame, measure: str = "fisher_rao_norm") -> pd.DataFrame:
+    """One row per control, one column per cell: 'mean (lowest-highest seed)' of `measure` over the runs at a
+    minimum, the figures G.1's moves along the learning rate and the batch size are read from."""
+    runs = usable_runs(runs)
+    if not len(runs) or not set(CELL) <= set(runs.columns):
+        return pd.DataFrame()
+    spread = seed_spread(runs, measure)
+    text = pd.Series([f"{mean:.3g} ({low:.3g}-{high:.3g})" for low, mean, high in spread.to_numpy()], index=spread.index)
+    table = text.unstack(list(CELL))
+    table = table.reindex([control for control in CONTROLS if control in table.index])
+    table.columns = [cell_label(batch, lr) for batch, lr in table.columns]
+    return table.rename_axis("control").reset_index()
 
 
 def _sweep_axes(cells: pd.DataFrame):
