@@ -301,8 +301,7 @@ class AxisMove:
     @classmethod
     def of(cls, spread: pd.DataFrame, fixed: str, block: pd.DataFrame, varied: str) -> "AxisMove":
         low, high = (row for _, row in block.sort_values(varied).iloc[[0, -1]].iterrows())
-        unit = "lr" if varied == "lr" else "batch"
-        ends = tuple(f"{unit} {float(row[varied]):g}" if varied == "lr" else f"{unit} {int(row[varied])}" for row in (low, high))
+        ends = tuple(f"lr {float(row['lr']):g}" if varied == "lr" else f"batch {int(row['batch_size'])}" for row in (low, high))
         means, ranges, moved = {}, {}, {}
         for control in CONTROLS:
             at = [spread.reindex([(row["batch_size"], row["lr"], control)]).iloc[0] for row in (low, high)]
