@@ -170,6 +170,11 @@ def goldilocks(points: pd.DataFrame, measure: str, quality: str = "test_accuracy
     return Finding(status, sentence, table)
 
 
+def ranges_apart(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether two (lowest, highest) ranges do not overlap at all; ranges that touch are not apart."""
+    return bool(a[1] < b[0] or b[1] < a[0])
+
+
 def scale_comparison(points: pd.DataFrame, measure: str, group: str = FAMILY) -> Finding:
     """Sharpness is not comparable across families: per family the range of `measure`, and how many pairs of
     families have ranges that do not overlap at all. Status: NOT_RUN, TOO_FEW, 'disjoint ranges' or 'overlapping'."""
@@ -182,7 +187,7 @@ def scale_comparison(points: pd.DataFrame, measure: str, group: str = FAMILY) ->
         return Finding(TOO_FEW, f"{name}: {len(table)} famil{'y has' if len(table) == 1 else 'ies have'} "
                                 f"{MIN_POINTS} or more controls at a minimum; the comparison needs two.", table)
     pairs = [(a, b) for i, a in enumerate(table.itertuples()) for b in list(table.itertuples())[i + 1:]]
-    disjoint = sum(a.max < b.min or b.max < a.min for a, b in pairs)
+    disjoint = sum(ranges_apart((a.min, a.max), (b.min, b.max)) for a, b in pairs)
     ratio = table["median"].max() / table["median"].min()
     status = "disjoint ranges" if disjoint else "overlapping"
     return Finding(status, f"{name}: the family medians differ by a factor {ratio:.3g}; {disjoint} of {len(pairs)} pairs of "
@@ -295,22 +300,25 @@ class AxisMove:
     varied: str
     ends: tuple[str, str]  # 'lr 0.001', 'lr 0.01'
     means: dict[str, tuple[float, float]]
-    ranges: dict[str, tuple[tuple[float, float], tuple[float, float]]]
-    moved: dict[str, bool]
+    ranges: dict[str, tuple[tuple[float, float], tuple[float, float]]]  # (lowest, highest seed) at each end
 
     @classmethod
     def of(cls, spread: pd.DataFrame, fixed: str, block: pd.DataFrame, varied: str) -> "AxisMove":
         low, high = (row for _, row in block.sort_values(varied).iloc[[0, -1]].iterrows())
         ends = tuple(f"lr {float(row['lr']):g}" if varied == "lr" else f"batch {int(row['batch_size'])}" for row in (low, high))
-        means, ranges, moved = {}, {}, {}
+        means, ranges = {}, {}
         for control in CONTROLS:
             at = [spread.reindex([(row["batch_size"], row["lr"], control)]).iloc[0] for row in (low, high)]
             if any(pd.isna(end["mean"]) for end in at):
                 continue
             means[control] = (at[0]["mean"], at[1]["mean"])
             ranges[control] = ((at[0]["min"], at[0]["max"]), (at[1]["min"], at[1]["max"]))
-            moved[control] = bool(at[0]["max"] < at[1]["min"] or at[1]["max"] < at[0]["min"])
-        return cls(fixed, varied, ends, means, ranges, moved)
+        return cls(fixed, varied, ends, means, ranges)
+
+    @property
+    def moved(self) -> dict[str, bool]:
+        """Per control: whether its seeds' ranges at the two ends are apart."""
+        return {control: ranges_apart(*ends) for control, ends in self.ranges.items()}
 
     @property
     def every_control_moved(self) -> bool:
@@ -319,11 +327,12 @@ class AxisMove:
     def sentence(self, name: str) -> str:
         """'At batch 128, from lr 0.001 to lr 0.01 the Fisher-Rao norm moves beyond its seeds' range for 2 of 6
         controls: aug (0.738 to 1.73), ...; not the baseline's (0.123, seeds 0.121-0.125, to 0.119, seeds ...).'"""
-        moved = [c for c, m in self.moved.items() if m]
+        verdicts = self.moved
+        moved = [c for c, apart in verdicts.items() if apart]
         listed = ", ".join(f"{c} ({self.means[c][0]:.3g} to {self.means[c][1]:.3g})" for c in moved)
         text = (f"At {self.fixed}, from {self.ends[0]} to {self.ends[1]} the {name} moves beyond its seeds' range for "
-                f"{len(moved)} of {len(self.moved)} controls" + (f": {listed}" if moved else ""))
-        if "baseline" in self.moved and not self.moved["baseline"]:
+                f"{len(moved)} of {len(verdicts)} controls" + (f": {listed}" if moved else ""))
+        if verdicts.get("baseline") is False:
             (low, high), ((a, b), (c, d)) = self.means["baseline"], self.ranges["baseline"]
             text += f"; not the baseline's ({low:.3g}, seeds {a:.3g}-{b:.3g}, to {high:.3g}, seeds {c:.3g}-{d:.3g})"
         return text + "."

@@ -66,7 +66,8 @@ def study_note(study) -> str:
 
 ARCH_NAMES = {"resnet18": "ResNet-18", "vgg19": "VGG-19", "vgg19_bn": "VGG19-BN", "vit": "ViT"}
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar10_folder": "CIFAR-10", "cifar100": "CIFAR-100", "tiny_imagenet": "Tiny ImageNet"}
-#: Data sets on which the paper fine-tunes ImageNet-pretrained networks (its Tiny ImageNet setting; `controls.hyperparameters`).
+#: Data sets on which the paper fine-tunes ImageNet-pretrained networks (its Tiny ImageNet setting;
+#: `controls.hyperparameters`).
 FINE_TUNED = ("tiny_imagenet",)
 
 

@@ -72,7 +72,8 @@ class Settings:
     controls: tuple[str, ...] | None = None  # the grid's; None: all six
     train_samples: int | None = None  # None: the whole training set
     test_samples: int | None = None
-    # 8 processes gave the highest aggregate throughput on one H100 (87k img/s with 4, 118k with 8; measured before this repo)
+    # 8 processes gave the highest aggregate throughput on one H100 (87k img/s with 4, 118k with 8; measured
+    # before this repo)
     runs_per_gpu: int = 8
     evaluation: dict = field(default_factory=lambda: {"sam_draws": 100, "hessian_iterations": 20})
     evaluation_reserve: float = 150.0  # seconds a run's evaluation needs; none starts with less left

@@ -44,8 +44,8 @@ def get_control(name: str) -> Control:
 
 
 _PAPER = {
-    # The paper's settings (its appendix and the authors' public code): batch 256, 100 epochs; CIFAR-10 constant 1e-3, CIFAR-100 cosine 1e-2,
-    # Tiny ImageNet 1e-3 fine-tuning from ImageNet weights.
+    # The paper's settings (its appendix and the authors' public code): batch 256, 100 epochs; CIFAR-10 constant
+    # 1e-3, CIFAR-100 cosine 1e-2, Tiny ImageNet 1e-3 fine-tuning from ImageNet weights.
     "cifar10": Hyperparameters(lr=1e-3, schedule="constant", epochs=100, batch_size=256),
     "cifar100": Hyperparameters(lr=1e-2, schedule="cosine", epochs=100, batch_size=256),
     "tiny_imagenet": Hyperparameters(lr=1e-3, schedule="constant", epochs=100, batch_size=256),
