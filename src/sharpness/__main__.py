@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "campaign-import": ("sharpness.studies.campaign_import", "unpack a campaign archive into results/ with its provenance"),
     "fit": ("sharpness.toys.fit", "the toy-function study: small MLPs fit the toy functions, sharpness at target losses"),
     "boundary": ("sharpness.toys.boundary", "the decision-boundary study: an MLP per class separation, sharpness at 100% accuracy"),
+    "plateau-noise": ("sharpness.measuring.plateau_noise", "the minimum criterion's noise: finished runs' loss with the weights frozen"),
     "landscape": ("sharpness.measuring.landscape", "51 x 51 loss surfaces of trained runs into results/landscapes"),
 }
 

@@ -240,10 +240,24 @@ class _Trainer:
         return batches(data.train_images, data.train_labels, self.config.batch_size, data=data, augment=augment,
                        shuffle_generator=order, device=self.device)
 
-    def train_epoch(self, epoch: int, progress: bool) -> dict:
-        """One pass over the training set; loss and accuracy are summed on the device (no per-step sync)."""
+    def _start_epoch(self, epoch: int) -> None:
         self.model.train()
         torch.manual_seed(derived_generator(self.config.seed, "global", epoch).initial_seed())  # e.g. dropout
+
+    @torch.no_grad()
+    def batchnorm_pass(self, epoch: int) -> None:
+        """Epoch `epoch`'s batches through the network in train mode, without a step: of all that training
+        changes, only the batch-norm running statistics move (`sharpness.measuring.plateau_noise`)."""
+        self._start_epoch(epoch)
+        for x, _ in self.train_batches(epoch):
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self.autocast():
+                self.model(x)
+
+    def train_epoch(self, epoch: int, progress: bool) -> dict:
+        """One pass over the training set; loss and accuracy are summed on the device (no per-step sync)."""
+        self._start_epoch(epoch)
         totals = torch.zeros(2, device=self.device, dtype=torch.float64)  # loss sum, correct
         count = 0
         steps = -(-len(self.data.train_images) // self.config.batch_size)
@@ -466,6 +480,18 @@ def _summary(config: RunConfig, status: str, history: list[dict], device: torch.
     }
 
 
+def _stored_run(run_dir: Path, data_dir: str | Path | None) -> tuple[RunConfig, ImageData, Path, str]:
+    """A trained run's config, its data (cut as in training), its checkpoint and the fix for a damaged one."""
+    checkpoint = run_dir / runs.CHECKPOINT
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no {runs.CHECKPOINT} in {run_dir}: train the run first (python -m sharpness train ...)")
+    fix = f"delete the run directory {run_dir} and train the run again (python -m sharpness train ...)"
+    config = stored_config(run_dir, fix)
+    if data_dir is not None:
+        config.data_dir = str(data_dir)
+    return config, prepare_data(config), checkpoint, fix
+
+
 def load_run(
     run_dir: str | Path, device: str | torch.device = "cpu", data_dir: str | Path | None = None
 ) -> tuple[nn.Module, RunConfig, ImageData]:
@@ -474,19 +500,23 @@ def load_run(
     `data_dir` says where the data set lives now, when that differs from where the run was trained.
     """
     run_dir = Path(run_dir)
-    checkpoint = run_dir / runs.CHECKPOINT
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"no {runs.CHECKPOINT} in {run_dir}: train the run first (python -m sharpness train ...)")
-    fix = f"delete the run directory {run_dir} and train the run again (python -m sharpness train ...)"
-    config = stored_config(run_dir, fix)
-    if data_dir is not None:
-        config.data_dir = str(data_dir)
-    data = prepare_data(config)
+    config, data, checkpoint, fix = _stored_run(run_dir, data_dir)
     model = build_model(config.arch, data.num_classes, data.image_size, pretrained=False)
     weights = runs.load_checkpoint(checkpoint, fix)["model"]
     runs.restore(lambda: model.load_state_dict(weights), checkpoint, f"{config.arch} with {data.num_classes} classes "
                  f"(its {runs.CONFIG})", fix)
     return model.to(resolve_device(device)).eval(), config, data
+
+
+def load_trainer(run_dir: str | Path, data_dir: str | Path | None = None) -> tuple[_Trainer, list[dict]]:
+    """A trained run as training left it, on the CPU: network, optimizer, schedule and data; and its history."""
+    run_dir = Path(run_dir)
+    config, data, checkpoint, fix = _stored_run(run_dir, data_dir)
+    trainer = _Trainer(config, data, torch.device("cpu"))
+    state = runs.load_checkpoint(checkpoint, fix)
+    _, history = runs.restore(lambda: trainer.load_state(state), checkpoint, f"{config.arch} with "
+                              f"{data.num_classes} classes (its {runs.CONFIG})", fix)
+    return trainer, history
 
 
 # ----------------------------------------------------------------------------------------------------------

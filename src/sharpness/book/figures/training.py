@@ -1,4 +1,4 @@
-"""Learning curves of training runs (from their metrics.jsonl rows)."""
+"""Learning curves of training runs (from their metrics.jsonl rows), and the noise of the minimum criterion."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from typing import Mapping, Sequence
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from ...measuring.plateau_noise import windows
+from ...training.minimum import PLATEAU_DROP, PLATEAU_EPOCHS
 
 
 def learning_curves(histories: Mapping[str, Sequence[dict]], title: str) -> go.Figure:
@@ -30,4 +33,26 @@ def learning_curves(histories: Mapping[str, Sequence[dict]], title: str) -> go.F
                 )
     figure.update_xaxes(title_text="epoch")
     figure.update_layout(title=title, height=380, legend=dict(orientation="h", y=-0.25))
+    return figure
+
+
+def plateau_noise(document: dict, title: str) -> go.Figure:
+    """Per measured run (a row), the fall of its measured loss over every window of PLATEAU_EPOCHS frozen-weight
+    passes (grey dots) and over its last PLATEAU_EPOCHS epochs of training (a black diamond), beside the
+    criterion's threshold (`sharpness.measuring.plateau_noise.load` gives `document`)."""
+    figure = go.Figure()
+    for index, run in enumerate(document["runs"]):
+        label = f"{run['control']} seed {run['seed']} · batch {run['batch_size']}, lr {run['lr']:g}"
+        falls = windows(run["frozen"])
+        trained = windows(run["recorded"][-PLATEAU_EPOCHS - 1:])["fall"]
+        figure.add_scatter(x=100 * falls["fall"], y=[label] * len(falls), mode="markers", name="frozen weights",
+                           legendgroup="frozen", showlegend=index == 0, marker=dict(color="rgba(90,90,90,0.55)", size=8))
+        figure.add_scatter(x=100 * trained, y=[label] * len(trained), mode="markers", name="training's last epochs",
+                           legendgroup="trained", showlegend=index == 0,
+                           marker=dict(color="black", symbol="diamond", size=10))
+    figure.add_vline(x=100 * PLATEAU_DROP, line_dash="dash", line_color="#d62728",
+                     annotation_text=f"criterion: falling by {PLATEAU_DROP:.0%}", annotation_position="top")
+    figure.update_xaxes(title_text=f"fall of the measured loss over {PLATEAU_EPOCHS} epochs or passes (%)", zeroline=True)
+    figure.update_layout(title=title, height=160 + 28 * len(document["runs"]), legend=dict(orientation="h", y=-0.2),
+                         margin=dict(l=20))
     return figure
