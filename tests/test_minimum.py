@@ -83,3 +83,19 @@ def test_every_committed_run_of_the_controls_grid_reached_a_minimum():
     missed = {name: reason for name, (ok, reason) in verdicts.items() if not ok}
     assert not missed, f"runs not at a minimum: {missed}"
     assert all("measured loss" in reason for _, reason in verdicts.values())  # judged on the deterministic loss
+
+
+def test_runs_of_one_seed_in_two_cells_of_a_sweep_are_judged_each_on_its_own_history():
+    """Batch 128 and batch 256 of the same control and seed: the first plateaued, the second still falls. Keyed
+    without the cell, their histories would merge into one run of twelve rows and share one verdict."""
+    import pandas as pd
+
+    run = dict(dataset="d", arch="a", control="aug", rho=float("nan"), seed=0, lr=0.01)
+    plateau, falling = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5], [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
+    history = pd.DataFrame([{**run, "batch_size": batch, "epoch": epoch + 1, "train_loss": loss, "measured_loss": loss}
+                            for batch, losses in ((128, plateau), (256, falling)) for epoch, loss in enumerate(losses)])
+    runs = pd.DataFrame([{**run, "batch_size": batch, "measured_set.accuracy": 0.99} for batch in (128, 256)])
+    checked = minimum.check(runs, history)
+    assert checked["at_minimum"].tolist() == [True, False] and checked["epochs"].tolist() == [6, 6]
+    assert "50.0%" in checked["reason"].iloc[1]  # (1.0 - 0.5) / 1.0 over the batch-256 run's own epochs
+    assert minimum.at_minimum(runs, checked)["batch_size"].tolist() == [128]

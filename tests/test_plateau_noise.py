@@ -109,7 +109,7 @@ def test_a_stored_measurement_with_a_foreign_value_is_refused(tmp_path, field, v
 
 
 def test_the_command_resumes_and_refuses_what_it_cannot_measure(trained, tmp_path, monkeypatch, capsys):
-    out = tmp_path / "noise.json"
+    out = tmp_path / "minimum" / "noise.json"  # a folder the command makes
     with pytest.raises(ValueError, match="--passes 2 makes no window"):
         plateau_noise.main([str(trained["simple_cnn"]), "--passes", "2", "--out", str(out)])
     assert plateau_noise.main([str(tmp_path / "nothing"), "--out", str(out)]) == 1

@@ -231,3 +231,19 @@ def test_rho_state_table_says_per_radius_how_far_sam_stepped_and_what_the_networ
     assert table.loc["0.05", "accuracy (measured images)"] == "99.0%"
     assert table.loc["0.05", "dead hidden units"] == "6.0%" and table.loc["0.05", "logit spread"] == "4.5"
     assert table.loc["0.5", "dead hidden units"] == "90.0%" and table.loc["0.5", "logit spread"] == "0.02"
+
+
+def test_a_sweeps_history_tells_the_runs_of_one_seed_in_different_cells_apart(tmp_path):
+    """Two cells (lr 0.001 at 4 epochs, lr 0.01 at 2) of the same control and seed: each run has its own epochs;
+    a history lacking one epoch of one cell is refused, naming that run."""
+    run = dict(dataset="d", arch="a", control="baseline", seed=0, status="finished", batch_size=128)
+    cells = {0.001: 4, 0.01: 2}
+    (tmp_path / "sweep.json").write_text(json.dumps({"provenance": {}, "runs": [
+        {**run, "lr": lr, "epochs": epochs} for lr, epochs in cells.items()]}))
+    rows = [{**run, "lr": lr, "epoch": epoch, "train_loss": 1.0} for lr, epochs in cells.items()
+            for epoch in range(1, epochs + 1)]
+    pd.DataFrame(rows).to_csv(tmp_path / "sweep.history.csv", index=False)
+    assert len(store.load_history(tmp_path / "sweep.json")) == 6
+    pd.DataFrame(rows[:-1]).to_csv(tmp_path / "sweep.history.csv", index=False)
+    with pytest.raises(ValueError, match=r"lacks epochs of the run .*0\.01\) \(has 1 of 2\)"):
+        store.load_history(tmp_path / "sweep.json")

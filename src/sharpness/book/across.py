@@ -19,7 +19,7 @@ from scipy import stats as scipy_stats
 
 from ..studies import store
 from ..training.controls import CONTROLS, SAM_RHO
-from ..training.minimum import reached_minimum
+from ..training import minimum
 from ..training.models import ARCHS
 from . import prose, stats
 
@@ -386,25 +386,10 @@ def load_runs(path: Path) -> pd.DataFrame:
 
 
 def minimum_verdicts(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
-    """`runs` plus `at_minimum` and `minimum_reason` by `sharpness.minimum`'s criterion, from `history` (per-epoch
-    rows keyed by dataset, arch, control, rho, seed) and each run's accuracy on its measured images."""
-    runs = runs.copy()
-    keys = ["dataset", "arch", "control", "rho", "seed"]
-    epochs = {} if not len(history) else {
-        tuple(key): block.sort_values("epoch").to_dict("records") for key, block in history.groupby(keys, dropna=False)}
-    verdicts = []
-    for row in runs.to_dict("records"):
-        rows = next((rows for key, rows in epochs.items() if _same_run(key, [row[k] for k in keys])), [])
-        accuracy = row.get("measured_set.accuracy")
-        verdicts.append(reached_minimum(rows, None if accuracy is None or pd.isna(accuracy) else float(accuracy)))
-    runs["at_minimum"] = [verdict for verdict, _ in verdicts]
-    runs["minimum_reason"] = [reason for _, reason in verdicts]
-    return runs
-
-
-def _same_run(a, b) -> bool:
-    """Equal run keys, NaN equal to NaN (the rho of controls without SAM)."""
-    return all((pd.isna(x) and pd.isna(y)) or x == y for x, y in zip(a, b))
+    """`runs` plus `at_minimum` and `minimum_reason` by `sharpness.minimum`'s criterion (`minimum.check`), from
+    `history`: the per-epoch rows committed beside the grid."""
+    checked = minimum.check(runs, history)
+    return runs.assign(at_minimum=checked["at_minimum"].to_numpy(), minimum_reason=checked["reason"].to_numpy())
 
 
 def committed_paths(results_dir: Path | None = None) -> dict[str, Path]:

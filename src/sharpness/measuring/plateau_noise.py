@@ -29,7 +29,7 @@ from ..training.controls import CONTROLS, get_control
 from ..training.minimum import PLATEAU_DROP, PLATEAU_EPOCHS, PLATEAU_FLOOR, loss_drop, reached_minimum
 from ..training.train import load_trainer, measurement_images, stored_config
 
-STORED = RESULTS_DIR / "plateau_noise.json"
+STORED = RESULTS_DIR / "minimum" / "plateau_noise.json"  # a folder of its own: results/*.json are grids
 #: Passes per run: PLATEAU_EPOCHS + 1 losses make one window; ten passes more make ten more windows.
 DEFAULT_PASSES = PLATEAU_EPOCHS + 10
 
@@ -66,7 +66,7 @@ def windows(losses: Sequence[float]) -> pd.DataFrame:
 
 
 def load(path: Path = STORED) -> dict | None:
-    """The stored measurement, its control names checked (they reach the page); None where none is stored."""
+    """The stored measurement, its values checked (they reach the page); None where none is stored."""
     if not path.is_file():
         return None
     document = runs.read_json(path, fix=f"restore {path.name} from git or measure again (python -m sharpness plateau-noise)")
@@ -156,6 +156,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         if _identity(config.to_dict()) in done:
             continue
         measured.append(frozen_weight_losses(run_dir, args.passes, args.data_dir))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         runs.atomic_write_json(args.out, {"provenance": provenance, "runs": measured})
     print(noise_finding(noise_table({"runs": measured})))
     return 0

@@ -59,6 +59,14 @@ def reached_minimum(history: Sequence[dict], measured_accuracy: float | None) ->
 
 #: A run's coordinates in a grid: what matches its row of a grid summary to its rows of the history.
 RUN_KEYS = ("dataset", "arch", "control", "rho", "seed")
+#: A batch x learning-rate sweep holds one run per seed in each of its cells: where a grid and its history both
+#: carry these columns (the run's batch size and learning rate), they are part of a run's coordinates too.
+CELL_KEYS = ("batch_size", "lr")
+
+
+def run_keys(*tables: pd.DataFrame) -> list[str]:
+    """RUN_KEYS, and the CELL_KEYS that every one of `tables` carries."""
+    return [*RUN_KEYS, *(k for k in CELL_KEYS if all(k in table.columns for table in tables))]
 #: Where a grid's per-run row keeps the accuracy on the measured images (metrics.json's measured_set), and the
 #: column an older run falls back to (its train accuracy, measured on the same images: the fixed augmented
 #: copy for augmentation controls, the clean images otherwise).
@@ -98,16 +106,16 @@ def check(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"runs lack the columns {missing}; a grid's per-run rows carry {list(RUN_KEYS)}")
     by_run = {}
+    keys = run_keys(runs, history) if len(history) else list(RUN_KEYS)
     if len(history):
         for column in ("epoch", "train_loss"):
             if column not in history.columns:
                 raise ValueError(f"the per-epoch history has no {column!r} column; it has {sorted(history.columns)}")
-        keys = [k for k in RUN_KEYS if k in history.columns]
-        for values, block in history.groupby(keys, dropna=False, sort=False):
+        for values, block in history.groupby([k for k in keys if k in history.columns], dropna=False, sort=False):
             by_run[_key(values)] = _rows(block)
     rows = []
     for run in runs.to_dict("records"):
-        rows_of_run = by_run.get(_key([run.get(k) for k in RUN_KEYS]), [])
+        rows_of_run = by_run.get(_key([run.get(k) for k in keys]), [])
         accuracy = _measured_accuracy(run)
         if run.get("status", "finished") != "finished":
             at_minimum, reason = False, "did not finish"
@@ -117,11 +125,11 @@ def check(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
             at_minimum, reason = reached_minimum(rows_of_run, accuracy)
         drop = loss_drop(rows_of_run)[0] if rows_of_run else None
         losses = [row.get("train_loss", math.nan) for row in rows_of_run]
-        rows.append({**{k: run.get(k) for k in RUN_KEYS}, "accuracy": accuracy, "epochs": len(rows_of_run),
+        rows.append({**{k: run.get(k) for k in keys}, "accuracy": accuracy, "epochs": len(rows_of_run),
                      "first_train_loss": losses[0] if losses else math.nan,
                      "last_train_loss": losses[-1] if losses else math.nan,
                      "loss_drop": math.nan if drop is None else drop, "at_minimum": at_minimum, "reason": reason})
-    columns = [*RUN_KEYS, "accuracy", "epochs", "first_train_loss", "last_train_loss", "loss_drop", "at_minimum", "reason"]
+    columns = [*keys, "accuracy", "epochs", "first_train_loss", "last_train_loss", "loss_drop", "at_minimum", "reason"]
     table = pd.DataFrame(rows, columns=columns)
     table["rho"] = pd.to_numeric(table["rho"])
     table["at_minimum"] = table["at_minimum"].astype(bool)
@@ -130,8 +138,9 @@ def check(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
 
 def at_minimum(runs: pd.DataFrame, checked: pd.DataFrame) -> pd.DataFrame:
     """The rows of `runs` that `checked` (a `check`) finds at a minimum."""
-    reached = {_key(values) for values in checked.loc[checked["at_minimum"], list(RUN_KEYS)].itertuples(index=False)}
-    keep = [_key(values) in reached for values in runs[list(RUN_KEYS)].itertuples(index=False)]
+    keys = run_keys(runs, checked)
+    reached = {_key(values) for values in checked.loc[checked["at_minimum"], keys].itertuples(index=False)}
+    keep = [_key(values) in reached for values in runs[keys].itertuples(index=False)]
     return runs[np.array(keep, dtype=bool)] if len(runs) else runs
 
 
