@@ -83,6 +83,7 @@ def test_noise_table_and_sentence_by_hand():
     assert table["still_falling"].to_dict() == {"aug": 2, "aug_sam": 0}
     assert table.loc["aug_sam", "trained_fall"] == pytest.approx(0.005 / 0.104)
     sentence = noise_finding(noise_table(document()))
+    assert sentence.startswith("With the weights of 2 finished runs (aug, aug_sam) frozen")
     assert "fell by up to 5.9% and rose by up to 1.0%" in sentence
     assert "2 of 4 such windows as still falling, in 1 of the 2 runs (aug): a run can fail" in sentence
     quiet = document()

@@ -247,3 +247,29 @@ def test_a_sweeps_history_tells_the_runs_of_one_seed_in_different_cells_apart(tm
     pd.DataFrame(rows[:-1]).to_csv(tmp_path / "sweep.history.csv", index=False)
     with pytest.raises(ValueError, match=r"lacks epochs of the run .*0\.01\) \(has 1 of 2\)"):
         store.load_history(tmp_path / "sweep.json")
+
+
+def test_the_runs_the_plateau_rule_alone_left_out_are_named_beside_the_frozen_weight_noise(tmp_path):
+    """A grid of three runs at 99% on their measured images: one plateaued, one whose loss fell 3% (0.1 -> 0.097)
+    and one at 80% accuracy (left out for its accuracy, not the plateau); a second path that does not exist."""
+    run = dict(dataset="d", arch="cnn_mlp_wide", rho=None, status="finished", batch_size=128, lr=0.01, epochs=6)
+    grid = [{**run, "control": "aug", "seed": 0, "measured_set.accuracy": 0.99},
+            {**run, "control": "aug", "seed": 1, "measured_set.accuracy": 0.99},
+            {**run, "control": "aug_sam", "seed": 0, "measured_set.accuracy": 0.80}]
+    (tmp_path / "g.json").write_text(json.dumps({"provenance": {}, "runs": grid}))
+    losses = {("aug", 0): [0.1] * 6, ("aug", 1): [0.1, 0.1, 0.1, 0.1, 0.1, 0.097], ("aug_sam", 0): [0.1] * 6}
+    pd.DataFrame([{**run, "control": control, "seed": seed, "epoch": epoch + 1, "train_loss": loss, "measured_loss": loss}
+                  for (control, seed), values in losses.items() for epoch, loss in enumerate(values)]
+                 ).to_csv(tmp_path / "g.history.csv", index=False)
+    total, misses = prose.plateau_misses([tmp_path / "g.json", tmp_path / "absent.json"])
+    assert total == 3 and misses[["control", "seed"]].values.tolist() == [["aug", 1]]
+    assert misses["fall"].iloc[0] == pytest.approx(0.03)
+    wide = prose.network_name("cnn_mlp_wide")
+    assert prose.plateau_misses_sentence(total, misses, 0.031, wide) == (
+        f"Of the 3 runs of the committed grids, the plateau rule alone left 1 out: {wide} aug seed 1 (batch 128, "
+        f"lr 0.01): fell 3.0%. With the weights of {wide} runs frozen the measured loss fell by up to 3.1%: 1 of those "
+        "1 falls is no larger than that, so noise alone could have left such a run out.")
+    assert prose.plateau_misses_sentence(total, misses, 0.02, wide).endswith(
+        "fell by up to 2.0%: each of those falls is larger than that.")
+    assert prose.plateau_misses_sentence(3, misses.iloc[:0], 0.02, wide) == (
+        "Of the 3 runs of the committed grids, the plateau rule alone left none out.")

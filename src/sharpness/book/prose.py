@@ -15,6 +15,7 @@ from ..core.paths import REFERENCE_DIR, RESULTS_DIR
 from ..core.untrusted import escape
 from ..studies import registry, store
 from ..studies.store import BENCH_GRID_JSON, METRICS, PERCENT_METRICS, load_json
+from ..training import minimum
 from ..training.controls import SAM_RHO
 from .stats import (
     CLAIM_DIRECTION, PAPER_RHO_HIGH, SHARPNESS_METRICS, finished_runs, format_mean_sem, sam_rho_runs, simpson_finding,
@@ -357,3 +358,32 @@ def grid_benchmark_note(path: Path | str = BENCH_GRID_JSON, runs_label: str = "t
             f"projected time for the ResNet-18 / CIFAR-10 grid (6 controls x 10 seeds x 100 epochs, with "
             f"evaluation): {best['projected_grid_minutes']:.0f} minutes (goal: 60).")
 
+
+
+def plateau_misses(grid_paths) -> tuple[int, pd.DataFrame]:
+    """How many runs the grids at `grid_paths` hold, and those the criterion left out for a loss still falling
+    alone (their accuracy passed): grid, control, seed, batch size, lr and the fall it read."""
+    total, rows = 0, []
+    for path in dict.fromkeys(Path(p) for p in grid_paths if Path(p).is_file()):
+        runs = store.load_grid(path)[0]
+        checked = minimum.check(runs, store.load_history(path))
+        total += len(checked)
+        for row in checked[checked["reason"].str.contains("still falling")].to_dict("records"):
+            rows.append({"grid": path.stem, "arch": row["arch"], "control": row["control"], "seed": row["seed"],
+                         "batch_size": row.get("batch_size"), "lr": row.get("lr"), "fall": row["loss_drop"]})
+    return total, pd.DataFrame(rows, columns=["grid", "arch", "control", "seed", "batch_size", "lr", "fall"])
+
+
+def plateau_misses_sentence(total: int, misses: pd.DataFrame, largest_frozen_fall: float, frozen_network: str) -> str:
+    """The runs the plateau rule alone left out, beside the largest fall measured with the weights of
+    `frozen_network`'s runs frozen (`sharpness.measuring.plateau_noise`)."""
+    if not len(misses):
+        return f"Of the {total} runs of the committed grids, the plateau rule alone left none out."
+    named = "; ".join(f"{network_name(row.arch)} {row.control} seed {row.seed} (batch {row.batch_size:g}, lr {row.lr:g}): "
+                      f"fell {row.fall:.1%}" for row in misses.itertuples())
+    within = int((misses["fall"] <= largest_frozen_fall).sum())
+    verdict = (f"{within} of those {len(misses)} falls {'is' if within == 1 else 'are'} no larger than that, so noise alone "
+               "could have left such a run out" if within else "each of those falls is larger than that")
+    return (f"Of the {total} runs of the committed grids, the plateau rule alone left {len(misses)} out: {named}. "
+            f"With the weights of {frozen_network} runs frozen the measured loss fell by up to {largest_frozen_fall:.1%}: "
+            f"{verdict}.")

@@ -109,7 +109,7 @@ def noise_finding(table: pd.DataFrame) -> str:
     """The measurement in one sentence, from `noise_table`."""
     falling = table[table["still_falling"] > 0]
     return (
-        f"With the weights of {len(table)} finished runs frozen, each pass of one more epoch's batches (moving only "
+        f"With the weights of {len(table)} finished runs ({', '.join(dict.fromkeys(table['control']))}) frozen, each pass of one more epoch's batches (moving only "
         f"the batch-norm running statistics) still moved the measured loss: over {PLATEAU_EPOCHS} passes it fell by "
         f"up to {table['largest_fall'].max():.1%} and rose by up to {table['largest_rise'].max():.1%}, against the "
         f"criterion's {PLATEAU_DROP:.0%} (or {PLATEAU_FLOOR:g} nats). The plateau rule would read "
