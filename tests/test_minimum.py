@@ -98,4 +98,5 @@ def test_runs_of_one_seed_in_two_cells_of_a_sweep_are_judged_each_on_its_own_his
     checked = minimum.check(runs, history)
     assert checked["at_minimum"].tolist() == [True, False] and checked["epochs"].tolist() == [6, 6]
     assert "50.0%" in checked["reason"].iloc[1]  # (1.0 - 0.5) / 1.0 over the batch-256 run's own epochs
+    assert checked["loss_drop_nats"].tolist() == pytest.approx([0.0, 0.5])
     assert minimum.at_minimum(runs, checked)["batch_size"].tolist() == [128]

@@ -79,12 +79,13 @@ def test_noise_table_and_sentence_by_hand():
     table = noise_table(document()).set_index("control")
     # aug: windows 0.100 -> 0.097 (3%) and 0.102 -> 0.096 (5.9%); aug_sam: 0.100 -> 0.101 (-1%), 0.100 -> 0.100
     assert table.loc["aug", "largest_fall"] == pytest.approx(0.006 / 0.102)
+    assert table.loc["aug", "largest_fall_nats"] == pytest.approx(0.006)
     assert table.loc["aug_sam", "largest_rise"] == pytest.approx(0.01)
     assert table["still_falling"].to_dict() == {"aug": 2, "aug_sam": 0}
     assert table.loc["aug_sam", "trained_fall"] == pytest.approx(0.005 / 0.104)
     sentence = noise_finding(noise_table(document()))
     assert sentence.startswith("With the weights of 2 finished runs (aug, aug_sam) frozen")
-    assert "fell by up to 5.9% and rose by up to 1.0%" in sentence
+    assert "fell by up to 5.9% (and by at most 6.0e-03 nats) and rose by up to 1.0%" in sentence
     assert "2 of 4 such windows as still falling, in 1 of the 2 runs (aug): a run can fail" in sentence
     quiet = document()
     quiet["runs"] = quiet["runs"][1:]
@@ -125,3 +126,9 @@ def test_the_command_resumes_and_refuses_what_it_cannot_measure(trained, tmp_pat
     stored = plateau_noise.load(out)
     assert [run["arch"] for run in stored["runs"]] == ["simple_cnn", "vit_small"]
     assert stored["provenance"]["passes"] == 5 and len(stored["runs"][1]["frozen"]) == 6
+
+
+def test_all_windows_label_each_window_with_its_run():
+    frozen = plateau_noise.all_windows(document())
+    assert frozen[["control", "start"]].values.tolist() == [["aug", 0], ["aug", 1], ["aug_sam", 0], ["aug_sam", 1]]
+    assert frozen["fall_nats"].tolist() == pytest.approx([0.003, 0.006, -0.001, 0.0])

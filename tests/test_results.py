@@ -263,13 +263,16 @@ def test_the_runs_the_plateau_rule_alone_left_out_are_named_beside_the_frozen_we
                  ).to_csv(tmp_path / "g.history.csv", index=False)
     total, misses = prose.plateau_misses([tmp_path / "g.json", tmp_path / "absent.json"])
     assert total == 3 and misses[["control", "seed"]].values.tolist() == [["aug", 1]]
-    assert misses["fall"].iloc[0] == pytest.approx(0.03)
+    assert misses[["fall", "fall_nats"]].values.tolist()[0] == pytest.approx([0.03, 0.003])
     wide = prose.network_name("cnn_mlp_wide")
-    assert prose.plateau_misses_sentence(total, misses, 0.031, wide) == (
+    frozen = pd.DataFrame({"fall": [0.035, 0.01], "fall_nats": [0.001, 0.004]})  # neither window beats both figures
+    assert prose.plateau_misses_sentence(total, misses, frozen, wide) == (
         f"Of the 3 runs of the committed grids, the plateau rule alone left 1 out: {wide} aug seed 1 (batch 128, "
-        f"lr 0.01): fell 3.0%. With the weights of {wide} runs frozen the measured loss fell by up to 3.1%: 1 of those "
-        "1 falls is no larger than that, so noise alone could have left such a run out.")
-    assert prose.plateau_misses_sentence(total, misses, 0.02, wide).endswith(
-        "fell by up to 2.0%: each of those falls is larger than that.")
-    assert prose.plateau_misses_sentence(3, misses.iloc[:0], 0.02, wide) == (
+        f"lr 0.01): fell 3.0% (3.0e-03 nats). Of the 2 windows of passes with the weights of {wide} runs frozen, none "
+        "fell as far as any of those, on both counts.")
+    frozen.loc[2] = [0.031, 0.0031]  # a window that fell a little further on both counts
+    assert prose.plateau_misses_sentence(total, misses, frozen, wide).endswith(
+        "Of the 3 windows of passes with the weights of CNN-MLP runs frozen, 1 of those 1 falls is matched by one of "
+        "them, so noise alone could have left such a run out.")
+    assert prose.plateau_misses_sentence(3, misses.iloc[:0], frozen, wide) == (
         "Of the 3 runs of the committed grids, the plateau rule alone left none out.")

@@ -362,7 +362,7 @@ def grid_benchmark_note(path: Path | str = BENCH_GRID_JSON, runs_label: str = "t
 
 def plateau_misses(grid_paths) -> tuple[int, pd.DataFrame]:
     """How many runs the grids at `grid_paths` hold, and those the criterion left out for a loss still falling
-    alone (their accuracy passed): grid, control, seed, batch size, lr and the fall it read."""
+    alone (their accuracy passed): grid, control, seed, batch size, lr and the fall it read (relative, nats)."""
     total, rows = 0, []
     for path in dict.fromkeys(Path(p) for p in grid_paths if Path(p).is_file()):
         runs = store.load_grid(path)[0]
@@ -370,20 +370,22 @@ def plateau_misses(grid_paths) -> tuple[int, pd.DataFrame]:
         total += len(checked)
         for row in checked[checked["reason"].str.contains("still falling")].to_dict("records"):
             rows.append({"grid": path.stem, "arch": row["arch"], "control": row["control"], "seed": row["seed"],
-                         "batch_size": row.get("batch_size"), "lr": row.get("lr"), "fall": row["loss_drop"]})
-    return total, pd.DataFrame(rows, columns=["grid", "arch", "control", "seed", "batch_size", "lr", "fall"])
+                         "batch_size": row.get("batch_size"), "lr": row.get("lr"), "fall": row["loss_drop"],
+                         "fall_nats": row["loss_drop_nats"]})
+    return total, pd.DataFrame(rows, columns=["grid", "arch", "control", "seed", "batch_size", "lr", "fall", "fall_nats"])
 
 
-def plateau_misses_sentence(total: int, misses: pd.DataFrame, largest_frozen_fall: float, frozen_network: str) -> str:
-    """The runs the plateau rule alone left out, beside the largest fall measured with the weights of
-    `frozen_network`'s runs frozen (`sharpness.measuring.plateau_noise`)."""
+def plateau_misses_sentence(total: int, misses: pd.DataFrame, frozen: pd.DataFrame, frozen_network: str) -> str:
+    """The runs the plateau rule alone left out, each set against the windows of frozen-weight passes of
+    `frozen_network`'s runs (`sharpness.measuring.plateau_noise.all_windows`): a miss is within that noise where
+    some window fell at least as far, relatively and in nats."""
     if not len(misses):
         return f"Of the {total} runs of the committed grids, the plateau rule alone left none out."
     named = "; ".join(f"{network_name(row.arch)} {row.control} seed {row.seed} (batch {row.batch_size:g}, lr {row.lr:g}): "
-                      f"fell {row.fall:.1%}" for row in misses.itertuples())
-    within = int((misses["fall"] <= largest_frozen_fall).sum())
-    verdict = (f"{within} of those {len(misses)} falls {'is' if within == 1 else 'are'} no larger than that, so noise alone "
-               "could have left such a run out" if within else "each of those falls is larger than that")
+                      f"fell {row.fall:.1%} ({row.fall_nats:.1e} nats)" for row in misses.itertuples())
+    within = sum(bool(((frozen["fall"] >= row.fall) & (frozen["fall_nats"] >= row.fall_nats)).any())
+                 for row in misses.itertuples())
+    verdict = (f"{within} of those {len(misses)} falls {'is' if within == 1 else 'are'} matched by one of them, so noise "
+               "alone could have left such a run out" if within else "none fell as far as any of those, on both counts")
     return (f"Of the {total} runs of the committed grids, the plateau rule alone left {len(misses)} out: {named}. "
-            f"With the weights of {frozen_network} runs frozen the measured loss fell by up to {largest_frozen_fall:.1%}: "
-            f"{verdict}.")
+            f"Of the {len(frozen)} windows of passes with the weights of {frozen_network} runs frozen, {verdict}.")

@@ -65,6 +65,12 @@ def windows(losses: Sequence[float]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["start", "fall", "fall_nats", "still_falling"])
 
 
+def all_windows(document: dict) -> pd.DataFrame:
+    """`windows` of every measured run's frozen-weight losses, in one table with each run's control and seed."""
+    tables = [windows(run["frozen"]).assign(control=run["control"], seed=run["seed"]) for run in document["runs"]]
+    return pd.concat(tables, ignore_index=True) if tables else windows([])
+
+
 def load(path: Path = STORED) -> dict | None:
     """The stored measurement, its values checked (they reach the page); None where none is stored."""
     if not path.is_file():
@@ -99,7 +105,8 @@ def noise_table(document: dict) -> pd.DataFrame:
         recorded = run["recorded"][-PLATEAU_EPOCHS - 1:]
         rows.append({"control": run["control"], "batch_size": run["batch_size"], "lr": run["lr"], "seed": run["seed"],
                      "augmented": get_control(run["control"]).augment, "loss": run["frozen"][0],
-                     "largest_fall": frozen["fall"].max(), "largest_rise": -frozen["fall"].min(),
+                     "largest_fall": frozen["fall"].max(), "largest_fall_nats": frozen["fall_nats"].max(),
+                     "largest_rise": -frozen["fall"].min(),
                      "windows": len(frozen), "still_falling": int(frozen["still_falling"].sum()),
                      "trained_fall": loss_drop(_window(recorded))[0]})
     return pd.DataFrame(rows)
@@ -111,8 +118,9 @@ def noise_finding(table: pd.DataFrame) -> str:
     return (
         f"With the weights of {len(table)} finished runs ({', '.join(dict.fromkeys(table['control']))}) frozen, each pass of one more epoch's batches (moving only "
         f"the batch-norm running statistics) still moved the measured loss: over {PLATEAU_EPOCHS} passes it fell by "
-        f"up to {table['largest_fall'].max():.1%} and rose by up to {table['largest_rise'].max():.1%}, against the "
-        f"criterion's {PLATEAU_DROP:.0%} (or {PLATEAU_FLOOR:g} nats). The plateau rule would read "
+        f"up to {table['largest_fall'].max():.1%} (and by at most {table['largest_fall_nats'].max():.1e} nats) and rose "
+        f"by up to {table['largest_rise'].max():.1%}; a run counts as still falling when its loss falls by "
+        f"{PLATEAU_DROP:.0%} and {PLATEAU_FLOOR:g} nats or more. The plateau rule would read "
         f"{int(table['still_falling'].sum())} of {int(table['windows'].sum())} such windows as still falling, in "
         f"{len(falling)} of the {len(table)} runs"
         + (f" ({', '.join(sorted(set(falling['control'])))}): a run can fail that rule with no descent left."

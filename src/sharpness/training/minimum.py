@@ -99,8 +99,8 @@ def _rows(block: pd.DataFrame) -> list[dict]:
 
 def check(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     """One row per run of `runs` (a grid's per-run rows): its RUN_KEYS, the accuracy on its measured images,
-    epochs of history, first and last training loss, the loss drop `reached_minimum` judged, `at_minimum`
-    and `reason`. `history` holds the per-epoch rows of the same runs (`results.load_history`); a run
+    epochs of history, first and last training loss, the loss drop `reached_minimum` judged (relative and in
+    nats), `at_minimum` and `reason`. `history` holds the per-epoch rows of the same runs (`results.load_history`); a run
     without any, or that did not finish, is not at a minimum."""
     missing = [k for k in RUN_KEYS if k not in runs.columns]
     if missing:
@@ -124,12 +124,15 @@ def check(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
         else:
             at_minimum, reason = reached_minimum(rows_of_run, accuracy)
         drop = loss_drop(rows_of_run)[0] if rows_of_run else None
+        fell = loss_drop(rows_of_run, absolute=True)[0] if rows_of_run else None
         losses = [row.get("train_loss", math.nan) for row in rows_of_run]
         rows.append({**{k: run.get(k) for k in keys}, "accuracy": accuracy, "epochs": len(rows_of_run),
                      "first_train_loss": losses[0] if losses else math.nan,
                      "last_train_loss": losses[-1] if losses else math.nan,
-                     "loss_drop": math.nan if drop is None else drop, "at_minimum": at_minimum, "reason": reason})
-    columns = [*keys, "accuracy", "epochs", "first_train_loss", "last_train_loss", "loss_drop", "at_minimum", "reason"]
+                     "loss_drop": math.nan if drop is None else drop, "loss_drop_nats": math.nan if fell is None else fell,
+                     "at_minimum": at_minimum, "reason": reason})
+    columns = [*keys, "accuracy", "epochs", "first_train_loss", "last_train_loss", "loss_drop", "loss_drop_nats",
+               "at_minimum", "reason"]
     table = pd.DataFrame(rows, columns=columns)
     table["rho"] = pd.to_numeric(table["rho"])
     table["at_minimum"] = table["at_minimum"].astype(bool)
