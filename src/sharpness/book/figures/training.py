@@ -46,7 +46,8 @@ def plateau_noise(document: dict, title: str) -> go.Figure:
         falls = windows(run["frozen"])
         trained = windows(run["recorded"][-PLATEAU_EPOCHS - 1:])["fall"]
         figure.add_scatter(x=100 * falls["fall"], y=[label] * len(falls), mode="markers", name="frozen weights",
-                           legendgroup="frozen", showlegend=index == 0, marker=dict(color="rgba(90,90,90,0.55)", size=8))
+                           legendgroup="frozen", showlegend=index == 0, marker=dict(color="rgba(90,90,90,0.55)", size=8),
+                           customdata=falls["fall_nats"], hovertemplate="fell %{x:.2f}% (%{customdata:.1e} nats)")
         figure.add_scatter(x=100 * trained, y=[label] * len(trained), mode="markers", name="training's last epochs",
                            legendgroup="trained", showlegend=index == 0,
                            marker=dict(color="black", symbol="diamond", size=10))
