@@ -132,3 +132,14 @@ def test_all_windows_label_each_window_with_its_run():
     frozen = plateau_noise.all_windows(document())
     assert frozen[["control", "start"]].values.tolist() == [["aug", 0], ["aug", 1], ["aug_sam", 0], ["aug_sam", 1]]
     assert frozen["fall_nats"].tolist() == pytest.approx([0.003, 0.006, -0.001, 0.0])
+
+
+def test_the_figure_draws_every_window_and_the_trained_fall_per_run_beside_the_threshold():
+    from sharpness.book.figures.training import plateau_noise as figure_of
+
+    figure = figure_of(document(), "title")
+    frozen, trained = figure.data[0], figure.data[1]  # the aug run: its two windows, then its training's last epochs
+    assert list(frozen.x) == pytest.approx([3.0, 100 * 0.006 / 0.102])  # 0.100 -> 0.097, 0.102 -> 0.096
+    assert list(frozen.customdata) == pytest.approx([0.003, 0.006])
+    assert list(trained.x) == pytest.approx([0.0]) and len(figure.data) == 4
+    assert [shape.x0 for shape in figure.layout.shapes] == [2.0]
