@@ -95,6 +95,8 @@ def test_noise_table_and_sentence_by_hand():
 
 @pytest.mark.parametrize("field, value, message", [
     ("control", "<script>", "control '<script>' is not one of"),
+    ("arch", "<i>net</i>", "arch '<i>net</i>' is not one of"),
+    ("dataset", "../cifar", "dataset '../cifar' may not name a file"),
     ("seed", "<b>0</b>", "seed '<b>0</b>' is not a finite number"),
     ("frozen", [0.1, "nan"], "frozen 'nan' is not a finite number"),
     ("recorded", [], r"recorded \[\] is not a list of losses"),
@@ -108,6 +110,13 @@ def test_a_stored_measurement_with_a_foreign_value_is_refused(tmp_path, field, v
         plateau_noise.load(path)
     path.write_text(json.dumps(document()))
     assert plateau_noise.load(path)["runs"][0]["control"] == "aug"
+
+
+def test_a_stored_measurement_without_runs_is_refused(tmp_path):
+    path = tmp_path / "plateau_noise.json"
+    path.write_text(json.dumps({"provenance": {"passes": 6}, "runs": []}))
+    with pytest.raises(ValueError, match="holds no measured runs"):
+        plateau_noise.load(path)
 
 
 def test_the_command_resumes_and_refuses_what_it_cannot_measure(trained, tmp_path, monkeypatch, capsys):
@@ -126,6 +135,9 @@ def test_the_command_resumes_and_refuses_what_it_cannot_measure(trained, tmp_pat
     stored = plateau_noise.load(out)
     assert [run["arch"] for run in stored["runs"]] == ["simple_cnn", "vit_small"]
     assert stored["provenance"]["passes"] == 5 and len(stored["runs"][1]["frozen"]) == 6
+    with pytest.raises(ValueError, match="measured with --passes 5, not 6: give that --passes to add to it"):
+        plateau_noise.main([str(trained["simple_cnn"]), "--passes", "6", "--out", str(out)])
+    assert plateau_noise.load(out) == stored  # nothing measured earlier is lost
 
 
 def test_all_windows_label_each_window_with_its_run():

@@ -1,8 +1,8 @@
 """How much of the minimum criterion's plateau test is noise: the measured loss of a run whose weights are frozen.
 
 The criterion (`sharpness.training.minimum`) reads a loss in eval mode on fixed images at the end of each of a
-run's last epochs. At the end of a cosine schedule the learning rate is below 1e-5 and the weights hardly move,
-yet that loss still moves between epochs, because every training batch also updates the batch-norm running
+run's last epochs. By then a cosine schedule has brought the learning rate close to zero and the weights hardly
+move, yet that loss still moves between epochs, because every training batch also updates the batch-norm running
 statistics that eval mode uses. Here a finished run's weights stay fixed while further epochs' batches pass through
 it in train mode without a step (`batchnorm_pass`); the loss after each pass is what the criterion would read if
 descent had stopped entirely. Each window of PLATEAU_EPOCHS passes is then judged by the criterion's own rule.
@@ -27,6 +27,7 @@ from ..core.provenance import code_version
 from ..core.untrusted import name
 from ..training.controls import CONTROLS, get_control
 from ..training.minimum import PLATEAU_DROP, PLATEAU_EPOCHS, PLATEAU_FLOOR, loss_drop, reached_minimum
+from ..training.models import ARCHS
 from ..training.train import load_trainer, measurement_images, stored_config
 
 STORED = RESULTS_DIR / "minimum" / "plateau_noise.json"  # a folder of its own: results/*.json are grids
@@ -76,8 +77,13 @@ def load(path: Path = STORED) -> dict | None:
     if not path.is_file():
         return None
     document = runs.read_json(path, fix=f"restore {path.name} from git or measure again (python -m sharpness plateau-noise)")
-    for run in document.get("runs", []):
+    if not document.get("runs"):
+        raise ValueError(f"{path} holds no measured runs; measure some (python -m sharpness plateau-noise RUN_DIR...) "
+                         "or remove it")
+    for run in document["runs"]:
         name(run.get("control"), "control", str(path), accepted=CONTROLS)
+        name(run.get("arch"), "arch", str(path), accepted=ARCHS)
+        name(run.get("dataset"), "dataset", str(path))
         for field in ("seed", "batch_size", "lr", "epochs", "train_images"):
             _number(run.get(field), field, path)
         for field in ("frozen", "recorded"):
@@ -156,8 +162,11 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     provenance = {"code": code_version(), "command": "python -m sharpness plateau-noise", "passes": args.passes,
                   "date": _dt.date.today().isoformat()}
     # resumable: each run is stored as it is measured, and runs already in --out with the same passes are kept
-    earlier = load(args.out) if args.out.is_file() else None
-    measured = earlier["runs"] if earlier and earlier["provenance"].get("passes") == args.passes else []
+    earlier = load(args.out)
+    if earlier and earlier["provenance"].get("passes") != args.passes:
+        raise ValueError(f"{args.out} holds runs measured with --passes {earlier['provenance'].get('passes')}, not "
+                         f"{args.passes}: give that --passes to add to it, or another --out")
+    measured = earlier["runs"] if earlier else []
     done = {_identity(run) for run in measured}
     for run_dir in args.run_dirs:
         config = stored_config(run_dir, fix=f"delete {run_dir} or leave it out")
