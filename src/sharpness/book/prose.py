@@ -372,7 +372,8 @@ def plateau_misses(grid_paths) -> tuple[int, pd.DataFrame]:
             rows.append({"grid": path.stem, "arch": row["arch"], "control": row["control"], "seed": row["seed"],
                          "batch_size": row.get("batch_size"), "lr": row.get("lr"), "fall": row["loss_drop"],
                          "fall_nats": row["loss_drop_nats"]})
-    return total, pd.DataFrame(rows, columns=["grid", "arch", "control", "seed", "batch_size", "lr", "fall", "fall_nats"])
+    columns = ["grid", "arch", "control", "seed", "batch_size", "lr", "fall", "fall_nats"]
+    return total, pd.DataFrame(rows, columns=columns)
 
 
 def plateau_misses_sentence(total: int, misses: pd.DataFrame, frozen: pd.DataFrame, frozen_network: str) -> str:
@@ -381,11 +382,11 @@ def plateau_misses_sentence(total: int, misses: pd.DataFrame, frozen: pd.DataFra
     some window fell at least as far, relatively and in nats."""
     if not len(misses):
         return f"Of the {total} runs of the committed grids, the plateau rule alone left none out."
-    named = "; ".join(f"{network_name(row.arch)} {row.control} seed {row.seed} (batch {row.batch_size:g}, lr {row.lr:g}): "
-                      f"fell {row.fall:.1%} ({row.fall_nats:.1e} nats)" for row in misses.itertuples())
+    named = "; ".join(f"{network_name(row.arch)} {row.control} seed {row.seed} (batch {row.batch_size:g}, "
+                      f"lr {row.lr:g}): fell {row.fall:.1%} ({row.fall_nats:.1e} nats)" for row in misses.itertuples())
     within = sum(bool(((frozen["fall"] >= row.fall) & (frozen["fall_nats"] >= row.fall_nats)).any())
                  for row in misses.itertuples())
-    verdict = (f"{within} of those {len(misses)} falls {'is' if within == 1 else 'are'} matched by one of them, so noise "
-               "alone could have left such a run out" if within else "none fell as far as any of those, on both counts")
+    verdict = (f"{within} of those {len(misses)} falls {'is' if within == 1 else 'are'} matched by one of them, so "
+               "noise alone could have left such a run out" if within else "none fell as far as any of those, on both counts")
     return (f"Of the {total} runs of the committed grids, the plateau rule alone left {len(misses)} out: {named}. "
             f"Of the {len(frozen)} windows of passes with the weights of {frozen_network} runs frozen, {verdict}.")

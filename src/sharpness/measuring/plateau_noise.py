@@ -76,7 +76,8 @@ def load(path: Path = STORED) -> dict | None:
     """The stored measurement, its values checked (they reach the page); None where none is stored."""
     if not path.is_file():
         return None
-    document = runs.read_json(path, fix=f"restore {path.name} from git or measure again (python -m sharpness plateau-noise)")
+    document = runs.read_json(path, fix=f"restore {path.name} from git or measure again "
+                                        "(python -m sharpness plateau-noise)")
     if not document.get("runs"):
         raise ValueError(f"{path} holds no measured runs; measure some (python -m sharpness plateau-noise RUN_DIR...) "
                          "or remove it")
@@ -122,8 +123,8 @@ def noise_finding(table: pd.DataFrame) -> str:
     """The measurement in one sentence, from `noise_table`."""
     falling = table[table["still_falling"] > 0]
     return (
-        f"With the weights of {len(table)} finished runs ({', '.join(dict.fromkeys(table['control']))}) frozen, each pass of one more epoch's batches (moving only "
-        f"the batch-norm running statistics) still moved the measured loss: over {PLATEAU_EPOCHS} passes it fell by "
+        f"With the weights of {len(table)} finished runs ({', '.join(dict.fromkeys(table['control']))}) frozen, each "
+        f"pass of one more epoch's batches (moving only the batch-norm running statistics) still moved the measured loss: over {PLATEAU_EPOCHS} passes it fell by "
         f"up to {table['largest_fall'].max():.1%} (and by at most {table['largest_fall_nats'].max():.1e} nats) and rose "
         f"by up to {table['largest_rise'].max():.1%}; a run counts as still falling when its loss falls by "
         f"{PLATEAU_DROP:.0%} and {PLATEAU_FLOOR:g} nats or more. The plateau rule would read "
@@ -141,8 +142,10 @@ def noise_finding(table: pd.DataFrame) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="finished runs (with checkpoint.pt)")
     parser.add_argument("--passes", type=positive_int, default=DEFAULT_PASSES,
-                        help=f"batch-norm-only passes per run (default {DEFAULT_PASSES}; {PLATEAU_EPOCHS + 1} make one window)")
-    parser.add_argument("--data-dir", default=None, help="where the data set lives now, if not where the runs were trained")
+                        help=f"batch-norm-only passes per run (default {DEFAULT_PASSES}; {PLATEAU_EPOCHS} make one "
+                             "window)")
+    parser.add_argument("--data-dir", default=None,
+                        help="where the data set lives now, if not where the runs were trained")
     parser.add_argument("--out", type=Path, default=STORED)
 
 

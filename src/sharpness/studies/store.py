@@ -253,8 +253,8 @@ def _history_key(row, cells: Sequence[str] = ()) -> tuple:
     """A run's identity in a history CSV: setting, control, seed, SAM radius, and the `cells` columns (batch size,
     learning rate: `history_cells`) where the history carries them."""
     rho = as_number(row.get("rho")) if str(row.get("control")).endswith("sam") else None
-    return (row.get("dataset"), row.get("arch"), row.get("control"), int(row["seed"]), None if rho is None else round(rho, 6),
-            *(as_number(row.get(column)) for column in cells))
+    return (row.get("dataset"), row.get("arch"), row.get("control"), int(row["seed"]),
+            None if rho is None else round(rho, 6), *(as_number(row.get(column)) for column in cells))
 
 
 def history_cells(history: pd.DataFrame) -> list[str]:

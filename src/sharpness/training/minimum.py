@@ -100,8 +100,8 @@ def _rows(block: pd.DataFrame) -> list[dict]:
 def check(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     """One row per run of `runs` (a grid's per-run rows): its RUN_KEYS, the accuracy on its measured images,
     epochs of history, first and last training loss, the loss drop `reached_minimum` judged (relative and in
-    nats), `at_minimum` and `reason`. `history` holds the per-epoch rows of the same runs (`results.load_history`); a run
-    without any, or that did not finish, is not at a minimum."""
+    nats), `at_minimum` and `reason`. `history` holds the per-epoch rows of the same runs (`results.load_history`); a
+    run     without any, or that did not finish, is not at a minimum."""
     missing = [k for k in RUN_KEYS if k not in runs.columns]
     if missing:
         raise ValueError(f"runs lack the columns {missing}; a grid's per-run rows carry {list(RUN_KEYS)}")
@@ -129,7 +129,8 @@ def check(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
         rows.append({**{k: run.get(k) for k in keys}, "accuracy": accuracy, "epochs": len(rows_of_run),
                      "first_train_loss": losses[0] if losses else math.nan,
                      "last_train_loss": losses[-1] if losses else math.nan,
-                     "loss_drop": math.nan if drop is None else drop, "loss_drop_nats": math.nan if fell is None else fell,
+                     "loss_drop": math.nan if drop is None else drop,
+                     "loss_drop_nats": math.nan if fell is None else fell,
                      "at_minimum": at_minimum, "reason": reason})
     columns = [*keys, "accuracy", "epochs", "first_train_loss", "last_train_loss", "loss_drop", "loss_drop_nats",
                "at_minimum", "reason"]

@@ -46,14 +46,16 @@ def plateau_noise(document: dict, title: str) -> go.Figure:
         falls = windows(run["frozen"])
         trained = windows(run["recorded"][-PLATEAU_EPOCHS - 1:])["fall"]
         figure.add_scatter(x=100 * falls["fall"], y=[label] * len(falls), mode="markers", name="frozen weights",
-                           legendgroup="frozen", showlegend=index == 0, marker=dict(color="rgba(90,90,90,0.55)", size=8),
+                           legendgroup="frozen", showlegend=index == 0,
+                           marker=dict(color="rgba(90,90,90,0.55)", size=8),
                            customdata=falls["fall_nats"], hovertemplate="fell %{x:.2f}% (%{customdata:.1e} nats)")
         figure.add_scatter(x=100 * trained, y=[label] * len(trained), mode="markers", name="training's last epochs",
                            legendgroup="trained", showlegend=index == 0,
                            marker=dict(color="black", symbol="diamond", size=10))
     figure.add_vline(x=100 * PLATEAU_DROP, line_dash="dash", line_color="#d62728",
                      annotation_text=f"criterion: falling by {PLATEAU_DROP:.0%}", annotation_position="top")
-    figure.update_xaxes(title_text=f"fall of the measured loss over {PLATEAU_EPOCHS} epochs or passes (%)", zeroline=True)
+    figure.update_xaxes(title_text=f"fall of the measured loss over {PLATEAU_EPOCHS} epochs or passes (%)",
+                        zeroline=True)
     figure.update_layout(title=title, height=160 + 28 * len(document["runs"]), legend=dict(orientation="h", y=-0.2),
                          margin=dict(l=20))
     return figure
