@@ -25,7 +25,7 @@ from ..core.paths import RESULTS_DIR
 from ..core.progress import tqdm
 from ..core.provenance import code_version
 from ..core.untrusted import name
-from ..training.controls import CONTROLS, get_control
+from ..training.controls import CONTROLS
 from ..training.minimum import PLATEAU_DROP, PLATEAU_EPOCHS, PLATEAU_FLOOR, loss_drop, reached_minimum
 from ..training.models import ARCHS
 from ..training.train import load_trainer, measurement_images, stored_config
@@ -111,7 +111,7 @@ def noise_table(document: dict) -> pd.DataFrame:
         frozen = windows(run["frozen"])
         recorded = run["recorded"][-PLATEAU_EPOCHS - 1:]
         rows.append({"control": run["control"], "batch_size": run["batch_size"], "lr": run["lr"], "seed": run["seed"],
-                     "augmented": get_control(run["control"]).augment, "loss": run["frozen"][0],
+                     "loss": run["frozen"][0],
                      "largest_fall": frozen["fall"].max(), "largest_fall_nats": frozen["fall_nats"].max(),
                      "largest_rise": -frozen["fall"].min(),
                      "windows": len(frozen), "still_falling": int(frozen["still_falling"].sum()),
@@ -124,12 +124,12 @@ def noise_finding(table: pd.DataFrame) -> str:
     falling = table[table["still_falling"] > 0]
     return (
         f"With the weights of {len(table)} finished runs ({', '.join(dict.fromkeys(table['control']))}) frozen, each "
-        f"pass of one more epoch's batches (moving only the batch-norm running statistics) still moved the measured loss: over {PLATEAU_EPOCHS} passes it fell by "
-        f"up to {table['largest_fall'].max():.1%} (and by at most {table['largest_fall_nats'].max():.1e} nats) and rose "
-        f"by up to {table['largest_rise'].max():.1%}; a run counts as still falling when its loss falls by "
-        f"{PLATEAU_DROP:.0%} and {PLATEAU_FLOOR:g} nats or more. The plateau rule would read "
-        f"{int(table['still_falling'].sum())} of {int(table['windows'].sum())} such windows as still falling, in "
-        f"{len(falling)} of the {len(table)} runs"
+        f"pass of one more epoch's batches (moving only the batch-norm running statistics) still moved the measured "
+        f"loss: over {PLATEAU_EPOCHS} passes it fell by up to {table['largest_fall'].max():.1%} (and by at most "
+        f"{table['largest_fall_nats'].max():.1e} nats) and rose by up to {table['largest_rise'].max():.1%}; a run "
+        f"counts as still falling when its loss falls by {PLATEAU_DROP:.0%} and {PLATEAU_FLOOR:g} nats or more. The "
+        f"plateau rule would read {int(table['still_falling'].sum())} of {int(table['windows'].sum())} such windows "
+        f"as still falling, in {len(falling)} of the {len(table)} runs"
         + (f" ({', '.join(sorted(set(falling['control'])))}): a run can fail that rule with no descent left."
            if len(falling) else ": at this threshold the rule clears the noise.")
     )
