@@ -203,6 +203,15 @@ def test_unreadable_grid_names_the_file(tmp_path):
         ledger.ledger(results_dir=tmp_path)
 
 
+def test_a_json_that_is_no_grid_at_the_top_of_results_is_named_with_where_it_belongs(tmp_path):
+    (tmp_path / "noise.json").write_text(json.dumps({"windows": [0.01]}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"noise\.json is not a grid summary: missing \['provenance', 'runs'\].*subfolder"):
+        ledger.committed_grids(tmp_path)
+    (tmp_path / "minimum").mkdir()
+    (tmp_path / "noise.json").rename(tmp_path / "minimum" / "noise.json")  # where the fix says it belongs
+    assert ledger.committed_grids(tmp_path) == []
+
+
 def test_html_has_one_row_per_entry_with_links_and_code():
     rows = [ledger.Row("item <1>", ledger.NOT_RUN, "ran", "ours", "paper", "`python -m x`", "study/rho")]
     page = ledger.ledger_html(rows)

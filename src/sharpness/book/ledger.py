@@ -143,7 +143,9 @@ def committed_grids(results_dir: Path = RESULTS_DIR) -> list[CommittedGrid]:
         try:
             runs, provenance = store.load_grid(path)
         except (ValueError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path} is not a readable grid summary ({error}); fix or remove it") from error
+            raise ValueError(f"{path} is not a readable grid summary ({error}); fix or remove it (every *.json at the "
+                             f"top of {Path(results_dir).name}/ and its campaign/ is read as a grid summary: keep other "
+                             "files in a subfolder)") from error
         grids.append(CommittedGrid(path, runs, provenance))
     return grids
 
