@@ -100,3 +100,26 @@ def test_runs_of_one_seed_in_two_cells_of_a_sweep_are_judged_each_on_its_own_his
     assert "50.0%" in checked["reason"].iloc[1]  # (1.0 - 0.5) / 1.0 over the batch-256 run's own epochs
     assert checked["loss_drop_nats"].tolist() == pytest.approx([0.0, 0.5])
     assert minimum.at_minimum(runs, checked)["batch_size"].tolist() == [128]
+
+
+def test_a_runs_history_is_found_across_the_ways_files_write_its_radius_and_seed():
+    """The grid's JSON and the history's CSV write a run differently: a control without SAM may carry the default
+    radius in one and none in the other, a radius may come back from text a few ulps off, a seed as 2.0. The same
+    run is found either way; another radius of a SAM control is another run."""
+    import pandas as pd
+
+    plateau = [0.5] * 6
+    grid_rows = [dict(dataset="d", arch="a", control="aug", rho=float("nan"), seed=2),
+                 dict(dataset="d", arch="a", control="aug_sam", rho=0.05, seed=2),
+                 dict(dataset="d", arch="a", control="aug_sam", rho=0.1, seed=2)]
+    written = [dict(dataset="d", arch="a", control="aug", rho=0.05, seed=2.0),
+               dict(dataset="d", arch="a", control="aug_sam", rho=0.05 + 1e-12, seed=2.0)]
+    history = pd.DataFrame([{**run, "epoch": epoch + 1, "train_loss": loss, "measured_loss": loss}
+                            for run in written for epoch, loss in enumerate(plateau)])
+    runs = pd.DataFrame([{**row, "measured_set.accuracy": 0.99} for row in grid_rows])
+    checked = minimum.check(runs, history)
+    assert checked["epochs"].tolist() == [6, 6, 0]
+    assert checked["at_minimum"].tolist() == [True, True, False]
+    assert checked["reason"].iloc[2] == "no per-epoch history"
+    kept = minimum.at_minimum(runs, checked)
+    assert kept["control"].tolist() == ["aug", "aug_sam"] and kept["rho"].iloc[1] == 0.05

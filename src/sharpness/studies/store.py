@@ -23,7 +23,7 @@ import pandas as pd
 from ..core.paths import REFERENCE_DIR, RESULTS_DIR
 from ..core.provenance import git_commit
 from ..training.controls import SAM_RHO
-from ..training.minimum import CELL_KEYS
+from ..training.minimum import as_number, cell_keys, run_identity
 
 
 REFERENCE_CSV = REFERENCE_DIR / "paper_results.csv"
@@ -236,30 +236,12 @@ def history_path(grid_path: Path | str) -> Path:
     return Path(grid_path).with_suffix(".history.csv")
 
 
-def as_number(value) -> float | None:
-    """A JSON/pandas number as a float (None for missing or NaN), so keys from any source compare equal."""
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
-
 def run_key(row: dict) -> tuple:
     """What identifies a run across grids and machines: setting, control, seed and the hyperparameters that
     vary. A grid holds one row per key."""
     rho = as_number(row.get("rho"))
     return (row.get("dataset"), row.get("arch"), row.get("control"), int(row["seed"]), None if rho is None else round(rho, 6),
             as_number(row.get("epochs")), as_number(row.get("batch_size")), as_number(row.get("lr")))
-
-
-def _history_key(row, cells: Sequence[str] = ()) -> tuple:
-    """A run's identity in a history CSV: setting, control, seed, SAM radius, and the `cells` columns (batch size,
-    learning rate: `history_cells`) where the history carries them."""
-    rho = as_number(row.get("rho")) if str(row.get("control")).endswith("sam") else None
-    return (row.get("dataset"), row.get("arch"), row.get("control"), int(row["seed"]),
-            None if rho is None else round(rho, 6), *(as_number(row.get(column)) for column in cells))
-
-
-def history_cells(history: pd.DataFrame) -> list[str]:
-    """The CELL_KEYS a history carries (a batch x lr sweep's), which then tell its runs of one seed apart."""
-    return [column for column in CELL_KEYS if column in history.columns]
 
 
 def _duplicates(rows: list[dict]) -> list[tuple]:
@@ -299,9 +281,9 @@ def save_grid(runs: pd.DataFrame, path: Path | str, settings: dict, data: str, t
         rows = kept + rows
         origin["earlier"] = [*old_origin.get("earlier", []), {k: v for k, v in old_origin.items() if k != "earlier"}]
         if len(old_history):
-            cells = history_cells(old_history)
-            kept_keys = {_history_key(row, cells) for row in kept}
-            old_history = old_history[[_history_key(row, cells) in kept_keys for row in old_history.to_dict("records")]]
+            cells = cell_keys(old_history)
+            kept_keys = {run_identity(row, cells) for row in kept}
+            old_history = old_history[[run_identity(row, cells) in kept_keys for row in old_history.to_dict("records")]]
             histories = old_history if histories is None else pd.concat([old_history, histories], ignore_index=True)
     history_text = None if histories is None else histories.to_csv(index=False)
     if _unchanged(path, rows, origin, history_text):
@@ -422,14 +404,14 @@ def load_history(grid_path: Path | str) -> pd.DataFrame:
     if history[["epoch", "control", "seed", "train_loss"]].isna().any().any():
         raise ValueError(f"{path} has rows with empty cells (a truncated file?); {fix}")
     epochs: dict[tuple, list] = {}
-    cells = history_cells(history)
+    cells = cell_keys(history)
     for row in history.to_dict("records"):
-        epochs.setdefault(_history_key(row, cells), []).append(int(row["epoch"]))
+        epochs.setdefault(run_identity(row, cells), []).append(int(row["epoch"]))
     for row in load_json(Path(grid_path))["runs"]:
         completed = as_number(row.get("epochs_completed", row.get("epochs")))
         if completed is None or row.get("seed") is None:
             continue
-        key = _history_key(row, cells)
+        key = run_identity(row, cells)
         if "dataset" not in history.columns:
             key = (None, None, *key[2:])
         if sorted(epochs.get(key, [])) != list(range(1, int(completed) + 1)):

@@ -64,9 +64,26 @@ RUN_KEYS = ("dataset", "arch", "control", "rho", "seed")
 CELL_KEYS = ("batch_size", "lr")
 
 
-def run_keys(*tables: pd.DataFrame) -> list[str]:
-    """RUN_KEYS, and the CELL_KEYS that every one of `tables` carries."""
-    return [*RUN_KEYS, *(k for k in CELL_KEYS if all(k in table.columns for table in tables))]
+def cell_keys(*tables: pd.DataFrame) -> list[str]:
+    """The CELL_KEYS that every one of `tables` carries (a batch x lr sweep's grid and history both do)."""
+    return [key for key in CELL_KEYS if all(key in table.columns for table in tables)]
+
+
+def as_number(value) -> float | None:
+    """A JSON/pandas number as a float (None for missing or NaN), so keys from any source compare equal."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def run_identity(row, cells: Sequence[str] = ()) -> tuple:
+    """What matches a run's row of a grid summary to its rows of the per-epoch history (one source for the
+    verdicts here and for `store.load_history`): RUN_KEYS, the SAM radius rounded and None for a control without
+    SAM (whatever its row says), and the `cells` columns (`cell_keys`)."""
+    rho = as_number(row.get("rho")) if str(row.get("control")).endswith("_sam") else None
+    seed = as_number(row.get("seed"))
+    return (row.get("dataset"), row.get("arch"), row.get("control"), None if seed is None else int(seed),
+            None if rho is None else round(rho, 6), *(as_number(row.get(column)) for column in cells))
+
+
 #: Where a grid's per-run row keeps the accuracy on the measured images (metrics.json's measured_set), and the
 #: column an older run falls back to (its train accuracy, measured on the same images: the fixed augmented
 #: copy for augmentation controls, the clean images otherwise).
@@ -76,11 +93,6 @@ ACCURACY_COLUMNS = ("measured_set.accuracy", "train_accuracy")
 def criterion() -> str:
     """The criterion in words, for the pages: 'a run reached a minimum when it has ...' (from CRITERION)."""
     return f"a run reached a minimum when it has {CRITERION}"
-
-
-def _key(values) -> tuple:
-    """A run's RUN_KEYS values as a hashable key (NaN rho of non-SAM runs made None, so it matches)."""
-    return tuple(None if isinstance(v, float) and math.isnan(v) else v for v in values)
 
 
 def _measured_accuracy(run: dict) -> float | None:
@@ -105,17 +117,18 @@ def check(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     missing = [k for k in RUN_KEYS if k not in runs.columns]
     if missing:
         raise ValueError(f"runs lack the columns {missing}; a grid's per-run rows carry {list(RUN_KEYS)}")
-    by_run = {}
-    keys = run_keys(runs, history) if len(history) else list(RUN_KEYS)
+    cells = cell_keys(runs, history) if len(history) else []
+    keys, at = [*RUN_KEYS, *cells], {}
     if len(history):
         for column in ("epoch", "train_loss"):
             if column not in history.columns:
                 raise ValueError(f"the per-epoch history has no {column!r} column; it has {sorted(history.columns)}")
-        for values, block in history.groupby([k for k in keys if k in history.columns], dropna=False, sort=False):
-            by_run[_key(values)] = _rows(block)
+        for position, row in enumerate(history.to_dict("records")):
+            at.setdefault(run_identity(row, cells), []).append(position)
+    by_run = {identity: _rows(history.iloc[positions]) for identity, positions in at.items()}
     rows = []
     for run in runs.to_dict("records"):
-        rows_of_run = by_run.get(_key([run.get(k) for k in keys]), [])
+        rows_of_run = by_run.get(run_identity(run, cells), [])
         accuracy = _measured_accuracy(run)
         if run.get("status", "finished") != "finished":
             at_minimum, reason = False, "did not finish"
@@ -142,9 +155,9 @@ def check(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
 
 def at_minimum(runs: pd.DataFrame, checked: pd.DataFrame) -> pd.DataFrame:
     """The rows of `runs` that `checked` (a `check`) finds at a minimum."""
-    keys = run_keys(runs, checked)
-    reached = {_key(values) for values in checked.loc[checked["at_minimum"], keys].itertuples(index=False)}
-    keep = [_key(values) in reached for values in runs[keys].itertuples(index=False)]
+    cells = cell_keys(runs, checked)
+    reached = {run_identity(row, cells) for row in checked[checked["at_minimum"]].to_dict("records")}
+    keep = [run_identity(row, cells) in reached for row in runs.to_dict("records")]
     return runs[np.array(keep, dtype=bool)] if len(runs) else runs
 
 
