@@ -116,12 +116,12 @@ def test_figure1_claims_cell_by_cell():
     assert "1 of 2 cells" in finding.sentence
     assert "moves every control's Fisher-Rao norm beyond its seeds' range at 1 of 1 batch size." in finding.sentence
     assert ("At batch 128, from lr 0.001 to lr 0.01 the Fisher-Rao norm moves beyond its seeds' range for 6 of 6 "
-            "controls: baseline (2 to 4), baseline_sam (2 to 4), aug (2 to 4), aug_sam (6 to 12), wd (2 to 4), "
+            "controls, all higher at lr 0.01: baseline (2 to 4), baseline_sam (2 to 4), aug (2 to 4), aug_sam (6 to 12), wd (2 to 4), "
             "wd_sam (2 to 4).") in finding.sentence
     across_batch = across.figure1_claims(with_every_control(batch_lr_runs()).assign(batch_size=lambda t: np.where(t["lr"] == 1e-3, 256, 128),
                                                                 lr=0.01))
     assert ("At lr 0.01, from batch 128 to batch 256 the Fisher-Rao norm moves beyond its seeds' range for 6 of 6 "
-            "controls: baseline (4 to 2),") in across_batch.sentence
+            "controls, all lower at batch 256: baseline (4 to 2),") in across_batch.sentence
     assert "one learning rate counted, so its effect on sharpness is not judged yet." in across_batch.sentence
     assert finding.sentence.endswith("Control means; seeds per cell, the fewest of any control: batch 128, lr 0.001: 2; "
                                      "batch 128, lr 0.01: 2.")
@@ -141,6 +141,24 @@ def test_figure1_claims_cell_by_cell():
     assert short.status == across.TOO_FEW and short.sentence.endswith("batch 256, lr 0.001 (0 seeds).")
 
 
+def test_a_step_that_sharpens_some_controls_and_flattens_others_says_both_ways():
+    """wd's seeds at lr 0.01 set to 1 (from 2 at lr 0.001): it falls while the five others rise from 2 (6) to 4 (12)."""
+    runs = with_every_control(batch_lr_runs())
+    runs.loc[runs.eval("control == 'wd' and lr == 0.01"), "fisher_rao_norm"] = 1.0
+    sentence = across.figure1_claims(runs).sentence
+    assert ("moves beyond its seeds' range for 6 of 6 controls (5 higher at lr 0.01, 1 lower): baseline (2 to 4), "
+            "baseline_sam (2 to 4), aug (2 to 4), aug_sam (6 to 12), wd (2 to 1), wd_sam (2 to 4).") in sentence
+
+
+def test_a_move_along_the_sweep_names_the_epochs_where_the_two_ends_trained_for_different_lengths():
+    runs = with_every_control(batch_lr_runs())
+    longer = across.figure1_claims(runs.assign(epochs=np.where(runs["lr"] == 1e-3, 1200, 120)))
+    assert list(longer.table["epochs"]) == [1200, 120]
+    assert "At batch 128, from lr 0.001 (1,200 epochs) to lr 0.01 (120 epochs) the Fisher-Rao norm moves" in longer.sentence
+    same = across.figure1_claims(runs.assign(epochs=120)).sentence
+    assert "At batch 128, from lr 0.001 to lr 0.01 the Fisher-Rao norm moves" in same and "epochs)" not in same
+
+
 @pytest.mark.parametrize("seeds_low_lr, seeds_high_lr, apart", [
     ((1.5, 2.5), (3.5, 4.5), True),   # means 2 and 4, the seeds 1 apart
     ((1.0, 3.0), (2.5, 5.5), False),  # the same means, seed 1 at lr 0.001 above seed 0 at lr 0.01
@@ -156,7 +174,8 @@ def test_figure1_claims_say_whether_the_baselines_move_exceeds_its_seeds(seeds_l
             runs.loc[runs.eval(f"control == 'baseline' and lr == {lr} and seed == {seed}"), "fisher_rao_norm"] = value
     finding = across.figure1_claims(runs)
     low, high = (f"{min(v):g}-{max(v):g}" for v in (seeds_low_lr, seeds_high_lr))
-    moved = "6 of 6 controls: baseline (2 to 4), baseline_sam" if apart else "5 of 6 controls: baseline_sam"
+    moved = ("6 of 6 controls, all higher at lr 0.01: baseline (2 to 4), baseline_sam" if apart
+             else "5 of 6 controls, all higher at lr 0.01: baseline_sam")
     assert f"from lr 0.001 to lr 0.01 the Fisher-Rao norm moves beyond its seeds' range for {moved}" in finding.sentence
     assert (f"; not the baseline's (2, seeds {low}, to 4, seeds {high})." in finding.sentence) == (not apart)
     assert finding.status == "holds in part"  # aug_sam is best in one cell of two, whether or not the lr moves

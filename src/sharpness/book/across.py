@@ -220,6 +220,9 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
     # what each mean rests on: the fewest runs at a minimum of any control, one never run counting 0
     seeds = minima_per_control(runs, CELL, seeds_needed).set_index(list(CELL))["fewest"]
     spread = seed_spread(runs, measure)
+    # a cell's epochs, where the runs record them (a lower lr is given more epochs to reach a minimum)
+    epochs = (runs.groupby(list(CELL))["epochs"].agg(lambda e: int(e.iloc[0]) if e.nunique() == 1 else None)
+              if "epochs" in runs.columns else pd.Series(dtype=object))
     higher = HIGHER_IS_BETTER.get(quality, True)
     rows = []
     for (batch, lr), block in means.groupby(list(CELL), sort=True):
@@ -228,7 +231,8 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
         pair = {"aug_sam", "baseline"} <= set(block.index)
         best = (block[quality].idxmax() if higher else block[quality].idxmin()) if pair else None
         baseline = spread.reindex([(batch, lr, "baseline")]).iloc[0]
-        rows.append({"cell": cell_label(batch, lr), "batch_size": batch, "lr": lr, "best control": best,
+        rows.append({"cell": cell_label(batch, lr), "batch_size": batch, "lr": lr, "epochs": epochs.get((batch, lr)),
+                     "best control": best,
                      "aug_sam best": best == "aug_sam" if pair else None,
                      "aug_sam sharper than baseline": bool(block.loc["aug_sam", measure] > block.loc["baseline", measure])
                      if pair else None,
@@ -301,11 +305,13 @@ class AxisMove:
     ends: tuple[str, str]  # 'lr 0.001', 'lr 0.01'
     means: dict[str, tuple[float, float]]
     ranges: dict[str, tuple[tuple[float, float], tuple[float, float]]]  # (lowest, highest seed) at each end
+    epochs: tuple[int | None, int | None] = (None, None)  # each end's training length, where its runs record one
 
     @classmethod
     def of(cls, spread: pd.DataFrame, fixed: str, block: pd.DataFrame, varied: str) -> "AxisMove":
         low, high = (row for _, row in block.sort_values(varied).iloc[[0, -1]].iterrows())
         ends = tuple(f"lr {float(row['lr']):g}" if varied == "lr" else f"batch {int(row['batch_size'])}" for row in (low, high))
+        epochs = tuple(int(row["epochs"]) if pd.notna(row.get("epochs")) else None for row in (low, high))
         means, ranges = {}, {}
         for control in CONTROLS:
             at = [spread.reindex([(row["batch_size"], row["lr"], control)]).iloc[0] for row in (low, high)]
@@ -313,7 +319,7 @@ class AxisMove:
                 continue
             means[control] = (at[0]["mean"], at[1]["mean"])
             ranges[control] = ((at[0]["min"], at[0]["max"]), (at[1]["min"], at[1]["max"]))
-        return cls(fixed, varied, ends, means, ranges)
+        return cls(fixed, varied, ends, means, ranges, epochs)
 
     @property
     def moved(self) -> dict[str, bool]:
@@ -325,13 +331,21 @@ class AxisMove:
         return bool(self.moved) and all(self.moved.values())
 
     def sentence(self, name: str) -> str:
-        """'At batch 128, from lr 0.001 to lr 0.01 the Fisher-Rao norm moves beyond its seeds' range for 2 of 6
-        controls: aug (0.738 to 1.73), ...; not the baseline's (0.123, seeds 0.121-0.125, to 0.119, seeds ...).'"""
+        """'At batch 128, from lr 0.001 (1,200 epochs) to lr 0.01 (120 epochs) the Fisher-Rao norm moves beyond its
+        seeds' range for 2 of 6 controls, all higher at lr 0.01: aug (0.738 to 1.73), ...; not the baseline's
+        (0.123, seeds 0.121-0.125, to 0.119, seeds ...).' The epochs are named where the two ends differ."""
         verdicts = self.moved
         moved = [c for c, apart in verdicts.items() if apart]
         listed = ", ".join(f"{c} ({self.means[c][0]:.3g} to {self.means[c][1]:.3g})" for c in moved)
-        text = (f"At {self.fixed}, from {self.ends[0]} to {self.ends[1]} the {name} moves beyond its seeds' range for "
-                f"{len(moved)} of {len(verdicts)} controls" + (f": {listed}" if moved else ""))
+        rose = sum(self.means[c][1] > self.means[c][0] for c in moved)
+        # which way: the same step can sharpen some controls and flatten others
+        way = ("" if not moved else f", all {'higher' if rose else 'lower'} at {self.ends[1]}" if rose in (0, len(moved))
+               else f" ({rose} higher at {self.ends[1]}, {len(moved) - rose} lower)")
+        # a move along the sweep may also change the training length (a cell runs until it reaches a minimum)
+        start, end = (label + (f" ({epochs:,} epochs)" if epochs is not None and len(set(self.epochs)) > 1 else "")
+                      for label, epochs in zip(self.ends, self.epochs))
+        text = (f"At {self.fixed}, from {start} to {end} the {name} moves beyond its seeds' range for "
+                f"{len(moved)} of {len(verdicts)} controls{way}" + (f": {listed}" if moved else ""))
         if verdicts.get("baseline") is False:
             (low, high), ((a, b), (c, d)) = self.means["baseline"], self.ranges["baseline"]
             text += f"; not the baseline's ({low:.3g}, seeds {a:.3g}-{b:.3g}, to {high:.3g}, seeds {c:.3g}-{d:.3g})"
