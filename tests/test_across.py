@@ -337,7 +337,8 @@ def test_figures_and_tables_name_the_families_as_the_page_does():
     scales = figures.scales(table, ["fisher_rao_norm"], title="t")
     assert list(scales.data[0].x) == ["ResNet-8", "ViT (3 blocks, patch 4)"]
     simpson = figures.simpson(table, "fisher_rao_norm", "test_accuracy", title="t")
-    assert {"ResNet-8", "ResNet-8 trend (slope +0.485 per decade)"}  # least squares on log10 x, by hand <= {trace.name for trace in simpson.data}
+    # least squares on log10 x, by hand
+    assert {"ResNet-8", "ResNet-8 trend (slope +0.485 per decade)"} <= {trace.name for trace in simpson.data}
     named = across.named_networks(across.simpson(table, "fisher_rao_norm", "test_accuracy").table)
     assert list(named["network"]) == [NETWORK_NAMES["resnet_small"], NETWORK_NAMES["vit_small"], "pooled"]
     # The paper's networks keep their own names; an unknown key is shown as it is (it was validated on loading).

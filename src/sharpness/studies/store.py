@@ -15,7 +15,6 @@ import os
 import pickle
 import platform
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
