@@ -87,7 +87,6 @@ def test_bad_names_and_severities_are_refused(images):
 def test_pixelate_matches_pil_box_resizing(images, severity):
     """The published pixelate is PIL's BOX resize down and back up; ours agrees to rounding."""
     import numpy as np
-    import numpy as np
     from PIL import Image
 
     factor = corruptions.CIFAR_SEVERITY["pixelate"][severity - 1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 import re
 import tarfile
 from pathlib import Path
@@ -387,7 +386,7 @@ SWEEP = ["sweep", "--controls", "baseline", "--epochs", "1", "--batch-size", "25
 
 def test_a_seed_given_twice_is_one_run_and_a_second_sweep_merges_into_the_summary(tmp_path):
     from sharpness.book import stats
-    from sharpness.studies import registry, store
+    from sharpness.studies import store
     from sharpness.__main__ import main as cli
 
     summary = tmp_path / "grid.json"
@@ -405,8 +404,7 @@ def test_a_seed_given_twice_is_one_run_and_a_second_sweep_merges_into_the_summar
 
 
 def test_a_grid_holding_a_run_twice_is_refused_naming_the_file(tmp_path):
-    from sharpness.book import stats
-    from sharpness.studies import registry, store
+    from sharpness.studies import store
 
     path = tmp_path / "doubled.json"
     path.write_bytes(grid_document([grid_row(seed=0), grid_row(seed=1), grid_row(seed=0, test_accuracy=0.9)]))
@@ -431,8 +429,7 @@ def history_csv(rows, epochs=3) -> str:
 
 
 def test_a_truncated_history_is_refused_naming_the_file(tmp_path):
-    from sharpness.book import stats
-    from sharpness.studies import registry, store
+    from sharpness.studies import store
 
     rows = [grid_row(seed=s, epochs=3, epochs_completed=3) for s in (0, 1)]
     grid = tmp_path / "g.json"
@@ -503,8 +500,7 @@ def test_a_grid_without_a_baseline_reproduces_nothing(tmp_path):
 def test_an_infinite_mean_is_no_comparison_and_an_infinite_finished_measure_is_refused(tmp_path):
     import pandas as pd
 
-    from sharpness.book import stats
-    from sharpness.studies import registry, store
+    from sharpness.studies import store
 
     summary = pd.DataFrame([{"dataset": "d", "arch": "a", "metric": "test_accuracy", "control": c, "rho": np.nan, "mean": m}
                             for c, m in (("baseline", 0.5), ("aug", 0.6), ("wd", float("inf")), ("aug_sam", 0.4))])
@@ -519,7 +515,6 @@ def test_an_infinite_mean_is_no_comparison_and_an_infinite_finished_measure_is_r
 
 
 def test_a_truncated_grid_json_is_refused_naming_it(tmp_path):
-    from sharpness.book import stats
     from sharpness.studies import registry, store
 
     path = tmp_path / "cut.json"
@@ -714,8 +709,7 @@ def test_a_pickled_prediction_tensor_is_refused_naming_it(tmp_path):
 
     import torch
 
-    from sharpness.book import stats
-    from sharpness.studies import registry, store
+    from sharpness.studies import store
     from sharpness.measuring.evaluate import PREDICTIONS_FILE
 
     torch.save({"predictions": argparse.Namespace(code="would run")}, tmp_path / PREDICTIONS_FILE)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
 
 from ...toys import toy
 from .live import live_figure, sync_state
