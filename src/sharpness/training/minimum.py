@@ -103,10 +103,10 @@ def _measured_accuracy(run: dict) -> float | None:
     return None
 
 
-def _rows(block: pd.DataFrame) -> list[dict]:
+def _rows(records: list[dict]) -> list[dict]:
     """A run's history as `reached_minimum` reads it: epoch order, missing values dropped per row."""
     return [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
-            for row in block.sort_values("epoch").to_dict("records")]
+            for row in sorted(records, key=lambda row: row["epoch"])]
 
 
 def check(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
@@ -118,14 +118,14 @@ def check(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"runs lack the columns {missing}; a grid's per-run rows carry {list(RUN_KEYS)}")
     cells = cell_keys(runs, history) if len(history) else []
-    keys, at = [*RUN_KEYS, *cells], {}
+    keys, records = [*RUN_KEYS, *cells], {}
     if len(history):
         for column in ("epoch", "train_loss"):
             if column not in history.columns:
                 raise ValueError(f"the per-epoch history has no {column!r} column; it has {sorted(history.columns)}")
-        for position, row in enumerate(history.to_dict("records")):
-            at.setdefault(run_identity(row, cells), []).append(position)
-    by_run = {identity: _rows(history.iloc[positions]) for identity, positions in at.items()}
+        for row in history.to_dict("records"):
+            records.setdefault(run_identity(row, cells), []).append(row)
+    by_run = {identity: _rows(rows) for identity, rows in records.items()}
     rows = []
     for run in runs.to_dict("records"):
         rows_of_run = by_run.get(run_identity(run, cells), [])
