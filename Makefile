@@ -21,8 +21,9 @@ book: $(STAMP)
 	TQDM_DISABLE=1 $(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going
 	$(PY) -m sharpness.book check _build/html
 
-## Run the test suite.
+## Lint (pyflakes' rules: unused or undefined names, asserts that cannot fail), then run the test suite.
 test: $(STAMP)
+	$(PY) -m ruff check --no-cache src tests bench
 	$(PY) -m pytest -q
 
 ## Run every benchmark under bench/ that needs no arguments (each measures on the CPU here, and on the GPU where one
