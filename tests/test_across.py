@@ -364,3 +364,33 @@ def test_figure1_takes_a_controls_mean_within_each_cell_and_marks_cells_apart():
     # one entry per control, and one per cell keying its marker (the points' symbols above)
     assert legend == {("baseline", "baseline", ("circle", "circle")), ("aug_sam", "aug_sam", ("circle", "circle")),
                       ("batch 128, lr 0.001", "settings", "circle"), ("batch 128, lr 0.01", "settings", "square")}
+
+
+def four_cells(scale_256):
+    """Batch 128's two cells as in batch_lr_runs, and batch 256's the same with each run's Fisher-Rao norm times
+    scale_256[lr]; lr 0.001 trains 1,200 epochs at both batch sizes, lr 0.01 120 at batch 128 and 360 at batch 256."""
+    small = with_every_control(batch_lr_runs())
+    large = small.assign(batch_size=256, fisher_rao_norm=small["fisher_rao_norm"] * small["lr"].map(scale_256))
+    runs = pd.concat([small, large], ignore_index=True)
+    return runs.assign(epochs=np.select([runs["lr"] == 1e-3, runs["batch_size"] == 128], [1200, 120], 360))
+
+
+def test_a_step_that_goes_one_way_at_one_lr_and_the_other_way_at_another_is_called_a_reversal():
+    """Batch 256 raises every control's norm by half at lr 0.001 (2 -> 3) and halves it at lr 0.01 (4 -> 2)."""
+    sentence = across.figure1_claims(four_cells({1e-3: 1.5, 1e-2: 0.5})).sentence
+    assert ("So the batch size's effect on the Fisher-Rao norm reverses with the learning rate: at lr 0.001 the controls "
+            "that move are all higher at batch 256 than at batch 128; at lr 0.01 all lower at batch 256 than at batch "
+            "128; the two ends also trained for different lengths at lr 0.01 (120 against 360 epochs), so there the "
+            "move is the training length's as much as the batch size's.") in sentence
+    # along lr the same numbers reverse too: 2 -> 4 at batch 128, 3 -> 2 at batch 256
+    assert ("So the learning rate's effect on the Fisher-Rao norm reverses with the batch size: at batch 128 the "
+            "controls that move are all higher at lr 0.01 than at lr 0.001; at batch 256 all lower at lr 0.01 than at "
+            "lr 0.001; the two ends also trained for different lengths at batch 128 (1,200 against 120 epochs) and "
+            "at batch 256 (1,200 against 360 epochs), so there") in sentence
+
+
+def test_no_reversal_where_every_line_of_an_axis_moves_the_same_way():
+    """Batch 256 halves every norm at both lrs: the batch size lowers it at both, the lr raises it at both."""
+    sentence = across.figure1_claims(four_cells({1e-3: 0.5, 1e-2: 0.5})).sentence
+    assert "all lower at batch 256" in sentence and "all higher at lr 0.01" in sentence
+    assert "reverses" not in sentence

@@ -261,7 +261,7 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
     seeds = "; ".join(f"{cell}: {count}" for cell, count in zip(counted["cell"], counted["seeds"]))
     sentence = (f"aug_sam is the best control by {label} in {int(counted['aug_sam best'].sum())} of {len(counted)} cells and "
                 f"sharper than the baseline by {name} in {int(counted['aug_sam sharper than baseline'].sum())}" + lr_part
-                + "." + "".join(f" {axis.sentence(name)}" for axis in axes)
+                + "." + "".join(f" {axis.sentence(name)}" for axis in axes) + reversals(axes, name)
                 + f" Control means; seeds per cell, the fewest of any control: {seeds}." + waiting)
     return Finding(status, sentence, table)
 
@@ -283,6 +283,9 @@ def sharpness_per_cell(runs: pd.DataFrame, measure: str = "fisher_rao_norm") -> 
     table = table.reindex([control for control in CONTROLS if control in table.index])
     table.columns = [cell_label(batch, lr) for batch, lr in table.columns]
     return table.rename_axis("control").reset_index()
+
+
+AXIS_NAMES = {"lr": "learning rate", "batch_size": "batch size"}
 
 
 def _sweep_axes(cells: pd.DataFrame):
@@ -330,6 +333,16 @@ class AxisMove:
     def every_control_moved(self) -> bool:
         return bool(self.moved) and all(self.moved.values())
 
+    @property
+    def direction(self) -> str | None:
+        """'higher' or 'lower': where every control that moved went at the far end; None where none moved or they split."""
+        rose = {self.means[c][1] > self.means[c][0] for c, apart in self.moved.items() if apart}
+        return None if len(rose) != 1 else "higher" if rose.pop() else "lower"
+
+    @property
+    def epochs_differ(self) -> bool:
+        return None not in self.epochs and self.epochs[0] != self.epochs[1]
+
     def sentence(self, name: str) -> str:
         """'At batch 128, from lr 0.001 (1,200 epochs) to lr 0.01 (120 epochs) the Fisher-Rao norm moves beyond its
         seeds' range for 2 of 6 controls, all higher at lr 0.01: aug (0.738 to 1.73), ...; not the baseline's
@@ -339,10 +352,10 @@ class AxisMove:
         listed = ", ".join(f"{c} ({self.means[c][0]:.3g} to {self.means[c][1]:.3g})" for c in moved)
         rose = sum(self.means[c][1] > self.means[c][0] for c in moved)
         # which way: the same step can sharpen some controls and flatten others
-        way = ("" if not moved else f", all {'higher' if rose else 'lower'} at {self.ends[1]}" if rose in (0, len(moved))
+        way = ("" if not moved else f", all {self.direction} at {self.ends[1]}" if self.direction
                else f" ({rose} higher at {self.ends[1]}, {len(moved) - rose} lower)")
         # a move along the sweep may also change the training length (a cell runs until it reaches a minimum)
-        start, end = (label + (f" ({epochs:,} epochs)" if epochs is not None and len(set(self.epochs)) > 1 else "")
+        start, end = (label + (f" ({epochs:,} epochs)" if self.epochs_differ else "")
                       for label, epochs in zip(self.ends, self.epochs))
         text = (f"At {self.fixed}, from {start} to {end} the {name} moves beyond its seeds' range for "
                 f"{len(moved)} of {len(verdicts)} controls{way}" + (f": {listed}" if moved else ""))
@@ -350,6 +363,26 @@ class AxisMove:
             (low, high), ((a, b), (c, d)) = self.means["baseline"], self.ranges["baseline"]
             text += f"; not the baseline's ({low:.3g}, seeds {a:.3g}-{b:.3g}, to {high:.3g}, seeds {c:.3g}-{d:.3g})"
         return text + "."
+
+
+def reversals(axes: list[AxisMove], name: str) -> str:
+    """A sentence for each axis whose step moves the controls one way along one line of the sweep and the other way
+    along another ('the batch size's effect reverses with the learning rate'), naming the lines whose two ends also
+    trained for different lengths: there the move is the axis's and the training length's together."""
+    text = ""
+    for varied, held in (("lr", "batch_size"), ("batch_size", "lr")):
+        lines = [axis for axis in axes if axis.varied == varied and axis.direction]
+        if {axis.direction for axis in lines} != {"higher", "lower"}:
+            continue
+        ways = "; ".join(f"at {axis.fixed} {'the controls that move are ' * (not at)}all {axis.direction} at "
+                         f"{axis.ends[1]} than at {axis.ends[0]}" for at, axis in enumerate(lines))
+        longer = [f"at {axis.fixed} ({axis.epochs[0]:,} against {axis.epochs[1]:,} epochs)"
+                  for axis in lines if axis.epochs_differ]
+        longer = " and ".join([", ".join(longer[:-1]), longer[-1]] if len(longer) > 1 else longer)
+        text += (f" So the {AXIS_NAMES[varied]}'s effect on the {name} reverses with the {AXIS_NAMES[held]}: {ways}"
+                 + (f"; the two ends also trained for different lengths {longer}, so there the move is the training "
+                    f"length's as much as the {AXIS_NAMES[varied]}'s" if longer else "") + ".")
+    return text
 
 
 # --- reading committed grids (what the chapter and the ledger call) ----------------------------------------
