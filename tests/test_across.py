@@ -394,3 +394,20 @@ def test_no_reversal_where_every_line_of_an_axis_moves_the_same_way():
     sentence = across.figure1_claims(four_cells({1e-3: 0.5, 1e-2: 0.5})).sentence
     assert "all lower at batch 256" in sentence and "all higher at lr 0.01" in sentence
     assert "reverses" not in sentence
+
+
+def test_the_sweep_figure_draws_each_controls_seed_mean_and_range_per_lr_against_the_batch_size():
+    """Seed 1 of every run at batch 256, lr 0.01 doubled: baseline's seeds there 2 and 4 (from 4 x 0.5 = 2), mean 3,
+    bars down 1 and up 1; at batch 128 both seeds agree (no bar)."""
+    from sharpness.book.figures import across as figures
+
+    runs = four_cells({1e-3: 1.5, 1e-2: 0.5})
+    runs.loc[runs.eval("batch_size == 256 and lr == 0.01 and seed == 1"), "fisher_rao_norm"] *= 2
+    drawn = figures.sweep_moves(runs, "fisher_rao_norm", title="t")
+    assert [a.text for a in drawn.layout.annotations] == list(CONTROLS)  # a panel per control, the paper's order
+    baseline = {t.name: t for t in drawn.data if t.xaxis == "x"}
+    assert list(baseline["lr 0.001"].x) == ["batch 128", "batch 256"] and list(baseline["lr 0.001"].y) == [2.0, 3.0]
+    assert list(baseline["lr 0.01"].y) == [4.0, 3.0]
+    assert list(baseline["lr 0.01"].error_y.array) == [0.0, 1.0] and list(baseline["lr 0.01"].error_y.arrayminus) == [0.0, 1.0]
+    assert sum(t.showlegend for t in drawn.data) == 2 and drawn.layout.yaxis.type == "log"
+    assert "Not run yet" in figures.sweep_moves(pd.DataFrame(), "fisher_rao_norm", title="t").layout.annotations[0].text

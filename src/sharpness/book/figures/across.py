@@ -67,3 +67,34 @@ def scales(points: pd.DataFrame, measures, title: str) -> go.Figure:
         figure.update_yaxes(type="log", title_text="(log)" if column == 1 else None, row=1, col=column)
     figure.update_layout(title=title, height=460)
     return figure
+
+
+LR_LINES = (("#2b2b2b", "solid"), ("#c44e52", "dash"), ("#4c72b0", "dot"))  # one look per lr, the same in every panel
+
+
+def sweep_moves(runs: pd.DataFrame, measure: str, title: str) -> go.Figure:
+    """A panel per control: its mean `measure` (bars: lowest to highest seed) against the batch size, a line per
+    learning rate. Lines that slope the same way say the batch size moves every lr alike; lines that cross say its
+    effect reverses with the lr, which G.1's sentences state in words (`across.figure1_claims`)."""
+    if not len(runs):
+        return not_run(title, "Not run yet: no batch x learning-rate run of ours at a minimum is committed.")
+    spread = across.seed_spread(runs, measure).reset_index()
+    controls = [control for control in result_figures.CONTROL_COLOURS if control in set(spread["control"])]
+    columns = 3
+    figure = make_subplots(rows=-(-len(controls) // columns), cols=columns, subplot_titles=controls,
+                           horizontal_spacing=0.07, vertical_spacing=0.14)
+    for at, control in enumerate(controls):
+        row, col = divmod(at, columns)
+        for (lr, block), (colour, dash) in zip(spread[spread["control"] == control].groupby("lr"), LR_LINES):
+            block = block.sort_values("batch_size")
+            figure.add_scatter(
+                x=block["batch_size"].map(lambda b: f"batch {int(b)}"), y=block["mean"], mode="lines+markers",
+                name=f"lr {lr:g}", legendgroup=f"lr {lr:g}", showlegend=at == 0,
+                line=dict(color=colour, dash=dash), marker=dict(size=9),
+                error_y=dict(type="data", symmetric=False, array=block["max"] - block["mean"],
+                             arrayminus=block["mean"] - block["min"]),
+                hovertemplate=f"{control}, lr {lr:g}, %{{x}}: %{{y:.3g}}<extra></extra>", row=row + 1, col=col + 1)
+        figure.update_yaxes(type="log", row=row + 1, col=col + 1)
+    figure.update_yaxes(title_text=f"{result_figures.label(measure)} (log)", col=1)
+    figure.update_layout(title=title, height=330 * -(-len(controls) // columns), legend_title_text="learning rate")
+    return figure
