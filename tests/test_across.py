@@ -410,4 +410,9 @@ def test_the_sweep_figure_draws_each_controls_seed_mean_and_range_per_lr_against
     assert list(baseline["lr 0.01"].y) == [4.0, 3.0]
     assert list(baseline["lr 0.01"].error_y.array) == [0.0, 1.0] and list(baseline["lr 0.01"].error_y.arrayminus) == [0.0, 1.0]
     assert sum(t.showlegend for t in drawn.data) == 2 and drawn.layout.yaxis.type == "log"
+    # wd never run at lr 0.001: its one line keeps lr 0.01's look (the baseline's), not lr 0.001's
+    without = figures.sweep_moves(runs.query("not (control == 'wd' and lr == 0.001)"), "fisher_rao_norm", title="t")
+    wd_panel = without.layout.annotations.index(next(a for a in without.layout.annotations if a.text == "wd")) + 1
+    (wd,) = [t for t in without.data if t.xaxis == f"x{wd_panel}"]
+    assert wd.name == "lr 0.01" and wd.line.dash == baseline["lr 0.01"].line.dash != baseline["lr 0.001"].line.dash
     assert "Not run yet" in figures.sweep_moves(pd.DataFrame(), "fisher_rao_norm", title="t").layout.annotations[0].text

@@ -80,13 +80,15 @@ def sweep_moves(runs: pd.DataFrame, measure: str, title: str) -> go.Figure:
         return not_run(title, "Not run yet: no batch x learning-rate run of ours at a minimum is committed.")
     spread = across.seed_spread(runs, measure).reset_index()
     controls = [control for control in result_figures.CONTROL_COLOURS if control in set(spread["control"])]
+    looks = dict(zip(sorted(spread["lr"].unique()), LR_LINES))  # by the lr itself: a control missing one keeps the rest's
+    batches = [f"batch {int(b)}" for b in sorted(spread["batch_size"].unique())]
     columns = 3
     figure = make_subplots(rows=-(-len(controls) // columns), cols=columns, subplot_titles=controls,
                            horizontal_spacing=0.07, vertical_spacing=0.14)
     for at, control in enumerate(controls):
         row, col = divmod(at, columns)
-        for (lr, block), (colour, dash) in zip(spread[spread["control"] == control].groupby("lr"), LR_LINES):
-            block = block.sort_values("batch_size")
+        for lr, block in spread[spread["control"] == control].groupby("lr"):
+            (colour, dash), block = looks[lr], block.sort_values("batch_size")
             figure.add_scatter(
                 x=block["batch_size"].map(lambda b: f"batch {int(b)}"), y=block["mean"], mode="lines+markers",
                 name=f"lr {lr:g}", legendgroup=f"lr {lr:g}", showlegend=at == 0,
@@ -95,6 +97,7 @@ def sweep_moves(runs: pd.DataFrame, measure: str, title: str) -> go.Figure:
                              arrayminus=block["mean"] - block["min"]),
                 hovertemplate=f"{control}, lr {lr:g}, %{{x}}: %{{y:.3g}}<extra></extra>", row=row + 1, col=col + 1)
         figure.update_yaxes(type="log", row=row + 1, col=col + 1)
+    figure.update_xaxes(categoryorder="array", categoryarray=batches)
     figure.update_yaxes(title_text=f"{result_figures.label(measure)} (log)", col=1)
     figure.update_layout(title=title, height=330 * -(-len(controls) // columns), legend_title_text="learning rate")
     return figure
