@@ -99,5 +99,6 @@ def sweep_moves(runs: pd.DataFrame, measure: str, title: str) -> go.Figure:
         figure.update_yaxes(type="log", row=row + 1, col=col + 1)
     figure.update_xaxes(categoryorder="array", categoryarray=batches)
     figure.update_yaxes(title_text=f"{result_figures.label(measure)} (log)", col=1)
-    figure.update_layout(title=title, height=330 * -(-len(controls) // columns), legend_title_text="learning rate")
+    figure.update_layout(title=title, height=150 + 330 * -(-len(controls) // columns), margin=dict(t=160),
+                         legend_title_text="learning rate")  # room for a title of three lines
     return figure
