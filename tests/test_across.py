@@ -113,7 +113,8 @@ def test_figure1_claims_cell_by_cell():
     table = finding.table.set_index("cell")
     assert list(table["aug_sam best"]) == [False, True] and table["aug_sam sharper than baseline"].all()
     assert finding.status == "holds in part"
-    assert "1 of 2 cells" in finding.sentence
+    assert "best control by test accuracy in 1 of 2 cells (its lead over the runner-up beyond the seeds' range)" in finding.sentence
+    assert list(table[across.CLEAR_LEAD]) == [None, True]  # aug_sam's seeds 0.9, the baseline's 0.6
     assert "moves every control's Fisher-Rao norm beyond its seeds' range at 1 of 1 batch size." in finding.sentence
     assert ("At batch 128, from lr 0.001 to lr 0.01 the Fisher-Rao norm moves beyond its seeds' range for 6 of 6 "
             "controls, all higher at lr 0.01: baseline (2 to 4), baseline_sam (2 to 4), aug (2 to 4), aug_sam (6 to 12), wd (2 to 4), "
@@ -223,8 +224,8 @@ def test_figure1_claims_count_only_cells_with_the_seeds_asked_for():
     runs = runs.query("not (lr == 0.001 and seed == 1 and control == 'aug_sam')")
     assert across.figure1_claims(runs).status == "holds in part"  # every cell counted
     finding = across.figure1_claims(runs, seeds_needed=2)
-    assert finding.status == "holds in part" and "in 2 of 2 cells and sharper than the baseline by Fisher-Rao norm in 2; "\
-        "one learning rate counted" in finding.sentence
+    assert finding.status == "holds in part" and "in 2 of 2 cells (ahead of the runner-up beyond the seeds' range in 2 of "\
+        "them) and sharper than the baseline by Fisher-Rao norm in 2; one learning rate counted" in finding.sentence
     assert finding.sentence.endswith("Not counted yet, fewer than 2 seeds of some control: batch 128, lr 0.001 (1 seed).")
     table = finding.table.set_index("cell")
     assert list(table["counted"]) == [False, True, True] and table.loc["batch 128, lr 0.001", "seeds"] == 1
@@ -416,3 +417,19 @@ def test_the_sweep_figure_draws_each_controls_seed_mean_and_range_per_lr_against
     (wd,) = [t for t in without.data if t.xaxis == f"x{wd_panel}"]
     assert wd.name == "lr 0.01" and wd.line.dash == baseline["lr 0.01"].line.dash != baseline["lr 0.001"].line.dash
     assert "Not run yet" in figures.sweep_moves(pd.DataFrame(), "fisher_rao_norm", title="t").layout.annotations[0].text
+
+
+def test_aug_sams_lead_counts_as_clear_only_where_its_seeds_range_is_apart_from_the_runner_ups():
+    """At lr 0.01 aug_sam's seeds score 0.9 and 0.5 (mean 0.7, the best), the baseline's 0.6 and 0.6: the lead lies
+    inside aug_sam's range. A third cell (batch 256) where its seeds score 0.9 and 0.8 against the baseline's 0.6 is a
+    clear lead."""
+    runs = with_every_control(batch_lr_runs())
+    runs.loc[runs.eval("control == 'aug_sam' and lr == 0.01 and seed == 1"), "test_accuracy"] = 0.5
+    finding = across.figure1_claims(runs)
+    assert list(finding.table[across.CLEAR_LEAD]) == [None, False]
+    assert "in 1 of 2 cells (its lead over the runner-up within the seeds' range)" in finding.sentence
+    third = runs.query("lr == 0.01").assign(batch_size=256)
+    third.loc[third.eval("control == 'aug_sam' and seed == 1"), "test_accuracy"] = 0.8
+    both = across.figure1_claims(pd.concat([runs, third], ignore_index=True))
+    assert list(both.table[across.CLEAR_LEAD]) == [None, False, True]
+    assert "in 2 of 3 cells (ahead of the runner-up beyond the seeds' range in 1 of them)" in both.sentence

@@ -201,10 +201,14 @@ def cell_label(batch_size, lr) -> str:
     return f"batch {int(batch_size)}, lr {float(lr):g}"
 
 
+CLEAR_LEAD = "aug_sam ahead beyond the seeds' range"  # the G.1 table's column: its lead over the runner-up is no tie
+
+
 def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality: str = "test_accuracy",
                    seeds_needed: int = 1) -> Finding:
     """Appendix G.1 on a batch x lr grid: in each cell, is aug_sam the best control by `quality`, and sharper than
-    the baseline by `measure` (control means)? And does the learning rate move every control's absolute sharpness
+    the baseline by `measure` (control means; where aug_sam is best, whether its seeds' range of `quality` is apart
+    from the runner-up's, the sentence counting those cells)? And does the learning rate move every control's absolute sharpness
     (from the smallest to the largest lr at each batch size, beyond the control's seeds' range: a move inside the
     seeds' spread is no effect)? The batch size's move at each lr is reported the same way. Only cells with
     `seeds_needed` runs at a minimum of every control in CONTROLS count (a mean of one seed, or a cell missing a
@@ -219,7 +223,7 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
     means = control_means(runs, [measure, quality], by=CELL)
     # what each mean rests on: the fewest runs at a minimum of any control, one never run counting 0
     seeds = minima_per_control(runs, CELL, seeds_needed).set_index(list(CELL))["fewest"]
-    spread = seed_spread(runs, measure)
+    spread, quality_spread = seed_spread(runs, measure), seed_spread(runs, quality)
     # a cell's epochs, where the runs record them (a lower lr is given more epochs to reach a minimum)
     epochs = (runs.groupby(list(CELL))["epochs"].agg(lambda e: int(e.iloc[0]) if e.nunique() == 1 else None)
               if "epochs" in runs.columns else pd.Series(dtype=object))
@@ -229,11 +233,16 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
         block = block.set_index("control")
         # a cell without aug_sam or the baseline rests on 0 seeds of it: listed and named as not counted, not compared
         pair = {"aug_sam", "baseline"} <= set(block.index)
-        best = (block[quality].idxmax() if higher else block[quality].idxmin()) if pair else None
+        ranked = block[quality].sort_values(ascending=not higher).index if pair else []
+        best = ranked[0] if pair else None
+        # a lead inside the seeds' spread is no lead: aug_sam's seeds against the runner-up's
+        clear = (ranges_apart(*(tuple(quality_spread.loc[(batch, lr, control), ["min", "max"]]) for control in ranked[:2]))
+                 if best == "aug_sam" and len(ranked) > 1 else None)
         baseline = spread.reindex([(batch, lr, "baseline")]).iloc[0]
         rows.append({"cell": cell_label(batch, lr), "batch_size": batch, "lr": lr, "epochs": epochs.get((batch, lr)),
                      "best control": best,
                      "aug_sam best": best == "aug_sam" if pair else None,
+                     CLEAR_LEAD: clear,
                      "aug_sam sharper than baseline": bool(block.loc["aug_sam", measure] > block.loc["baseline", measure])
                      if pair else None,
                      "baseline sharpness": baseline["mean"], "baseline lowest seed": baseline["min"],
@@ -259,7 +268,11 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
                f"{len(lr_moves)} batch size{'s' * (len(lr_moves) != 1)}" if lr_moves
                else "; one learning rate counted, so its effect on sharpness is not judged yet")
     seeds = "; ".join(f"{cell}: {count}" for cell, count in zip(counted["cell"], counted["seeds"]))
-    sentence = (f"aug_sam is the best control by {label} in {int(counted['aug_sam best'].sum())} of {len(counted)} cells and "
+    best_cells = int(counted["aug_sam best"].sum())
+    clear_cells = int(counted[CLEAR_LEAD].eq(True).sum())
+    margin = ("" if not best_cells else f" (ahead of the runner-up beyond the seeds' range in {clear_cells} of them)"
+              if best_cells > 1 else f" (its lead over the runner-up {'beyond' if clear_cells else 'within'} the seeds' range)")
+    sentence = (f"aug_sam is the best control by {label} in {best_cells} of {len(counted)} cells{margin} and "
                 f"sharper than the baseline by {name} in {int(counted['aug_sam sharper than baseline'].sum())}" + lr_part
                 + "." + "".join(f" {axis.sentence(name)}" for axis in axes) + reversals(axes, name)
                 + f" Control means; seeds per cell, the fewest of any control: {seeds}." + waiting)
