@@ -233,7 +233,8 @@ def figure1_claims(runs: pd.DataFrame, measure: str = "fisher_rao_norm", quality
         block = block.set_index("control")
         # a cell without aug_sam or the baseline rests on 0 seeds of it: listed and named as not counted, not compared
         pair = {"aug_sam", "baseline"} <= set(block.index)
-        ranked = block[quality].sort_values(ascending=not higher).index if pair else []
+        # stable: among equal means the first control wins, as idxmax picked it before the runner-up was needed
+        ranked = block[quality].sort_values(ascending=not higher, kind="stable").index if pair else []
         best = ranked[0] if pair else None
         # a lead inside the seeds' spread is no lead: aug_sam's seeds against the runner-up's
         clear = (ranges_apart(*(tuple(quality_spread.loc[(batch, lr, control), ["min", "max"]]) for control in ranked[:2]))
@@ -387,7 +388,7 @@ def reversals(axes: list[AxisMove], name: str) -> str:
         lines = [axis for axis in axes if axis.varied == varied and axis.direction]
         if {axis.direction for axis in lines} != {"higher", "lower"}:
             continue
-        ways = "; ".join(f"at {axis.fixed} {'the controls that move are ' * (not at)}all {axis.direction} at "
+        ways = "; ".join(f"at {axis.fixed} {'' if at else 'the controls that move are '}all {axis.direction} at "
                          f"{axis.ends[1]} than at {axis.ends[0]}" for at, axis in enumerate(lines))
         longer = [f"at {axis.fixed} ({axis.epochs[0]:,} against {axis.epochs[1]:,} epochs)"
                   for axis in lines if axis.epochs_differ]
